@@ -1,0 +1,27 @@
+// The data plane's edges, as small interfaces with a real (native addon)
+// implementation and an in-memory one for tests (wireguard-go's pattern of
+// testing two complete devices against each other over channels).
+import type { FrameBatch } from '../dataplane/batch.js';
+
+/** A container's TAP: Ethernet frames in and out. */
+export interface FrameDevice {
+  readonly name: string;
+  /**
+   * Start delivering received frames. `onBatch` is called with a batch whose
+   * contents are valid only until it returns (the slab is reused). `onGone` is
+   * called once if the device disappears (e.g. its namespace was deleted).
+   */
+  start(onBatch: (batch: FrameBatch) => void, onGone?: (err: Error) => void): void;
+  /** Write `count` frames: bytes at slab[offs[k]] of length lens[k]. Returns frames written. */
+  write(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): number;
+  close(): void;
+}
+
+/** The underlay: full IPv4 packets out (raw socket, IP_HDRINCL), VXLAN datagrams in (UDP 4789). */
+export interface DatagramSocket {
+  /** Start delivering received UDP payloads (the VXLAN header first) with srcIp/srcPort set. */
+  start(onBatch: (batch: FrameBatch) => void): void;
+  /** Send `count` IPv4 packets (outer header included) to dsts[k]. Returns packets sent. */
+  send(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, count: number): number;
+  close(): void;
+}
