@@ -1,4 +1,16 @@
-// Placeholder: replaced by the TAP / raw socket / UDP batch addon.
+// silkworm_native: the syscalls the user-space data plane needs and Node does
+// not offer — TAP open/attach (TUNSETIFF, setns), batched TAP read/write driven
+// by uv_poll, raw IPv4 sendmmsg, UDP recvmmsg. No protocol logic here.
 #include <napi.h>
-static Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
+
+#include "tap.h"
+#include "udp.h"
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  silkworm::InitTap(env, exports);
+  silkworm::InitUdp(env, exports);
+  exports.Set("maxBatch", Napi::Number::New(env, silkworm::kMaxBatch));
+  return exports;
+}
+
 NODE_API_MODULE(silkworm_native, Init)

@@ -1,0 +1,218 @@
+#include "common.h"
+
+#include <string.h>
+
+namespace silkworm {
+
+Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err) {
+  const char* name = strerrorname_np(err);  // glibc >= 2.32
+  Napi::Error e = Napi::Error::New(env, what + ": " + strerror(err));
+  e.Set("code", Napi::String::New(env, name ? name : "EUNKNOWN"));
+  e.Set("errno", Napi::Number::New(env, err));
+  return e;
+}
+
+static bool GetTyped(Napi::Env env, const Napi::Value& v, const char* name, napi_typedarray_type want,
+                     const char* typeName, void** data, size_t* len) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want) {
+    Napi::TypeError::New(env, std::string(name) + " must be a " + typeName).ThrowAsJavaScriptException();
+    return false;
+  }
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, len, data, &ab, &off) != napi_ok) {
+    Napi::TypeError::New(env, std::string(name) + " could not be read").ThrowAsJavaScriptException();
+    return false;
+  }
+  // A detached buffer has no data; treat it as empty so bounds checks fail.
+  if (*data == nullptr) *len = 0;
+  return true;
+}
+
+bool GetBytes(Napi::Env env, const Napi::Value& v, const char* name, uint8_t** data, size_t* len) {
+  return GetTyped(env, v, name, napi_uint8_array, "Uint8Array", reinterpret_cast<void**>(data), len);
+}
+bool GetU32s(Napi::Env env, const Napi::Value& v, const char* name, uint32_t** data, size_t* len) {
+  return GetTyped(env, v, name, napi_uint32_array, "Uint32Array", reinterpret_cast<void**>(data), len);
+}
+bool GetU16s(Napi::Env env, const Napi::Value& v, const char* name, uint16_t** data, size_t* len) {
+  return GetTyped(env, v, name, napi_uint16_array, "Uint16Array", reinterpret_cast<void**>(data), len);
+}
+
+bool GetIndex(Napi::Env env, const Napi::Value& v, const char* name, uint32_t* out) {
+  if (!v.IsNumber()) {
+    Napi::TypeError::New(env, std::string(name) + " must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+    Napi::TypeError::New(env, std::string(name) + " must be an integer from 0 to 2^32-1")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+bool GetFd(Napi::Env env, const Napi::Value& v, int* out) {
+  uint32_t fd;
+  if (!GetIndex(env, v, "fd", &fd)) return false;
+  if (fd > 0x7fffffff) {
+    Napi::TypeError::New(env, "fd is out of range").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = static_cast<int>(fd);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// PollReader
+
+PollReader::~PollReader() {
+  // Normally close() ran already. If the object is collected without it, stop
+  // the handle here; libuv frees it in the close callback.
+  ClosePoll();
+  delete asyncCtx_;
+  asyncCtx_ = nullptr;
+}
+
+void PollReader::OnFatal(Napi::Env, int) {}
+
+bool PollReader::InitPoll(Napi::Env env, int fd, const char* resourceName) {
+  env_ = env;
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    Napi::Error::New(env, "could not get the event loop").ThrowAsJavaScriptException();
+    return false;
+  }
+  poll_ = new uv_poll_t;
+  int r = uv_poll_init(loop, poll_, fd);
+  if (r != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    ErrnoError(env, std::string(resourceName) + ": uv_poll_init", -r).ThrowAsJavaScriptException();
+    return false;
+  }
+  poll_->data = this;
+  asyncCtx_ = new Napi::AsyncContext(env, resourceName);
+  return true;
+}
+
+bool PollReader::StartPoll(Napi::Env env) {
+  if (closed_) {
+    Napi::Error::New(env, "the reader is closed").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (active_) return true;
+  int r = uv_poll_start(poll_, UV_READABLE, OnPoll);
+  if (r != 0) {
+    ErrnoError(env, "uv_poll_start", -r).ThrowAsJavaScriptException();
+    return false;
+  }
+  active_ = true;
+  Retain();
+  return true;
+}
+
+void PollReader::StopPoll() {
+  if (!active_) return;
+  active_ = false;
+  if (poll_ != nullptr) uv_poll_stop(poll_);
+  Release();
+}
+
+void PollReader::ClosePoll() {
+  if (closed_) return;
+  StopPoll();
+  closed_ = true;
+  if (poll_ != nullptr) {
+    poll_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+}
+
+void PollReader::CallJs(Napi::Env env, Napi::FunctionReference& fn, napi_value arg) {
+  napi_value recv = Self();
+  napi_value result;
+  napi_status s = napi_make_callback(env, *asyncCtx_, recv, fn.Value(), 1, &arg, &result);
+  if (s != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+      napi_fatal_exception(env, exc);
+    }
+  }
+}
+
+void PollReader::OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+  auto* self = static_cast<PollReader*>(handle->data);
+  if (self == nullptr) return;
+  self->Drain(status);
+}
+
+void PollReader::Drain(int status) {
+  Napi::Env env(env_);
+  Napi::HandleScope scope(env);
+  wakeups_++;
+  // While polling, Retain() holds a strong reference to our JS object, so
+  // neither it nor this C++ object can be collected during the callbacks.
+  if (status < 0) {
+    // libuv stops the handle itself on POLLERR (uv__poll_io). Read once: a
+    // TAP whose device is gone then tells us why (EBADFD).
+    bool wasActive = active_;
+    if (poll_ != nullptr) uv_poll_stop(poll_);
+    int err = 0;
+    uint32_t n = ReadBatch(&err);
+    if (n > 0) {
+      batches_++;
+      frames_ += n;
+      CallJs(env, onBatch_, Napi::Number::New(env, n));
+      if (closed_ || !active_) return;
+    }
+    if (err == 0 && FatalOnPollError()) err = -status;
+    if (err != 0) {
+      lastErrno_ = err;
+      errors_++;
+      if (wasActive) {
+        active_ = false;
+        OnFatal(env, err);
+        Release();
+      }
+      return;
+    }
+    errors_++;
+    if (uv_poll_start(poll_, UV_READABLE, OnPoll) != 0 && active_) {
+      active_ = false;
+      Release();
+    }
+    return;
+  }
+  for (int round = 0; round < kMaxRounds; round++) {
+    int err = 0;
+    uint32_t n = ReadBatch(&err);
+    if (n > 0) {
+      batches_++;
+      frames_ += n;
+      CallJs(env, onBatch_, Napi::Number::New(env, n));
+      // The callback may have stopped or closed us.
+      if (closed_ || !active_) return;
+    }
+    if (err != 0) {
+      lastErrno_ = err;
+      errors_++;
+      active_ = false;
+      if (poll_ != nullptr) uv_poll_stop(poll_);
+      OnFatal(env, err);
+      Release();
+      return;
+    }
+    if (n < maxFrames_) return;  // drained: wait for the next wakeup
+  }
+}
+
+}  // namespace silkworm

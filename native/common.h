@@ -1,0 +1,87 @@
+// Shared plumbing for the silkworm addon: argument checks, errno errors, and
+// the libuv-driven reader skeleton used by TapReader and UdpReceiver.
+//
+// Contract (DESIGN.md "Layout"): this addon does syscalls only. It never looks
+// inside a frame; all protocol logic lives in TypeScript.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace silkworm {
+
+// wireguard-go settles on 128 per call; the cell uses 64 by default. The raw
+// sender's scratch arrays bound one sendmmsg() call; callers loop for more.
+constexpr uint32_t kMaxBatch = 1024;
+
+// Frames per wakeup = kMaxRounds * maxFrames at most, then we yield to the
+// loop so a flood on one TAP cannot starve timers, the other TAPs and the
+// control socket.
+constexpr int kMaxRounds = 8;
+
+// A JS Error for a failed syscall: message "<what>: <strerror>", plus `code`
+// ("ENODEV") and `errno` (positive) the way Node's own errors carry them.
+Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err);
+
+// Throws and returns false when `v` is not the expected typed array.
+bool GetBytes(Napi::Env env, const Napi::Value& v, const char* name, uint8_t** data, size_t* len);
+bool GetU32s(Napi::Env env, const Napi::Value& v, const char* name, uint32_t** data, size_t* len);
+bool GetU16s(Napi::Env env, const Napi::Value& v, const char* name, uint16_t** data, size_t* len);
+// Non-negative integer argument (throws a TypeError otherwise).
+bool GetIndex(Napi::Env env, const Napi::Value& v, const char* name, uint32_t* out);
+bool GetFd(Napi::Env env, const Napi::Value& v, int* out);
+
+// The readers share one shape: a uv_poll_t on a non-blocking fd; on readable,
+// drain up to kMaxRounds batches into the caller's slab and make ONE call into
+// JS per batch. Subclasses implement ReadBatch().
+class PollReader {
+ public:
+  virtual ~PollReader();
+
+ protected:
+  // Returns frames placed in the slab (0..maxFrames). Sets *err to an errno
+  // that means "this fd is finished" (the reader then stops and reports it),
+  // or leaves it 0.
+  virtual uint32_t ReadBatch(int* err) = 0;
+  // Called once with a fatal errno, after polling stopped (default: nothing).
+  virtual void OnFatal(Napi::Env env, int err);
+  // libuv stops a poll handle on POLLERR. For a TAP that means the device is
+  // gone; a UDP socket merely had a pending error (read and cleared by the next
+  // recvmmsg), so it resumes polling.
+  virtual bool FatalOnPollError() const = 0;
+  // The JS object that receives callbacks (the ObjectWrap's value).
+  virtual Napi::Object Self() = 0;
+  virtual void Retain() = 0;   // keep the JS object alive while polling
+  virtual void Release() = 0;
+
+  bool InitPoll(Napi::Env env, int fd, const char* resourceName);
+  bool StartPoll(Napi::Env env);
+  void StopPoll();
+  void ClosePoll();
+  // Calls fn(args...) with an async context so process.nextTick and promise
+  // jobs queued by the callback run right after it, as for any I/O callback.
+  // A throw is reported as an uncaught exception (the callback must not throw).
+  void CallJs(Napi::Env env, Napi::FunctionReference& fn, napi_value arg);
+
+  napi_env env_ = nullptr;
+  uv_poll_t* poll_ = nullptr;
+  Napi::AsyncContext* asyncCtx_ = nullptr;
+  Napi::FunctionReference onBatch_;
+  uint32_t maxFrames_ = 0;
+  bool active_ = false;
+  bool closed_ = false;
+  // Counters (read with counters() from JS; never per-packet JS work).
+  double wakeups_ = 0, batches_ = 0, frames_ = 0, oversize_ = 0, errors_ = 0;
+  int lastErrno_ = 0;
+
+ private:
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  void Drain(int status);
+};
+
+}  // namespace silkworm

@@ -1,0 +1,39 @@
+#pragma once
+
+#include "common.h"
+
+namespace silkworm {
+
+void InitTap(Napi::Env env, Napi::Object exports);
+bool CheckBatchArgs(Napi::Env env, const Napi::CallbackInfo& info, size_t countArg, size_t offsLen,
+                    size_t lensLen, uint32_t* count, uint32_t* start);
+
+class TapReader : public Napi::ObjectWrap<TapReader>, public PollReader {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit TapReader(const Napi::CallbackInfo& info);
+  ~TapReader() override;
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Counters(const Napi::CallbackInfo& info);
+
+  uint32_t ReadBatch(int* err) override;
+  void OnFatal(Napi::Env env, int err) override;
+  bool FatalOnPollError() const override { return true; }
+  Napi::Object Self() override { return Value(); }
+  void Retain() override { Ref(); }
+  void Release() override { Unref(); }
+
+  int fd_ = -1;
+  uint8_t* slab_ = nullptr;
+  uint32_t* lengths_ = nullptr;
+  uint32_t slot_ = 0, headroom_ = 0;
+  uint8_t sink_ = 0;  // catches the first byte past a slot: see ReadBatch
+  Napi::ObjectReference slabRef_, lengthsRef_;
+  Napi::FunctionReference onError_;
+};
+
+}  // namespace silkworm

@@ -1,0 +1,317 @@
+// The cell agent: silk-daemon + vxlan-policy-agent + silk-cni for one cell,
+// with the data plane in-process. It
+//   - acquires (and keeps renewing) its subnet lease from the controller,
+//   - watches leases and policies (long-poll; every change resyncs the whole
+//     snapshot) and feeds them to the Dataplane (routes/neighbors/FDB, plan),
+//   - attaches containers: a TAP per container, moved into its namespace,
+//   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
+//     carries out the verdicts with one send/write call per destination.
+import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
+import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type LeaseInfo, type Port } from '../dataplane/dataplane.js';
+import type { DatagramSocket, FrameDevice } from '../io/types.js';
+import { ControllerClient, type Lease, type Snapshot } from '../control/client.js';
+import type { ContainerNet } from './netns.js';
+import { ipToU32, parseCidr, silkIfName, u32ToIp, formatMac, macFromIp } from '../util/ip.js';
+import { logger, type Logger } from '../util/log.js';
+
+/** How the cell reaches devices: real (native addon) or in-memory for tests. */
+export interface CellIo {
+  openTap(name: string, slotSize: number): FrameDevice;
+  openUnderlay(underlayIp: number, port: number, slotSize: number): DatagramSocket;
+}
+
+export interface CellOptions {
+  name: string;
+  controller: ControllerClient;
+  underlayIp: string;
+  io: CellIo;
+  containerNet: ContainerNet;
+  dataplane?: Partial<Omit<DataplaneConfig, 'underlayIp' | 'leaseSubnet' | 'leasePrefixLen'>>;
+  /** Seconds between lease renewals. */
+  renewInterval?: number;
+  /** Clock in seconds (tests pass their own). */
+  now?: () => number;
+}
+
+export interface ContainerInfo {
+  handle: string;
+  app: string;
+  ip: string;
+  mac: string;
+  netns: string;
+  cell: string;
+  tag: string;
+}
+
+interface Attached {
+  port: Port;
+  netns: string;
+  dev: FrameDevice;
+}
+
+const BATCH = 64;
+
+export class Cell {
+  readonly name: string;
+  readonly log: Logger;
+  dp!: Dataplane;
+  lease!: Lease;
+  private readonly opts: CellOptions;
+  private readonly client: ControllerClient;
+  private underlay!: DatagramSocket;
+  private readonly attached = new Map<string, Attached>(); // by handle
+  private readonly devByIndex: (FrameDevice | undefined)[] = [];
+  private version = -1;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  private timers: NodeJS.Timeout[] = [];
+  private slotSize = 0;
+  private readonly now: () => number;
+  // Scratch for dispatch: one set per cell, reused for every batch.
+  private readonly sOff = new Uint32Array(BATCH);
+  private readonly sLen = new Uint32Array(BATCH);
+  private readonly sDst = new Uint32Array(BATCH);
+  private readonly tOff = new Uint32Array(BATCH);
+  private readonly tLen = new Uint32Array(BATCH);
+  lastSnapshotAt = 0;
+  watchErrors = 0;
+  renewFailures = 0;
+
+  constructor(opts: CellOptions) {
+    this.opts = opts;
+    this.name = opts.name;
+    this.client = opts.controller;
+    this.log = logger('cell', { cell: opts.name });
+    this.now = opts.now ?? (() => performance.now() / 1000);
+  }
+
+  get underlayIp(): string {
+    return this.opts.underlayIp;
+  }
+
+  async start(): Promise<void> {
+    this.lease = await this.client.acquireLease(this.opts.underlayIp);
+    const subnet = parseCidr(this.lease.overlay_subnet);
+    const cfg: DataplaneConfig = {
+      ...DEFAULT_CONFIG,
+      ...this.opts.dataplane,
+      underlayIp: ipToU32(this.opts.underlayIp),
+      leaseSubnet: subnet.addr,
+      leasePrefixLen: subnet.len,
+    };
+    this.dp = new Dataplane(cfg);
+    this.slotSize = slotSizeFor(cfg.underlayMtu);
+    this.log.info({ lease: this.lease }, 'lease-acquired');
+    const snap = await this.client.snapshot();
+    this.apply(snap);
+    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize);
+    this.underlay.start((batch) => {
+      this.dp.ingress(batch, this.now());
+      this.dispatch(batch);
+    });
+    void this.watchLoop();
+    const renew = (this.opts.renewInterval ?? 30) * 1000;
+    this.timers.push(setInterval(() => void this.renew(), renew).unref());
+    // One coarse tick drives every expiry (conntrack), never a timer per flow.
+    this.timers.push(setInterval(() => this.dp.tick(this.now()), 1000).unref());
+    this.log.info({ underlayIp: this.opts.underlayIp, vtep: u32ToIp(this.dp.vtepIp) }, 'cell-started');
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.abort.abort();
+    for (const t of this.timers) clearInterval(t);
+    for (const a of [...this.attached.values()]) await this.removeContainer(a.port.handle).catch(() => undefined);
+    this.underlay?.close();
+    this.log.info('cell-stopped');
+  }
+
+  /** Apply a controller snapshot: leases → tables, policies → plan. */
+  apply(snap: Snapshot): void {
+    const leases: LeaseInfo[] = [];
+    let ours = false;
+    for (const l of snap.leases) {
+      try {
+        const s = parseCidr(l.overlay_subnet);
+        leases.push({ underlayIp: ipToU32(l.underlay_ip), subnet: s.addr, prefixLen: s.len });
+        if (l.underlay_ip === this.opts.underlayIp && l.overlay_subnet === this.lease.overlay_subnet) ours = true;
+      } catch {
+        this.log.warn({ lease: l }, 'skipping-bad-lease');
+      }
+    }
+    this.dp.setLeases(leases);
+    this.dp.setPolicies(snap.policies);
+    this.version = snap.version;
+    this.lastSnapshotAt = Date.now();
+    if (!ours && !this.stopped) {
+      this.log.warn({ lease: this.lease }, 'lease-missing-from-snapshot');
+      void this.renew();
+    }
+    this.log.debug({ version: snap.version, leases: leases.length, policies: snap.policies.length }, 'snapshot-applied');
+  }
+
+  private async watchLoop(): Promise<void> {
+    let backoff = 100;
+    while (!this.stopped) {
+      try {
+        const snap = await this.client.watch(this.version, this.abort.signal);
+        if (this.stopped) return;
+        if (snap.version !== this.version) this.apply(snap);
+        backoff = 100;
+      } catch (err) {
+        if (this.stopped) return;
+        this.watchErrors++;
+        this.log.warn({ err: (err as Error).message }, 'watch-failed');
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      this.lease = await this.client.renewLease(this.lease);
+    } catch (err) {
+      this.renewFailures++;
+      this.log.warn({ err: (err as Error).message }, 'lease-renew-failed');
+      try {
+        const again = await this.client.acquireLease(this.opts.underlayIp);
+        if (again.overlay_subnet !== this.lease.overlay_subnet) {
+          // Our subnet went to someone else: containers keep their IPs but are
+          // unreachable until restarted. Say it loudly; do not renumber live containers.
+          this.log.error({ old: this.lease, new: again }, 'lease-changed');
+        }
+        this.lease = again;
+      } catch (err2) {
+        this.log.error({ err: (err2 as Error).message }, 'lease-reacquire-failed');
+      }
+    }
+  }
+
+  // ------------------------------------------------------------- containers
+
+  private nextIp(): number {
+    const { addr, len } = parseCidr(this.lease.overlay_subnet);
+    const size = 2 ** (32 - len);
+    // .0 is the VTEP, .1 is kept free (silk's gateway), the last is broadcast.
+    for (let i = 2; i < size - 1; i++) {
+      const ip = (addr + i) >>> 0;
+      if (this.dp.portByAddress(ip) === undefined) return ip;
+    }
+    throw new Error(`no free address left in ${this.lease.overlay_subnet}`);
+  }
+
+  listContainers(): ContainerInfo[] {
+    return [...this.attached.values()].map((a) => this.info(a));
+  }
+
+  private info(a: Attached): ContainerInfo {
+    return {
+      handle: a.port.handle,
+      app: a.port.app,
+      ip: u32ToIp(a.port.ip),
+      mac: formatMac(macFromIp(0xeeee, a.port.ip)),
+      netns: a.netns,
+      cell: this.name,
+      tag: a.port.tag === 0 ? '' : a.port.tag.toString(16).toUpperCase().padStart(4, '0'),
+    };
+  }
+
+  async addContainer(req: { app: string; netns: string; handle?: string }): Promise<ContainerInfo> {
+    const { app, netns } = req;
+    if (typeof app !== 'string' || !/^[A-Za-z0-9_.:-]{1,128}$/.test(app)) throw new Error('app must be a name of letters, digits, "_.:-"');
+    if (typeof netns !== 'string' || !this.opts.containerNet.exists(netns)) throw new Error(`network namespace "${netns}" does not exist`);
+    for (const a of this.attached.values()) {
+      if (a.netns === netns) throw new Error(`namespace ${netns} already has a container (${a.port.handle})`);
+    }
+    const handle = req.handle ?? netns;
+    if (this.attached.has(handle)) throw new Error(`a container with handle ${handle} already exists`);
+    const ip = this.nextIp();
+    const tapName = silkIfName(ip);
+    const dev = this.opts.io.openTap(tapName, this.slotSize);
+    try {
+      await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu);
+    } catch (err) {
+      dev.close();
+      throw err;
+    }
+    const port = this.dp.addPort(handle, app, ip);
+    const a: Attached = { port, netns, dev };
+    this.attached.set(handle, a);
+    this.devByIndex[port.index] = dev;
+    dev.start(
+      (batch) => {
+        this.dp.egress(batch, port.index, this.now());
+        this.dispatch(batch);
+      },
+      (err) => {
+        // The namespace was deleted under us: the container is gone.
+        this.log.info({ handle, err: err.message }, 'container-gone');
+        this.forget(handle);
+      },
+    );
+    this.log.info({ handle, app, ip: u32ToIp(ip), netns }, 'container-added');
+    return this.info(a);
+  }
+
+  private forget(handle: string): Attached | undefined {
+    const a = this.attached.get(handle);
+    if (!a) return undefined;
+    this.attached.delete(handle);
+    this.devByIndex[a.port.index] = undefined;
+    this.dp.removePort(a.port.index);
+    a.dev.close();
+    return a;
+  }
+
+  findContainer(key: { handle?: string; netns?: string }): string | undefined {
+    for (const a of this.attached.values()) {
+      if (a.port.handle === key.handle || a.netns === key.netns) return a.port.handle;
+    }
+    return undefined;
+  }
+
+  async removeContainer(handle: string): Promise<ContainerInfo> {
+    const a = this.attached.get(handle);
+    if (!a) throw new Error(`no container ${handle} on cell ${this.name}`);
+    const info = this.info(a);
+    this.forget(handle);
+    await this.opts.containerNet.detach(a.netns);
+    this.log.info({ handle }, 'container-removed');
+    return info;
+  }
+
+  // --------------------------------------------------------------- dispatch
+
+  /** Carry out the pipeline's verdicts: one underlay send, one write per TAP. */
+  private dispatch(batch: FrameBatch): void {
+    const n = batch.count;
+    const action = batch.action;
+    let nu = 0;
+    for (let i = 0; i < n; i++) {
+      if (action[i] === Action.Underlay) {
+        this.sOff[nu] = batch.outOff[i]!;
+        this.sLen[nu] = batch.outLen[i]!;
+        this.sDst[nu] = batch.outTarget[i]!;
+        nu++;
+      }
+    }
+    if (nu > 0) this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
+    for (let i = 0; i < n; i++) {
+      if (action[i] !== Action.Tap) continue;
+      const target = batch.outTarget[i]!;
+      let nt = 0;
+      for (let j = i; j < n; j++) {
+        if (action[j] === Action.Tap && batch.outTarget[j] === target) {
+          this.tOff[nt] = batch.outOff[j]!;
+          this.tLen[nt] = batch.outLen[j]!;
+          nt++;
+          action[j] = Action.Drop; // handled
+        }
+      }
+      const dev = this.devByIndex[target];
+      if (dev !== undefined) dev.write(batch.slab, this.tOff, this.tLen, nt);
+    }
+  }
+}

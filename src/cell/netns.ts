@@ -1,0 +1,74 @@
+// What silk-cni does to a container's network namespace, done with iproute2
+// (DESIGN.md, Addressing; seed 002, "Inside the Source Application Container"):
+//   eth0 = our TAP moved into the namespace, MAC ee:ee:<ip>, NOARP, MTU,
+//   `<ip> peer 169.254.0.1/32`, default route via 169.254.0.1 src <ip>,
+//   permanent neighbor 169.254.0.1 → aa:aa:<ip>, IPv6 off.
+// Behind an interface so the cell can be tested without root.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fs from 'node:fs';
+import { formatMac, macFromIp, u32ToIp } from '../util/ip.js';
+
+const run = promisify(execFile);
+
+export interface ContainerNet {
+  /** Move TAP `tap` (in our namespace) into `netns` as eth0 and configure it. */
+  attach(tap: string, netns: string, ip: number, mtu: number): Promise<void>;
+  /** Remove eth0 from `netns` (if it is still there). */
+  detach(netns: string): Promise<void>;
+  /** Does the namespace exist? */
+  exists(netns: string): boolean;
+}
+
+async function ip(args: string[]): Promise<void> {
+  try {
+    await run('ip', args, { timeout: 10_000 });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`ip ${args.join(' ')} failed: ${(e.stderr || e.message).trim()}`);
+  }
+}
+
+export class IprouteContainerNet implements ContainerNet {
+  exists(netns: string): boolean {
+    return /^[A-Za-z0-9_.-]+$/.test(netns) && fs.existsSync(`/run/netns/${netns}`);
+  }
+
+  async attach(tap: string, netns: string, addr: number, mtu: number): Promise<void> {
+    const ipText = u32ToIp(addr);
+    const mac = formatMac(macFromIp(0xeeee, addr));
+    const hostMac = formatMac(macFromIp(0xaaaa, addr));
+    await ip(['link', 'set', 'dev', tap, 'netns', netns]);
+    const n = ['-n', netns];
+    await ip([...n, 'link', 'set', 'dev', tap, 'name', 'eth0']);
+    await ip([...n, 'link', 'set', 'dev', 'eth0', 'address', mac, 'mtu', String(mtu), 'arp', 'off']);
+    await ip([...n, 'link', 'set', 'dev', 'lo', 'up']);
+    // IPv6 off, as silk does (the overlay is IPv4 only); before the link is up
+    // so no router solicitations or DAD ever leave.
+    await run('ip', ['netns', 'exec', netns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1'], { timeout: 10_000 }).catch(() => undefined);
+    await run('ip', ['netns', 'exec', netns, 'sysctl', '-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1'], { timeout: 10_000 }).catch(() => undefined);
+    await ip([...n, 'addr', 'add', ipText, 'peer', '169.254.0.1/32', 'dev', 'eth0', 'scope', 'link']);
+    await ip([...n, 'link', 'set', 'dev', 'eth0', 'up']);
+    await ip([...n, 'neigh', 'replace', '169.254.0.1', 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent']);
+    await ip([...n, 'route', 'replace', 'default', 'via', '169.254.0.1', 'dev', 'eth0', 'src', ipText]);
+  }
+
+  async detach(netns: string): Promise<void> {
+    if (!this.exists(netns)) return;
+    await ip(['-n', netns, 'link', 'del', 'dev', 'eth0']).catch(() => undefined);
+  }
+}
+
+/** For tests: remembers what it was asked to do. */
+export class FakeContainerNet implements ContainerNet {
+  readonly attached = new Map<string, { tap: string; ip: number; mtu: number }>();
+  exists(netns: string): boolean {
+    return netns.length > 0;
+  }
+  async attach(tap: string, netns: string, ip: number, mtu: number): Promise<void> {
+    this.attached.set(netns, { tap, ip, mtu });
+  }
+  async detach(netns: string): Promise<void> {
+    this.attached.delete(netns);
+  }
+}

@@ -1,0 +1,50 @@
+// `silkworm show routes|neigh|fdb|rules|conntrack|counters --cell NAME`:
+// a live cell's tables, printed as ip route / ip neigh / bridge fdb /
+// iptables -S / conntrack -L would print them (--json for machines).
+import type { Command } from 'commander';
+import { callCell } from './container.js';
+import { table } from './util.js';
+
+const WHAT: Record<string, string> = {
+  routes: 'routes as `ip route` prints them',
+  neigh: 'neighbors as `ip neigh` prints them',
+  fdb: 'forwarding database as `bridge fdb` prints it',
+  rules: 'the policy plan as the iptables rules silk\'s vxlan-policy-agent would write',
+  conntrack: 'tracked connections as `conntrack -L` prints them',
+  counters: 'packets, bytes and drops by reason',
+};
+
+function printCounters(body: any): void {
+  const rows: string[][] = [];
+  for (const [k, v] of Object.entries(body.stats as Record<string, number>)) rows.push([k, String(v)]);
+  console.log(table(['COUNTER', 'VALUE'], rows));
+  const drops = Object.entries(body.drops as Record<string, number>).filter(([, v]) => v > 0);
+  console.log('');
+  console.log(drops.length ? table(['DROP REASON', 'PACKETS'], drops.map(([k, v]) => [k, String(v)])) : 'no drops');
+  if (body.containers?.length) {
+    console.log('');
+    console.log(table(['CONTAINER', 'APP', 'IP', 'TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES'], body.containers.map((c: any) => [c.handle, c.app, c.ip, String(c.tx_packets), String(c.tx_bytes), String(c.rx_packets), String(c.rx_bytes)])));
+  }
+}
+
+export function register(program: Command): void {
+  const show = program.command('show').description("show a live cell's tables");
+  for (const [what, desc] of Object.entries(WHAT)) {
+    show
+      .command(what)
+      .description(desc)
+      .requiredOption('--cell <name|addr>', 'cell name in the lab (cell1) or its admin socket')
+      .option('--lab <prefix>', 'lab prefix', 'sw')
+      .option('--json', 'print JSON')
+      .addHelpText('after', `\nExample:\n  silkworm show ${what} --cell cell1`)
+      .action(async (o) => {
+        const body = await callCell(o, 'GET', `/${what}`);
+        if (o.json) {
+          console.log(JSON.stringify(what === 'counters' || what === 'conntrack' ? body : what === 'rules' ? { marks: body.marks, accepts: body.accepts, lines: body.lines } : body.entries, null, 2));
+          return;
+        }
+        if (what === 'counters') return printCounters(body);
+        if (body.lines.length) console.log(body.lines.join('\n'));
+      });
+  }
+}

@@ -1,0 +1,162 @@
+// Typed loader for the native addon (native/*.cc, built by `node-gyp rebuild`
+// from binding.gyp into build/Release/silkworm_native.node). The addon makes
+// syscalls only; every byte of protocol is handled in TypeScript.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { constants } from 'node:os';
+
+export interface TapHandle {
+  fd: number;
+  /** The kernel's name for the device (filled in when "" or a pattern like "tap%d" was asked for). */
+  name: string;
+}
+
+/** Counters kept by the native readers (cheap to read; never per-packet JS). */
+export interface ReaderCounters {
+  wakeups: number;
+  batches: number;
+  frames: number;
+  /** Frames/datagrams longer than slotSize - headroom, dropped. */
+  oversize: number;
+  errors: number;
+  lastErrno: number;
+}
+
+export interface NativeTapReader {
+  start(): void;
+  stop(): void;
+  /** Stop for good and release the poll handle. Call before closing the fd. */
+  close(): void;
+  counters(): ReaderCounters;
+}
+
+export interface NativeUdpReceiver {
+  start(): void;
+  stop(): void;
+  /** Stop polling and close the socket. */
+  close(): void;
+  /** The bound UDP port (useful after binding port 0). */
+  port(): number;
+  counters(): ReaderCounters;
+}
+
+export interface NativeAddon {
+  /** open /dev/net/tun, TUNSETIFF IFF_TAP|IFF_NO_PI, O_NONBLOCK|O_CLOEXEC; optionally TUNSETPERSIST. */
+  openTap(name: string, flags?: { persist?: boolean; multiQueue?: false }): TapHandle;
+  /** Re-attach the persistent TAP `name` that lives in the netns at `netnsPath` (setns on a helper thread). */
+  openTapInNetns(netnsPath: string, name: string): TapHandle;
+  setPersist(fd: number, on: boolean): void;
+  closeFd(fd: number): void;
+  /** if_nametoindex(3) in this process's namespace; 0 when there is no such interface. */
+  ifNameToIndex(name: string): number;
+  /**
+   * write() frames start..count-1 (bytes slab[offs[k]] .. +lens[k]). Returns how many went (stops at
+   * EAGAIN), or -errno when frame `start` itself failed.
+   */
+  writeFrames(fd: number, slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number, start?: number): number;
+  /** socket(AF_INET, SOCK_RAW, IPPROTO_RAW), non-blocking, large SO_SNDBUF. */
+  openRawSocket(): number;
+  /**
+   * One sendmmsg() of packets start.. (at most maxBatch) to host-order u32 `dsts`. Returns how many the
+   * kernel took (0 on EAGAIN), or -errno when packet `start` itself was refused.
+   */
+  sendBatch(
+    fd: number,
+    slab: Uint8Array,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    dsts: Uint32Array,
+    count: number,
+    start?: number,
+  ): number;
+  TapReader: new (
+    fd: number,
+    slab: Uint8Array,
+    slotSize: number,
+    headroom: number,
+    maxFrames: number,
+    lengths: Uint32Array,
+    onBatch: (count: number) => void,
+    onError: (errno: number) => void,
+  ) => NativeTapReader;
+  UdpReceiver: new (
+    bindIp: number,
+    port: number,
+    slab: Uint8Array,
+    slotSize: number,
+    headroom: number,
+    maxFrames: number,
+    lengths: Uint32Array,
+    srcIps: Uint32Array,
+    srcPorts: Uint16Array,
+    onBatch: (count: number) => void,
+  ) => NativeUdpReceiver;
+  /** Largest batch one sendBatch call or reader accepts (1024). */
+  maxBatch: number;
+}
+
+/** EBADFD (77 on Linux: "file descriptor in bad state", what a TAP fd returns once its device is gone) is not in os.constants.errno. */
+export const EBADFD = 77;
+
+export const NOT_BUILT_MESSAGE = 'the native addon is not built: run npm ci (or npm run build:native)';
+
+/** The repository root: src/io/ (or dist/io/) is two levels below it. */
+function packageRoot(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+export function nativeAddonPath(): string {
+  return process.env.SILKWORM_NATIVE ?? join(packageRoot(), 'build', 'Release', 'silkworm_native.node');
+}
+
+let cached: NativeAddon | undefined;
+
+/** Load (once) and return the addon; throws a clear Error when it was never built. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  const path = nativeAddonPath();
+  if (!existsSync(path)) throw new Error(NOT_BUILT_MESSAGE);
+  const require = createRequire(import.meta.url);
+  try {
+    cached = require(path) as NativeAddon;
+  } catch (err) {
+    throw new Error(`${NOT_BUILT_MESSAGE} (loading ${path} failed: ${(err as Error).message})`);
+  }
+  return cached;
+}
+
+/** True when the addon can be loaded (for tests and `lab status`). */
+export function nativeAvailable(): boolean {
+  try {
+    loadNative();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An Error for a negative return value `-errno` from the addon, with Node-style code/errno. */
+export function errnoError(what: string, errno: number): NodeJS.ErrnoException {
+  const name = errnoName(errno);
+  const err: NodeJS.ErrnoException = new Error(`${what}: ${name}`);
+  err.code = name;
+  err.errno = errno;
+  return err;
+}
+
+// First name wins: EAGAIN before its alias EWOULDBLOCK, as strerrorname_np() says.
+const ERRNO_NAMES = new Map<number, string>();
+for (const [k, v] of Object.entries(constants.errno)) if (!ERRNO_NAMES.has(v)) ERRNO_NAMES.set(v, k);
+
+export function errnoName(errno: number): string {
+  if (errno === EBADFD) return 'EBADFD';
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+
+/** Errors on a TAP fd that mean the device itself is gone (its namespace was deleted). */
+export function isDeviceGone(errno: number): boolean {
+  const e = constants.errno;
+  return errno === EBADFD || errno === e.ENODEV || errno === e.EIO || errno === e.EBADF || errno === e.ENXIO;
+}

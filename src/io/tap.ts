@@ -1,0 +1,198 @@
+// A container's TAP as a FrameDevice. The fd is opened by the native addon;
+// bringing the device up, setting its MTU and moving it into the container's
+// namespace is the cell's job (`ip` commands) — the fd keeps working after the
+// move (DESIGN.md, "Facts learned the hard way").
+//
+// Reads: the native TapReader polls the fd with libuv and read()s frames until
+// EAGAIN straight into this device's FrameBatch slots (at the headroom offset),
+// then calls back once per batch. Writes: one write() per frame in native code,
+// one JS→C++ call per batch.
+import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
+import type { FrameDevice } from './types.js';
+import { errnoError, isDeviceGone, loadNative, type NativeAddon, type NativeTapReader, type ReaderCounters, type TapHandle } from './native.js';
+
+export const DEFAULT_BATCH = 64;
+/** Fits a 1500-byte-MTU frame plus headroom with room to spare; the cell passes slotSizeFor(mtu). */
+export const DEFAULT_SLOT_SIZE = 2048;
+
+export interface TapOptions {
+  /** TUNSETPERSIST: the device outlives this fd (needed to re-attach after a cell restart). */
+  persist?: boolean;
+  /** Bytes per slot including headroom (default 2048). */
+  slotSize?: number;
+  /** Frames per batch (default 64, at most 1024). */
+  batch?: number;
+  headroom?: number;
+}
+
+export interface TapStats {
+  rxBatches: number;
+  rxFrames: number;
+  txFrames: number;
+  /** Frames not written because the TAP's queue was full (EAGAIN). */
+  txDropFull: number;
+  /** Frames the kernel refused one by one (EINVAL: shorter than an Ethernet header, bytes outside the slab). */
+  txDropBad: number;
+  /** Frames not written because the device is gone. */
+  txDropGone: number;
+  lastErrno: number;
+}
+
+export class TapDevice implements FrameDevice {
+  readonly name: string;
+  readonly fd: number;
+  /** The receive batch: the native reader fills `slab` and `len`. Valid only inside onBatch. */
+  readonly batch: FrameBatch;
+  readonly stats: TapStats = { rxBatches: 0, rxFrames: 0, txFrames: 0, txDropFull: 0, txDropBad: 0, txDropGone: 0, lastErrno: 0 };
+  private readonly native: NativeAddon;
+  private reader: NativeTapReader | undefined;
+  private onGone: ((err: Error) => void) | undefined;
+  private goneErr: Error | undefined;
+  private closed = false;
+
+  /** Open (or create) TAP `name` in this process's namespace; "" lets the kernel pick a name. */
+  static create(name: string, opts: TapOptions = {}): TapDevice {
+    const native = loadNative();
+    let h: TapHandle;
+    try {
+      h = native.openTap(name, { persist: opts.persist ?? false });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EPERM') {
+        throw new Error(`opening TAP ${name || '(any name)'} needs root (CAP_NET_ADMIN)`);
+      }
+      throw err;
+    }
+    return new TapDevice(native, h, opts);
+  }
+
+  /**
+   * Re-attach the persistent TAP `name` living in the namespace at `netnsPath` (e.g.
+   * /var/run/netns/sw-appA-0), as after a cell restart. Fails with ENODEV if it is not there.
+   */
+  static attach(netnsPath: string, name: string, opts: Omit<TapOptions, 'persist'> = {}): TapDevice {
+    const native = loadNative();
+    const h = native.openTapInNetns(netnsPath, name);
+    return new TapDevice(native, h, opts);
+  }
+
+  private constructor(native: NativeAddon, h: TapHandle, opts: TapOptions) {
+    this.native = native;
+    this.fd = h.fd;
+    this.name = h.name;
+    const batch = opts.batch ?? DEFAULT_BATCH;
+    const slot = opts.slotSize ?? DEFAULT_SLOT_SIZE;
+    if (!Number.isInteger(batch) || batch < 1 || batch > native.maxBatch) {
+      native.closeFd(h.fd);
+      throw new Error(`batch must be an integer from 1 to ${native.maxBatch}, not ${batch}`);
+    }
+    try {
+      this.batch = new FrameBatch(batch, slot, opts.headroom ?? DEFAULT_HEADROOM);
+    } catch (err) {
+      native.closeFd(h.fd);
+      throw err;
+    }
+  }
+
+  /** Deliver received frames; `onGone` is called once when the device disappears. */
+  start(onBatch: (batch: FrameBatch) => void, onGone?: (err: Error) => void): void {
+    if (this.closed) throw new Error(`TAP ${this.name} is closed`);
+    if (this.reader) throw new Error(`TAP ${this.name} is already started`);
+    this.onGone = onGone;
+    const batch = this.batch;
+    const stats = this.stats;
+    // One closure for the device's life; per batch the addon passes a small int.
+    const deliver = (count: number): void => {
+      batch.count = count;
+      stats.rxBatches++;
+      stats.rxFrames += count;
+      onBatch(batch);
+    };
+    this.reader = new this.native.TapReader(
+      this.fd,
+      batch.slab,
+      batch.slotSize,
+      batch.headroom,
+      batch.capacity,
+      batch.len,
+      deliver,
+      (errno) => this.markGone(errno, 'read'),
+    );
+    this.reader.start();
+  }
+
+  /** Stop reading for a while; frames queue in the kernel (up to the TAP's txqueuelen). */
+  pause(): void {
+    this.reader?.stop();
+  }
+
+  resume(): void {
+    if (this.closed || this.goneErr) return;
+    this.reader?.start();
+  }
+
+  /** Write `count` frames (bytes at slab[offs[k]], lens[k]). Returns how many were written. */
+  write(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): number {
+    const stats = this.stats;
+    if (this.closed || this.goneErr) {
+      stats.txDropGone += count;
+      return 0;
+    }
+    let i = 0;
+    let written = 0;
+    while (i < count) {
+      const r = this.native.writeFrames(this.fd, slab, offs, lens, count, i);
+      if (r > 0) {
+        i += r;
+        written += r;
+        continue;
+      }
+      if (r === 0) {
+        // EAGAIN: the device's queue is full. Dropping is what a full qdisc does.
+        stats.txDropFull += count - i;
+        break;
+      }
+      stats.lastErrno = -r;
+      if (isDeviceGone(-r)) {
+        stats.txDropGone += count - i;
+        this.markGone(-r, 'write');
+        break;
+      }
+      stats.txDropBad++;
+      i++;
+    }
+    stats.txFrames += written;
+    return written;
+  }
+
+  /** TUNSETPERSIST on or off (off lets the device vanish when the last fd closes). */
+  setPersist(on: boolean): void {
+    this.native.setPersist(this.fd, on);
+  }
+
+  /** The native reader's counters (wakeups, batches, frames, oversize drops). */
+  readerCounters(): ReaderCounters | undefined {
+    return this.reader?.counters();
+  }
+
+  /** Set once the device disappeared (its namespace was deleted). */
+  get gone(): Error | undefined {
+    return this.goneErr;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    // Release the poll handle before the fd number can be reused.
+    this.reader?.close();
+    this.native.closeFd(this.fd);
+  }
+
+  private markGone(errno: number, op: string): void {
+    if (this.goneErr) return;
+    this.stats.lastErrno = errno;
+    this.goneErr = errnoError(`TAP ${this.name} ${op} failed: the device is gone`, errno);
+    this.reader?.stop();
+    const cb = this.onGone;
+    if (cb) cb(this.goneErr);
+  }
+}

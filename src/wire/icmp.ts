@@ -1,0 +1,275 @@
+// ICMP for IPv4 (RFC 792), with the Fragmentation Needed MTU field of RFC 1191 §4.
+//
+//    0                   1                   2                   3
+//    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |     Type      |     Code      |          Checksum             |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |  echo: Identifier             |  echo: Sequence Number        |
+//   |  errors: unused               |  frag needed: Next-Hop MTU    |
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |  echo: data ...   errors: Internet Header + 64 bits of Original Data Datagram
+//   +-+-+-+-+-+-+-+-+-
+//
+//   offset  size  field
+//   0       1     type
+//   1       1     code
+//   2       2     checksum over the whole ICMP message (RFC 1071)
+//   4       2     echo identifier | unused
+//   6       2     echo sequence number | next-hop MTU (type 3 code 4) | unused
+//   8       -     echo data | quoted IP header + at least 8 bytes of its payload
+//
+// Contract: wrap() records (buf, offset, length) and allocates nothing; the
+// caller wraps the IP payload. check() must return WireError.None before any
+// accessor is used: it guarantees length >= 8. The quoted datagram of an error
+// is NOT checked here — it is someone else's, usually truncated packet: wrap
+// it in an Ipv4View and check that (its total length will exceed what is
+// quoted, so compare addresses and ports, not lengths).
+import { foldChecksum, internetChecksum, onesComplementSum } from './checksum.js';
+import { WireError, WireFormatError } from './errors.js';
+import { IPV4_HEADER_LEN, IpProtocol, readU32, writeU32 } from './ipv4.js';
+
+export const ICMP_HEADER_LEN = 8;
+export const IcmpType = {
+  EchoReply: 0,
+  DestUnreachable: 3,
+  SourceQuench: 4,
+  Redirect: 5,
+  EchoRequest: 8,
+  TimeExceeded: 11,
+  ParameterProblem: 12,
+} as const;
+export const IcmpCode = {
+  NetUnreachable: 0,
+  HostUnreachable: 1,
+  ProtoUnreachable: 2,
+  PortUnreachable: 3,
+  FragNeeded: 4,
+  AdminProhibited: 13,
+  TtlExceeded: 0,
+} as const;
+
+/** Error types carry a quoted datagram after the 8-byte header (RFC 792, RFC 1812 §4.3.2.3). */
+export function isIcmpErrorType(type: number): boolean {
+  return type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class IcmpView {
+  buf: Uint8Array = EMPTY;
+  off = 0;
+  len = 0;
+
+  wrap(buf: Uint8Array, offset: number, length: number): this {
+    this.buf = buf;
+    this.off = offset;
+    this.len = length;
+    return this;
+  }
+
+  check(): WireError {
+    if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
+    if (this.len < ICMP_HEADER_LEN) return WireError.Truncated;
+    return WireError.None;
+  }
+
+  /** Type. */
+  get type(): number {
+    return this.buf[this.off]!;
+  }
+  set type(v: number) {
+    this.buf[this.off] = v & 0xff;
+  }
+  /** Code. */
+  get code(): number {
+    return this.buf[this.off + 1]!;
+  }
+  set code(v: number) {
+    this.buf[this.off + 1] = v & 0xff;
+  }
+  /** Checksum. */
+  get checksum(): number {
+    return (this.buf[this.off + 2]! << 8) | this.buf[this.off + 3]!;
+  }
+  set checksum(v: number) {
+    this.buf[this.off + 2] = (v >>> 8) & 0xff;
+    this.buf[this.off + 3] = v & 0xff;
+  }
+  /** Echo / echo reply: Identifier. */
+  get echoId(): number {
+    return (this.buf[this.off + 4]! << 8) | this.buf[this.off + 5]!;
+  }
+  set echoId(v: number) {
+    this.buf[this.off + 4] = (v >>> 8) & 0xff;
+    this.buf[this.off + 5] = v & 0xff;
+  }
+  /** Echo / echo reply: Sequence Number. */
+  get echoSeq(): number {
+    return (this.buf[this.off + 6]! << 8) | this.buf[this.off + 7]!;
+  }
+  set echoSeq(v: number) {
+    this.buf[this.off + 6] = (v >>> 8) & 0xff;
+    this.buf[this.off + 7] = v & 0xff;
+  }
+  /** Destination Unreachable / Fragmentation Needed: Next-Hop MTU (RFC 1191 §4). */
+  get nextHopMtu(): number {
+    return this.echoSeq;
+  }
+  set nextHopMtu(v: number) {
+    this.echoSeq = v;
+  }
+  /** Bytes 4..7 as one u32 ("rest of header"). */
+  get restOfHeader(): number {
+    return readU32(this.buf, this.off + 4);
+  }
+  set restOfHeader(v: number) {
+    writeU32(this.buf, this.off + 4, v);
+  }
+  /** An error message (quotes the offending datagram). */
+  get isError(): boolean {
+    return isIcmpErrorType(this.type);
+  }
+  /** Absolute offset of the quoted IP header in an error (the data after the header otherwise). */
+  get quotedOffset(): number {
+    return this.off + ICMP_HEADER_LEN;
+  }
+  /** Absolute offset of the data after the 8-byte header. */
+  get payloadOffset(): number {
+    return this.off + ICMP_HEADER_LEN;
+  }
+  get payloadLen(): number {
+    return this.len - ICMP_HEADER_LEN;
+  }
+
+  /** True if the checksum over the whole message (the view's length) is correct. */
+  verifyChecksum(): boolean {
+    return foldChecksum(onesComplementSum(this.buf, this.off, this.len)) === 0;
+  }
+  /** Compute and store the checksum over the whole message. */
+  fillChecksum(): void {
+    this.checksum = 0;
+    this.checksum = internetChecksum(this.buf, this.off, this.len);
+  }
+}
+
+export interface IcmpRepr {
+  type: number;
+  code: number;
+  /** Bytes 4..7: echo id << 16 | seq, next-hop MTU, or 0. */
+  restOfHeader: number;
+  /** Bytes after the 8-byte header (echo data or the quoted datagram). */
+  payloadLen: number;
+}
+
+export function parseIcmp(view: IcmpView): IcmpRepr {
+  const err = view.check();
+  if (err !== WireError.None) throw new WireFormatError(err, 'ICMP');
+  return { type: view.type, code: view.code, restOfHeader: view.restOfHeader, payloadLen: view.payloadLen };
+}
+
+/**
+ * Write the 8-byte header at buf[off..] and fill the checksum over it and the
+ * repr.payloadLen bytes that must already follow it. Returns ICMP_HEADER_LEN.
+ */
+export function emitIcmp(repr: IcmpRepr, buf: Uint8Array, off: number): number {
+  buf[off] = repr.type & 0xff;
+  buf[off + 1] = repr.code & 0xff;
+  buf[off + 2] = 0;
+  buf[off + 3] = 0;
+  writeU32(buf, off + 4, repr.restOfHeader);
+  const c = internetChecksum(buf, off, ICMP_HEADER_LEN + repr.payloadLen);
+  buf[off + 2] = c >>> 8;
+  buf[off + 3] = c & 0xff;
+  return ICMP_HEADER_LEN;
+}
+
+export function icmpBufferLen(repr: IcmpRepr): number {
+  return ICMP_HEADER_LEN + repr.payloadLen;
+}
+
+/**
+ * RFC 792 asks errors to quote "the internet header plus the first 64 bits of
+ * the original data datagram". RFC 1812 §4.3.2.3 lets routers quote as much as
+ * fits in 576 bytes; we keep RFC 792's minimum: it is all that a sender's stack
+ * (and our conntrack) needs to find the flow — addresses, protocol, ports —
+ * and it keeps the error small for the rate limiter.
+ */
+export const ICMP_QUOTE_DATA_LEN = 8;
+/** Largest quote: a 60-byte IP header + 8 bytes. */
+const MAX_QUOTE = 60 + ICMP_QUOTE_DATA_LEN;
+/** Module-level scratch: the quote may overlap the output, so it is copied here first, without allocating. */
+const quoteScratch = new Uint8Array(MAX_QUOTE);
+
+/** TOS of the errors we generate: precedence 6, internetwork control, as Linux's icmp_send() uses. */
+const ICMP_ERROR_TOS = 0xc0;
+
+/**
+ * Write a complete IPv4 datagram carrying an ICMP error at buf[off..]: a
+ * 20-byte IPv4 header (src `srcIp`, dst `dstIp`, TTL `ttl`, DF set, ident 0 —
+ * an atomic datagram, RFC 6864 §4.1), the 8-byte ICMP header (type, code, and
+ * `mtu` in bytes 6-7 for Fragmentation Needed, else 0), then the offending IP
+ * header plus min(8, rest) bytes of its payload from quoted[quotedOff..
+ * quotedOff+quotedLen). Both checksums are filled. `quoted` may be `buf`
+ * itself with an overlapping region. Returns the IPv4 total length, or 0 if
+ * buf cannot hold it (a counted drop for the caller, never a throw).
+ */
+export function writeIcmpError(
+  buf: Uint8Array,
+  off: number,
+  type: number,
+  code: number,
+  mtu: number,
+  srcIp: number,
+  dstIp: number,
+  quoted: Uint8Array,
+  quotedOff: number,
+  quotedLen: number,
+  ttl = 64,
+): number {
+  if (quotedLen <= 0 || quotedOff < 0 || quotedOff + quotedLen > quoted.length) return 0;
+  let hl = (quoted[quotedOff]! & 0x0f) << 2;
+  if (hl < IPV4_HEADER_LEN) hl = IPV4_HEADER_LEN;
+  let qlen = hl + ICMP_QUOTE_DATA_LEN;
+  if (qlen > quotedLen) qlen = quotedLen;
+  const total = IPV4_HEADER_LEN + ICMP_HEADER_LEN + qlen;
+  if (off < 0 || off + total > buf.length) return 0;
+
+  for (let i = 0; i < qlen; i++) quoteScratch[i] = quoted[quotedOff + i]!;
+
+  // IPv4 header.
+  buf[off] = 0x45;
+  buf[off + 1] = ICMP_ERROR_TOS;
+  buf[off + 2] = total >>> 8;
+  buf[off + 3] = total & 0xff;
+  buf[off + 4] = 0;
+  buf[off + 5] = 0;
+  buf[off + 6] = 0x40; // DF
+  buf[off + 7] = 0;
+  buf[off + 8] = ttl & 0xff;
+  buf[off + 9] = IpProtocol.Icmp;
+  buf[off + 10] = 0;
+  buf[off + 11] = 0;
+  writeU32(buf, off + 12, srcIp);
+  writeU32(buf, off + 16, dstIp);
+  const ipc = internetChecksum(buf, off, IPV4_HEADER_LEN);
+  buf[off + 10] = ipc >>> 8;
+  buf[off + 11] = ipc & 0xff;
+
+  // ICMP header + quote.
+  const o = off + IPV4_HEADER_LEN;
+  const isFragNeeded = type === IcmpType.DestUnreachable && code === IcmpCode.FragNeeded;
+  buf[o] = type & 0xff;
+  buf[o + 1] = code & 0xff;
+  buf[o + 2] = 0;
+  buf[o + 3] = 0;
+  buf[o + 4] = 0;
+  buf[o + 5] = 0;
+  buf[o + 6] = isFragNeeded ? (mtu >>> 8) & 0xff : 0;
+  buf[o + 7] = isFragNeeded ? mtu & 0xff : 0;
+  for (let i = 0; i < qlen; i++) buf[o + ICMP_HEADER_LEN + i] = quoteScratch[i]!;
+  const c = internetChecksum(buf, o, ICMP_HEADER_LEN + qlen);
+  buf[o + 2] = c >>> 8;
+  buf[o + 3] = c & 0xff;
+  return total;
+}

@@ -1,0 +1,167 @@
+// UDP header (RFC 768).
+//
+//    0      7 8     15 16    23 24    31
+//   +--------+--------+--------+--------+
+//   |     Source      |   Destination   |
+//   |      Port       |      Port       |
+//   +--------+--------+--------+--------+
+//   |                 |                 |
+//   |     Length      |    Checksum     |
+//   +--------+--------+--------+--------+
+//   |          data octets ...
+//   +---------------- ...
+//
+//   offset  size  field
+//   0       2     source port
+//   2       2     destination port
+//   4       2     length (header + data, bytes)
+//   6       2     checksum over pseudo-header + header + data; 0 = none sent
+//   8       -     data
+//
+// Contract: wrap() records (buf, offset, length) and allocates nothing; the
+// caller wraps the IP payload (offset = ipv4.payloadOffset, length =
+// ipv4.payloadLen). check() must return WireError.None before any accessor
+// is used: it guarantees length >= 8 and 8 <= Length field <= length, so
+// payloadOffset + payloadLen stay inside the view. A zero checksum means the
+// sender computed none (RFC 768); RFC 7348 §5 lets VXLAN senders do that, so
+// verifyChecksum() accepts it.
+import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum.js';
+import { WireError, WireFormatError } from './errors.js';
+import { IpProtocol } from './ipv4.js';
+
+export const UDP_HEADER_LEN = 8;
+
+const EMPTY = new Uint8Array(0);
+
+export class UdpView {
+  buf: Uint8Array = EMPTY;
+  off = 0;
+  len = 0;
+
+  wrap(buf: Uint8Array, offset: number, length: number): this {
+    this.buf = buf;
+    this.off = offset;
+    this.len = length;
+    return this;
+  }
+
+  check(): WireError {
+    if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
+    if (this.len < UDP_HEADER_LEN) return WireError.Truncated;
+    const l = this.length;
+    if (l < UDP_HEADER_LEN || l > this.len) return WireError.BadLength;
+    return WireError.None;
+  }
+
+  /** Source Port. */
+  get srcPort(): number {
+    return (this.buf[this.off]! << 8) | this.buf[this.off + 1]!;
+  }
+  set srcPort(v: number) {
+    this.buf[this.off] = (v >>> 8) & 0xff;
+    this.buf[this.off + 1] = v & 0xff;
+  }
+  /** Destination Port. */
+  get dstPort(): number {
+    return (this.buf[this.off + 2]! << 8) | this.buf[this.off + 3]!;
+  }
+  set dstPort(v: number) {
+    this.buf[this.off + 2] = (v >>> 8) & 0xff;
+    this.buf[this.off + 3] = v & 0xff;
+  }
+  /** Length: header + data, in bytes. */
+  get length(): number {
+    return (this.buf[this.off + 4]! << 8) | this.buf[this.off + 5]!;
+  }
+  set length(v: number) {
+    this.buf[this.off + 4] = (v >>> 8) & 0xff;
+    this.buf[this.off + 5] = v & 0xff;
+  }
+  /** Checksum (0 = none). */
+  get checksum(): number {
+    return (this.buf[this.off + 6]! << 8) | this.buf[this.off + 7]!;
+  }
+  set checksum(v: number) {
+    this.buf[this.off + 6] = (v >>> 8) & 0xff;
+    this.buf[this.off + 7] = v & 0xff;
+  }
+  /** Absolute offset of the data in buf. */
+  get payloadOffset(): number {
+    return this.off + UDP_HEADER_LEN;
+  }
+  /** Data bytes according to the Length field. */
+  get payloadLen(): number {
+    return this.length - UDP_HEADER_LEN;
+  }
+
+  /** The checksum this datagram should carry (never 0: a computed 0 is sent as 0xffff, RFC 768). */
+  computeChecksum(srcIp: number, dstIp: number): number {
+    const l = this.length;
+    const saved = this.checksum;
+    this.checksum = 0;
+    const c = foldChecksum(onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Udp, l)));
+    this.checksum = saved;
+    return c === 0 ? 0xffff : c;
+  }
+  /** Compute and store the checksum over the pseudo-header, header and Length-field bytes. */
+  fillChecksum(srcIp: number, dstIp: number): void {
+    this.checksum = this.computeChecksum(srcIp, dstIp);
+  }
+  /** True if the checksum is 0 (none sent) or correct. */
+  verifyChecksum(srcIp: number, dstIp: number): boolean {
+    if (this.checksum === 0) return true;
+    const l = this.length;
+    const sum = onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Udp, l));
+    return foldChecksum(sum) === 0;
+  }
+}
+
+export interface UdpRepr {
+  srcPort: number;
+  dstPort: number;
+  /** Data bytes after the 8-byte header. */
+  payloadLen: number;
+}
+
+export function parseUdp(view: UdpView): UdpRepr {
+  const err = view.check();
+  if (err !== WireError.None) throw new WireFormatError(err, 'UDP');
+  return { srcPort: view.srcPort, dstPort: view.dstPort, payloadLen: view.payloadLen };
+}
+
+/**
+ * Write the header at buf[off..]; returns UDP_HEADER_LEN. The data must already
+ * be at buf[off+8..] when `checksum` is true (the default): the checksum covers
+ * it. With `checksum` false the field is 0, as VXLAN senders may do (RFC 7348 §5).
+ */
+export function emitUdp(
+  repr: UdpRepr,
+  buf: Uint8Array,
+  off: number,
+  srcIp: number,
+  dstIp: number,
+  checksum = true,
+): number {
+  const l = UDP_HEADER_LEN + repr.payloadLen;
+  if (l > 0xffff) throw new Error(`UDP length ${l} exceeds 65535`);
+  buf[off] = (repr.srcPort >>> 8) & 0xff;
+  buf[off + 1] = repr.srcPort & 0xff;
+  buf[off + 2] = (repr.dstPort >>> 8) & 0xff;
+  buf[off + 3] = repr.dstPort & 0xff;
+  buf[off + 4] = l >>> 8;
+  buf[off + 5] = l & 0xff;
+  buf[off + 6] = 0;
+  buf[off + 7] = 0;
+  if (checksum) {
+    let c = foldChecksum(onesComplementSum(buf, off, l, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Udp, l)));
+    if (c === 0) c = 0xffff;
+    buf[off + 6] = c >>> 8;
+    buf[off + 7] = c & 0xff;
+  }
+  return UDP_HEADER_LEN;
+}
+
+/** Bytes of the whole datagram: header + data. */
+export function udpBufferLen(repr: UdpRepr): number {
+  return UDP_HEADER_LEN + repr.payloadLen;
+}
