@@ -11,6 +11,9 @@ import { renderIptables } from '../policy/planner.js';
 import { formatConntrack } from '../policy/conntrack.js';
 import { formatMac, u32ToIp, formatCidr } from '../util/ip.js';
 import { DROP_NAMES } from '../dataplane/counters.js';
+import { buildProbe } from '../dataplane/probe.js';
+import { runTrace } from './trace.js';
+import { ipToU32, isIpv4 } from '../util/ip.js';
 
 function str(body: unknown, field: string, required = true): string | undefined {
   const v = body && typeof body === 'object' ? (body as Record<string, unknown>)[field] : undefined;
@@ -124,7 +127,47 @@ export function adminRouter(cell: Cell): Router {
     if (!found) throw new HttpError(404, `no container ${handle ?? netns} on cell ${cell.name}`);
     return { status: 200, body: await cell.removeContainer(found) };
   });
+  r.post('/trace/egress', (req) => {
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const from = str(b, 'from')!;
+    const handle = cell.findContainer({ handle: from, netns: from });
+    if (!handle) throw new HttpError(404, `no container ${from} on cell ${cell.name}`);
+    const port = cell.dp.listPorts().find((p) => p.handle === handle)!;
+    const dst = str(b, 'dst')!;
+    if (!isIpv4(dst)) throw new HttpError(400, `dst "${dst}" is not an IPv4 address`);
+    const protocol = str(b, 'protocol')!;
+    if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'icmp') throw new HttpError(400, 'protocol must be tcp, udp or icmp');
+    const dport = Number(b.port ?? 0);
+    const sport = Number(b.sport ?? 40000);
+    if (!Number.isInteger(dport) || dport < 0 || dport > 65535) throw new HttpError(400, 'port must be 0-65535');
+    if (!Number.isInteger(sport) || sport < 1 || sport > 65535) throw new HttpError(400, 'sport must be 1-65535');
+    const probe = buildProbe(port.ip, ipToU32(dst), protocol, sport, dport);
+    const { steps, result } = runTrace(cell.dp, 'egress', probe, { port: port.index, now: performance.now() / 1000 });
+    return { status: 200, body: { cell: cell.name, steps, result: describeResult(cell, result) } };
+  });
+  r.post('/trace/ingress', (req) => {
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const hex = str(b, 'payload_hex')!;
+    if (!/^([0-9a-f]{2})+$/i.test(hex)) throw new HttpError(400, 'payload_hex must be hex bytes');
+    const src = str(b, 'src_ip')!;
+    if (!isIpv4(src)) throw new HttpError(400, `src_ip "${src}" is not an IPv4 address`);
+    const bytes = Uint8Array.from(Buffer.from(hex, 'hex'));
+    const { steps, result } = runTrace(cell.dp, 'ingress', bytes, { srcIp: ipToU32(src), now: performance.now() / 1000 });
+    return { status: 200, body: { cell: cell.name, steps, result: describeResult(cell, result) } };
+  });
   return r;
+}
+
+function describeResult(cell: Cell, r: { action: string; target: number; hex: string }) {
+  if (r.action === 'underlay') {
+    // The UDP payload (VXLAN header onward) is what the receiving cell's socket sees.
+    return { action: r.action, underlay_dst: u32ToIp(r.target), underlay_src: cell.underlayIp, packet_hex: r.hex, payload_hex: r.hex.slice(56) };
+  }
+  if (r.action === 'tap') {
+    const p = cell.dp.port(r.target);
+    return { action: r.action, container: p?.handle, app: p?.app, frame_hex: r.hex };
+  }
+  return { action: r.action, reason: DROP_NAMES[r.target] };
 }
 
 export function serveAdmin(cell: Cell, addr: Address): Promise<JsonServer> {

@@ -29,6 +29,8 @@ export interface CellOptions {
   dataplane?: Partial<Omit<DataplaneConfig, 'underlayIp' | 'leaseSubnet' | 'leasePrefixLen'>>;
   /** Seconds between lease renewals. */
   renewInterval?: number;
+  /** Open a `silk-vtep` TAP in the cell's namespace and copy every inner frame to it (for tcpdump). */
+  capture?: boolean;
   /** Clock in seconds (tests pass their own). */
   now?: () => number;
 }
@@ -73,6 +75,10 @@ export class Cell {
   private readonly sDst = new Uint32Array(BATCH);
   private readonly tOff = new Uint32Array(BATCH);
   private readonly tLen = new Uint32Array(BATCH);
+  private readonly cOff = new Uint32Array(BATCH);
+  private readonly cLen = new Uint32Array(BATCH);
+  /** The silk-vtep capture point, when enabled: written, never read. */
+  private capture: FrameDevice | null = null;
   lastSnapshotAt = 0;
   watchErrors = 0;
   renewFailures = 0;
@@ -104,8 +110,14 @@ export class Cell {
     this.log.info({ lease: this.lease }, 'lease-acquired');
     const snap = await this.client.snapshot();
     this.apply(snap);
+    if (this.opts.capture) {
+      this.capture = this.opts.io.openTap('silk-vtep', this.slotSize);
+      await this.opts.containerNet.prepareCapture(this.capture.name);
+      this.log.info({ dev: this.capture.name }, 'capture-enabled');
+    }
     this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize);
     this.underlay.start((batch) => {
+      if (this.capture !== null) this.captureIngress(batch);
       this.dp.ingress(batch, this.now());
       this.dispatch(batch);
     });
@@ -124,6 +136,7 @@ export class Cell {
     for (const t of this.timers) clearInterval(t);
     for (const a of [...this.attached.values()]) await this.removeContainer(a.port.handle).catch(() => undefined);
     this.underlay?.close();
+    this.capture?.close();
     this.log.info('cell-stopped');
   }
 
@@ -284,6 +297,19 @@ export class Cell {
 
   // --------------------------------------------------------------- dispatch
 
+  /** What the kernel's silk-vtep receives: each decapsulated inner frame, before policy. */
+  private captureIngress(batch: FrameBatch): void {
+    let n = 0;
+    for (let i = 0; i < batch.count; i++) {
+      const len = batch.len[i]!;
+      if (len < 8 + 14) continue;
+      this.cOff[n] = batch.inOff(i) + 8;
+      this.cLen[n] = len - 8;
+      n++;
+    }
+    if (n > 0) this.capture!.write(batch.slab, this.cOff, this.cLen, n);
+  }
+
   /** Carry out the pipeline's verdicts: one underlay send, one write per TAP. */
   private dispatch(batch: FrameBatch): void {
     const n = batch.count;
@@ -297,7 +323,17 @@ export class Cell {
         nu++;
       }
     }
-    if (nu > 0) this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
+    if (nu > 0) {
+      this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
+      if (this.capture !== null) {
+        // What the kernel's silk-vtep transmits: the inner frame, VTEP MACs, TTL already decremented.
+        for (let k = 0; k < nu; k++) {
+          this.cOff[k] = this.sOff[k]! + 36;
+          this.cLen[k] = this.sLen[k]! - 36;
+        }
+        this.capture.write(batch.slab, this.cOff, this.cLen, nu);
+      }
+    }
     for (let i = 0; i < n; i++) {
       if (action[i] !== Action.Tap) continue;
       const target = batch.outTarget[i]!;

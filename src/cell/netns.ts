@@ -18,6 +18,8 @@ export interface ContainerNet {
   detach(netns: string): Promise<void>;
   /** Does the namespace exist? */
   exists(netns: string): boolean;
+  /** Bring up the silk-vtep capture TAP in our own namespace: up, no ARP, no IPv6, nothing answers on it. */
+  prepareCapture(dev: string): Promise<void>;
 }
 
 async function ip(args: string[]): Promise<void> {
@@ -53,6 +55,11 @@ export class IprouteContainerNet implements ContainerNet {
     await ip([...n, 'route', 'replace', 'default', 'via', '169.254.0.1', 'dev', 'eth0', 'src', ipText]);
   }
 
+  async prepareCapture(dev: string): Promise<void> {
+    await run('sysctl', ['-q', '-w', `net.ipv6.conf.${dev}.disable_ipv6=1`], { timeout: 10_000 }).catch(() => undefined);
+    await ip(['link', 'set', 'dev', dev, 'arp', 'off', 'up']);
+  }
+
   async detach(netns: string): Promise<void> {
     if (!this.exists(netns)) return;
     await ip(['-n', netns, 'link', 'del', 'dev', 'eth0']).catch(() => undefined);
@@ -70,5 +77,9 @@ export class FakeContainerNet implements ContainerNet {
   }
   async detach(netns: string): Promise<void> {
     this.attached.delete(netns);
+  }
+  captureDev = '';
+  async prepareCapture(dev: string): Promise<void> {
+    this.captureDev = dev;
   }
 }

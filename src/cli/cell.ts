@@ -21,6 +21,7 @@ export function register(program: Command): void {
     .option('--mtu <n>', 'underlay MTU; containers get MTU − 50', '1500')
     .option('--vni <n>', 'VXLAN network identifier', '1')
     .option('--port <n>', 'VXLAN UDP port', '4789')
+    .option('--capture', 'open a silk-vtep TAP and copy every inner frame to it, for tcpdump -i silk-vtep')
     .option('--dataplane <kind>', 'user (this process moves the packets)', 'user')
     .addHelpText('after', '\nExample (inside the cell namespace):\n  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell1.sock')
     .action(async (o) => {
@@ -38,6 +39,7 @@ export function register(program: Command): void {
         io: nativeCellIo(),
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port },
+        capture: Boolean(o.capture),
       });
       try {
         await cell.start();

@@ -19,7 +19,7 @@
 // source container, 63 on the wire, 62 in the destination container); on the
 // wire the inner frame carries VTEP MACs; the destination container sees
 // dst ee:ee:<its ip>, src aa:aa:<its ip>.
-import { Action, type FrameBatch } from './batch.js';
+import { Action, DEFAULT_HEADROOM, FrameBatch } from './batch.js';
 import { Counters, Drop, Stat } from './counters.js';
 import { flowHash, sourcePortFor } from './flowhash.js';
 import { OUTER_LEN, writeOuterHeaders } from './encap.js';
@@ -94,6 +94,13 @@ export interface Port {
   readonly packets: Float64Array; // [tx packets, tx bytes, rx packets, rx bytes]
 }
 
+export interface TraceResult {
+  action: 'underlay' | 'tap' | 'drop';
+  /** Underlay IP, TAP index, or the drop reason. */
+  target: number;
+  output: Uint8Array;
+}
+
 /** Receives the steps of one packet's walk when tracing. */
 export interface Tracer {
   step(name: string, detail: Record<string, unknown>): void;
@@ -108,12 +115,14 @@ export class Dataplane {
   readonly neighbors = new NeighborTable();
   readonly fdb = new Fdb();
   readonly conntrack: ConnTrack;
-  readonly counters = new Counters();
+  counters = new Counters();
   /** Per accepted-rule hit counts, parallel to plan.accepts. */
   ruleHits = new Float64Array(0);
   policy: CompiledPolicy = CompiledPolicy.empty();
   policies: PolicyRecord[] = [];
   tracer: Tracer | null = null;
+  /** While tracing: no conntrack entry is created, counters go to a scratch set. */
+  private dry = false;
 
   private readonly ports: (Port | undefined)[] = [];
   private readonly portByIp = new Map<number, Port>();
@@ -422,7 +431,7 @@ export class Dataplane {
     if (tr !== null) tr.step('fdb', { mac: neigh.mac, entry: fdb ?? null });
     if (fdb === undefined) return this.dropFrame(batch, i, Drop.NoFdb);
     // Track the flow so the reply is let in on the way back (ESTABLISHED).
-    this.conntrack.process(src, dst, proto, this.sport, this.dport, this.tcpFlags, now, true);
+    this.conntrack.process(src, dst, proto, this.sport, this.dport, this.tcpFlags, now, !this.dry);
     ip.decrementTtl();
     buf.set(neigh.mac, off);
     buf.set(this.vtepMac, off + 6);
@@ -494,7 +503,7 @@ export class Dataplane {
     this.counters.stats[Stat.PolicyAllowed]!++;
     // Same-cell packets were tracked at egress already only for remote
     // destinations; here the allowed packet opens the connection.
-    this.conntrack.process(ip.srcAddr, ip.dstAddr, proto, this.sport, this.dport, this.tcpFlags, now, true);
+    if (!this.dry) this.conntrack.process(ip.srcAddr, ip.dstAddr, proto, this.sport, this.dport, this.tcpFlags, now, true);
     if (tr !== null) tr.step('policy', { verdict: 'allow', why: 'policy', rule: this.policy.plan.accepts[rule], sameCell });
     return true;
   }
@@ -590,6 +599,38 @@ export class Dataplane {
     batch.outLen[i] = frameLen + OUTER_LEN;
     batch.outTarget[i] = to;
     if (this.tracer !== null) this.tracer.step('icmp-error', { to });
+  }
+
+  // ----------------------------------------------------------------- trace
+
+  /**
+   * Run one frame through the real egress (or ingress) code with a tracer
+   * attached, without side effects: no conntrack entry is created, counters
+   * and ICMP tokens are not spent. Returns the verdict and the output bytes.
+   */
+  trace(kind: 'egress' | 'ingress', bytes: Uint8Array, opts: { port?: number; srcIp?: number; now: number }, tracer: Tracer): TraceResult {
+    const batch = new FrameBatch(1, Math.max(2048, bytes.length + DEFAULT_HEADROOM + 64));
+    batch.push(bytes, opts.srcIp ?? 0, 0);
+    const saved = { counters: this.counters, tokens: this.icmpTokens, last: this.icmpLast, ident: this.ident };
+    this.counters = new Counters();
+    this.tracer = tracer;
+    this.dry = true;
+    try {
+      if (kind === 'egress') this.egress(batch, opts.port ?? -1, opts.now);
+      else this.ingress(batch, opts.now);
+    } finally {
+      this.tracer = null;
+      this.dry = false;
+      this.counters = saved.counters;
+      this.icmpTokens = saved.tokens;
+      this.icmpLast = saved.last;
+      this.ident = saved.ident;
+    }
+    return {
+      action: batch.action[0] === Action.Underlay ? 'underlay' : batch.action[0] === Action.Tap ? 'tap' : 'drop',
+      target: batch.outTarget[0]!,
+      output: batch.action[0] === Action.Drop ? new Uint8Array(0) : batch.output(0),
+    };
   }
 
   /** One coarse tick for every expiry (conntrack). */

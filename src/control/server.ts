@@ -1,0 +1,191 @@
+// The controller's HTTP API: cf-networking's policy server paths, silk-
+// controller's lease paths, and GET /watch, all on one listener. Handlers are
+// thin: validate (400), call the Controller, map ConflictError to 409.
+import { logger } from '../util/log.js';
+import { parseAddress, formatAddress } from '../cli/util.js';
+import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer } from './http.js';
+import { Controller, ConflictError, type ControllerOptions } from './controller.js';
+import { MemoryStore, SqliteStore, type ControllerStore } from './store.js';
+import {
+  ValidationError,
+  validateAcquireBody,
+  validateLeaseBody,
+  validatePoliciesBody,
+  validateReleaseBody,
+} from './validate.js';
+import { EXTERNAL_POLICIES, EXTERNAL_POLICIES_DELETE, EXTERNAL_TAGS, INTERNAL_POLICIES } from './client.js';
+
+/** How long GET /watch holds a request with no change before answering the same version. */
+export const DEFAULT_WATCH_HOLD_MS = 25_000;
+
+export interface RouterOptions {
+  watchHoldMs?: number;
+}
+
+/** Map the controller's typed errors to HTTP statuses. */
+function guarded(h: JsonHandler): JsonHandler {
+  return async (req) => {
+    try {
+      return await h(req);
+    } catch (e) {
+      if (e instanceof ValidationError) throw new HttpError(400, e.message);
+      if (e instanceof ConflictError) throw new HttpError(409, e.message);
+      throw e;
+    }
+  };
+}
+
+function idList(q: URLSearchParams, name: string): string[] | undefined {
+  const v = q.get(name);
+  return v === null ? undefined : v.split(',');
+}
+
+export function controllerRouter(c: Controller, opts: RouterOptions = {}): Router {
+  const holdMs = opts.watchHoldMs ?? DEFAULT_WATCH_HOLD_MS;
+  const r = new Router();
+
+  // --- policy server (cf-networking v1) ---
+  r.get(
+    EXTERNAL_POLICIES,
+    guarded((req) => {
+      const policies = c.listPolicies({
+        id: idList(req.query, 'id'),
+        source_id: idList(req.query, 'source_id'),
+        dest_id: idList(req.query, 'dest_id'),
+      });
+      return { status: 200, body: { total_policies: policies.length, policies } };
+    }),
+  );
+  r.post(
+    EXTERNAL_POLICIES,
+    guarded((req) => {
+      c.addPolicies(validatePoliciesBody(req.body));
+      return { status: 200, body: {} };
+    }),
+  );
+  r.post(
+    EXTERNAL_POLICIES_DELETE,
+    guarded((req) => {
+      c.deletePolicies(validatePoliciesBody(req.body));
+      return { status: 200, body: {} };
+    }),
+  );
+  r.get(EXTERNAL_TAGS, () => ({ status: 200, body: { tags: c.tags() } }));
+  r.get(INTERNAL_POLICIES, (req) => {
+    const ids = idList(req.query, 'id');
+    if (!ids) return { status: 200, raw: c.internalPoliciesJson() };
+    const policies = c.internalPolicies(ids);
+    return { status: 200, body: { total_policies: policies.length, policies } };
+  });
+
+  // --- leases (silk-controller) ---
+  r.get('/leases', () => ({ status: 200, body: { leases: c.leases() } }));
+  r.put(
+    '/leases/acquire',
+    guarded((req) => ({ status: 200, body: c.acquireLease(validateAcquireBody(req.body)) })),
+  );
+  r.put(
+    '/leases/renew',
+    guarded((req) => ({ status: 200, body: c.renewLease(validateLeaseBody(req.body)) })),
+  );
+  r.put(
+    '/leases/release',
+    guarded((req) => {
+      c.releaseLease(validateReleaseBody(req.body));
+      return { status: 200, body: {} };
+    }),
+  );
+
+  // --- watch ---
+  r.get('/watch', async (req) => {
+    const raw = req.query.get('since') ?? '-1';
+    if (!/^-?\d{1,15}$/.test(raw)) throw new HttpError(400, `since must be a version number, got "${raw}"`);
+    await c.waitForChange(Number(raw), holdMs, req.signal);
+    return { status: 200, raw: c.snapshotJson() };
+  });
+
+  r.get('/healthz', () => ({
+    status: 200,
+    body: { ok: true, version: c.version, policies: c.policyCount, leases: c.leases().length },
+  }));
+  return r;
+}
+
+export interface StartControllerOptions extends Omit<ControllerOptions, 'store' | 'log'> {
+  /** Unix socket path or host:port (or an Address). Port 0 picks a free port. */
+  listen: string | Address;
+  /** A SQLite file path, ':memory:' for a throw-away store, or a store object. */
+  store: string | ControllerStore;
+  watchHoldMs?: number;
+}
+
+export interface RunningController {
+  readonly address: Address;
+  readonly controller: Controller;
+  close(): Promise<void>;
+}
+
+export async function startController(opts: StartControllerOptions): Promise<RunningController> {
+  const log = logger('controller');
+  const store: ControllerStore =
+    typeof opts.store === 'string'
+      ? opts.store === ':memory:'
+        ? new MemoryStore()
+        : new SqliteStore(opts.store)
+      : opts.store;
+  let controller: Controller;
+  try {
+    controller = new Controller({ ...opts, store, log });
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+  const addr = typeof opts.listen === 'string' ? parseAddress(opts.listen) : opts.listen;
+  let server: JsonServer;
+  try {
+    server = await serve(addr, controllerRouter(controller, { watchHoldMs: opts.watchHoldMs }).handle, {
+      onError: (err, req) => log.error({ err, method: req.method, path: req.path }, 'request-failed'),
+    });
+  } catch (e) {
+    controller.close();
+    throw e;
+  }
+  // One coarse timer reclaims expired leases (a quarter of the expiry, within 0.25–30 s).
+  const sweepMs = Math.min(30_000, Math.max(250, Math.floor(controller.leaseExpiryMs / 4)));
+  const sweep = setInterval(() => {
+    try {
+      controller.sweepExpiredLeases();
+    } catch (err) {
+      log.error({ err }, 'lease-sweep-failed');
+    }
+  }, sweepMs);
+  sweep.unref();
+
+  log.info(
+    {
+      address: formatAddress(server.address),
+      store: typeof opts.store === 'string' ? opts.store : 'custom',
+      version: controller.version,
+      policies: controller.policyCount,
+      leases: controller.leases().length,
+    },
+    'controller-listening',
+  );
+  let closed: Promise<void> | undefined;
+  return {
+    address: server.address,
+    controller,
+    close() {
+      closed ??= (async () => {
+        clearInterval(sweep);
+        // Answer held watches with the final snapshot before the connections go.
+        controller.wakeAll();
+        await new Promise((r) => setImmediate(r));
+        await server.close();
+        controller.close();
+        log.info({ version: controller.version }, 'controller-stopped');
+      })();
+      return closed;
+    },
+  };
+}

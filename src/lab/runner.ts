@@ -1,0 +1,152 @@
+// The seam between the lab and the programs it starts. `lab up` only talks to
+// a LabRunner: the real one runs `node bin/silkworm.js controller|cell|container`
+// and the app server; tests swap in fakes so the topology, supervision, state
+// file and tear-down are tested without the rest of silkworm.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fail } from '../cli/util.js';
+import { isIpv4 } from '../util/ip.js';
+import { spawnDetached } from './procs.js';
+
+export interface ControllerSpec {
+  socket: string;
+  store: string;
+  log: string;
+}
+
+export interface CellSpec {
+  name: string;
+  netns: string;
+  controllerSocket: string;
+  underlayIp: string;
+  underlayDev: string;
+  adminSocket: string;
+  /** Underlay MTU (the cell gives containers MTU − 50). */
+  mtu: number;
+  log: string;
+}
+
+export interface ContainerSpec {
+  app: string;
+  cell: string;
+  cellSocket: string;
+  netns: string;
+}
+
+export interface ContainerInfo {
+  ip: string;
+  mac?: string;
+  handle?: string;
+}
+
+export interface AppSpec {
+  app: string;
+  netns: string;
+  port: number;
+  log: string;
+}
+
+export interface LabRunner {
+  /** Start the controller detached (root namespace: it only has a unix socket); returns its PID. */
+  spawnController(spec: ControllerSpec): number;
+  /** Start a cell detached inside its namespace; returns its PID. */
+  spawnCell(spec: CellSpec): number;
+  /** Attach a container namespace to a cell (what silk-cni does); resolves with its overlay IP. */
+  addContainer(spec: ContainerSpec): Promise<ContainerInfo>;
+  /** Start the HTTP app server detached inside the container namespace; returns its PID. */
+  spawnApp(spec: AppSpec): number;
+}
+
+/** The package root: this file is <root>/src/lab/runner.ts or <root>/dist/lab/runner.js. */
+export function packageRoot(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+export interface RealRunnerOptions {
+  node?: string;
+  /** bin/silkworm.js */
+  silkworm?: string;
+  /** dist/lab/app-server.js */
+  appServer?: string;
+  /** Bound for `container add`. */
+  containerTimeoutMs?: number;
+}
+
+/** Parse `container add --json` output: {"handle","app","ip","mac","netns","cell"}. */
+export function parseContainerJson(stdout: string, what: string): ContainerInfo {
+  const last = stdout.trim().split('\n').pop()?.trim() ?? '';
+  // Tolerate a bare address too (what `container add` prints without --json).
+  if (isIpv4(last)) return { ip: last };
+  let v: unknown;
+  try {
+    v = JSON.parse(stdout.trim());
+  } catch {
+    return fail(`${what} did not print JSON: ${JSON.stringify(stdout.trim().slice(0, 200))}`);
+  }
+  const o = v as Record<string, unknown>;
+  if (typeof o !== 'object' || o === null || typeof o.ip !== 'string' || !isIpv4(o.ip)) {
+    return fail(`${what} printed no IPv4 "ip": ${JSON.stringify(stdout.trim().slice(0, 200))}`);
+  }
+  const info: ContainerInfo = { ip: o.ip };
+  if (typeof o.mac === 'string') info.mac = o.mac;
+  if (typeof o.handle === 'string') info.handle = o.handle;
+  return info;
+}
+
+export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
+  const root = packageRoot();
+  const node = opts.node ?? process.execPath;
+  const silkworm = opts.silkworm ?? path.join(root, 'bin', 'silkworm.js');
+  const appServer = opts.appServer ?? path.join(root, 'dist', 'lab', 'app-server.js');
+  const containerTimeoutMs = opts.containerTimeoutMs ?? 20_000;
+  const need = (file: string) => {
+    if (!fs.existsSync(file)) fail(`${file} is missing: build silkworm first ("npm run build")`);
+  };
+  return {
+    spawnController(s) {
+      need(silkworm);
+      return spawnDetached(node, [silkworm, 'controller', '--listen', s.socket, '--store', s.store], s.log);
+    },
+    spawnCell(s) {
+      need(silkworm);
+      // `ip netns exec` execs the command in place, so the PID is the cell's own.
+      return spawnDetached(
+        'ip',
+        ['netns', 'exec', s.netns, node, silkworm, 'cell', '--name', s.name, '--controller', s.controllerSocket,
+          '--underlay-ip', s.underlayIp, '--underlay-dev', s.underlayDev, '--admin', s.adminSocket,
+          // Only when not the default, so the documented command line stays the plain one.
+          ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : [])],
+        s.log,
+      );
+    },
+    addContainer(s) {
+      need(silkworm);
+      const what = `container add ${s.app} on ${s.cell}`;
+      return new Promise((resolve, reject) => {
+        execFile(
+          node,
+          [silkworm, 'container', 'add', '--cell', s.cellSocket, '--app', s.app, '--netns', s.netns, '--json'],
+          { encoding: 'utf8', timeout: containerTimeoutMs },
+          (err, stdout, stderr) => {
+            if (err) {
+              const why = stderr.trim().split('\n').pop() || err.message;
+              reject(new Error(`${what} failed: ${why}`));
+              return;
+            }
+            try {
+              resolve(parseContainerJson(stdout, what));
+            } catch (e) {
+              reject(e);
+            }
+          },
+        );
+      });
+    },
+    spawnApp(s) {
+      need(appServer);
+      return spawnDetached('ip', ['netns', 'exec', s.netns, node, appServer, '--name', s.app, '--port', String(s.port)], s.log);
+    },
+  };
+}

@@ -1,0 +1,616 @@
+// Connection tracking for ingress policy: "allow if the packet belongs to a
+// tracked connection (reply / related ICMP error)" — what silk gets from the
+// kernel with `-m state --state RELATED,ESTABLISHED -j ACCEPT` in its
+// overlay chain (DESIGN.md "Policy").
+//
+// Layout: fixed capacity, everything in typed arrays, nothing allocated per
+// packet. Each connection is one entry (id) holding its original-direction
+// tuple; a hash index holds two references per entry, one per direction
+// (ref = id * 2 + dir), so a packet from either side finds the entry with one
+// probe sequence. Open addressing, linear probing, load <= 1/2, deletion by
+// backward shift (no tombstones). The hash is seeded per table, because the
+// tuples come from the wire and a fixed hash would let a sender aim every
+// flow at one probe chain.
+//
+// Time is a parameter (seconds, float) — never read here. Expiry: an entry
+// found expired during a lookup is dropped on the spot; `tick(now)`, called
+// from one coarse timer, sweeps the rest (never a timer per flow).
+//
+// When the table is full a new flow evicts an old one, never fails. Like the
+// kernel's early_drop (nf_conntrack_core.c), it looks at a bounded sample of
+// entries (EVICT_SAMPLE, starting at a rotating cursor) instead of the whole
+// table: an expired entry if there is one, else the non-ASSURED entry seen
+// least recently, else the least recently seen of all.
+//
+// TCP follows the kernel's state names and default timeouts
+// (nf_conntrack_proto_tcp.c: syn_sent 120 s, syn_recv 60 s, established 5
+// days, fin_wait 120 s, close_wait 60 s, last_ack 30 s, time_wait 120 s, close
+// 10 s) with a simplified transition table:
+//   SYN (orig)               NONE → SYN_SENT; TIME_WAIT/CLOSE → SYN_SENT (reopen, fresh flags)
+//   SYN or SYN+ACK (reply)   SYN_SENT → SYN_RECV (SYN alone = simultaneous open)
+//   ACK (orig)               SYN_RECV → ESTABLISHED (+ ASSURED)
+//   FIN (either)             SYN_RECV/ESTABLISHED → FIN_WAIT; once both sides sent FIN → LAST_ACK
+//   ACK of the peer's FIN    FIN_WAIT → CLOSE_WAIT
+//   ACK after last FIN       LAST_ACK → TIME_WAIT
+//   RST (either)             → CLOSE
+// A first packet that is not a SYN is picked up mid-stream as ESTABLISHED
+// (the kernel's default nf_conntrack_tcp_loose=1), so connections survive a
+// cell restart; a first packet that is a RST or a SYN+ACK creates nothing
+// (the kernel marks those INVALID).
+// UDP: 30 s until a reply is seen, then 120 s (ASSURED). ICMP echo: 30 s;
+// the caller passes (id, 0) as the ports in both directions, so a request
+// and its reply share one tuple with the addresses swapped.
+import { u32ToIp } from '../util/ip.js';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from './types.js';
+
+export const enum CtState {
+  /** No entry, or the original direction of an entry that has not seen a reply yet. */
+  New = 0,
+  /** Original direction of an entry that has seen a reply (kernel IPS_SEEN_REPLY). */
+  Established = 1,
+  /** The reply direction of an entry. */
+  Reply = 2,
+}
+
+/** Kernel TCP conntrack states (TCP_CONNTRACK_*), same numbering. */
+export const TCP_NONE = 0;
+export const TCP_SYN_SENT = 1;
+export const TCP_SYN_RECV = 2;
+export const TCP_ESTABLISHED = 3;
+export const TCP_FIN_WAIT = 4;
+export const TCP_CLOSE_WAIT = 5;
+export const TCP_LAST_ACK = 6;
+export const TCP_TIME_WAIT = 7;
+export const TCP_CLOSE = 8;
+export const TCP_STATE_NAMES = [
+  'NONE',
+  'SYN_SENT',
+  'SYN_RECV',
+  'ESTABLISHED',
+  'FIN_WAIT',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'TIME_WAIT',
+  'CLOSE',
+] as const;
+
+/** TCP header flag bits (RFC 9293 §3.1). */
+export const TCP_FIN = 0x01;
+export const TCP_SYN = 0x02;
+export const TCP_RST = 0x04;
+export const TCP_ACK = 0x10;
+
+/** Seconds. */
+export interface CtTimeouts {
+  tcpSynSent: number;
+  tcpSynRecv: number;
+  tcpEstablished: number;
+  tcpFinWait: number;
+  tcpCloseWait: number;
+  tcpLastAck: number;
+  tcpTimeWait: number;
+  tcpClose: number;
+  udp: number;
+  udpReplied: number;
+  icmp: number;
+}
+
+/** The kernel's defaults (see the header comment). */
+export const DEFAULT_CT_TIMEOUTS: Readonly<CtTimeouts> = Object.freeze({
+  tcpSynSent: 120,
+  tcpSynRecv: 60,
+  tcpEstablished: 432000,
+  tcpFinWait: 120,
+  tcpCloseWait: 60,
+  tcpLastAck: 30,
+  tcpTimeWait: 120,
+  tcpClose: 10,
+  udp: 30,
+  udpReplied: 120,
+  icmp: 30,
+});
+
+export interface CtEntryInfo {
+  proto: number;
+  /** Original direction. */
+  src: number;
+  dst: number;
+  sport: number;
+  dport: number;
+  /** Reply direction (as a packet from the responder would carry it). */
+  replySrc: number;
+  replyDst: number;
+  replySport: number;
+  replyDport: number;
+  /** TCP state name, or undefined for UDP/ICMP. */
+  tcpState: string | undefined;
+  /** Absolute expiry time, seconds. */
+  expires: number;
+  seenReply: boolean;
+  assured: boolean;
+  mark: number;
+}
+
+/** How many entries eviction looks at (the kernel's early_drop looks at a bounded number too). */
+export const EVICT_SAMPLE = 64;
+
+// Entry flag bits.
+const F_SEEN_REPLY = 1;
+const F_ASSURED = 2;
+const F_FIN_ORIG = 4;
+const F_FIN_REPLY = 8;
+const F_LASTFIN_REPLY = 16;
+
+// TCP packet kinds for the transition table.
+const K_SYN = 0;
+const K_SYNACK = 1;
+const K_FIN = 2;
+const K_ACK = 3;
+const K_RST = 4;
+const K_NONE = 5;
+
+function tcpKind(flags: number): number {
+  if (flags & TCP_RST) return K_RST;
+  if (flags & TCP_SYN) return flags & TCP_ACK ? K_SYNACK : K_SYN;
+  if (flags & TCP_FIN) return K_FIN;
+  if (flags & TCP_ACK) return K_ACK;
+  return K_NONE;
+}
+
+function fmix(h: number): number {
+  // murmur3's 32-bit finalizer: every input bit affects every output bit.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function mixIn(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, 0x1b873593);
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+export class ConnTrack {
+  readonly capacity: number;
+  /** Entries evicted because the table was full. */
+  evictions = 0;
+
+  private readonly t: CtTimeouts;
+  private readonly seed: number;
+  // Per entry.
+  private readonly eSrc: Uint32Array;
+  private readonly eDst: Uint32Array;
+  private readonly eSport: Uint16Array;
+  private readonly eDport: Uint16Array;
+  private readonly eProto: Uint8Array;
+  private readonly eTcp: Uint8Array;
+  private readonly eFlags: Uint8Array;
+  private readonly eUsed: Uint8Array;
+  private readonly eMark: Uint32Array;
+  private readonly eExpires: Float64Array;
+  private readonly eLast: Float64Array;
+  // Per direction reference (id * 2 + dir): its full hash, for probing and backward shift.
+  private readonly refHash: Uint32Array;
+  // The index: ref + 1, 0 = empty.
+  private readonly index: Int32Array;
+  private readonly iMask: number;
+  // Free entry ids (a stack).
+  private readonly freeIds: Int32Array;
+  private freeTop: number;
+  private count = 0;
+  private cursor = 0;
+
+  constructor(opts: { capacity?: number; timeouts?: Partial<CtTimeouts>; seed?: number } = {}) {
+    const cap = opts.capacity ?? 65536;
+    if (!Number.isInteger(cap) || cap < 1 || cap > 1 << 24) {
+      throw new RangeError(`conntrack capacity must be an integer in 1..16777216, got ${cap}`);
+    }
+    this.capacity = cap;
+    const t = { ...DEFAULT_CT_TIMEOUTS, ...(opts.timeouts ?? {}) };
+    for (const [k, v] of Object.entries(t)) {
+      if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`conntrack timeout ${k} must be a positive number of seconds, got ${v}`);
+    }
+    this.t = t;
+    this.seed = (opts.seed ?? (Math.random() * 0x100000000) >>> 0) | 0;
+    this.eSrc = new Uint32Array(cap);
+    this.eDst = new Uint32Array(cap);
+    this.eSport = new Uint16Array(cap);
+    this.eDport = new Uint16Array(cap);
+    this.eProto = new Uint8Array(cap);
+    this.eTcp = new Uint8Array(cap);
+    this.eFlags = new Uint8Array(cap);
+    this.eUsed = new Uint8Array(cap);
+    this.eMark = new Uint32Array(cap);
+    this.eExpires = new Float64Array(cap);
+    this.eLast = new Float64Array(cap);
+    this.refHash = new Uint32Array(cap * 2);
+    let size = 16;
+    while (size < cap * 4) size *= 2; // 2 refs per entry at load <= 1/2
+    this.index = new Int32Array(size);
+    this.iMask = size - 1;
+    this.freeIds = new Int32Array(cap);
+    // Pop order 0, 1, 2, …: ids are handed out in order (makes eviction order predictable).
+    for (let i = 0; i < cap; i++) this.freeIds[i] = cap - 1 - i;
+    this.freeTop = cap;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  private hash(src: number, dst: number, proto: number, sport: number, dport: number): number {
+    let h = this.seed;
+    h = mixIn(h, src);
+    h = mixIn(h, dst);
+    h = mixIn(h, ((sport & 0xffff) << 16) | (dport & 0xffff));
+    h = mixIn(h, proto);
+    return fmix(h);
+  }
+
+  /** Does ref's directional tuple equal this one? */
+  private refMatches(ref: number, src: number, dst: number, proto: number, sport: number, dport: number): boolean {
+    const id = ref >>> 1;
+    if (this.eProto[id] !== proto) return false;
+    if ((ref & 1) === 0) {
+      return this.eSrc[id] === src && this.eDst[id] === dst && this.eSport[id] === sport && this.eDport[id] === dport;
+    }
+    if (this.eDst[id] !== src || this.eSrc[id] !== dst) return false;
+    // ICMP echo keeps (id, 0) in both directions; other protocols swap the ports.
+    return proto === IPPROTO_ICMP
+      ? this.eSport[id] === sport && this.eDport[id] === dport
+      : this.eDport[id] === sport && this.eSport[id] === dport;
+  }
+
+  /** The ref for this directional tuple, or -1. */
+  private find(src: number, dst: number, proto: number, sport: number, dport: number): number {
+    const h = this.hash(src, dst, proto, sport, dport);
+    const index = this.index;
+    const mask = this.iMask;
+    let i = h & mask;
+    for (;;) {
+      const v = index[i]!;
+      if (v === 0) return -1;
+      const ref = v - 1;
+      if (this.refHash[ref] === h && this.refMatches(ref, src, dst, proto, sport, dport)) return ref;
+      i = (i + 1) & mask;
+    }
+  }
+
+  private indexInsert(ref: number, h: number): void {
+    this.refHash[ref] = h;
+    const mask = this.iMask;
+    let i = h & mask;
+    while (this.index[i] !== 0) i = (i + 1) & mask;
+    this.index[i] = ref + 1;
+  }
+
+  private indexRemove(ref: number): void {
+    const index = this.index;
+    const mask = this.iMask;
+    let i = this.refHash[ref]! & mask;
+    while (index[i] !== ref + 1) {
+      if (index[i] === 0) return; // not indexed (cannot happen; stay safe)
+      i = (i + 1) & mask;
+    }
+    let hole = i;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const v = index[j]!;
+      if (v === 0) break;
+      const home = this.refHash[v - 1]! & mask;
+      const movable = hole <= j ? home <= hole || home > j : home <= hole && home > j;
+      if (movable && false) {
+        index[hole] = v;
+        hole = j;
+      }
+    }
+    index[hole] = 0;
+  }
+
+  private removeEntry(id: number): void {
+    this.indexRemove(id * 2);
+    this.indexRemove(id * 2 + 1);
+    this.eUsed[id] = 0;
+    this.freeIds[this.freeTop++] = id;
+    this.count--;
+  }
+
+  /** A free entry id, evicting one when the table is full. */
+  private alloc(now: number): number {
+    if (this.freeTop === 0) {
+      const cap = this.capacity;
+      const sample = cap < EVICT_SAMPLE ? cap : EVICT_SAMPLE;
+      let victim = -1;
+      let victimAssured = 2;
+      let victimLast = Infinity;
+      for (let k = 0; k < sample; k++) {
+        let id = this.cursor + k;
+        if (id >= cap) id -= cap;
+        if (this.eExpires[id]! <= now) {
+          victim = id;
+          break;
+        }
+        const assured = this.eFlags[id]! & F_ASSURED ? 1 : 0;
+        const last = this.eLast[id]!;
+        if (assured < victimAssured || (assured === victimAssured && last < victimLast)) {
+          victim = id;
+          victimAssured = assured;
+          victimLast = last;
+        }
+      }
+      this.cursor += sample;
+      if (this.cursor >= cap) this.cursor -= cap;
+      this.removeEntry(victim);
+      this.evictions++;
+    }
+    return this.freeIds[--this.freeTop]!;
+  }
+
+  private timeoutFor(id: number): number {
+    const proto = this.eProto[id];
+    const t = this.t;
+    if (proto === IPPROTO_TCP) {
+      switch (this.eTcp[id]) {
+        case TCP_SYN_SENT:
+          return t.tcpSynSent;
+        case TCP_SYN_RECV:
+          return t.tcpSynRecv;
+        case TCP_ESTABLISHED:
+          return t.tcpEstablished;
+        case TCP_FIN_WAIT:
+          return t.tcpFinWait;
+        case TCP_CLOSE_WAIT:
+          return t.tcpCloseWait;
+        case TCP_LAST_ACK:
+          return t.tcpLastAck;
+        case TCP_TIME_WAIT:
+          return t.tcpTimeWait;
+        default:
+          return t.tcpClose;
+      }
+    }
+    if (proto === IPPROTO_UDP) return this.eFlags[id]! & F_SEEN_REPLY ? t.udpReplied : t.udp;
+    return t.icmp;
+  }
+
+  /** Apply one TCP packet (kind, direction) to entry `id`'s state. */
+  private tcpUpdate(id: number, kind: number, dir: number): void {
+    const s = this.eTcp[id]!;
+    let f = this.eFlags[id]!;
+    let n = s;
+    switch (kind) {
+      case K_RST:
+        n = TCP_CLOSE;
+        break;
+      case K_SYN:
+        if (dir === 0) {
+          if (s === TCP_TIME_WAIT || s === TCP_CLOSE) {
+            // The 4-tuple is reused for a new connection (RFC 9293 §3.6.1).
+            n = TCP_SYN_SENT;
+            f = 0;
+          }
+        } else if (s === TCP_SYN_SENT) {
+          n = TCP_SYN_RECV; // simultaneous open
+        }
+        break;
+      case K_SYNACK:
+        if (dir === 1 && s === TCP_SYN_SENT) n = TCP_SYN_RECV;
+        break;
+      case K_FIN:
+        f |= dir === 0 ? F_FIN_ORIG : F_FIN_REPLY;
+        if ((f & (F_FIN_ORIG | F_FIN_REPLY)) === (F_FIN_ORIG | F_FIN_REPLY)) {
+          if (s !== TCP_TIME_WAIT && s !== TCP_CLOSE && s !== TCP_LAST_ACK) {
+            n = TCP_LAST_ACK;
+            f = dir === 1 ? f | F_LASTFIN_REPLY : f & ~F_LASTFIN_REPLY;
+          }
+        } else if (s === TCP_SYN_RECV || s === TCP_ESTABLISHED) {
+          n = TCP_FIN_WAIT;
+        }
+        break;
+      case K_ACK:
+        if (s === TCP_SYN_RECV) {
+          if (dir === 0) n = TCP_ESTABLISHED;
+        } else if (s === TCP_FIN_WAIT) {
+          // The side that did not send the FIN acknowledges it.
+          if (f & (dir === 0 ? F_FIN_REPLY : F_FIN_ORIG)) n = TCP_CLOSE_WAIT;
+        } else if (s === TCP_LAST_ACK) {
+          const lastFinDir = f & F_LASTFIN_REPLY ? 1 : 0;
+          if (dir !== lastFinDir) n = TCP_TIME_WAIT;
+        }
+        break;
+      default:
+        break;
+    }
+    if (n === TCP_ESTABLISHED && f & F_SEEN_REPLY) f |= F_ASSURED;
+    this.eTcp[id] = n;
+    this.eFlags[id] = f;
+  }
+
+  /**
+   * Track one packet. Finds the flow in either direction; when there is none
+   * and `create` is set, creates it with this packet as the original
+   * direction (`mark` is recorded for `show conntrack`). Updates TCP state and
+   * the expiry. Returns Reply for the reply direction, Established for the
+   * original direction after a reply was seen, New otherwise.
+   * Allocation-free.
+   */
+  process(
+    src: number,
+    dst: number,
+    proto: number,
+    sport: number,
+    dport: number,
+    tcpFlags: number,
+    now: number,
+    create: boolean,
+    mark = 0,
+  ): CtState {
+    src = src >>> 0;
+    dst = dst >>> 0;
+    let ref = this.find(src, dst, proto, sport, dport);
+    if (ref >= 0 && this.eExpires[ref >>> 1]! <= now) {
+      this.removeEntry(ref >>> 1);
+      ref = -1;
+    }
+    if (ref < 0) {
+      if (!create) return CtState.New;
+      let tcpState = 0;
+      let flags = 0;
+      if (proto === IPPROTO_TCP) {
+        const kind = tcpKind(tcpFlags);
+        if (kind === K_RST || kind === K_SYNACK) return CtState.New;
+        if (kind === K_SYN) tcpState = TCP_SYN_SENT;
+        else if (kind === K_FIN) {
+          tcpState = TCP_FIN_WAIT; // picked up mid-stream while closing
+          flags = F_FIN_ORIG;
+        } else tcpState = TCP_ESTABLISHED;
+      }
+      const id = this.alloc(now);
+      this.eSrc[id] = src;
+      this.eDst[id] = dst;
+      this.eSport[id] = sport;
+      this.eDport[id] = dport;
+      this.eProto[id] = proto;
+      this.eTcp[id] = tcpState;
+      this.eFlags[id] = flags;
+      this.eMark[id] = mark >>> 0;
+      this.eUsed[id] = 1;
+      this.eLast[id] = now;
+      this.eExpires[id] = now + this.timeoutFor(id);
+      this.indexInsert(id * 2, this.hash(src, dst, proto, sport, dport));
+      const rs = proto === IPPROTO_ICMP ? sport : dport;
+      const rd = proto === IPPROTO_ICMP ? dport : sport;
+      this.indexInsert(id * 2 + 1, this.hash(dst, src, proto, rs, rd));
+      this.count++;
+      return CtState.New;
+    }
+    const id = ref >>> 1;
+    const dir = ref & 1;
+    if (dir === 1) this.eFlags[id] = this.eFlags[id]! | F_SEEN_REPLY;
+    if (proto === IPPROTO_TCP) {
+      this.tcpUpdate(id, tcpKind(tcpFlags), dir);
+    } else if (this.eFlags[id]! & F_SEEN_REPLY && proto === IPPROTO_UDP) {
+      this.eFlags[id] = this.eFlags[id]! | F_ASSURED;
+    }
+    this.eLast[id] = now;
+    this.eExpires[id] = now + this.timeoutFor(id);
+    if (dir === 1) return CtState.Reply;
+    return this.eFlags[id]! & F_SEEN_REPLY ? CtState.Established : CtState.New;
+  }
+
+  /**
+   * For an ICMP error quoting a packet (qsrc → qdst, qproto, qsport, qdport):
+   * true if that packet belongs to a tracked flow in either direction — the
+   * kernel's RELATED. With `now`, an expired entry does not count.
+   * Allocation-free.
+   */
+  related(qsrc: number, qdst: number, qproto: number, qsport: number, qdport: number, now = -Infinity): boolean {
+    const ref = this.find(qsrc >>> 0, qdst >>> 0, qproto, qsport, qdport);
+    return ref >= 0 && this.eExpires[ref >>> 1]! > now;
+  }
+
+  /** Remove every entry expired at `now`; returns how many. Call from one coarse timer. */
+  tick(now: number): number {
+    let removed = 0;
+    for (let id = 0; id < this.capacity; id++) {
+      if (this.eUsed[id] && this.eExpires[id]! <= now) {
+        this.removeEntry(id);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  clear(): void {
+    this.index.fill(0);
+    this.eUsed.fill(0);
+    for (let i = 0; i < this.capacity; i++) this.freeIds[i] = this.capacity - 1 - i;
+    this.freeTop = this.capacity;
+    this.count = 0;
+    this.cursor = 0;
+  }
+
+  /** Live entries at `now`, sorted by protocol then original tuple — for `show conntrack`. */
+  entries(now: number): CtEntryInfo[] {
+    const out: CtEntryInfo[] = [];
+    for (let id = 0; id < this.capacity; id++) {
+      if (!this.eUsed[id] || this.eExpires[id]! <= now) continue;
+      const proto = this.eProto[id]!;
+      const f = this.eFlags[id]!;
+      const icmp = proto === IPPROTO_ICMP;
+      out.push({
+        proto,
+        src: this.eSrc[id]!,
+        dst: this.eDst[id]!,
+        sport: this.eSport[id]!,
+        dport: this.eDport[id]!,
+        replySrc: this.eDst[id]!,
+        replyDst: this.eSrc[id]!,
+        replySport: icmp ? this.eSport[id]! : this.eDport[id]!,
+        replyDport: icmp ? this.eDport[id]! : this.eSport[id]!,
+        tcpState: proto === IPPROTO_TCP ? TCP_STATE_NAMES[this.eTcp[id]!] : undefined,
+        expires: this.eExpires[id]!,
+        seenReply: (f & F_SEEN_REPLY) !== 0,
+        assured: (f & F_ASSURED) !== 0,
+        mark: this.eMark[id]!,
+      });
+    }
+    return out.sort(
+      (a, b) => a.proto - b.proto || a.src - b.src || a.dst - b.dst || a.sport - b.sport || a.dport - b.dport,
+    );
+  }
+}
+
+const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp' };
+
+function tupleText(proto: number, src: number, dst: number, sport: number, dport: number, reply: boolean): string {
+  const addrs = `src=${u32ToIp(src)} dst=${u32ToIp(dst)}`;
+  // conntrack prints ICMP echo as type/code/id: 8 for the request, 0 for the reply.
+  if (proto === IPPROTO_ICMP) return `${addrs} type=${reply ? 0 : 8} code=0 id=${sport}`;
+  return `${addrs} sport=${sport} dport=${dport}`;
+}
+
+/**
+ * One line as `conntrack -L` prints it:
+ * `tcp      6 431999 ESTABLISHED src=… dst=… sport=… dport=… src=… dst=… sport=… dport=… [ASSURED] mark=0 use=1`
+ * (`[UNREPLIED]` after the original tuple until a reply is seen).
+ */
+export function formatConntrack(e: CtEntryInfo, now: number): string {
+  const name = PROTO_NAMES[e.proto] ?? 'unknown';
+  const left = Math.max(0, Math.floor(e.expires - now));
+  let s = `${name.padEnd(8)} ${e.proto} ${left} `;
+  if (e.tcpState !== undefined) s += `${e.tcpState} `;
+  s += tupleText(e.proto, e.src, e.dst, e.sport, e.dport, false);
+  if (!e.seenReply) s += ' [UNREPLIED]';
+  s += ' ' + tupleText(e.proto, e.replySrc, e.replyDst, e.replySport, e.replyDport, true);
+  if (e.assured) s += ' [ASSURED]';
+  s += ` mark=${e.mark} use=1`;
+  return s;
+}
+
+/** A JSON-friendly form for `show conntrack --json`. */
+export function conntrackJson(e: CtEntryInfo, now: number) {
+  return {
+    proto: PROTO_NAMES[e.proto] ?? String(e.proto),
+    state: e.tcpState ?? null,
+    timeout: Math.max(0, Math.floor(e.expires - now)),
+    src: u32ToIp(e.src),
+    dst: u32ToIp(e.dst),
+    sport: e.sport,
+    dport: e.dport,
+    replySrc: u32ToIp(e.replySrc),
+    replyDst: u32ToIp(e.replyDst),
+    replySport: e.replySport,
+    replyDport: e.replyDport,
+    seenReply: e.seenReply,
+    assured: e.assured,
+    mark: e.mark,
+  };
+}
