@@ -9,6 +9,7 @@
 //   node scripts/bench-scale.mjs [--apps 10000] [--policies 60000] [--batch 1000] [--json]
 // Needs the compiled dist/ (npx tsc -p .).
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -78,6 +79,18 @@ async function timed(fn, reps) {
   return { p50: round(ts[Math.floor(ts.length / 2)]), max: round(ts[ts.length - 1]), out };
 }
 const round = (x) => Math.round(x * 10) / 10;
+/** Time to the last byte of a response, body discarded: the controller's side, without client JSON parsing. */
+function lastByte(p) {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath: sock, path: p, agent: false }, (res) => {
+        let n = 0;
+        res.on('data', (d) => (n += d.length));
+        res.on('end', () => resolve(n));
+      })
+      .on('error', reject);
+  });
+}
 
 try {
   const startEmptyMs = await start();
@@ -104,6 +117,8 @@ try {
   const full = await timed(() => httpJson(addr, 'GET', '/networking/v1/internal/policies', undefined, { timeoutMs: 60_000 }), 10);
   if (full.out.body.total_policies !== POLICIES) throw new Error(`internal API lists ${full.out.body.total_policies}`);
   const bytes = Buffer.byteLength(JSON.stringify(full.out.body));
+  const fullBytes = await timed(() => lastByte('/networking/v1/internal/policies'), 10);
+  const snapBytes = await timed(() => lastByte('/watch?since=-1'), 10);
   const ids = Array.from({ length: 50 }, (_, i) => appId(i * 97));
   const filtered = await timed(() => client.internalPolicies(ids), 20);
   const external = await timed(() => client.policies(), 5);
@@ -118,10 +133,28 @@ try {
     10,
   );
 
+  // Propagation with the full state held: a watch is waiting, one policy is
+  // added; time from the POST returning to the watcher's last byte (body
+  // discarded) — the controller's side: snapshot rebuild + transfer.
+  const prop = [];
+  for (let i = 0; i < 20; i++) {
+    const v = (await httpJson(addr, 'GET', '/healthz')).body.version;
+    let tEnd = 0;
+    const w = lastByte(`/watch?since=${v}`).then(() => (tEnd = performance.now()));
+    await new Promise((r) => setTimeout(r, 30));
+    const pol = { source: { id: appId(3) }, destination: { id: appId(4), protocol: 'tcp', ports: { start: 2000 + i, end: 2000 + i } } };
+    await client.addPolicies([pol]);
+    const t1 = performance.now();
+    await w;
+    prop.push(tEnd - t1);
+  }
+  prop.sort((a, b) => a - b);
+  const propagation = { p50: round(prop[10]), max: round(prop[19]) };
+
   await stop();
   const restartMs = await start();
   const afterRestart = await client.internalPolicies();
-  if (afterRestart.length !== POLICIES) throw new Error(`after restart: ${afterRestart.length} policies`);
+  if (afterRestart.length !== POLICIES + 20) throw new Error(`after restart: ${afterRestart.length} policies`);
   const rssRestarted = rssMiB();
   await stop();
   const dbMiB = round(fs.statSync(db).size / 1048576);
@@ -135,9 +168,12 @@ try {
     restartLoadFromStoreMs: round(restartMs),
     emptyStartMs: round(startEmptyMs),
     internalPoliciesAllMs: { p50: full.p50, max: full.max, bytes },
+    internalPoliciesAllLastByteMs: { p50: fullBytes.p50, max: fullBytes.max },
+    watchSnapshotLastByteMs: { p50: snapBytes.p50, max: snapBytes.max },
     internalPolicies50AppsMs: { p50: filtered.p50, max: filtered.max, policies: filtered.out.length },
     externalPoliciesAllMs: { p50: external.p50, max: external.max },
     watchSnapshotMs: { p50: snapshot.p50, max: snapshot.max },
+    propagationAtScaleLastByteMs: propagation,
     addThenDeleteOnePolicyMs: { p50: oneAdd.p50, max: oneAdd.max },
     controllerRssMiB: { empty: rssEmpty, loaded: rssLoaded, afterRestart: rssRestarted },
     storeFileMiB: dbMiB,
@@ -147,10 +183,13 @@ try {
     console.log(`scale: ${APPS} apps, ${POLICIES} policies (batches of ${BATCH})`);
     console.log(`  load over the API:              ${result.loadOverApiMs} ms (${result.loadPoliciesPerSecond} policies/s)`);
     console.log(`  restart, load from SQLite:      ${result.restartLoadFromStoreMs} ms to healthy (empty store: ${result.emptyStartMs} ms)`);
-    console.log(`  GET internal policies, all:     p50 ${full.p50} ms, max ${full.max} ms (${(bytes / 1048576).toFixed(1)} MiB)`);
+    console.log(`  GET internal policies, all:     p50 ${full.p50} ms, max ${full.max} ms (${(bytes / 1048576).toFixed(1)} MiB, client parse included)`);
+    console.log(`    (to last byte, no parsing:    p50 ${fullBytes.p50} ms, max ${fullBytes.max} ms)`);
     console.log(`  GET internal policies, 50 apps: p50 ${filtered.p50} ms, max ${filtered.max} ms (${filtered.out.length} policies)`);
     console.log(`  GET external policies, all:     p50 ${external.p50} ms, max ${external.max} ms`);
     console.log(`  GET /watch snapshot:            p50 ${snapshot.p50} ms, max ${snapshot.max} ms`);
+    console.log(`    (to last byte, no parsing:    p50 ${snapBytes.p50} ms, max ${snapBytes.max} ms)`);
+    console.log(`  propagation at scale:           p50 ${propagation.p50} ms, max ${propagation.max} ms (POST returned → watcher's last byte of the new snapshot)`);
     console.log(`  add+delete one policy (acked):  p50 ${oneAdd.p50} ms, max ${oneAdd.max} ms`);
     console.log(`  controller RSS:                 empty ${rssEmpty} MiB, loaded ${rssLoaded} MiB, after restart ${rssRestarted} MiB`);
     console.log(`  store file:                     ${dbMiB} MiB`);

@@ -4,6 +4,7 @@
 import { Router, HttpError, serve, type JsonServer } from '../control/http.js';
 import type { Address } from '../cli/util.js';
 import type { Cell } from './cell.js';
+import type { Registry } from 'prom-client';
 import { formatRoute } from '../tables/route.js';
 import { formatNeighbor } from '../tables/neighbor.js';
 import { formatFdb } from '../tables/fdb.js';
@@ -22,8 +23,11 @@ function str(body: unknown, field: string, required = true): string | undefined 
   return v;
 }
 
-export function adminRouter(cell: Cell): Router {
+export function adminRouter(cell: Cell, metrics?: Registry): Router {
   const r = new Router();
+  if (metrics) {
+    r.get('/metrics', async () => ({ status: 200, raw: await metrics.metrics(), contentType: metrics.contentType }));
+  }
   r.get('/status', () => ({
     status: 200,
     body: {
@@ -106,7 +110,7 @@ export function adminRouter(cell: Cell): Router {
       rx_packets: p.packets[2],
       rx_bytes: p.packets[3],
     }));
-    return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions } };
+    return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions, io: cell.ioStats() } };
   });
   r.get('/containers', () => ({ status: 200, body: { containers: cell.listContainers() } }));
   r.post('/containers', async (req) => {
@@ -170,8 +174,15 @@ function describeResult(cell: Cell, r: { action: string; target: number; hex: st
   return { action: r.action, reason: DROP_NAMES[r.target] };
 }
 
-export function serveAdmin(cell: Cell, addr: Address): Promise<JsonServer> {
-  return serve(addr, adminRouter(cell).handle, {
+export function serveAdmin(cell: Cell, addr: Address, metrics?: Registry): Promise<JsonServer> {
+  return serve(addr, adminRouter(cell, metrics).handle, {
     onError: (err) => cell.log.error({ err: (err as Error).message }, 'admin-handler-failed'),
   });
+}
+
+/** A scrape endpoint with only GET /metrics (for `--metrics host:port`). */
+export function serveMetrics(addr: Address, metrics: Registry): Promise<JsonServer> {
+  const r = new Router();
+  r.get('/metrics', async () => ({ status: 200, raw: await metrics.metrics(), contentType: metrics.contentType }));
+  return serve(addr, r.handle);
 }

@@ -63,7 +63,10 @@ export class Cell {
   private underlay!: DatagramSocket;
   private readonly attached = new Map<string, Attached>(); // by handle
   private readonly devByIndex: (FrameDevice | undefined)[] = [];
-  private version = -1;
+  version = -1;
+  /** Set by the metrics registry when metrics are on. */
+  applyHistogram: { observe(v: number): void } | null = null;
+  watchLagHistogram: { observe(v: number): void } | null = null;
   private stopped = false;
   private readonly abort = new AbortController();
   private timers: NodeJS.Timeout[] = [];
@@ -142,6 +145,7 @@ export class Cell {
 
   /** Apply a controller snapshot: leases → tables, policies → plan. */
   apply(snap: Snapshot): void {
+    const t0 = performance.now();
     const leases: LeaseInfo[] = [];
     let ours = false;
     for (const l of snap.leases) {
@@ -161,6 +165,9 @@ export class Cell {
       this.log.warn({ lease: this.lease }, 'lease-missing-from-snapshot');
       void this.renew();
     }
+    this.applyHistogram?.observe((performance.now() - t0) / 1000);
+    const changedAt = (snap as Snapshot & { changed_at?: number }).changed_at;
+    if (typeof changedAt === 'number') this.watchLagHistogram?.observe(Math.max(0, Date.now() - changedAt) / 1000);
     this.log.debug({ version: snap.version, leases: leases.length, policies: snap.policies.length }, 'snapshot-applied');
   }
 
@@ -293,6 +300,15 @@ export class Cell {
     await this.opts.containerNet.detach(a.netns);
     this.log.info({ handle }, 'container-removed');
     return info;
+  }
+
+  /** The devices' own counters (syscall-level drops: full queues, EAGAIN), where they keep any. */
+  ioStats(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    const statsOf = (d: unknown) => (d && typeof d === 'object' && 'stats' in d ? (d as { stats: unknown }).stats : undefined);
+    out.underlay = statsOf(this.underlay);
+    for (const a of this.attached.values()) out[a.dev.name] = statsOf(a.dev);
+    return out;
   }
 
   // --------------------------------------------------------------- dispatch

@@ -2,9 +2,9 @@
 // controller, two cells on a 198.18.0.0/15 underlay bridge, appA on cell1 and
 // appB on cell2 each serving HTTP on 8080 — all in namespaces named P-*.
 import type { Command } from 'commander';
-import { DEFAULT_LAB, parseIntStrict, table } from './util.js';
+import { DEFAULT_LAB, fail, parseIntStrict, table } from './util.js';
 import { labDown, labStatus, labUp, nextSteps, type StatusReport } from '../lab/lab.js';
-import { DEFAULT_APP_PORT, DEFAULT_MTU, DEFAULT_UNDERLAY_BASE } from '../lab/topology.js';
+import { DEFAULT_APP_PORT, DEFAULT_MTU, DEFAULT_UNDERLAY_BASE, LAB_DATAPLANES, type LabDataplane } from '../lab/topology.js';
 
 const yesNo = (b: boolean) => (b ? 'yes' : 'NO');
 
@@ -12,11 +12,12 @@ export function formatStatus(r: StatusReport): string {
   const out: string[] = [];
   if (!r.createdAt && r.namespaces.every((n) => !n.exists)) return `lab "${r.prefix}" is not up\n`;
   out.push(r.up ? `lab "${r.prefix}" is up (since ${r.createdAt})` : `lab "${r.prefix}" is not up${r.createdAt ? ` (state from ${r.createdAt}${r.complete ? '' : ', start-up did not finish'})` : ''}`);
+  if (r.dataplane) out.push(`data plane: ${r.dataplane}${r.dataplane === 'mixed' ? ' (cell1 silkworm, cell2 kernel)' : r.dataplane === 'kernel' ? ' (Linux vxlan gbp + iptables, as silk)' : ' (silkworm)'}`);
   out.push('');
   out.push(table(['NAMESPACE', 'EXISTS'], r.namespaces.map((n) => [n.name, yesNo(n.exists)])));
   const procs: string[][] = [];
   if (r.controller) procs.push(['controller', '-', '-', String(r.controller.pid), yesNo(r.controller.alive), r.controller.socket, yesNo(r.controller.answers)]);
-  for (const c of r.cells) procs.push([c.name, c.netns, c.underlayIp, String(c.pid), yesNo(c.alive), c.socket, yesNo(c.answers)]);
+  for (const c of r.cells) procs.push([`${c.name} (${c.dataplane})`, c.netns, c.underlayIp, String(c.pid), yesNo(c.alive), c.socket, yesNo(c.answers)]);
   for (const a of r.apps) procs.push([`app ${a.app}`, a.netns, `:${a.port}`, String(a.pid), yesNo(a.alive), '-', yesNo(a.listening)]);
   if (procs.length > 0) {
     out.push('');
@@ -47,10 +48,13 @@ export function register(program: Command): void {
     .option('--mtu <bytes>', 'underlay MTU (containers get MTU - 50)', String(DEFAULT_MTU))
     .option('--app-port <port>', 'TCP port of the HTTP app in each container', String(DEFAULT_APP_PORT))
     .option('--timeout <seconds>', 'how long to wait for each process to answer', '15')
+    .option('--dataplane <mode>', 'user (silkworm cells), kernel (Linux vxlan gbp + iptables cells, as silk) or mixed (cell1 user, cell2 kernel)', 'user')
     .option('--json', 'print the state (state.json) instead of the hints')
-    .addHelpText('after', '\nExample:\n  sudo silkworm lab up\n  sudo silkworm lab up --prefix demo --underlay-base 198.18.5.11/24\n')
-    .action(async (o: { prefix?: string; underlayBase: string; mtu: string; appPort: string; timeout: string; json?: boolean }) => {
+    .addHelpText('after', '\nExample:\n  sudo silkworm lab up\n  sudo silkworm lab up --prefix demo --underlay-base 198.18.5.11/24\n  sudo silkworm lab up --prefix mix --dataplane mixed\n')
+    .action(async (o: { prefix?: string; underlayBase: string; mtu: string; appPort: string; timeout: string; dataplane: string; json?: boolean }) => {
+      if (!LAB_DATAPLANES.includes(o.dataplane as LabDataplane)) fail(`--dataplane must be user, kernel or mixed, got "${o.dataplane}"`);
       const result = await labUp({
+        dataplane: o.dataplane as LabDataplane,
         prefix: prefixOf(o),
         underlayBase: o.underlayBase,
         mtu: parseIntStrict(o.mtu, '--mtu', 118, 9000),

@@ -48,6 +48,8 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
   r.get(
     EXTERNAL_POLICIES,
     guarded((req) => {
+      const q = req.query;
+      if (!q.has('id') && !q.has('source_id') && !q.has('dest_id')) return { status: 200, raw: c.externalPoliciesJson() };
       const policies = c.listPolicies({
         id: idList(req.query, 'id'),
         source_id: idList(req.query, 'source_id'),

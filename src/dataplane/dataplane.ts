@@ -76,6 +76,13 @@ export const DEFAULT_CONFIG: Omit<DataplaneConfig, 'underlayIp' | 'leaseSubnet'>
   conntrackCapacity: 65536,
 };
 
+const enum Verdict {
+  Deny = 0,
+  Allow = 1,
+  /** An ICMP error that belongs to no tracked flow: dropped silently (never answer an error with one). */
+  Unrelated = 2,
+}
+
 /** A remote (or our own) lease as the controller hands it out. */
 export interface LeaseInfo {
   underlayIp: number;
@@ -138,6 +145,7 @@ export class Dataplane {
   private dport = 0;
   private tcpFlags = 0;
   private icmpError = false;
+  private icmpType = -1;
 
   constructor(cfg: DataplaneConfig) {
     this.cfg = cfg;
@@ -244,6 +252,7 @@ export class Dataplane {
     const len = ip.payloadLen;
     const proto = ip.protocol;
     this.icmpError = false;
+    this.icmpType = -1;
     this.tcpFlags = 0;
     if (proto === PROTO_TCP) {
       if (len < 20) return false;
@@ -261,6 +270,7 @@ export class Dataplane {
     if (proto === PROTO_ICMP) {
       if (len < 8) return false;
       const type = buf[off]!;
+      this.icmpType = type;
       if (type === IcmpType.EchoRequest || type === IcmpType.EchoReply) {
         this.sport = (buf[off + 4]! << 8) | buf[off + 5]!;
         this.dport = 0;
@@ -276,8 +286,13 @@ export class Dataplane {
     return true;
   }
 
+  /** May this packet create a conntrack entry? TCP, UDP, and of ICMP only echo requests. */
+  private opensFlow(proto: number): boolean {
+    return proto !== PROTO_ICMP || this.icmpType === IcmpType.EchoRequest;
+  }
+
   /** For an ICMP error: does the quoted header belong to a tracked flow? */
-  private icmpRelated(buf: Uint8Array): boolean {
+  private icmpRelated(buf: Uint8Array, now: number): boolean {
     const ip = this.ip;
     const q = ip.payloadOffset + 8;
     const avail = ip.payloadLen - 8;
@@ -294,7 +309,7 @@ export class Dataplane {
       sport = (buf[l4 + 4]! << 8) | buf[l4 + 5]!;
       dport = 0;
     }
-    return this.conntrack.related(src, dst, proto, sport, dport);
+    return this.conntrack.related(src, dst, proto, sport, dport, now);
   }
 
   /**
@@ -402,8 +417,11 @@ export class Dataplane {
     if (local !== undefined) {
       // Same cell: the packet never touches the wire, but the destination's
       // policy applies exactly as for a packet from another cell.
-      if (!this.admit(buf, local, port.tag, now, true)) {
-        const n = this.icmpInPlace(buf, off + ETH, IcmpType.DestUnreachable, IcmpCode.PortUnreachable, 0, this.vtepIp, now);
+      const v = this.admit(buf, local, port.tag, now, true);
+      if (v === Verdict.Unrelated) return this.dropFrame(batch, i, Drop.UnrelatedIcmpError);
+      if (v === Verdict.Deny) {
+        // The kernel answers a same-cell reject from the host side of the veth: 169.254.0.1.
+        const n = this.icmpInPlace(buf, off + ETH, IcmpType.DestUnreachable, IcmpCode.PortUnreachable, 0, GATEWAY_IP, now);
         if (n === 0) return this.dropFrame(batch, i, Drop.PolicyDenied);
         this.counters.drop(Drop.PolicyDenied);
         return this.replyToPort(batch, i, off, n, port);
@@ -431,7 +449,9 @@ export class Dataplane {
     if (tr !== null) tr.step('fdb', { mac: neigh.mac, entry: fdb ?? null });
     if (fdb === undefined) return this.dropFrame(batch, i, Drop.NoFdb);
     // Track the flow so the reply is let in on the way back (ESTABLISHED).
-    this.conntrack.process(src, dst, proto, this.sport, this.dport, this.tcpFlags, now, !this.dry);
+    // ICMP errors are never tracked themselves (they are RELATED to a flow), and
+    // of the rest of ICMP only an echo request opens an entry, as in the kernel.
+    if (!this.icmpError) this.conntrack.process(src, dst, proto, this.sport, this.dport, this.tcpFlags, now, !this.dry && this.opensFlow(proto));
     ip.decrementTtl();
     buf.set(neigh.mac, off);
     buf.set(this.vtepMac, off + 6);
@@ -478,26 +498,27 @@ export class Dataplane {
    * container `dstPort`, carrying Group Policy ID `tag` (0 = none):
    * tracked connection, related ICMP error, or a policy rule; else deny.
    */
-  private admit(buf: Uint8Array, dstPort: Port, tag: number, now: number, sameCell: boolean): boolean {
+  private admit(buf: Uint8Array, dstPort: Port, tag: number, now: number, sameCell: boolean): Verdict {
     const ip = this.ip;
     const tr = this.tracer;
     const proto = ip.protocol;
     if (this.icmpError) {
-      const ok = this.icmpRelated(buf);
-      if (tr !== null) tr.step('policy', { verdict: ok ? 'allow' : 'deny', why: ok ? 'related ICMP error of a tracked connection' : 'ICMP error not related to any tracked connection' });
-      if (!ok) this.counters.drop(Drop.UnrelatedIcmpError);
-      return ok;
+      const ok = this.icmpRelated(buf, now);
+      if (tr !== null) tr.step('policy', { verdict: ok ? 'allow' : 'deny', why: ok ? 'related ICMP error of a tracked connection (RELATED)' : 'ICMP error not related to any tracked connection' });
+      if (!ok) return Verdict.Unrelated;
+      this.counters.stats[Stat.ConntrackAllowed]!++;
+      return Verdict.Allow;
     }
     const st = this.conntrack.process(ip.srcAddr, ip.dstAddr, proto, this.sport, this.dport, this.tcpFlags, now, false);
     if (st !== CtState.New) {
       this.counters.stats[Stat.ConntrackAllowed]!++;
       if (tr !== null) tr.step('policy', { verdict: 'allow', why: st === CtState.Reply ? 'reply of a tracked connection (ESTABLISHED)' : 'tracked connection (ESTABLISHED)' });
-      return true;
+      return Verdict.Allow;
     }
     const rule = tag === 0 || proto === PROTO_ICMP ? -1 : this.policy.match(ip.dstAddr, proto, this.dport, tag);
     if (rule < 0) {
       if (tr !== null) tr.step('policy', { verdict: 'deny', why: tag === 0 ? 'no Group Policy ID on the packet and no tracked connection' : 'no policy allows this tag to this container, protocol and port', tag, container: dstPort.handle, app: dstPort.app });
-      return false;
+      return Verdict.Deny;
     }
     this.ruleHits[rule]!++;
     this.counters.stats[Stat.PolicyAllowed]!++;
@@ -505,7 +526,7 @@ export class Dataplane {
     // destinations; here the allowed packet opens the connection.
     if (!this.dry) this.conntrack.process(ip.srcAddr, ip.dstAddr, proto, this.sport, this.dport, this.tcpFlags, now, true);
     if (tr !== null) tr.step('policy', { verdict: 'allow', why: 'policy', rule: this.policy.plan.accepts[rule], sameCell });
-    return true;
+    return Verdict.Allow;
   }
 
   // ---------------------------------------------------------------- ingress
@@ -562,7 +583,9 @@ export class Dataplane {
       this.counters.drop(Drop.TtlExceeded);
       return this.replyToUnderlay(batch, i, eth, n, lease, from);
     }
-    if (!this.admit(buf, port, gpid, now, false)) {
+    const v = this.admit(buf, port, gpid, now, false);
+    if (v === Verdict.Unrelated) return this.dropFrame(batch, i, Drop.UnrelatedIcmpError);
+    if (v === Verdict.Deny) {
       const n = this.icmpInPlace(buf, eth + ETH, IcmpType.DestUnreachable, IcmpCode.PortUnreachable, 0, this.vtepIp, now);
       if (n === 0) return this.dropFrame(batch, i, Drop.PolicyDenied);
       this.counters.drop(Drop.PolicyDenied);

@@ -73,6 +73,7 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
   fs.mkdirSync(plan.dir, { recursive: true, mode: 0o755 });
 
   const state = emptyState(plan.prefix);
+  state.dataplane = plan.dataplane;
   const save = () => writeState(state, plan.state);
   save();
   try {
@@ -99,8 +100,9 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
         adminSocket: cell.socket,
         mtu: plan.mtu,
         log: cell.log,
+        dataplane: cell.dataplane,
       });
-      state.cells.push({ name: cell.name, underlayIp: cell.underlayIp, netns: cell.netns, socket: cell.socket, pid, log: cell.log });
+      state.cells.push({ name: cell.name, underlayIp: cell.underlayIp, netns: cell.netns, socket: cell.socket, pid, log: cell.log, dataplane: cell.dataplane });
       save();
     }
     await Promise.all(
@@ -108,7 +110,7 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
         waitReady({ what: cell.name, pid: cell.pid, log: cell.log, timeoutMs, ready: async () => (await probeHttp(cell.socket)) !== null }),
       ),
     );
-    say(`cells up: ${state.cells.map((x) => `${x.name} ${x.underlayIp} (pid ${x.pid})`).join(', ')}`);
+    say(`cells up: ${state.cells.map((x) => `${x.name} ${x.underlayIp} ${x.dataplane ?? 'user'} (pid ${x.pid})`).join(', ')}`);
 
     // allSettled: if one add fails, the other must finish before tear-down
     // starts, or it could attach a container to a namespace being deleted.
@@ -241,9 +243,11 @@ export interface StatusReport {
   up: boolean;
   complete: boolean;
   createdAt: string | null;
+  /** user | kernel | mixed (user for labs started before the option existed); null with no state. */
+  dataplane: 'user' | 'kernel' | 'mixed' | null;
   namespaces: { name: string; exists: boolean }[];
   controller: ({ socket: string; log: string; answers: boolean } & ProcStatus) | null;
-  cells: ({ name: string; netns: string; underlayIp: string; socket: string; log: string; answers: boolean } & ProcStatus)[];
+  cells: ({ name: string; netns: string; underlayIp: string; socket: string; log: string; dataplane: 'user' | 'kernel'; answers: boolean } & ProcStatus)[];
   containers: { app: string; netns: string; ip: string; cell: string; mac?: string }[];
   apps: ({ app: string; netns: string; port: number; log: string; listening: boolean } & ProcStatus)[];
 }
@@ -258,7 +262,7 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
     ? { ...state.controller, alive: isOurs(state.controller.pid), answers: await answers(state.controller.socket) }
     : null;
   const cells = await Promise.all(
-    (state?.cells ?? []).map(async (c) => ({ ...c, alive: isOurs(c.pid), answers: await answers(c.socket) })),
+    (state?.cells ?? []).map(async (c) => ({ ...c, dataplane: c.dataplane ?? ('user' as const), alive: isOurs(c.pid), answers: await answers(c.socket) })),
   );
   const apps = (state?.apps ?? []).map((a) => ({
     ...a,
@@ -278,6 +282,7 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
     up,
     complete: state?.complete ?? false,
     createdAt: state?.createdAt ?? null,
+    dataplane: state ? (state.dataplane ?? 'user') : null,
     namespaces: nsNames.map((name) => ({ name, exists: present.has(name) })),
     controller,
     cells,
@@ -302,7 +307,7 @@ export function nextSteps(state: LabState): string {
   const lines = [
     `lab "${p}" is up:`,
     `  controller  ${state.controller?.socket ?? '-'}  pid ${state.controller?.pid ?? '-'}`,
-    ...state.cells.map((c) => `  ${c.name.padEnd(10)}  ${c.netns}  underlay ${c.underlayIp}  ${c.socket}  pid ${c.pid}`),
+    ...state.cells.map((c) => `  ${c.name.padEnd(10)}  ${c.netns}  underlay ${c.underlayIp}  ${c.dataplane ?? 'user'} data plane  ${c.socket}  pid ${c.pid}`),
     ...state.containers.map((c) => {
       const a = state.apps.find((x) => x.app === c.app);
       return `  ${c.app.padEnd(10)}  ${c.netns}  ${c.ip} on ${c.cell}  http :${a?.port ?? port}  pid ${a?.pid ?? '-'}`;

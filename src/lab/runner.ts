@@ -26,6 +26,8 @@ export interface CellSpec {
   /** Underlay MTU (the cell gives containers MTU − 50). */
   mtu: number;
   log: string;
+  /** user (default) or kernel: `silkworm cell --dataplane kernel`. */
+  dataplane?: 'user' | 'kernel';
 }
 
 export interface ContainerSpec {
@@ -117,7 +119,8 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
         ['netns', 'exec', s.netns, node, silkworm, 'cell', '--name', s.name, '--controller', s.controllerSocket,
           '--underlay-ip', s.underlayIp, '--underlay-dev', s.underlayDev, '--admin', s.adminSocket,
           // Only when not the default, so the documented command line stays the plain one.
-          ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : [])],
+          ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : []),
+          ...(s.dataplane === 'kernel' ? ['--dataplane', 'kernel'] : [])],
         s.log,
       );
     },

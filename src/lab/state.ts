@@ -17,6 +17,8 @@ export interface CellRecord extends ProcRecord {
   name: string;
   underlayIp: string;
   netns: string;
+  /** user or kernel; absent in state files written before the option existed (= user). */
+  dataplane?: 'user' | 'kernel';
 }
 
 export interface ContainerRecord {
@@ -43,6 +45,8 @@ export interface LabState {
   controller: ProcRecord | null;
   containers: ContainerRecord[];
   apps: AppRecord[];
+  /** user | kernel | mixed (absent = user, for older state files). */
+  dataplane?: 'user' | 'kernel' | 'mixed';
   createdAt: string;
   /** Set once every step of `up` has finished. */
   complete: boolean;
@@ -84,7 +88,9 @@ export function validateState(v: unknown, prefix: string): LabState {
     const p = proc(c, `cell ${i}`);
     const o = c as Record<string, unknown>;
     if (!isStr(o.name) || !isStr(o.underlayIp) || !isStr(o.netns)) return bad(`cell ${i} is malformed`);
-    return { name: o.name, underlayIp: o.underlayIp, netns: o.netns, ...p };
+    const rec: CellRecord = { name: o.name, underlayIp: o.underlayIp, netns: o.netns, ...p };
+    if (o.dataplane === 'user' || o.dataplane === 'kernel') rec.dataplane = o.dataplane;
+    return rec;
   });
   const controller = v.controller === null || v.controller === undefined ? null : proc(v.controller, 'controller');
   const containers = arr('containers').map((c, i): ContainerRecord => {
@@ -104,8 +110,10 @@ export function validateState(v: unknown, prefix: string): LabState {
       log: isStr(a.log) ? a.log : '',
     };
   });
+  const dataplane = v.dataplane === 'user' || v.dataplane === 'kernel' || v.dataplane === 'mixed' ? v.dataplane : undefined;
   return {
     prefix,
+    ...(dataplane ? { dataplane } : {}),
     namespaces: namespaces as string[],
     cells,
     controller,

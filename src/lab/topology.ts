@@ -25,6 +25,17 @@ export const DEFAULT_APP_PORT = 8080;
 export const UNDERLAY_BRIDGE = 'br0';
 export const CELL_UNDERLAY_DEV = 'eth0';
 
+/** Which data plane moves the packets: every cell in silkworm, every cell in the kernel, or cell1 silkworm + cell2 kernel. */
+export type LabDataplane = 'user' | 'kernel' | 'mixed';
+export type CellDataplane = 'user' | 'kernel';
+export const LAB_DATAPLANES: readonly LabDataplane[] = ['user', 'kernel', 'mixed'];
+
+/** The data plane of the i-th cell (0-based) for a lab mode: mixed puts the kernel on cell 2. */
+export function cellDataplane(mode: LabDataplane, index: number): CellDataplane {
+  if (mode === 'mixed') return index === 0 ? 'user' : 'kernel';
+  return mode;
+}
+
 /** The lab's fixed cast: appA on cell 1, appB on cell 2 (issue 4). */
 const CELLS = ['cell1', 'cell2'] as const;
 const APPS = [
@@ -58,6 +69,7 @@ export interface CellPlan {
   bridgePort: string;
   socket: string;
   log: string;
+  dataplane: CellDataplane;
 }
 
 export interface AppPlan {
@@ -73,6 +85,7 @@ export interface LabPlan {
   dir: string;
   state: string;
   mtu: number;
+  dataplane: LabDataplane;
   underlay: { netns: string; bridge: string; cidr: string };
   controller: { socket: string; store: string; log: string };
   cells: CellPlan[];
@@ -87,6 +100,8 @@ export interface PlanOptions {
   underlayBase?: string;
   mtu?: number;
   appPort?: number;
+  /** Default user. */
+  dataplane?: LabDataplane;
 }
 
 export function labNamespaces(prefix: string): string[] {
@@ -131,6 +146,8 @@ export function planLab(opts: PlanOptions = {}): LabPlan {
   if (!Number.isInteger(mtu) || mtu < 118 || mtu > 9000) fail(`MTU must be a whole number from 118 to 9000, got ${mtu}`);
   const appPort = opts.appPort ?? DEFAULT_APP_PORT;
   if (!Number.isInteger(appPort) || appPort < 1 || appPort > 65535) fail(`app port must be 1-65535, got ${appPort}`);
+  const dataplane = opts.dataplane ?? 'user';
+  if (!LAB_DATAPLANES.includes(dataplane)) fail(`dataplane must be user, kernel or mixed, got "${String(dataplane)}"`);
   const dir = labDir(prefix);
   const under = parseUnderlayBase(opts.underlayBase ?? DEFAULT_UNDERLAY_BASE, CELLS.length);
   const cells: CellPlan[] = CELLS.map((name, i) => {
@@ -145,6 +162,7 @@ export function planLab(opts: PlanOptions = {}): LabPlan {
       bridgePort,
       socket: labCellSocket(prefix, name),
       log: path.join(dir, `${name}.log`),
+      dataplane: cellDataplane(dataplane, i),
     };
   });
   const apps: AppPlan[] = APPS.map((a) => ({
@@ -159,6 +177,7 @@ export function planLab(opts: PlanOptions = {}): LabPlan {
     dir,
     state: labStateFile(prefix),
     mtu,
+    dataplane,
     underlay: { netns: `${prefix}-underlay`, bridge: UNDERLAY_BRIDGE, cidr: under.cidr },
     controller: {
       socket: labControllerSocket(prefix),

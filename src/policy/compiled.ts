@@ -90,18 +90,15 @@ function flatten(rules: { start: number; end: number; idx: number }[], starts: n
 export class CompiledPolicy {
   readonly plan: Plan;
   private readonly tags: U32Map;
-  // Group hash: key (dstIp, tag << 8 | protocol); tp 0 marks an empty slot
-  // (tags are never 0 here).
-  private readonly gIp: Uint32Array;
-  private readonly gTp: Uint32Array;
-  private readonly gOff: Int32Array;
-  private readonly gCnt: Int32Array;
+  // Group hash, 4 int32 per slot so one probe touches one cache line:
+  // [dstIp, tag << 8 | protocol, first segment, segment count]; a tag/protocol
+  // word of 0 marks an empty slot (tags are never 0 here).
+  private readonly groups: Int32Array;
   private readonly gShift: number;
   private readonly gMask: number;
-  // Concatenated segments of every group: first port of the segment, and the
-  // index in plan.accepts that covers it (-1 = none).
-  private readonly segStart: Int32Array;
-  private readonly segRule: Int32Array;
+  // Concatenated segments of every group, 2 int32 each: [first port of the
+  // segment, index in plan.accepts that covers it (-1 = none)].
+  private readonly segs: Int32Array;
 
   private constructor(p: Plan) {
     this.plan = p;
@@ -117,7 +114,7 @@ export class CompiledPolicy {
     p.accepts.forEach((a, i) => {
       checkRule(a, i);
       const ip = a.dstIp >>> 0;
-      const tp = ((a.tag << 8) | a.protocol) >>> 0;
+      const tp = (a.tag << 8) | a.protocol;
       const k = `${ip}/${tp}`;
       let g = groups.get(k);
       if (!g) {
@@ -129,10 +126,7 @@ export class CompiledPolicy {
 
     let cap = 16;
     while (cap < groups.size * 2) cap *= 2;
-    this.gIp = new Uint32Array(cap);
-    this.gTp = new Uint32Array(cap);
-    this.gOff = new Int32Array(cap);
-    this.gCnt = new Int32Array(cap);
+    this.groups = new Int32Array(cap * 4);
     this.gMask = cap - 1;
     this.gShift = 32 - Math.log2(cap);
     const starts: number[] = [];
@@ -141,14 +135,17 @@ export class CompiledPolicy {
       const off = starts.length;
       const cnt = flatten(g.rules, starts, ruleIdx);
       let i = groupHash(g.ip, g.tp) >>> this.gShift;
-      while (this.gTp[i] !== 0) i = (i + 1) & this.gMask;
-      this.gIp[i] = g.ip;
-      this.gTp[i] = g.tp;
-      this.gOff[i] = off;
-      this.gCnt[i] = cnt;
+      while (this.groups[4 * i + 1] !== 0) i = (i + 1) & this.gMask;
+      this.groups[4 * i] = g.ip | 0;
+      this.groups[4 * i + 1] = g.tp;
+      this.groups[4 * i + 2] = off;
+      this.groups[4 * i + 3] = cnt;
     }
-    this.segStart = Int32Array.from(starts);
-    this.segRule = Int32Array.from(ruleIdx);
+    this.segs = new Int32Array(starts.length * 2);
+    for (let k = 0; k < starts.length; k++) {
+      this.segs[2 * k] = starts[k]!;
+      this.segs[2 * k + 1] = ruleIdx[k]!;
+    }
   }
 
   static compile(p: Plan): CompiledPolicy {
@@ -172,33 +169,34 @@ export class CompiledPolicy {
    */
   match(dstIp: number, protocol: number, port: number, tag: number): number {
     if (tag <= 0 || tag > 0xffff) return -1;
-    const ip = dstIp >>> 0;
-    const tp = ((tag << 8) | (protocol & 0xff)) >>> 0;
+    const ip = dstIp | 0;
+    const tp = (tag << 8) | (protocol & 0xff);
+    const groups = this.groups;
     const mask = this.gMask;
     let i = groupHash(ip, tp) >>> this.gShift;
     for (;;) {
-      const t = this.gTp[i]!;
+      const t = groups[4 * i + 1]!;
       if (t === 0) return -1;
-      if (t === tp && this.gIp[i] === ip) break;
+      if (t === tp && groups[4 * i] === ip) break;
       i = (i + 1) & mask;
     }
     // Last segment whose start <= port.
-    const segStart = this.segStart;
-    let lo = this.gOff[i]!;
-    let hi = lo + this.gCnt[i]! - 1;
-    if (port < segStart[lo]!) return -1;
+    const segs = this.segs;
+    let lo = groups[4 * i + 2]!;
+    let hi = lo + groups[4 * i + 3]! - 1;
+    if (port < segs[2 * lo]!) return -1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >>> 1;
-      if (segStart[mid]! <= port) lo = mid;
+      if (segs[2 * mid]! <= port) lo = mid;
       else hi = mid - 1;
     }
-    return this.segRule[lo]!;
+    return segs[2 * lo + 1]!;
   }
 
   /** Number of (destination, tag, protocol) groups — for `show rules` summaries and tests. */
   get groupCount(): number {
     let n = 0;
-    for (let i = 0; i < this.gTp.length; i++) if (this.gTp[i] !== 0) n++;
+    for (let i = 1; i < this.groups.length; i += 4) if (this.groups[i] !== 0) n++;
     return n;
   }
 }

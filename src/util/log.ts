@@ -1,11 +1,19 @@
 // One pino root logger; components take a child once (`logger('cell')`) and
-// log stable kebab-case event names as `msg`, with structured fields.
-// Pretty output is left to pino-pretty if a user pipes into it; we print JSON
-// on stderr so stdout stays clean for command output.
-import { pino, type Logger } from 'pino';
+// log stable kebab-case event names as `msg`, with structured fields. Nothing
+// is logged per packet at info (the data plane counts instead).
+//
+// On stderr: pretty (pino-pretty, synchronous) when stderr is a terminal,
+// JSON lines otherwise (lab logs, CI) — SILKWORM_LOG_FORMAT=json|pretty forces one.
+import { pino, type Logger, type DestinationStream } from 'pino';
+import pretty from 'pino-pretty';
 
 const level = process.env.SILKWORM_LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'info');
-const root: Logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
+const format = process.env.SILKWORM_LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json');
+const dest: DestinationStream =
+  format === 'pretty'
+    ? pretty({ destination: 2, sync: true, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' })
+    : pino.destination(2);
+const root: Logger = pino({ level, base: { pid: process.pid } }, dest);
 
 export function logger(component: string, fields: Record<string, unknown> = {}): Logger {
   return root.child({ component, ...fields });

@@ -223,7 +223,7 @@ describe('Controller watch', () => {
     expect(await waiting).toBe(true);
     expect(performance.now() - t0).toBeLessThan(1000);
     expect(c.watcherCount).toBe(0);
-    const snap = JSON.parse(c.snapshotJson());
+    const snap = JSON.parse(c.snapshotJson().toString());
     expect(snap.version).toBe(1);
     expect(snap.policies[0].source).toEqual({ id: 'a', tag: '0001' });
     expect(snap.tags).toEqual([
@@ -249,6 +249,23 @@ describe('Controller watch', () => {
     c.acquireLease('198.18.0.1');
     const b = c.snapshotJson();
     expect(b).not.toBe(a);
-    expect(JSON.parse(b).leases).toHaveLength(1);
+    expect(JSON.parse(b.toString()).leases).toHaveLength(1);
+  });
+
+  it('the cached JSON texts equal a plain serialisation, through deletes and tag reuse', () => {
+    const { c } = make();
+    c.addPolicies([pk('a', 'b'), pk('b', 'c', 53, 53, 'udp'), pk('a "quoted"', 'c')]);
+    c.acquireLease('198.18.0.9');
+    const first = c.snapshotJson().toString(); // caches fragments
+    expect(first).toBe(JSON.stringify(c.snapshot()));
+    c.deletePolicies([pk('a', 'b'), pk('a "quoted"', 'c')]); // frees a's tag 0001
+    c.addPolicies([pk('n', 'a')]); // n takes 0001, a comes back with a new tag
+    expect(c.snapshotJson().toString()).toBe(JSON.stringify(c.snapshot()));
+    expect(JSON.parse(c.internalPoliciesJson().toString())).toEqual({ total_policies: 2, policies: c.internalPolicies() });
+    expect(JSON.parse(c.externalPoliciesJson().toString())).toEqual({ total_policies: 2, policies: c.listPolicies() });
+    expect(c.internalPolicies()[1]).toEqual({
+      source: { id: 'n', tag: '0001' },
+      destination: { id: 'a', tag: '0004', protocol: 'tcp', ports: { start: 8080, end: 8080 } },
+    });
   });
 });
