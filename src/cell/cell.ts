@@ -166,7 +166,7 @@ export class Cell {
       void this.renew();
     }
     this.applyHistogram?.observe((performance.now() - t0) / 1000);
-    const changedAt = (snap as Snapshot & { changed_at?: number }).changed_at;
+    const changedAt = snap.changed_at;
     if (typeof changedAt === 'number') this.watchLagHistogram?.observe(Math.max(0, Date.now() - changedAt) / 1000);
     this.log.debug({ version: snap.version, leases: leases.length, policies: snap.policies.length }, 'snapshot-applied');
   }

@@ -488,7 +488,7 @@ export class Controller {
   // Watch
 
   snapshot(): Snapshot {
-    return { version: this.version_, leases: this.leases(), policies: this.internalPolicies(), tags: this.tags() };
+    return { version: this.version_, changed_at: this.changedAt, leases: this.leases(), policies: this.internalPolicies(), tags: this.tags() };
   }
 
   /**
@@ -500,7 +500,7 @@ export class Controller {
   snapshotJson(): Buffer {
     if (this.snapshotCache?.version !== this.version_) {
       const json =
-        `{"version":${this.version_},"leases":${JSON.stringify(this.leases())},` +
+        `{"version":${this.version_},"changed_at":${this.changedAt},"leases":${JSON.stringify(this.leases())},` +
         `"policies":[${this.joinFragments()}],"tags":${JSON.stringify(this.tags())}}`;
       this.snapshotCache = { version: this.version_, json: Buffer.from(json) };
     }
@@ -539,8 +539,12 @@ export class Controller {
     for (const w of [...this.waiters]) w();
   }
 
+  /** Wall-clock ms of the last change (cells report their watch lag against it). */
+  changedAt = Date.now();
+
   private bump(): void {
     this.version_++;
+    this.changedAt = Date.now();
     // Wake synchronously: the watchers' responses are written in the same
     // turn of the event loop as the change's own response (no poll interval).
     for (const w of [...this.waiters]) w();

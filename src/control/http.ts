@@ -151,6 +151,8 @@ export interface JsonResponse {
   body?: unknown;
   /** Pre-serialised JSON (e.g. a snapshot shared by every watching cell). */
   raw?: string | Buffer;
+  /** Content type of `raw` (default application/json), e.g. Prometheus text. */
+  contentType?: string;
 }
 
 export type JsonHandler = (req: JsonRequest) => JsonResponse | Promise<JsonResponse>;
@@ -325,7 +327,7 @@ async function dispatch(
   if (res.destroyed) return;
   const data = out.raw ?? (out.body === undefined ? '' : JSON.stringify(out.body));
   res.writeHead(out.status, {
-    'content-type': 'application/json',
+    'content-type': out.contentType ?? 'application/json',
     'content-length': Buffer.byteLength(data),
   });
   res.end(data);

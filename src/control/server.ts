@@ -1,6 +1,7 @@
 // The controller's HTTP API: cf-networking's policy server paths, silk-
 // controller's lease paths, and GET /watch, all on one listener. Handlers are
 // thin: validate (400), call the Controller, map ConflictError to 409.
+import { controllerRegistry } from './metrics.js';
 import { logger } from '../util/log.js';
 import { parseAddress, formatAddress } from '../cli/util.js';
 import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer } from './http.js';
@@ -104,6 +105,13 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
     if (!/^-?\d{1,15}$/.test(raw)) throw new HttpError(400, `since must be a version number, got "${raw}"`);
     await c.waitForChange(Number(raw), holdMs, req.signal);
     return { status: 200, raw: c.snapshotJson() };
+  });
+
+  // Built on the first scrape, so controllers that are never scraped (tests) pay nothing.
+  let metrics: ReturnType<typeof controllerRegistry> | undefined;
+  r.get('/metrics', async () => {
+    metrics ??= controllerRegistry(c);
+    return { status: 200, raw: await metrics.metrics(), contentType: metrics.contentType };
   });
 
   r.get('/healthz', () => ({

@@ -38,6 +38,8 @@ export interface TagRecord {
  */
 export interface Snapshot {
   version: number;
+  /** The controller's wall clock (ms) when this version was made. */
+  changed_at?: number;
   leases: Lease[];
   policies: PolicyRecord[];
   tags: TagRecord[];

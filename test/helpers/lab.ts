@@ -339,12 +339,23 @@ export interface CurlResult {
   body: string;
   ms: number;
   stderr: string;
+  /** Why connect() failed, from curl -v ("Connection refused", "Network is unreachable", …), or ''. */
+  connectError: string;
 }
 
-/** curl from a namespace; exit 7 = could not connect (refused / unreachable), 28 = timed out. */
-export async function curl(ns: string, url: string, maxTimeS = 5): Promise<CurlResult> {
-  const r = await inNetns(ns, 'curl', ['-sS', '--max-time', String(maxTimeS), url], { timeoutMs: (maxTimeS + 5) * 1000 });
-  return { code: r.code, body: r.stdout, ms: r.ms, stderr: r.stderr };
+/** curl's -v line "connect to IP port N failed: <strerror>" names the errno behind exit 7. */
+export function curlConnectError(stderr: string): string {
+  return /connect to \S+ port \d+ failed: ([^\n]+)/.exec(stderr)?.[1]?.trim() ?? '';
+}
+
+/**
+ * curl from a namespace; exit 7 = could not connect (refused / unreachable),
+ * 28 = timed out. -v so the errno behind exit 7 is known (curl ≥ 8 says only
+ * "Couldn't connect to server" without it).
+ */
+export async function curl(ns: string, url: string, maxTimeS = 5, extra: string[] = []): Promise<CurlResult> {
+  const r = await inNetns(ns, 'curl', ['-v', '-sS', '--max-time', String(maxTimeS), ...extra, url], { timeoutMs: (maxTimeS + 5) * 1000 });
+  return { code: r.code, body: r.stdout, ms: r.ms, stderr: r.stderr, connectError: curlConnectError(r.stderr) };
 }
 
 export interface UdpPingResult {
