@@ -14,7 +14,8 @@
 //          [--size 64] [--interval-ms 0] [--timeout-ms 1000] [--json]
 //     prints sent/received/lost/refused and min/p50/p99/max/avg RTT in µs.
 //     A connected socket sees ICMP port unreachable as ECONNREFUSED, so a
-//     probe the destination cell rejects is counted as "refused", not "lost".
+//     probe the destination cell rejects is counted as "refused", not "lost";
+//     ICMP net/host unreachable is counted as "unreachable".
 //     Exit code 0 if at least one reply came back, 1 otherwise, 2 on bad usage.
 //
 // The probe loop allocates nothing per probe: one send buffer, RTTs in a
@@ -103,6 +104,7 @@ function client(o) {
   let seq = 0; // probes sent
   let received = 0;
   let refused = 0;
+  let unreachable = 0;
   let lost = 0;
   let sentAt = 0;
   let timer = null;
@@ -127,6 +129,7 @@ function client(o) {
       received,
       lost,
       refused,
+      unreachable,
       min_us: us(received ? sorted[0] : NaN),
       p50_us: us(percentile(sorted, received, 50)),
       p99_us: us(percentile(sorted, received, 99)),
@@ -138,7 +141,7 @@ function client(o) {
       process.stdout.write(JSON.stringify(r) + '\n');
     } else {
       process.stdout.write(
-        `udp-ping ${o.host}:${port} size ${size}: sent ${r.sent}, received ${r.received}, lost ${r.lost}, refused ${r.refused}\n` +
+        `udp-ping ${o.host}:${port} size ${size}: sent ${r.sent}, received ${r.received}, lost ${r.lost}, refused ${r.refused}, unreachable ${r.unreachable}\n` +
           (received > 0 ? `rtt min ${r.min_us} µs  p50 ${r.p50_us} µs  p99 ${r.p99_us} µs  max ${r.max_us} µs  avg ${r.avg_us} µs\n` : ''),
       );
     }
@@ -174,13 +177,16 @@ function client(o) {
     advance();
   });
   s.on('error', (err) => {
-    if (err.code === 'ECONNREFUSED') {
-      // ICMP port unreachable for the probe in flight (RFC 1122 §4.1.3.3:
-      // reported to the application on a connected UDP socket).
+    // ICMP destination unreachable for the probe in flight (RFC 1122
+    // §4.1.3.3: reported to the application on a connected UDP socket):
+    // port unreachable is ECONNREFUSED, net/host unreachable the others.
+    const refusal = err.code === 'ECONNREFUSED';
+    if (refusal || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH') {
       if (timer !== null) {
         clearTimeout(timer);
         timer = null;
-        refused++;
+        if (refusal) refused++;
+        else unreachable++;
         advance();
       }
       return;

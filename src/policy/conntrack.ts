@@ -178,7 +178,8 @@ function mixIn(h: number, k: number): number {
 
 // Entry layout: 8 int32 per entry (two entries per 64-byte cache line) and 2
 // float64 per entry, so checking a candidate costs one or two cache misses
-// instead of one per field (measured at 100k flows: ~109 → ~60 ns per packet).
+// instead of one per field (separate arrays per field measured ~2x slower at
+// 100k flows in scripts/bench-lookup.mjs on a busy 2-core machine).
 const E_STRIDE = 8;
 const E_SRC = 0;
 const E_DST = 1;

@@ -363,6 +363,8 @@ export interface UdpPingResult {
   received: number;
   lost: number;
   refused: number;
+  /** ICMP net/host unreachable (EHOSTUNREACH / ENETUNREACH on the connected socket). */
+  unreachable: number;
   p50_us: number | null;
   p99_us: number | null;
 }

@@ -227,3 +227,27 @@ describe('KernelCell converger (recording fake, no root)', () => {
     expect(exec.lines()[exec.lines().length - 1]).toBe('ip link del silk-vtep');
   });
 });
+
+describe('lab --dataplane user|kernel|mixed (plan and state, no root)', async () => {
+  const { planLab, cellDataplane } = await import('../../src/lab/topology.js');
+  const { validateState, emptyState } = await import('../../src/lab/state.js');
+
+  it('mixed puts silkworm on cell1 and the kernel on cell2; user stays the default', () => {
+    expect(planLab({ prefix: 'kx' }).cells.map((c) => c.dataplane)).toEqual(['user', 'user']);
+    expect(planLab({ prefix: 'kx', dataplane: 'kernel' }).cells.map((c) => c.dataplane)).toEqual(['kernel', 'kernel']);
+    const m = planLab({ prefix: 'kx', dataplane: 'mixed' });
+    expect(m.dataplane).toBe('mixed');
+    expect(m.cells.map((c) => [c.name, c.dataplane])).toEqual([['cell1', 'user'], ['cell2', 'kernel']]);
+    expect(cellDataplane('mixed', 5)).toBe('kernel');
+    expect(() => planLab({ prefix: 'kx', dataplane: 'ovs' as never })).toThrow('dataplane must be user, kernel or mixed, got "ovs"');
+  });
+
+  it('state.json keeps the mode and each cell\'s data plane, and drops a bogus one', () => {
+    const s = { ...emptyState('kx'), dataplane: 'mixed', cells: [{ name: 'cell2', underlayIp: '198.18.0.12', netns: 'kx-cell2', socket: '/x.sock', pid: 42, log: '/x.log', dataplane: 'kernel' }] };
+    const v = validateState(JSON.parse(JSON.stringify(s)), 'kx');
+    expect(v.dataplane).toBe('mixed');
+    expect(v.cells[0]!.dataplane).toBe('kernel');
+    const bogus = validateState({ ...JSON.parse(JSON.stringify(s)), dataplane: 'ovs' }, 'kx');
+    expect(bogus.dataplane).toBeUndefined();
+  });
+});

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Side by side (issue 5): the same lab topology — two cells, appA on cell1,
+# appB on cell2, in namespaces — once with silkworm moving the packets
+# (user), once with the kernel's vxlan gbp + iptables (kernel, full offloads)
+# and once with the kernel's TSO/GSO/GRO off on every veth (kernel-nooffload:
+# the fair comparison for a TAP read without IFF_VNET_HDR, DESIGN.md). In each:
+#   - iperf3 single-stream TCP appB → appA, BENCH_SECONDS (10) s, BENCH_RUNS (3) runs, median;
+#   - UDP request/response latency (scripts/udp-ping.mjs), BENCH_PROBES (1000) probes, p50/p99;
+#   - 64-byte frames (18-byte UDP payload) with iperf3 -u -b 0 for BENCH_PPS_SECONDS (5) s:
+#     packets per second that arrived.
+# Then one table with the ratio user/kernel per figure, the machine and kernel.
+#
+#   sudo scripts/bench-compare.sh            # needs a build (npm run build), iperf3, ethtool
+#   BENCH_SECONDS=3 BENCH_RUNS=1 sudo scripts/bench-compare.sh   # quick look
+#
+# Network safety: its own lab prefixes (kbu, kbk, kbn), underlay 198.18.9.0/24,
+# every load bounded in time, every lab taken down on exit (also on Ctrl-C),
+# and only the PIDs it started are signalled.
+set -euo pipefail
+ROOT=${SILKWORM_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
+SW=(node "$ROOT/bin/silkworm.js")
+SECONDS_TCP=${BENCH_SECONDS:-10}
+RUNS=${BENCH_RUNS:-3}
+PROBES=${BENCH_PROBES:-1000}
+PPS_SECONDS=${BENCH_PPS_SECONDS:-5}
+BASE=198.18.9.11/24
+OUT=${BENCH_OUT:-$(mktemp -d /tmp/silkworm-bench-compare.XXXXXX)}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+
+[ "$(id -u)" = 0 ] || { echo "bench-compare: needs root (network namespaces): run it with sudo" >&2; exit 1; }
+for t in iperf3 ethtool ip node; do
+  command -v "$t" >/dev/null || { echo "bench-compare: \"$t\" is not installed" >&2; exit 1; }
+done
+[ -f "$ROOT/dist/cli/main.js" ] || { echo "bench-compare: $ROOT/dist is missing: run npm run build first" >&2; exit 1; }
+[ -f "$SCRIPTS/udp-ping.mjs" ] || { echo "bench-compare: $SCRIPTS/udp-ping.mjs is missing" >&2; exit 1; }
+
+PIDS=()
+PREFIXES=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for pre in "${PREFIXES[@]}"; do "${SW[@]}" lab down --prefix "$pre" >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT INT TERM
+
+say() { echo "bench-compare: $*" >&2; }
+
+# ethtool -K on every veth of a lab: containers' eth0, the cells' s-* and eth0, the bridge ports.
+offloads_off() {
+  local pre=$1 ns dev
+  for ns in "$pre-appA-0" "$pre-appB-0" "$pre-cell1" "$pre-cell2" "$pre-underlay"; do
+    for dev in $(ip -n "$ns" -o link show type veth | sed -E 's/^[0-9]+: ([^@:]+).*/\1/'); do
+      ip netns exec "$ns" ethtool -K "$dev" tso off gso off gro off >/dev/null 2>&1 || say "note: ethtool -K $dev in $ns failed"
+    done
+  done
+}
+
+run_mode() {
+  local mode=$1 pre=$2 dataplane=$3
+  PREFIXES+=("$pre")
+  "${SW[@]}" lab down --prefix "$pre" >/dev/null 2>&1 || true
+  say "$mode: lab up --prefix $pre --dataplane $dataplane"
+  "${SW[@]}" lab up --prefix "$pre" --dataplane "$dataplane" --underlay-base "$BASE" --json >"$OUT/$pre-state.json"
+  local ipA
+  ipA=$(node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(s.containers.find(c=>c.app==="appA").ip)' "$OUT/$pre-state.json")
+  [ "$mode" = kernel-nooffload ] && offloads_off "$pre"
+  for spec in "tcp 5201" "udp 5201" "udp 7007"; do
+    set -- $spec
+    "${SW[@]}" policy add appB appA --protocol "$1" --port "$2" --lab "$pre" >/dev/null
+  done
+  sleep 1 # the watch reaches both cells in milliseconds; leave room for the rule swap
+
+  ip netns exec "$pre-appA-0" iperf3 -s -p 5201 >"$OUT/$pre-iperf3-server.log" 2>&1 &
+  PIDS+=($!)
+  ip netns exec "$pre-appA-0" node "$SCRIPTS/udp-ping.mjs" server --port 7007 --seconds 600 >"$OUT/$pre-udp-ping-server.log" 2>&1 &
+  PIDS+=($!)
+  sleep 1
+
+  local i
+  for i in $(seq 1 "$RUNS"); do
+    ip netns exec "$pre-appB-0" timeout $((SECONDS_TCP + 20)) iperf3 -c "$ipA" -p 5201 -t "$SECONDS_TCP" -J >"$OUT/$pre-tcp-$i.json" || say "$mode: iperf3 TCP run $i failed (see $OUT/$pre-tcp-$i.json)"
+  done
+  ip netns exec "$pre-appB-0" timeout 120 node "$SCRIPTS/udp-ping.mjs" client --host "$ipA" --port 7007 --count "$PROBES" --size 64 --timeout-ms 1000 --json >"$OUT/$pre-rtt.json" || say "$mode: udp-ping failed"
+  ip netns exec "$pre-appB-0" timeout $((PPS_SECONDS + 20)) iperf3 -c "$ipA" -p 5201 -u -l 18 -b 0 -t "$PPS_SECONDS" -J >"$OUT/$pre-pps.json" || say "$mode: iperf3 UDP failed"
+
+  node "$SCRIPTS/bench-compare-collect.mjs" "$mode" "$OUT" "$pre" "$RUNS" >>"$RESULTS"
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  PIDS=()
+  "${SW[@]}" lab down --prefix "$pre" >/dev/null
+  say "$mode: $(tail -1 "$RESULTS")"
+}
+
+run_mode user kbu user
+run_mode kernel kbk kernel
+run_mode kernel-nooffload kbn kernel
+
+node "$SCRIPTS/bench-compare-collect.mjs" --table "$RESULTS" "$SECONDS_TCP" "$RUNS" "$PROBES" "$PPS_SECONDS"
+say "raw results in $OUT"
