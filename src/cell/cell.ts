@@ -13,6 +13,7 @@ import { ControllerClient, type Lease, type Snapshot } from '../control/client.j
 import type { ContainerNet } from './netns.js';
 import { ipToU32, parseCidr, silkIfName, u32ToIp, formatMac, macFromIp } from '../util/ip.js';
 import { logger, type Logger } from '../util/log.js';
+import { formatTag } from '../policy/tags.js';
 
 /** How the cell reaches devices: real (native addon) or in-memory for tests. */
 export interface CellIo {
@@ -234,7 +235,7 @@ export class Cell {
       mac: formatMac(macFromIp(0xeeee, a.port.ip)),
       netns: a.netns,
       cell: this.name,
-      tag: a.port.tag === 0 ? '' : a.port.tag.toString(16).toUpperCase().padStart(4, '0'),
+      tag: a.port.tag === 0 ? '' : formatTag(a.port.tag),
     };
   }
 

@@ -8,6 +8,7 @@ import { formatNeighbor, type NeighborEntry } from '../tables/neighbor.js';
 import { formatFdb, type FdbEntry } from '../tables/fdb.js';
 import { renderIptables } from '../policy/planner.js';
 import { formatMac, u32ToIp } from '../util/ip.js';
+import { formatTag } from '../policy/tags.js';
 
 export interface TraceStep {
   step: string;
@@ -15,7 +16,7 @@ export interface TraceStep {
   detail: Record<string, unknown>;
 }
 
-const tag4 = (t: number) => t.toString(16).toUpperCase().padStart(4, '0');
+const tag4 = formatTag;
 
 function describe(dp: Dataplane, name: string, d: Record<string, any>): string {
   switch (name) {

@@ -19,6 +19,13 @@ export function parseTag(text: string): number {
   return parseInt(text, 16);
 }
 
+/** Lenient form for data from the wire or a store: 1..FFFF in 1-4 hex digits, else undefined. */
+export function tryParseTag(tag: string | undefined): number | undefined {
+  if (typeof tag !== 'string' || !/^[0-9a-fA-F]{1,4}$/.test(tag)) return undefined;
+  const n = parseInt(tag, 16);
+  return n >= 1 && n <= MAX_TAG ? n : undefined;
+}
+
 export class TagExhaustedError extends Error {
   constructor(max: number) {
     super(`all ${max} policy tags are in use: delete policies of apps that are gone to free some`);

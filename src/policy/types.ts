@@ -36,14 +36,4 @@ export function protocolNumber(p: string): 6 | 17 | undefined {
   return p === 'tcp' ? 6 : p === 'udp' ? 17 : undefined;
 }
 
-/** "0004" → 4. undefined unless it is 1–4 hex digits naming a tag in 1..0xFFFF (0 means "no tag" on the wire). */
-export function parseTag(tag: string | undefined): number | undefined {
-  if (typeof tag !== 'string' || !/^[0-9a-fA-F]{1,4}$/.test(tag)) return undefined;
-  const n = parseInt(tag, 16);
-  return n >= 1 && n <= 0xffff ? n : undefined;
-}
-
-/** 4 → "0004", as the policy server prints tags. */
-export function formatTag(tag: number): string {
-  return (tag & 0xffff).toString(16).toUpperCase().padStart(4, '0');
-}
+export { formatTag, tryParseTag as parseTag } from './tags.js';

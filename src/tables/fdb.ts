@@ -19,11 +19,9 @@ export interface FdbEntry {
 const TWO32 = 4294967296;
 
 /** The 48-bit MAC at buf[off..off+6) as a number: hi16 * 2^32 + lo32. */
-export function macKey(buf: Uint8Array, off: number): number {
-  const hi = (buf[off]! << 8) | buf[off + 1]!;
-  const lo = ((buf[off + 2]! << 24) | (buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!) >>> 0;
-  return hi * TWO32 + lo;
-}
+import { macKeyAt as macKey } from '../wire/ethernet.js';
+
+export { macKey };
 
 function hash2(hi: number, lo: number): number {
   // Mix both halves; the low bytes carry the container IP, which is what varies.
