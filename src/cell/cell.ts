@@ -9,7 +9,8 @@
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type LeaseInfo, type Port } from '../dataplane/dataplane.js';
 import type { DatagramSocket, FrameDevice } from '../io/types.js';
-import { ControllerClient, type Lease, type Snapshot } from '../control/client.js';
+import type { ControllerClient, Lease, Snapshot } from '../control/client.js';
+import { ControlLoop } from './control-loop.js';
 import type { ContainerNet } from './netns.js';
 import { ipToU32, parseCidr, silkIfName, u32ToIp, formatMac, macFromIp } from '../util/ip.js';
 import { logger, type Logger } from '../util/log.js';
@@ -58,18 +59,16 @@ export class Cell {
   readonly name: string;
   readonly log: Logger;
   dp!: Dataplane;
-  lease!: Lease;
+  /** Lease, renewals and the watch: shared with the kernel cell. */
+  readonly loop: ControlLoop;
   private readonly opts: CellOptions;
-  private readonly client: ControllerClient;
   private underlay!: DatagramSocket;
   private readonly attached = new Map<string, Attached>(); // by handle
   private readonly devByIndex: (FrameDevice | undefined)[] = [];
-  version = -1;
   /** Set by the metrics registry when metrics are on. */
   applyHistogram: { observe(v: number): void } | null = null;
   watchLagHistogram: { observe(v: number): void } | null = null;
   private stopped = false;
-  private readonly abort = new AbortController();
   private timers: NodeJS.Timeout[] = [];
   private slotSize = 0;
   private readonly now: () => number;
@@ -83,16 +82,35 @@ export class Cell {
   private readonly cLen = new Uint32Array(BATCH);
   /** The silk-vtep capture point, when enabled: written, never read. */
   private capture: FrameDevice | null = null;
-  lastSnapshotAt = 0;
-  watchErrors = 0;
-  renewFailures = 0;
 
   constructor(opts: CellOptions) {
     this.opts = opts;
     this.name = opts.name;
-    this.client = opts.controller;
     this.log = logger('cell', { cell: opts.name });
     this.now = opts.now ?? (() => performance.now() / 1000);
+    this.loop = new ControlLoop({
+      client: opts.controller,
+      underlayIp: opts.underlayIp,
+      log: this.log,
+      renewInterval: opts.renewInterval,
+      onSnapshot: (snap) => this.apply(snap),
+    });
+  }
+
+  get lease(): Lease {
+    return this.loop.lease;
+  }
+  get version(): number {
+    return this.loop.version;
+  }
+  get lastSnapshotAt(): number {
+    return this.loop.lastSnapshotAt;
+  }
+  get watchErrors(): number {
+    return this.loop.watchErrors;
+  }
+  get renewFailures(): number {
+    return this.loop.renewFailures;
   }
 
   get underlayIp(): string {
@@ -100,7 +118,7 @@ export class Cell {
   }
 
   async start(): Promise<void> {
-    this.lease = await this.client.acquireLease(this.opts.underlayIp);
+    await this.loop.acquire();
     const subnet = parseCidr(this.lease.overlay_subnet);
     const cfg: DataplaneConfig = {
       ...DEFAULT_CONFIG,
@@ -111,9 +129,7 @@ export class Cell {
     };
     this.dp = new Dataplane(cfg);
     this.slotSize = slotSizeFor(cfg.underlayMtu);
-    this.log.info({ lease: this.lease }, 'lease-acquired');
-    const snap = await this.client.snapshot();
-    this.apply(snap);
+    await this.loop.start();
     if (this.opts.capture) {
       this.capture = this.opts.io.openTap('silk-vtep', this.slotSize);
       await this.opts.containerNet.prepareCapture(this.capture.name);
@@ -125,9 +141,6 @@ export class Cell {
       this.dp.ingress(batch, this.now());
       this.dispatch(batch);
     });
-    void this.watchLoop();
-    const renew = (this.opts.renewInterval ?? 30) * 1000;
-    this.timers.push(setInterval(() => void this.renew(), renew).unref());
     // One coarse tick drives every expiry (conntrack), never a timer per flow.
     this.timers.push(setInterval(() => this.dp.tick(this.now()), 1000).unref());
     this.log.info({ underlayIp: this.opts.underlayIp, vtep: u32ToIp(this.dp.vtepIp) }, 'cell-started');
@@ -136,7 +149,7 @@ export class Cell {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.abort.abort();
+    this.loop.stop();
     for (const t of this.timers) clearInterval(t);
     for (const a of [...this.attached.values()]) await this.removeContainer(a.port.handle).catch(() => undefined);
     this.underlay?.close();
@@ -148,66 +161,20 @@ export class Cell {
   apply(snap: Snapshot): void {
     const t0 = performance.now();
     const leases: LeaseInfo[] = [];
-    let ours = false;
     for (const l of snap.leases) {
       try {
         const s = parseCidr(l.overlay_subnet);
         leases.push({ underlayIp: ipToU32(l.underlay_ip), subnet: s.addr, prefixLen: s.len });
-        if (l.underlay_ip === this.opts.underlayIp && l.overlay_subnet === this.lease.overlay_subnet) ours = true;
       } catch {
         this.log.warn({ lease: l }, 'skipping-bad-lease');
       }
     }
     this.dp.setLeases(leases);
     this.dp.setPolicies(snap.policies);
-    this.version = snap.version;
-    this.lastSnapshotAt = Date.now();
-    if (!ours && !this.stopped) {
-      this.log.warn({ lease: this.lease }, 'lease-missing-from-snapshot');
-      void this.renew();
-    }
     this.applyHistogram?.observe((performance.now() - t0) / 1000);
     const changedAt = snap.changed_at;
     if (typeof changedAt === 'number') this.watchLagHistogram?.observe(Math.max(0, Date.now() - changedAt) / 1000);
     this.log.debug({ version: snap.version, leases: leases.length, policies: snap.policies.length }, 'snapshot-applied');
-  }
-
-  private async watchLoop(): Promise<void> {
-    let backoff = 100;
-    while (!this.stopped) {
-      try {
-        const snap = await this.client.watch(this.version, this.abort.signal);
-        if (this.stopped) return;
-        if (snap.version !== this.version) this.apply(snap);
-        backoff = 100;
-      } catch (err) {
-        if (this.stopped) return;
-        this.watchErrors++;
-        this.log.warn({ err: (err as Error).message }, 'watch-failed');
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 5000);
-      }
-    }
-  }
-
-  private async renew(): Promise<void> {
-    try {
-      this.lease = await this.client.renewLease(this.lease);
-    } catch (err) {
-      this.renewFailures++;
-      this.log.warn({ err: (err as Error).message }, 'lease-renew-failed');
-      try {
-        const again = await this.client.acquireLease(this.opts.underlayIp);
-        if (again.overlay_subnet !== this.lease.overlay_subnet) {
-          // Our subnet went to someone else: containers keep their IPs but are
-          // unreachable until restarted. Say it loudly; do not renumber live containers.
-          this.log.error({ old: this.lease, new: again }, 'lease-changed');
-        }
-        this.lease = again;
-      } catch (err2) {
-        this.log.error({ err: (err2 as Error).message }, 'lease-reacquire-failed');
-      }
-    }
   }
 
   // ------------------------------------------------------------- containers

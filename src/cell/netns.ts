@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import { formatMac, macFromIp, u32ToIp } from '../util/ip.js';
 
 const run = promisify(execFile);
+export const TAP_QUEUE_LEN = 4096;
 
 export interface ContainerNet {
   /** Move TAP `tap` (in our namespace) into `netns` as eth0 and configure it. */
@@ -43,7 +44,10 @@ export class IprouteContainerNet implements ContainerNet {
     await ip(['link', 'set', 'dev', tap, 'netns', netns]);
     const n = ['-n', netns];
     await ip([...n, 'link', 'set', 'dev', tap, 'name', 'eth0']);
-    await ip([...n, 'link', 'set', 'dev', 'eth0', 'address', mac, 'mtu', String(mtu), 'arp', 'off']);
+    // txqueuelen: the TAP's ring between the container's kernel and our
+    // reader. At the default 1000 a TCP burst overflows it while the cell is
+    // busy with the previous batch, and every overflow is a retransmit.
+    await ip([...n, 'link', 'set', 'dev', 'eth0', 'address', mac, 'mtu', String(mtu), 'arp', 'off', 'txqueuelen', String(TAP_QUEUE_LEN)]);
     await ip([...n, 'link', 'set', 'dev', 'lo', 'up']);
     // IPv6 off, as silk does (the overlay is IPv4 only); before the link is up
     // so no router solicitations or DAD ever leave.

@@ -17,7 +17,7 @@ import { plan as planRules, validatePolicy, type Plan } from '../policy/planner.
 import type { LocalContainer, PolicyRecord } from '../policy/types.js';
 import { formatMac, ipToU32, macFromIp, parseCidr, u32ToIp, inPrefix } from '../util/ip.js';
 import { logger, type Logger } from '../util/log.js';
-import { ControlLoop } from './control-loop.js';
+import { ControlLoop } from '../cell/control-loop.js';
 import { ExecError, realExec, type Exec } from './exec.js';
 import {
   HOST_VETH_GLOB,

@@ -1,9 +1,8 @@
 // The control half of a cell, without a data plane: acquire the subnet
 // lease, keep renewing it, and follow the controller's snapshots by
 // long-poll watch (every change resyncs the whole snapshot), handing each
-// new one to `onSnapshot`. The kernel cell runs on it; the userspace Cell
-// (src/cell/cell.ts) has the same logic inline and could run on it too (see
-// the report that came with this file: Cell.start/renew/watchLoop map 1:1).
+// new one to `onSnapshot`. Both the userspace Cell and the kernel cell run
+// on it.
 import { ControllerClient, type Lease, type Snapshot } from '../control/client.js';
 import type { Logger } from '../util/log.js';
 
