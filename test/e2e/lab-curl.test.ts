@@ -71,8 +71,9 @@ describe.skipIf(!isRoot())(`lab as a user meets it (prefix ${P})`, () => {
     await cleanup(P, [EXTRA_NS]);
   }, 120_000);
 
-  it('lab up gives appA on cell1 and appB on cell2 in different /24 leases', () => {
+  it('lab up gives appA on cell1 and appB on cell2 in different /24 leases, in under 30 s', () => {
     expect(lab.status.up).toBe(true);
+    expect(lab.upMs).toBeLessThan(30_000);
     expect(lab.appA.netns).toBe(`${P}-appA-0`);
     expect(lab.appB.netns).toBe(`${P}-appB-0`);
     expect(lab.status.containers.find((c) => c.app === 'appA')!.cell).toBe('cell1');

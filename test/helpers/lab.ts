@@ -13,6 +13,7 @@
 //   the extra namespaces, and never throws (it is called from afterAll).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -187,6 +188,8 @@ export interface Lab {
   pids: number[];
   /** Root namespace links before `lab up`, to check `lab down` left none behind. */
   rootLinksBefore: string[];
+  /** Wall time of `lab up` (issue 4: under 30 s). */
+  upMs: number;
 }
 
 /** `lab up --prefix P`, then `lab status --json`. Throws with the CLI's message on failure. */
@@ -214,6 +217,7 @@ export async function labUp(prefix: string): Promise<Lab> {
     cellIp,
     pids,
     rootLinksBefore,
+    upMs: up.ms,
   };
 }
 
@@ -443,6 +447,33 @@ export interface CountersJson {
 
 export function counters(prefix: string, cell: string): Promise<CountersJson> {
   return silkwormJson<CountersJson>(['show', 'counters', '--cell', cell, '--lab', prefix]);
+}
+
+/**
+ * GET a path from a lab cell's admin socket (/run/silkworm/P/<cell>.sock) —
+ * the document `silkworm show <path> --cell <cell> --json` prints for
+ * counters. For tests that poll many times and cannot afford a CLI start-up
+ * (~0.5 s) per poll; the CLI form is exercised by lab-curl.test.ts.
+ */
+export function cellGet<T = unknown>(prefix: string, cell: string, urlPath: string, timeoutMs = 5000): Promise<T> {
+  const socketPath = path.join(RUN_DIR, prefix, `${cell}.sock`);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path: urlPath, method: 'GET', timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`GET ${urlPath} on ${cell}: HTTP ${res.statusCode} ${body.slice(0, 300)}`));
+        try {
+          resolve(JSON.parse(body) as T);
+        } catch {
+          reject(new Error(`GET ${urlPath} on ${cell}: not JSON: ${body.slice(0, 300)}`));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${urlPath} on ${cell}: no answer in ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** after − before for every key present in either (missing counts as 0). */
