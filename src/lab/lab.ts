@@ -92,6 +92,9 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     await waitReady({ what: 'the controller', pid: controllerPid, log: c.log, timeoutMs, ready: async () => (await probeHttp(c.socket)) !== null });
     say(`controller up (pid ${controllerPid}) on ${c.socket}`);
 
+    // One cell at a time: a cell answers on its admin socket only after it
+    // holds its lease, so cell1 always gets the first /24 (10.255.1.0/24) and
+    // appA's address is the same in every lab, as the README and hints show.
     for (const cell of plan.cells) {
       const pid = runner.spawnCell({
         name: cell.name,
@@ -106,12 +109,8 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
       });
       state.cells.push({ name: cell.name, underlayIp: cell.underlayIp, netns: cell.netns, socket: cell.socket, pid, log: cell.log, dataplane: cell.dataplane });
       save();
+      await waitReady({ what: cell.name, pid, log: cell.log, timeoutMs, ready: async () => (await probeHttp(cell.socket)) !== null });
     }
-    await Promise.all(
-      state.cells.map((cell) =>
-        waitReady({ what: cell.name, pid: cell.pid, log: cell.log, timeoutMs, ready: async () => (await probeHttp(cell.socket)) !== null }),
-      ),
-    );
     say(`cells up: ${state.cells.map((x) => `${x.name} ${x.underlayIp} ${x.dataplane ?? 'user'} (pid ${x.pid})`).join(', ')}`);
 
     // allSettled: if one add fails, the other must finish before tear-down
