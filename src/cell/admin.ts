@@ -5,6 +5,8 @@ import { Router, HttpError, serve, type JsonServer } from '../control/http.js';
 import type { Address } from '../cli/util.js';
 import type { Cell } from './cell.js';
 import type { Registry } from 'prom-client';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { formatRoute } from '../tables/route.js';
 import { formatNeighbor } from '../tables/neighbor.js';
 import { formatFdb } from '../tables/fdb.js';
@@ -21,6 +23,19 @@ function str(body: unknown, field: string, required = true): string | undefined 
   if (v === undefined && !required) return undefined;
   if (typeof v !== 'string' || v.length === 0) throw new HttpError(400, `${field} must be a non-empty string`);
   return v;
+}
+
+const execFileP = promisify(execFile);
+
+/** eth0's TX drops inside a container namespace (`ip -s link`), or null if it cannot be read. */
+async function tapQueueDrops(netns: string): Promise<number | null> {
+  try {
+    const { stdout } = await execFileP('ip', ['-n', netns, '-s', '-j', 'link', 'show', 'dev', 'eth0'], { timeout: 2000 });
+    const j = JSON.parse(stdout)[0];
+    return Number(j?.stats64?.tx?.dropped ?? j?.stats?.tx?.dropped ?? 0);
+  } catch {
+    return null;
+  }
 }
 
 export function adminRouter(cell: Cell, metrics?: Registry): Router {
@@ -99,17 +114,25 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
     const entries = cell.dp.conntrack.entries(now);
     return { status: 200, body: { lines: entries.map((e) => formatConntrack(e, now)), entries, size: cell.dp.conntrack.size, capacity: cell.dp.conntrack.capacity } };
   });
-  r.get('/counters', () => {
+  r.get('/counters', async () => {
     const snap = cell.dp.counters.snapshot();
-    const containers = cell.dp.listPorts().map((p) => ({
-      handle: p.handle,
-      app: p.app,
-      ip: u32ToIp(p.ip),
-      tx_packets: p.packets[0],
-      tx_bytes: p.packets[1],
-      rx_packets: p.packets[2],
-      rx_bytes: p.packets[3],
-    }));
+    const containers = await Promise.all(
+      cell.dp.listPorts().map(async (p) => {
+        const netns = cell.listContainers().find((c) => c.handle === p.handle)?.netns;
+        return {
+          handle: p.handle,
+          app: p.app,
+          ip: u32ToIp(p.ip),
+          tx_packets: p.packets[0],
+          tx_bytes: p.packets[1],
+          rx_packets: p.packets[2],
+          rx_bytes: p.packets[3],
+          // Frames the container's kernel dropped because our TAP queue was full
+          // (we were behind): counted by the kernel, not by the pipeline.
+          tap_queue_drops: netns ? await tapQueueDrops(netns) : null,
+        };
+      }),
+    );
     return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions, io: cell.ioStats() } };
   });
   r.get('/containers', () => ({ status: 200, body: { containers: cell.listContainers() } }));

@@ -23,7 +23,12 @@ function printCounters(body: any): void {
   console.log(drops.length ? table(['DROP REASON', 'PACKETS'], drops.map(([k, v]) => [k, String(v)])) : 'no drops');
   if (body.containers?.length) {
     console.log('');
-    console.log(table(['CONTAINER', 'APP', 'IP', 'TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES'], body.containers.map((c: any) => [c.handle, c.app, c.ip, String(c.tx_packets), String(c.tx_bytes), String(c.rx_packets), String(c.rx_bytes)])));
+    console.log(
+      table(
+        ['CONTAINER', 'APP', 'IP', 'TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES', 'TAP QUEUE DROPS'],
+        body.containers.map((c: any) => [c.handle, c.app, c.ip, String(c.tx_packets), String(c.tx_bytes), String(c.rx_packets), String(c.rx_bytes), c.tap_queue_drops === null || c.tap_queue_drops === undefined ? '-' : String(c.tap_queue_drops)]),
+      ),
+    );
   }
 }
 
