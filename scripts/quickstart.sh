@@ -19,8 +19,8 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if [ ! -f build/Release/silkworm_native.node ] || [ ! -d node_modules ]; then
-  echo "quickstart: npm ci (builds the native addon and the TypeScript; about two minutes)"
-  npm ci --no-audit --no-fund >/dev/null
+  echo "quickstart: npm install (builds the native addon and the TypeScript; about two minutes)"
+  npm install --no-audit --no-fund >/dev/null
   node -e "require('./build/Release/silkworm_native.node')" 2>/dev/null || npm run build:native >/dev/null
 fi
 npm run build >/dev/null
