@@ -100,7 +100,7 @@ export interface NativeAddon {
 /** EBADFD (77 on Linux: "file descriptor in bad state", what a TAP fd returns once its device is gone) is not in os.constants.errno. */
 export const EBADFD = 77;
 
-export const NOT_BUILT_MESSAGE = 'the native addon is not built: run npm ci (or npm run build:native)';
+export const NOT_BUILT_MESSAGE = 'the native addon is not built: run npm install (or npm run build:native)';
 
 /** The repository root: src/io/ (or dist/io/) is two levels below it. */
 function packageRoot(): string {
