@@ -49,12 +49,14 @@ export function register(program: Command): void {
     .option('--app-port <port>', 'TCP port of the HTTP app in each container', String(DEFAULT_APP_PORT))
     .option('--timeout <seconds>', 'how long to wait for each process to answer', '15')
     .option('--dataplane <mode>', 'user (silkworm cells), kernel (Linux vxlan gbp + iptables cells, as silk) or mixed (cell1 user, cell2 kernel)', 'user')
+    .option('--capture', 'userspace cells open a silk-vtep TAP showing every inner frame: tcpdump -i silk-vtep in a cell namespace')
     .option('--json', 'print the state (state.json) instead of the hints')
-    .addHelpText('after', '\nExample:\n  sudo silkworm lab up\n  sudo silkworm lab up --prefix demo --underlay-base 198.18.5.11/24\n  sudo silkworm lab up --prefix mix --dataplane mixed\n')
-    .action(async (o: { prefix?: string; underlayBase: string; mtu: string; appPort: string; timeout: string; dataplane: string; json?: boolean }) => {
+    .addHelpText('after', '\nExample:\n  sudo silkworm lab up\n  sudo silkworm lab up --capture   # then: ip netns exec sw-cell1 tcpdump -nei silk-vtep\n  sudo silkworm lab up --prefix demo --underlay-base 198.18.5.11/24\n  sudo silkworm lab up --prefix mix --dataplane mixed\n')
+    .action(async (o: { prefix?: string; underlayBase: string; mtu: string; appPort: string; timeout: string; dataplane: string; capture?: boolean; json?: boolean }) => {
       if (!LAB_DATAPLANES.includes(o.dataplane as LabDataplane)) fail(`--dataplane must be user, kernel or mixed, got "${o.dataplane}"`);
       const result = await labUp({
         dataplane: o.dataplane as LabDataplane,
+        capture: Boolean(o.capture),
         prefix: prefixOf(o),
         underlayBase: o.underlayBase,
         mtu: parseIntStrict(o.mtu, '--mtu', 118, 9000),

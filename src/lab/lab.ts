@@ -106,6 +106,7 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
         mtu: plan.mtu,
         log: cell.log,
         dataplane: cell.dataplane,
+        capture: opts.capture,
       });
       state.cells.push({ name: cell.name, underlayIp: cell.underlayIp, netns: cell.netns, socket: cell.socket, pid, log: cell.log, dataplane: cell.dataplane });
       save();

@@ -28,6 +28,8 @@ export interface CellSpec {
   log: string;
   /** user (default) or kernel: `silkworm cell --dataplane kernel`. */
   dataplane?: 'user' | 'kernel';
+  /** `silkworm cell --capture`: a silk-vtep TAP for tcpdump (userspace cells only). */
+  capture?: boolean;
 }
 
 export interface ContainerSpec {
@@ -120,7 +122,8 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
           '--underlay-ip', s.underlayIp, '--underlay-dev', s.underlayDev, '--admin', s.adminSocket,
           // Only when not the default, so the documented command line stays the plain one.
           ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : []),
-          ...(s.dataplane === 'kernel' ? ['--dataplane', 'kernel'] : [])],
+          ...(s.dataplane === 'kernel' ? ['--dataplane', 'kernel'] : []),
+          ...(s.capture && s.dataplane !== 'kernel' ? ['--capture'] : [])],
         s.log,
       );
     },

@@ -102,6 +102,8 @@ export interface PlanOptions {
   appPort?: number;
   /** Default user. */
   dataplane?: LabDataplane;
+  /** Userspace cells open a silk-vtep capture TAP (tcpdump -i silk-vtep). */
+  capture?: boolean;
 }
 
 export function labNamespaces(prefix: string): string[] {

@@ -193,9 +193,9 @@ export interface Lab {
 }
 
 /** `lab up --prefix P`, then `lab status --json`. Throws with the CLI's message on failure. */
-export async function labUp(prefix: string): Promise<Lab> {
+export async function labUp(prefix: string, extraArgs: string[] = []): Promise<Lab> {
   const rootLinksBefore = listLinks();
-  const up = await silkworm(['lab', 'up', '--prefix', prefix], { timeoutMs: 60_000 });
+  const up = await silkworm(['lab', 'up', '--prefix', prefix, ...extraArgs], { timeoutMs: 60_000 });
   if (up.code !== 0) throw new Error(describeFailure(`silkworm lab up --prefix ${prefix}`, up));
   const status = await silkwormJson<LabStatusJson>(['lab', 'status', '--prefix', prefix]);
   const byApp = (app: string) => {
