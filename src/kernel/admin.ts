@@ -9,14 +9,9 @@ import { Router, HttpError, serve, type JsonServer } from '../control/http.js';
 import type { Address } from '../cli/util.js';
 import { formatMac, u32ToIp } from '../util/ip.js';
 import type { KernelCell } from './kernel-cell.js';
+import { containerRoutes } from '../cell/admin.js';
 import { OVERLAY_CHAIN, VTEP_DEV, parseCountedRules, parseLinkStats, policyChainLines, type CountedRule } from './plan.js';
 
-function str(body: unknown, field: string, required = true): string | undefined {
-  const v = body && typeof body === 'object' ? (body as Record<string, unknown>)[field] : undefined;
-  if (v === undefined && !required) return undefined;
-  if (typeof v !== 'string' || v.length === 0) throw new HttpError(400, `${field} must be a non-empty string`);
-  return v;
-}
 
 function lines(text: string): string[] {
   return text.split('\n').map((l) => l.trimEnd()).filter((l) => l.length > 0);
@@ -155,25 +150,7 @@ export function kernelAdminRouter(cell: KernelCell): Router {
       },
     };
   });
-  r.get('/containers', () => ({ status: 200, body: { containers: cell.listContainers() } }));
-  r.post('/containers', async (req) => {
-    const app = str(req.body, 'app')!;
-    const netns = str(req.body, 'netns')!;
-    const handle = str(req.body, 'handle', false);
-    try {
-      return { status: 201, body: await cell.addContainer({ app, netns, handle }) };
-    } catch (err) {
-      throw new HttpError(400, (err as Error).message);
-    }
-  });
-  r.post('/containers/delete', async (req) => {
-    const handle = str(req.body, 'handle', false);
-    const netns = str(req.body, 'netns', false);
-    if (!handle && !netns) throw new HttpError(400, 'give handle or netns');
-    const found = cell.findContainer({ handle, netns });
-    if (!found) throw new HttpError(404, `no container ${handle ?? netns} on cell ${cell.name}`);
-    return { status: 200, body: await cell.removeContainer(found) };
-  });
+  containerRoutes(r, cell);
   const noTrace = () => {
     throw new HttpError(501, `cell ${cell.name} runs the kernel data plane: trace explains silkworm's pipeline; here use "ip route get" and tcpdump in its namespace`);
   };
