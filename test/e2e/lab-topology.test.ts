@@ -201,7 +201,7 @@ describe.skipIf(!isRoot)('lab topology (root, namespaces)', () => {
     // The text form names the same things.
     const text = await cli(['lab', 'status', '--prefix', P]);
     expect(text.out).toContain(`lab "${P}" is up`);
-    expect(text.out).toMatch(new RegExp(`cell2 +${P}-cell2 +198\\.18\\.0\\.12 +${onDisk.cells[1]!.pid} +yes`));
+    expect(text.out).toMatch(new RegExp(`cell2 \\(user\\) +${P}-cell2 +198\\.18\\.0\\.12 +${onDisk.cells[1]!.pid} +yes`));
 
     // The hints carry the real values.
     const hints = nextSteps(onDisk);
