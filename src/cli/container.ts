@@ -48,6 +48,7 @@ export function register(program: Command): void {
     .requiredOption('--cell <name|addr>', 'cell name in the lab (cell1) or its admin socket')
     .option('--lab <prefix>', 'lab prefix', 'sw')
     .option('--json', 'print JSON')
+    .addHelpText('after', '\nExample:\n  silkworm container list --cell cell1')
     .action(async (o) => {
       const body = await callCell(o, 'GET', '/containers');
       if (o.json) return console.log(JSON.stringify(body.containers));
