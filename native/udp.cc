@@ -6,8 +6,11 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "tap.h"
 
@@ -18,6 +21,13 @@ namespace silkworm {
 // cells arrive between two wakeups. SO_*BUFFORCE needs CAP_NET_ADMIN and
 // ignores net.core.[rw]mem_max; fall back to the capped option without it.
 constexpr int kSocketBuffer = 4 << 20;
+
+// A GRO'd UDP message is at most 64 KiB (the IPv4 total length bounds the
+// super-datagram: udp_gro_receive_segment stops before 64 KiB), so one such
+// buffer per message can never truncate one.
+constexpr size_t kGroBuf = 65536;
+// Room for the UDP_GRO cmsg (an int) with slack for any other cmsg.
+constexpr size_t kCtrlBuf = 64;
 
 static void SetBuffer(int fd, int force, int plain) {
   int size = kSocketBuffer;
@@ -119,7 +129,7 @@ Napi::Function UdpReceiver::Define(Napi::Env env) {
                       InstanceMethod<&UdpReceiver::Counters>("counters")});
 }
 
-// new UdpReceiver(bindIp, port, slab, slotSize, headroom, maxFrames, lengths, srcIps, srcPorts, onBatch)
+// new UdpReceiver(bindIp, port, slab, slotSize, headroom, maxFrames, lengths, srcIps, srcPorts, onBatch, gro = false)
 UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpReceiver>(info) {
   Napi::Env env = info.Env();
   uint32_t bindIp, port, slot, headroom, maxFrames;
@@ -169,6 +179,36 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
     return;
   }
 
+  if (info.Length() > 10 && info[10].ToBoolean().Value()) {
+    // A kernel without UDP_GRO (< 5.0) refuses the option: stay on the plain path.
+    int on = 1;
+    gro_ = setsockopt(fd_, SOL_UDP, UDP_GRO, &on, sizeof on) == 0;
+  }
+  if (gro_) {
+    // 64 messages per recvmmsg at most (4 MiB of scratch); bigger batches loop.
+    groBufs_ = std::min<uint32_t>(maxFrames, 64);
+    scratch_.resize(static_cast<size_t>(groBufs_) * kGroBuf);
+    gmsgs_.resize(groBufs_);
+    giov_.resize(groBufs_);
+    gaddrs_.resize(groBufs_);
+    gctrl_.resize(static_cast<size_t>(groBufs_) * kCtrlBuf);
+    gseg_.resize(groBufs_);
+    for (uint32_t i = 0; i < groBufs_; i++) {
+      giov_[i].iov_base = scratch_.data() + static_cast<size_t>(i) * kGroBuf;
+      giov_[i].iov_len = kGroBuf;
+      memset(&gmsgs_[i], 0, sizeof gmsgs_[i]);
+      gmsgs_[i].msg_hdr.msg_name = &gaddrs_[i];
+      gmsgs_[i].msg_hdr.msg_iov = &giov_[i];
+      gmsgs_[i].msg_hdr.msg_iovlen = 1;
+      gmsgs_[i].msg_hdr.msg_control = gctrl_.data() + static_cast<size_t>(i) * kCtrlBuf;
+    }
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    flush_ = new uv_timer_t;
+    uv_timer_init(loop, flush_);
+    flush_->data = this;
+  }
+
   msgs_.resize(maxFrames);
   iov_.resize(maxFrames);
   addrs_.resize(maxFrames);
@@ -193,12 +233,13 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
 
 UdpReceiver::~UdpReceiver() {
   active_ = false;
+  CloseFlush();
   ClosePoll();
   if (fd_ >= 0) close(fd_);
 }
 
 Napi::Value UdpReceiver::Start(const Napi::CallbackInfo& info) {
-  StartPoll(info.Env());
+  if (StartPoll(info.Env()) && pend_ < pendGot_) ScheduleFlush();
   return info.Env().Undefined();
 }
 Napi::Value UdpReceiver::Stop(const Napi::CallbackInfo& info) {
@@ -207,6 +248,7 @@ Napi::Value UdpReceiver::Stop(const Napi::CallbackInfo& info) {
 }
 // Stops polling, then closes the socket (in that order: see TapReader::Close).
 Napi::Value UdpReceiver::Close(const Napi::CallbackInfo& info) {
+  CloseFlush();
   ClosePoll();
   if (fd_ >= 0) {
     close(fd_);
@@ -233,11 +275,16 @@ Napi::Value UdpReceiver::Counters(const Napi::CallbackInfo& info) {
   o.Set("oversize", oversize_);
   o.Set("errors", errors_);
   o.Set("lastErrno", lastErrno_);
+  o.Set("gro", gro_);
+  o.Set("groMessages", groMessages_);
+  o.Set("groSegments", groSegments_);
+  o.Set("carried", carried_);
   return o;
 }
 
 uint32_t UdpReceiver::ReadBatch(int* /*err*/) {
   if (fd_ < 0) return 0;
+  if (gro_) return ReadBatchGro();
   for (uint32_t i = 0; i < maxFrames_; i++) {
     msgs_[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);  // value-result
     msgs_[i].msg_hdr.msg_flags = 0;
@@ -278,10 +325,411 @@ uint32_t UdpReceiver::ReadBatch(int* /*err*/) {
   return n;
 }
 
+
+// ---------------------------------------------------------------------------
+// UdpReceiver, UDP_GRO mode
+
+// Copies datagrams of messages [pend_, pendGot_) into slots n.. until the
+// batch is full; a message only partly placed stays pending at pendOff_.
+uint32_t UdpReceiver::PlacePending(uint32_t n) {
+  const uint32_t room = slot_ - headroom_;
+  while (pend_ < pendGot_ && n < maxFrames_) {
+    struct msghdr& h = gmsgs_[pend_].msg_hdr;
+    const uint8_t* base = static_cast<const uint8_t*>(giov_[pend_].iov_base);
+    uint32_t len = gmsgs_[pend_].msg_len;
+    const uint32_t seg = gseg_[pend_] != 0 ? gseg_[pend_] : len;
+    if ((h.msg_flags & MSG_TRUNC) && pendOff_ == 0) {
+      // Cannot happen with kGroBuf-byte buffers; if it does, keep only whole datagrams.
+      oversize_++;
+      len = gseg_[pend_] != 0 ? len - len % seg : 0;
+    }
+    const uint32_t ip = ntohl(gaddrs_[pend_].sin_addr.s_addr);
+    const uint16_t port = ntohs(gaddrs_[pend_].sin_port);
+    while (pendOff_ < len && n < maxFrames_) {
+      const uint32_t piece = std::min(seg, len - pendOff_);
+      if (piece > room) {
+        oversize_++;  // longer than a slot: dropped and counted, as on the plain path
+      } else {
+        memcpy(slab_ + static_cast<size_t>(n) * slot_ + headroom_, base + pendOff_, piece);
+        lengths_[n] = piece;
+        srcIps_[n] = ip;
+        srcPorts_[n] = port;
+        n++;
+      }
+      pendOff_ += piece;
+    }
+    if (pendOff_ >= len) {
+      pend_++;
+      pendOff_ = 0;
+    }
+  }
+  return n;
+}
+
+uint32_t UdpReceiver::ReadBatchGro() {
+  uint32_t n = PlacePending(0);
+  while (n < maxFrames_ && pend_ >= pendGot_) {
+    // Never ask for more messages than free slots: a plain datagram always fits.
+    const uint32_t ask = std::min(maxFrames_ - n, groBufs_);
+    for (uint32_t i = 0; i < ask; i++) {
+      gmsgs_[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);  // value-result
+      gmsgs_[i].msg_hdr.msg_controllen = kCtrlBuf;
+      gmsgs_[i].msg_hdr.msg_flags = 0;
+    }
+    int r;
+    do {
+      r = recvmmsg(fd_, gmsgs_.data(), ask, MSG_DONTWAIT, nullptr);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        errors_++;
+        lastErrno_ = errno;
+      }
+      break;
+    }
+    const uint32_t got = static_cast<uint32_t>(r);
+    for (uint32_t i = 0; i < got; i++) {
+      gseg_[i] = 0;
+      struct msghdr* h = &gmsgs_[i].msg_hdr;
+      for (struct cmsghdr* c = CMSG_FIRSTHDR(h); c != nullptr; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+          int gs;
+          memcpy(&gs, CMSG_DATA(c), sizeof gs);
+          if (gs > 0 && static_cast<uint32_t>(gs) < gmsgs_[i].msg_len) {
+            gseg_[i] = static_cast<uint32_t>(gs);
+            groMessages_++;
+            groSegments_ += (gmsgs_[i].msg_len + gs - 1) / gs;
+          }
+        }
+      }
+    }
+    pend_ = 0;
+    pendGot_ = got;
+    pendOff_ = 0;
+    n = PlacePending(n);
+    if (got < ask) break;  // drained
+  }
+  if (pend_ < pendGot_) {
+    // The batch filled in the middle of a GRO'd message. Drain() calls again
+    // while it has rounds left; if it yields, the flush timer finishes the job
+    // on the next loop turn, since the socket may not become readable again.
+    carried_++;
+    ScheduleFlush();
+  }
+  return n;
+}
+
+void UdpReceiver::ScheduleFlush() {
+  if (flush_ != nullptr && active_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(flush_))) {
+    uv_timer_start(flush_, OnFlush, 0, 0);
+  }
+}
+
+// Same steps as PollReader::Drain, but only while datagrams are pending.
+void UdpReceiver::OnFlush(uv_timer_t* t) {
+  auto* self = static_cast<UdpReceiver*>(t->data);
+  if (self == nullptr || !self->active_ || self->closed_ || self->pend_ >= self->pendGot_) return;
+  Napi::Env env(self->env_);
+  Napi::HandleScope scope(env);
+  for (int round = 0; round < kMaxRounds && self->pend_ < self->pendGot_; round++) {
+    uint32_t n = self->ReadBatch(nullptr);
+    if (n == 0) return;
+    self->batches_++;
+    self->frames_ += n;
+    self->CallJs(env, self->onBatch_, Napi::Number::New(env, n));
+    if (self->closed_ || !self->active_) return;
+    if (n < self->maxFrames_) return;
+  }
+}
+
+void UdpReceiver::CloseFlush() {
+  if (flush_ == nullptr) return;
+  flush_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(flush_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  flush_ = nullptr;
+}
+
+// ---------------------------------------------------------------------------
+// UdpGsoSender
+
+Napi::Function UdpGsoSender::Define(Napi::Env env) {
+  return DefineClass(env, "UdpGsoSender",
+                     {InstanceMethod<&UdpGsoSender::Send>("send"), InstanceMethod<&UdpGsoSender::Counters>("counters"),
+                      InstanceMethod<&UdpGsoSender::Close>("close")});
+}
+
+// new UdpGsoSender(srcIp, rawFd, maxSockets)
+// srcIp: the host-order underlay address the pool binds to; only packets whose
+// outer source is exactly this go the GSO way. rawFd: the caller's raw socket
+// (still owned and closed by the caller) for everything else.
+UdpGsoSender::UdpGsoSender(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpGsoSender>(info) {
+  Napi::Env env = info.Env();
+  uint32_t srcIp, maxSockets;
+  if (!GetIndex(env, info[0], "srcIp", &srcIp) || !GetFd(env, info[1], &rawFd_) ||
+      !GetIndex(env, info[2], "maxSockets", &maxSockets))
+    return;
+  if (srcIp == 0 || maxSockets > 65536) {
+    Napi::RangeError::New(env, "UdpGsoSender: need a non-zero srcIp and maxSockets <= 65536")
+        .ThrowAsJavaScriptException();
+    return;
+  }
+  srcIp_ = srcIp;
+  maxSockets_ = maxSockets;
+  pool_.assign(65536, -1);
+  msgs_.resize(kMaxBatch);
+  iov_.resize(kMaxBatch);
+  addrs_.resize(kMaxBatch);
+  ctrl_.assign(static_cast<size_t>(kMaxGroups) * CMSG_SPACE(sizeof(uint16_t)), 0);
+  segs_.resize(kMaxBatch);
+  for (uint32_t i = 0; i < kMaxBatch; i++) {
+    memset(&msgs_[i], 0, sizeof msgs_[i]);
+    addrs_[i].sin_family = AF_INET;
+    msgs_[i].msg_hdr.msg_name = &addrs_[i];
+    msgs_[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+  }
+}
+
+UdpGsoSender::~UdpGsoSender() { CloseAll(); }
+
+void UdpGsoSender::CloseAll() {
+  closed_ = true;
+  for (size_t p = 0; p < pool_.size(); p++) {
+    if (pool_[p] >= 0) close(pool_[p]);
+    pool_[p] = -2;
+  }
+  open_ = 0;
+}
+
+Napi::Value UdpGsoSender::Close(const Napi::CallbackInfo& info) {
+  CloseAll();
+  return info.Env().Undefined();
+}
+
+Napi::Value UdpGsoSender::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("gsoGroups", gsoGroups_);
+  o.Set("gsoPackets", gsoPackets_);
+  o.Set("rawPackets", rawPackets_);
+  o.Set("fallbacks", fallbacks_);
+  o.Set("sockets", static_cast<double>(open_));
+  o.Set("socketFailures", socketFailures_);
+  o.Set("lastErrno", lastErrno_);
+  return o;
+}
+
+static inline uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+static inline uint32_t Be32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 | static_cast<uint32_t>(p[2]) << 8 | p[3];
+}
+
+// Can packet k leave through a UDP socket and come out byte-identical? Plain
+// IPv4 (IHL 5, TOS 0, not a fragment, DF clear, TTL 64: what the socket
+// writes), UDP, our source address, consistent lengths, and the next hop is
+// the header's destination (a UDP socket cannot route via another one).
+// Anything else keeps its exact bytes on the raw path.
+bool UdpGsoSender::Eligible(const uint8_t* slab, size_t slabLen, const uint32_t* offs, const uint32_t* lens,
+                            const uint32_t* dsts, uint32_t k) const {
+  const uint32_t len = lens[k];
+  if (len <= 28 || static_cast<uint64_t>(offs[k]) + len > slabLen) return false;
+  const uint8_t* p = slab + offs[k];
+  return p[0] == 0x45 && p[1] == 0 && Be16(p + 2) == len && p[6] == 0 && p[7] == 0 && p[8] == 64 && p[9] == 17 &&
+         Be32(p + 12) == srcIp_ && Be32(p + 16) == dsts[k] && Be16(p + 22) != 0 && Be16(p + 24) == len - 20;
+}
+
+// Packets in the group that starts at eligible packet k: same destination,
+// source and destination port, payloads of one size except a shorter last.
+uint32_t UdpGsoSender::GroupLen(const uint8_t* slab, const uint32_t* offs, const uint32_t* lens, const uint32_t* dsts,
+                                uint32_t count, size_t slabLen, uint32_t k) const {
+  const uint8_t* p = slab + offs[k];
+  const uint32_t seg = lens[k] - 28;
+  uint32_t total = seg, n = 1;
+  for (uint32_t j = k + 1; j < count && n < kMaxSegs; j++) {
+    if (!Eligible(slab, slabLen, offs, lens, dsts, j)) break;
+    const uint8_t* q = slab + offs[j];
+    const uint32_t pl = lens[j] - 28;
+    if (memcmp(p + 16, q + 16, 8) != 0 || pl > seg || total + pl > kMaxGroupBytes) break;
+    total += pl;
+    n++;
+    if (pl < seg) break;  // a shorter datagram can only be the last segment
+  }
+  return n;
+}
+
+// The pool socket for a source port, opened on first use. -1: use the raw path.
+int UdpGsoSender::SocketFor(uint16_t sport) {
+  int fd = pool_[sport];
+  if (fd >= 0) return fd;
+  if (fd == -2 || closed_) return -1;
+  if (open_ >= maxSockets_) {
+    pool_[sport] = -2;  // pool full: this flow keeps the raw path
+    return -1;
+  }
+  fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    socketFailures_++;
+    lastErrno_ = errno;
+    return -1;  // maybe EMFILE for now: try again later
+  }
+  // DF clear like the kernel's VXLAN device (seed 002 "flags [none]"), TTL 64
+  // like the raw path. No SO_NO_CHECK: udp_send_skb refuses GSO with it
+  // (EINVAL), so these datagrams carry a real UDP checksum, which RFC 7348
+  // section 5 permits (computed by the NIC, or for free on a veth).
+  int pmtu = IP_PMTUDISC_DONT, ttl = 64, small = 1;
+  setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+  setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
+  SetBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
+  // Never read: anything sent to this port by mistake costs one small skb.
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(sport);
+  sa.sin_addr.s_addr = htonl(srcIp_);
+  // No SO_REUSEADDR: sharing the receive port (or anyone's) would split its traffic.
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
+    socketFailures_++;
+    lastErrno_ = errno;
+    close(fd);
+    pool_[sport] = -2;
+    return -1;
+  }
+  pool_[sport] = fd;
+  open_++;
+  return fd;
+}
+
+// One raw sendmmsg of whole packets from..to-1 (the unchanged old path).
+int UdpGsoSender::SendRaw(uint8_t* slab, size_t slabLen, const uint32_t* offs, const uint32_t* lens,
+                          const uint32_t* dsts, uint32_t from, uint32_t to) {
+  uint32_t n = 0;
+  for (uint32_t k = from; k < to && n < kMaxBatch; k++, n++) {
+    if (static_cast<uint64_t>(offs[k]) + lens[k] > slabLen) break;
+    iov_[n].iov_base = slab + offs[k];
+    iov_[n].iov_len = lens[k];
+    struct msghdr& h = msgs_[n].msg_hdr;
+    h.msg_iov = &iov_[n];
+    h.msg_iovlen = 1;
+    h.msg_control = nullptr;
+    h.msg_controllen = 0;
+    addrs_[n].sin_port = 0;
+    addrs_[n].sin_addr.s_addr = htonl(dsts[k]);
+  }
+  if (n == 0) return -EINVAL;
+  int r;
+  do {
+    r = sendmmsg(rawFd_, msgs_.data(), n, MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+  rawPackets_ += r;
+  return r;
+}
+
+// send(slab, offs, lens, dsts, count, start = 0) -> n
+// ONE syscall per call, for the run of packets starting at `start`: either
+// consecutive packets that gain nothing from GSO (raw sendmmsg, as sendBatch)
+// or consecutive groups for one source port (sendmmsg of up to 64 groups on
+// its pool socket, one UDP_SEGMENT message per group). Returns packets sent
+// (> 0), 0 on EAGAIN, or -errno when packet `start` was refused; same contract
+// as sendBatch, so the caller's loop is unchanged.
+Napi::Value UdpGsoSender::Send(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* slab;
+  size_t slabLen, offsLen, lensLen, dstsLen;
+  uint32_t *offs, *lens, *dsts, count, start;
+  if (!GetBytes(env, info[0], "slab", &slab, &slabLen) || !GetU32s(env, info[1], "offs", &offs, &offsLen) ||
+      !GetU32s(env, info[2], "lens", &lens, &lensLen) || !GetU32s(env, info[3], "dsts", &dsts, &dstsLen) ||
+      !CheckBatchArgs(env, info, 4, offsLen, lensLen, &count, &start))
+    return env.Undefined();
+  if (count > dstsLen) {
+    Napi::RangeError::New(env, "count is larger than the dsts array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (start >= count) return Napi::Number::New(env, 0);
+
+  // Where is the next packet that starts a GSO group (>= 2 packets) with a socket?
+  auto gsoStart = [&](uint32_t k, uint32_t* glen, int* fd) -> bool {
+    if (!Eligible(slab, slabLen, offs, lens, dsts, k)) return false;
+    *glen = GroupLen(slab, offs, lens, dsts, count, slabLen, k);
+    if (*glen < 2) return false;
+    *fd = SocketFor(Be16(slab + offs[k] + 20));
+    return *fd >= 0;
+  };
+
+  uint32_t glen = 0;
+  int fd = -1;
+  if (closed_ || !gsoStart(start, &glen, &fd)) {
+    uint32_t end = start + 1;
+    uint32_t gl;
+    int f;
+    while (end < count && end - start < kMaxBatch && !closed_ && !gsoStart(end, &gl, &f)) end++;
+    return Napi::Number::New(env, SendRaw(slab, slabLen, offs, lens, dsts, start, end));
+  }
+
+  // A run of groups on one pool socket.
+  const uint16_t sport = Be16(slab + offs[start] + 20);
+  uint32_t g = 0, nio = 0, k = start;
+  while (k < count && g < kMaxGroups) {
+    if (g > 0) {
+      if (!Eligible(slab, slabLen, offs, lens, dsts, k) || Be16(slab + offs[k] + 20) != sport) break;
+      glen = GroupLen(slab, offs, lens, dsts, count, slabLen, k);
+    }
+    if (nio + glen > kMaxBatch) break;
+    const uint8_t* p = slab + offs[k];
+    for (uint32_t j = 0; j < glen; j++) {
+      iov_[nio + j].iov_base = slab + offs[k + j] + 28;
+      iov_[nio + j].iov_len = lens[k + j] - 28;
+    }
+    struct msghdr& h = msgs_[g].msg_hdr;
+    h.msg_iov = &iov_[nio];
+    h.msg_iovlen = glen;
+    addrs_[g].sin_addr.s_addr = htonl(Be32(p + 16));
+    addrs_[g].sin_port = htons(Be16(p + 22));
+    if (glen > 1) {
+      uint8_t* cbuf = ctrl_.data() + static_cast<size_t>(g) * CMSG_SPACE(sizeof(uint16_t));
+      h.msg_control = cbuf;
+      h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+      struct cmsghdr* c = CMSG_FIRSTHDR(&h);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      const uint16_t gs = static_cast<uint16_t>(lens[k] - 28);
+      memcpy(CMSG_DATA(c), &gs, sizeof gs);
+    } else {
+      h.msg_control = nullptr;
+      h.msg_controllen = 0;
+    }
+    segs_[g] = glen;
+    nio += glen;
+    k += glen;
+    g++;
+  }
+  int r;
+  do {
+    r = sendmmsg(fd, msgs_.data(), g, MSG_DONTWAIT);
+  } while (r < 0 && errno == EINTR);
+  if (r > 0) {
+    uint32_t sent = 0;
+    for (int i = 0; i < r; i++) sent += segs_[i];
+    gsoGroups_ += r;
+    gsoPackets_ += sent;
+    return Napi::Number::New(env, sent);
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, 0);
+  // The first group was refused: EINVAL/EIO when this path cannot do GSO
+  // (no checksum offload on a tunnel route, xfrm), EMSGSIZE for a segment
+  // over the MTU, or a routing error. Retry it as separate datagrams on the
+  // raw path, which reports per-packet errors exactly as before.
+  fallbacks_++;
+  lastErrno_ = errno;
+  return Napi::Number::New(env, SendRaw(slab, slabLen, offs, lens, dsts, start, start + segs_[0]));
+}
+
 void InitUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("openRawSocket", Napi::Function::New<OpenRawSocket>(env, "openRawSocket"));
   exports.Set("sendBatch", Napi::Function::New<SendBatch>(env, "sendBatch"));
   exports.Set("UdpReceiver", UdpReceiver::Define(env));
+  exports.Set("UdpGsoSender", UdpGsoSender::Define(env));
 }
 
 }  // namespace silkworm

@@ -39,7 +39,47 @@ export interface NativeUdpReceiver {
   close(): void;
   /** The bound UDP port (useful after binding port 0). */
   port(): number;
-  counters(): ReaderCounters;
+  counters(): UdpReceiverCounters;
+}
+
+/** UdpReceiver counters: the reader's, plus what UDP_GRO did. */
+export interface UdpReceiverCounters extends ReaderCounters {
+  /** UDP_GRO is on for this socket. */
+  gro: boolean;
+  /** Messages that carried a UDP_GRO cmsg (several datagrams in one). */
+  groMessages: number;
+  /** Datagrams inside those messages. */
+  groSegments: number;
+  /** Times a batch filled mid-message and the rest waited for the next batch. */
+  carried: number;
+}
+
+/** Counters of the UDP GSO sender. */
+export interface GsoSenderCounters {
+  /** Messages sent on pool sockets (each one UDP_SEGMENT group or a lone datagram). */
+  gsoGroups: number;
+  /** Packets inside those messages. */
+  gsoPackets: number;
+  /** Packets sent on the raw socket (not eligible, lone, no socket, or fallback). */
+  rawPackets: number;
+  /** Groups the kernel refused with GSO, retried as separate raw datagrams. */
+  fallbacks: number;
+  /** Pool sockets open. */
+  sockets: number;
+  /** socket()/bind() failures (such a source port stays on the raw path). */
+  socketFailures: number;
+  lastErrno: number;
+}
+
+export interface NativeUdpGsoSender {
+  /**
+   * Send packets start..count-1 (full IPv4 packets, as sendBatch) with one syscall: returns packets sent
+   * (> 0), 0 on EAGAIN, or -errno when packet `start` itself was refused.
+   */
+  send(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, count: number, start?: number): number;
+  counters(): GsoSenderCounters;
+  /** Close the pool sockets (not the raw fd, which the caller owns). */
+  close(): void;
 }
 
 export interface NativeAddon {
@@ -92,7 +132,10 @@ export interface NativeAddon {
     srcIps: Uint32Array,
     srcPorts: Uint16Array,
     onBatch: (count: number) => void,
+    gro?: boolean,
   ) => NativeUdpReceiver;
+  /** UDP GSO sender: pool of UDP sockets bound to (srcIp, sport), up to maxSockets; rawFd for the rest. */
+  UdpGsoSender: new (srcIp: number, rawFd: number, maxSockets: number) => NativeUdpGsoSender;
   /** Largest batch one sendBatch call or reader accepts (1024). */
   maxBatch: number;
 }

@@ -4,13 +4,40 @@
 // the outer headers are built in user space, so the source port can hash the
 // inner flow and the GBP bits are ours to set; receiving on a plain UDP socket
 // lets the kernel check the outer IPv4/UDP for us.
+//
+// With `gso` (the default), runs of same-flow packets leave through a pool of
+// UDP sockets bound to (underlay IP, source port) as one UDP_SEGMENT message
+// each, and the receive socket sets UDP_GRO so a coalesced message comes up
+// whole and is split into batch slots in the addon: fewer, larger kernel
+// crossings (issue 4). The wire carries the same VXLAN datagrams, except that
+// GSO datagrams have a real UDP checksum (Linux refuses GSO with SO_NO_CHECK;
+// RFC 7348 section 5 allows either). SILKWORM_UNDERLAY_GSO=0 turns it off.
 import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
 import { u32ToIp } from '../util/ip.js';
 import type { DatagramSocket } from './types.js';
-import { loadNative, type NativeAddon, type NativeUdpReceiver, type ReaderCounters } from './native.js';
+import {
+  loadNative,
+  type GsoSenderCounters,
+  type NativeAddon,
+  type NativeUdpGsoSender,
+  type NativeUdpReceiver,
+  type UdpReceiverCounters,
+} from './native.js';
 import { DEFAULT_BATCH, DEFAULT_SLOT_SIZE } from './tap.js';
 
 export const VXLAN_PORT = 4789;
+
+/**
+ * Most pool sockets (one per outer source port in use); flows beyond it take the raw path. Node raises
+ * its RLIMIT_NOFILE soft limit to the hard limit at start-up; should socket() still fail (EMFILE) the
+ * addon counts it and uses the raw path for that packet run.
+ */
+export const GSO_MAX_SOCKETS = 1024;
+
+/** GSO/GRO default: on unless SILKWORM_UNDERLAY_GSO=0. */
+export function gsoDefault(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.SILKWORM_UNDERLAY_GSO !== '0';
+}
 
 export interface UnderlayOptions {
   /** Local address to bind (host-order u32); 0 = any. */
@@ -20,6 +47,11 @@ export interface UnderlayOptions {
   slotSize?: number;
   batch?: number;
   headroom?: number;
+  /**
+   * UDP GSO on send and UDP_GRO on receive (default: gsoDefault()). SILKWORM_UNDERLAY_GSO=0 wins over
+   * `true`. Sending with GSO needs a bindIp (the pool binds to it); with bindIp 0 only GRO is used.
+   */
+  gso?: boolean;
 }
 
 export interface UnderlayStats {
@@ -43,6 +75,9 @@ export class UdpUnderlay implements DatagramSocket {
   private readonly native: NativeAddon;
   private readonly rawFd: number;
   private readonly receiver: NativeUdpReceiver;
+  private readonly gsoSender: NativeUdpGsoSender | undefined;
+  /** UDP GSO/GRO asked for and allowed (see UnderlayOptions.gso). */
+  readonly gso: boolean;
   private onBatch: ((batch: FrameBatch) => void) | undefined;
   private started = false;
   private closed = false;
@@ -61,6 +96,7 @@ export class UdpUnderlay implements DatagramSocket {
     const port = opts.port ?? VXLAN_PORT;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`port must be 0-65535, not ${port}`);
     this.bindIp = (opts.bindIp ?? 0) >>> 0;
+    this.gso = (opts.gso ?? true) && gsoDefault();
     const b = new FrameBatch(batch, opts.slotSize ?? DEFAULT_SLOT_SIZE, opts.headroom ?? DEFAULT_HEADROOM);
     this.batch = b;
     try {
@@ -81,7 +117,7 @@ export class UdpUnderlay implements DatagramSocket {
       if (cb) cb(b);
     };
     try {
-      this.receiver = new native.UdpReceiver(this.bindIp, port, b.slab, b.slotSize, b.headroom, b.capacity, b.len, b.srcIp, b.srcPort, deliver);
+      this.receiver = new native.UdpReceiver(this.bindIp, port, b.slab, b.slotSize, b.headroom, b.capacity, b.len, b.srcIp, b.srcPort, deliver, this.gso);
     } catch (err) {
       native.closeFd(this.rawFd);
       const e = err as NodeJS.ErrnoException;
@@ -91,6 +127,7 @@ export class UdpUnderlay implements DatagramSocket {
       throw err;
     }
     this.port = this.receiver.port();
+    this.gsoSender = this.gso && this.bindIp !== 0 ? new native.UdpGsoSender(this.bindIp, this.rawFd, GSO_MAX_SOCKETS) : undefined;
   }
 
   start(onBatch: (batch: FrameBatch) => void): void {
@@ -119,8 +156,11 @@ export class UdpUnderlay implements DatagramSocket {
     }
     let i = 0;
     let sent = 0;
+    const gso = this.gsoSender;
     while (i < count) {
-      const r = this.native.sendBatch(this.rawFd, slab, offs, lens, dsts, count, i);
+      // The GSO sender makes one syscall per call (a run of groups or of raw packets) with the same
+      // return contract as sendBatch, so this loop is the same for both.
+      const r = gso !== undefined ? gso.send(slab, offs, lens, dsts, count, i) : this.native.sendBatch(this.rawFd, slab, offs, lens, dsts, count, i);
       if (r > 0) {
         i += r;
         sent += r;
@@ -139,14 +179,20 @@ export class UdpUnderlay implements DatagramSocket {
     return sent;
   }
 
-  receiverCounters(): ReaderCounters {
+  receiverCounters(): UdpReceiverCounters {
     return this.receiver.counters();
+  }
+
+  /** The GSO sender's counters, or undefined when sending uses the raw socket only. */
+  senderCounters(): GsoSenderCounters | undefined {
+    return this.gsoSender?.counters();
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.receiver.close();
+    this.gsoSender?.close();
     this.native.closeFd(this.rawFd);
   }
 }
