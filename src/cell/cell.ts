@@ -275,6 +275,10 @@ export class Cell {
     const out: Record<string, unknown> = {};
     const statsOf = (d: unknown) => (d && typeof d === 'object' && 'stats' in d ? (d as { stats: unknown }).stats : undefined);
     out.underlay = statsOf(this.underlay);
+    // GSO sender and GRO receiver counters, where the underlay has them.
+    const u = this.underlay as unknown as { senderCounters?: () => unknown; receiverCounters?: () => unknown };
+    if (typeof u?.senderCounters === 'function') out.underlay_gso = u.senderCounters();
+    if (typeof u?.receiverCounters === 'function') out.underlay_rx = u.receiverCounters();
     for (const a of this.attached.values()) out[a.dev.name] = statsOf(a.dev);
     return out;
   }
