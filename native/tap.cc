@@ -1,6 +1,9 @@
 // TAP devices: open/attach (TUNSETIFF), batched reads driven by uv_poll, and
-// batched writes. One write()/read() per frame is all a TAP offers without
-// IFF_VNET_HDR; the batching here is about crossing into JS once per batch.
+// batched writes. One write()/read() per frame is all a TAP offers; the
+// batching here is about crossing into JS once per batch. With IFF_VNET_HDR
+// every frame carries a 10-byte struct virtio_net_hdr in front, which lets a
+// write hand the kernel one TCP super-frame (gso_type TCPV4) built by
+// src/io/gro.ts: the container's stack then sees one skb instead of ~45.
 #include "tap.h"
 
 #include <fcntl.h>
@@ -35,7 +38,7 @@ static bool GetIfName(Napi::Env env, const Napi::Value& v, bool allowEmpty, std:
 
 // open /dev/net/tun and attach it to TAP `name` in the calling thread's
 // network namespace. Returns fd or -errno; *stage names the failing call.
-static int AttachTap(const std::string& name, std::string* realName, const char** stage) {
+static int AttachTap(const std::string& name, bool vnetHdr, std::string* realName, const char** stage) {
   *stage = "open /dev/net/tun";
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return -errno;
@@ -44,7 +47,11 @@ static int AttachTap(const std::string& name, std::string* realName, const char*
   // IFF_NO_PI: frames without the 4-byte packet-information prefix, so slot
   // offsets line up with the Ethernet header. No IFF_VNET_HDR: MTU-sized
   // frames (DESIGN.md, the offloads-off comparison).
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  // IFF_VNET_HDR (opt-in): a 10-byte virtio_net_hdr precedes each frame in
+  // both directions. TUNSETOFFLOAD is deliberately never called, so the
+  // kernel still hands us MTU-sized frames with finished checksums on read;
+  // the header only buys GSO on write.
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name.data(), name.size());
   *stage = "TUNSETIFF";
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
@@ -63,12 +70,13 @@ static Napi::Value TapResult(Napi::Env env, int fd, const std::string& name) {
   return o;
 }
 
-// openTap(name, { persist?, multiQueue? }) -> { fd, name }
+// openTap(name, { persist?, multiQueue?, vnetHdr? }) -> { fd, name }
 static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!GetIfName(env, info[0], true, &name)) return env.Undefined();
   bool persist = false;
+  bool vnetHdr = false;
   if (info.Length() > 1 && !info[1].IsUndefined()) {
     if (!info[1].IsObject()) {
       Napi::TypeError::New(env, "flags must be an object").ThrowAsJavaScriptException();
@@ -76,6 +84,7 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
     }
     Napi::Object flags = info[1].As<Napi::Object>();
     persist = flags.Get("persist").ToBoolean().Value();
+    vnetHdr = flags.Get("vnetHdr").ToBoolean().Value();
     if (flags.Get("multiQueue").ToBoolean().Value()) {
       Napi::Error::New(env, "multi-queue TAPs are not supported").ThrowAsJavaScriptException();
       return env.Undefined();
@@ -83,7 +92,7 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   }
   std::string real;
   const char* stage = "";
-  int fd = AttachTap(name, &real, &stage);
+  int fd = AttachTap(name, vnetHdr, &real, &stage);
   if (fd < 0) {
     ErrnoError(env, std::string("openTap ") + (name.empty() ? "(any name)" : name) + ": " + stage, -fd)
         .ThrowAsJavaScriptException();
@@ -98,7 +107,7 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   return TapResult(env, fd, real);
 }
 
-// openTapInNetns(netnsPath, name) -> { fd, name }
+// openTapInNetns(netnsPath, name, { vnetHdr? }) -> { fd, name }
 //
 // A persistent TAP that lives in a container's namespace can only be found by
 // name from inside that namespace: /dev/net/tun binds to the opener's netns at
@@ -113,6 +122,14 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
   std::string path = info[0].As<Napi::String>().Utf8Value();
   std::string name;
   if (!GetIfName(env, info[1], false, &name)) return env.Undefined();
+  bool vnetHdr = false;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsObject()) {
+      Napi::TypeError::New(env, "flags must be an object").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    vnetHdr = info[2].As<Napi::Object>().Get("vnetHdr").ToBoolean().Value();
+  }
 
   int fd = -1;
   int err = 0;
@@ -139,7 +156,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
       err = ENODEV;
       return;
     }
-    int r = AttachTap(name, &real, &stage);
+    int r = AttachTap(name, vnetHdr, &real, &stage);
     if (r < 0) {
       err = -r;
       return;
@@ -240,6 +257,79 @@ static Napi::Value WriteFrames(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, k - start);
 }
 
+// One write holds at most this many pieces: the header piece plus one per
+// coalesced segment. gro.ts caps a super-frame at 64 segments (a 64-frame
+// batch); the limit is far below the kernel's UIO_MAXIOV (1024).
+constexpr uint32_t kMaxIov = 128;
+
+// writeVnet(fd, slab, hdrs, pkts, iovs, npkts, start = 0) -> n
+//
+// For a TAP opened with vnetHdr. Packet p is described by pkts[4p..4p+3] =
+// [hdrOff, hdrLen, iovFirst, iovCount]: one writev() of hdrs[hdrOff, +hdrLen)
+// (the virtio_net_hdr, and for a super-frame the rewritten Ethernet/IP/TCP
+// headers too) followed by slab pieces iovs[2k] (offset), iovs[2k+1] (length)
+// for k in iovFirst..iovFirst+iovCount-1. Gathering from the slab means the
+// payloads are never copied in user space; the kernel copies them once into
+// the skb, as it does for any write. Returns packets written (stops at EAGAIN)
+// or -errno when packet `start` itself failed, like writeFrames.
+static Napi::Value WriteVnet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint8_t *slab, *hdrs;
+  size_t slabLen, hdrsLen, pktsLen, iovsLen;
+  uint32_t *pkts, *iovs, npkts, start = 0;
+  if (!GetFd(env, info[0], &fd) || !GetBytes(env, info[1], "slab", &slab, &slabLen) ||
+      !GetBytes(env, info[2], "hdrs", &hdrs, &hdrsLen) || !GetU32s(env, info[3], "pkts", &pkts, &pktsLen) ||
+      !GetU32s(env, info[4], "iovs", &iovs, &iovsLen) || !GetIndex(env, info[5], "npkts", &npkts))
+    return env.Undefined();
+  if (info.Length() > 6 && !info[6].IsUndefined() && !GetIndex(env, info[6], "start", &start)) return env.Undefined();
+  if (static_cast<uint64_t>(npkts) * 4 > pktsLen) {
+    Napi::RangeError::New(env, "npkts is larger than the pkts array (4 words per packet)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (start > npkts) {
+    Napi::RangeError::New(env, "start is past npkts").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  struct iovec iov[kMaxIov + 1];
+  uint32_t p = start;
+  int err = 0;
+  while (p < npkts) {
+    const uint32_t* d = pkts + static_cast<size_t>(p) * 4;
+    const uint32_t hdrOff = d[0], hdrLen = d[1], first = d[2], n = d[3];
+    // Every piece is checked against its buffer: a bad plan is EINVAL for
+    // that packet (counted by the caller), never a read outside the arrays.
+    bool ok = static_cast<uint64_t>(hdrOff) + hdrLen <= hdrsLen && n <= kMaxIov &&
+              (static_cast<uint64_t>(first) + n) * 2 <= iovsLen;
+    if (ok) {
+      iov[0].iov_base = hdrs + hdrOff;
+      iov[0].iov_len = hdrLen;
+      for (uint32_t k = 0; k < n; k++) {
+        const uint32_t off = iovs[(first + k) * 2], len = iovs[(first + k) * 2 + 1];
+        if (static_cast<uint64_t>(off) + len > slabLen) {
+          ok = false;
+          break;
+        }
+        iov[k + 1].iov_base = slab + off;
+        iov[k + 1].iov_len = len;
+      }
+    }
+    if (!ok) {
+      err = EINVAL;
+      break;
+    }
+    ssize_t r = writev(fd, iov, static_cast<int>(n + 1));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+      break;
+    }
+    p++;
+  }
+  if (err != 0 && p == start) return Napi::Number::New(env, -err);
+  return Napi::Number::New(env, p - start);
+}
+
 // ---------------------------------------------------------------------------
 // TapReader
 
@@ -250,7 +340,11 @@ Napi::Function TapReader::Define(Napi::Env env) {
                       InstanceMethod<&TapReader::Counters>("counters")});
 }
 
-// new TapReader(fd, slab, slotSize, headroom, maxFrames, lengths, onBatch, onError)
+// new TapReader(fd, slab, slotSize, headroom, maxFrames, lengths, onBatch, onError, vnetHdrLen = 0)
+//
+// vnetHdrLen (0, 10 or 12) is the virtio_net_hdr the TAP puts in front of
+// each frame (IFF_VNET_HDR). It is read into the last bytes of the headroom,
+// so the Ethernet frame still starts at `headroom` and lengths[] exclude it.
 TapReader::TapReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapReader>(info) {
   Napi::Env env = info.Env();
   size_t slabLen, lengthsLen;
@@ -263,6 +357,14 @@ TapReader::TapReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapReade
     Napi::TypeError::New(env, "onBatch and onError must be functions").ThrowAsJavaScriptException();
     return;
   }
+  uint32_t vnet = 0;
+  if (info.Length() > 8 && !info[8].IsUndefined() && !GetIndex(env, info[8], "vnetHdrLen", &vnet)) return;
+  if ((vnet != 0 && vnet != 10 && vnet != 12) || vnet > headroom) {
+    Napi::RangeError::New(env, "TapReader: vnetHdrLen must be 0, 10 or 12 and fit in the headroom")
+        .ThrowAsJavaScriptException();
+    return;
+  }
+  vnetHdrLen_ = vnet;
   if (headroom >= slot || maxFrames == 0 || maxFrames > kMaxBatch ||
       static_cast<uint64_t>(maxFrames) * slot > slabLen || lengthsLen < maxFrames) {
     Napi::RangeError::New(env, "TapReader: need headroom < slotSize, 1 <= maxFrames <= 1024, a slab of maxFrames * slotSize bytes and maxFrames lengths")
@@ -308,6 +410,7 @@ Napi::Value TapReader::Counters(const Napi::CallbackInfo& info) {
   o.Set("oversize", oversize_);
   o.Set("errors", errors_);
   o.Set("lastErrno", lastErrno_);
+  o.Set("badVnet", badVnet_);
   return o;
 }
 
@@ -322,8 +425,8 @@ uint32_t TapReader::ReadBatch(int* err) {
   iov[1].iov_len = 1;
   uint32_t n = 0;
   while (n < maxFrames_) {
-    iov[0].iov_base = slab_ + static_cast<size_t>(n) * slot_ + headroom_;
-    iov[0].iov_len = cap;
+    iov[0].iov_base = slab_ + static_cast<size_t>(n) * slot_ + headroom_ - vnetHdrLen_;
+    iov[0].iov_len = cap + vnetHdrLen_;
     ssize_t r = readv(fd_, iov, 2);
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -332,11 +435,22 @@ uint32_t TapReader::ReadBatch(int* err) {
     }
     // Longer than the slot: drop (counted) and reuse the slot. r == 0 cannot
     // be a frame either.
-    if (static_cast<size_t>(r) > cap) {
+    if (static_cast<size_t>(r) > cap + vnetHdrLen_) {
       oversize_++;
       continue;
     }
     if (r == 0) break;
+    if (vnetHdrLen_ != 0) {
+      // Without TUNSETOFFLOAD the kernel never sends GSO or checksum-partial
+      // frames (tun_net_fix_features masks them off), so anything but flags
+      // 0 or DATA_VALID (2) with gso_type NONE is unexpected: drop, count.
+      const uint8_t* h = slab_ + static_cast<size_t>(n) * slot_ + headroom_ - vnetHdrLen_;
+      if (static_cast<size_t>(r) <= vnetHdrLen_ || (h[0] & ~2u) != 0 || h[1] != 0) {
+        badVnet_++;
+        continue;
+      }
+      r -= vnetHdrLen_;
+    }
     lengths_[n++] = static_cast<uint32_t>(r);
   }
   return n;
@@ -355,6 +469,7 @@ void InitTap(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
   exports.Set("ifNameToIndex", Napi::Function::New<IfNameToIndex>(env, "ifNameToIndex"));
   exports.Set("writeFrames", Napi::Function::New<WriteFrames>(env, "writeFrames"));
+  exports.Set("writeVnet", Napi::Function::New<WriteVnet>(env, "writeVnet"));
   exports.Set("TapReader", TapReader::Define(env));
 }
 

@@ -30,7 +30,8 @@ class TapReader : public Napi::ObjectWrap<TapReader>, public PollReader {
   int fd_ = -1;
   uint8_t* slab_ = nullptr;
   uint32_t* lengths_ = nullptr;
-  uint32_t slot_ = 0, headroom_ = 0;
+  uint32_t slot_ = 0, headroom_ = 0, vnetHdrLen_ = 0;
+  double badVnet_ = 0;  // frames dropped for an unexpected virtio_net_hdr
   uint8_t sink_ = 0;  // catches the first byte past a slot: see ReadBatch
   Napi::ObjectReference slabRef_, lengthsRef_;
   Napi::FunctionReference onError_;

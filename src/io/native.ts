@@ -22,6 +22,8 @@ export interface ReaderCounters {
   oversize: number;
   errors: number;
   lastErrno: number;
+  /** TapReader with vnetHdrLen only: frames dropped for a virtio_net_hdr with GSO or NEEDS_CSUM set. */
+  badVnet?: number;
 }
 
 export interface NativeTapReader {
@@ -83,10 +85,10 @@ export interface NativeUdpGsoSender {
 }
 
 export interface NativeAddon {
-  /** open /dev/net/tun, TUNSETIFF IFF_TAP|IFF_NO_PI, O_NONBLOCK|O_CLOEXEC; optionally TUNSETPERSIST. */
-  openTap(name: string, flags?: { persist?: boolean; multiQueue?: false }): TapHandle;
+  /** open /dev/net/tun, TUNSETIFF IFF_TAP|IFF_NO_PI (|IFF_VNET_HDR with vnetHdr), O_NONBLOCK|O_CLOEXEC; optionally TUNSETPERSIST. */
+  openTap(name: string, flags?: { persist?: boolean; multiQueue?: false; vnetHdr?: boolean }): TapHandle;
   /** Re-attach the persistent TAP `name` that lives in the netns at `netnsPath` (setns on a helper thread). */
-  openTapInNetns(netnsPath: string, name: string): TapHandle;
+  openTapInNetns(netnsPath: string, name: string, flags?: { vnetHdr?: boolean }): TapHandle;
   setPersist(fd: number, on: boolean): void;
   closeFd(fd: number): void;
   /** if_nametoindex(3) in this process's namespace; 0 when there is no such interface. */
@@ -96,6 +98,21 @@ export interface NativeAddon {
    * EAGAIN), or -errno when frame `start` itself failed.
    */
   writeFrames(fd: number, slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number, start?: number): number;
+  /**
+   * For a TAP opened with vnetHdr: packet p = pkts[4p..4p+3] = [hdrOff, hdrLen, iovFirst, iovCount] is one
+   * writev() of hdrs[hdrOff, +hdrLen) then slab pieces iovs[2k], iovs[2k+1] (offset, length) for
+   * k = iovFirst.. (see src/io/gro.ts). Returns packets written from `start` (stops at EAGAIN), or -errno when
+   * packet `start` itself failed.
+   */
+  writeVnet(
+    fd: number,
+    slab: Uint8Array,
+    hdrs: Uint8Array,
+    pkts: Uint32Array,
+    iovs: Uint32Array,
+    npkts: number,
+    start?: number,
+  ): number;
   /** socket(AF_INET, SOCK_RAW, IPPROTO_RAW), non-blocking, large SO_SNDBUF. */
   openRawSocket(): number;
   /**
@@ -120,6 +137,8 @@ export interface NativeAddon {
     lengths: Uint32Array,
     onBatch: (count: number) => void,
     onError: (errno: number) => void,
+    /** 10 when the TAP was opened with vnetHdr: each frame's virtio_net_hdr is read into the headroom's last bytes. */
+    vnetHdrLen?: number,
   ) => NativeTapReader;
   UdpReceiver: new (
     bindIp: number,

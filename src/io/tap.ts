@@ -7,7 +7,16 @@
 // EAGAIN straight into this device's FrameBatch slots (at the headroom offset),
 // then calls back once per batch. Writes: one write() per frame in native code,
 // one JS→C++ call per batch.
+//
+// With vnetHdr (the default; SILKWORM_TAP_VNET=0 turns it off) the TAP is
+// opened with IFF_VNET_HDR: reads skip the 10-byte virtio_net_hdr (the native
+// reader puts it in the headroom), and writes go through GroPlanner, which
+// merges runs of in-order TCP segments into one GSO super-frame written once
+// (src/io/gro.ts); every other frame is written as it is behind a 10-byte
+// header.
+import { endianness } from 'node:os';
 import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
+import { GroPlanner, VNET_HDR_LEN, type GroCounters } from './gro.js';
 import type { FrameDevice } from './types.js';
 import { errnoError, isDeviceGone, loadNative, type NativeAddon, type NativeTapReader, type ReaderCounters, type TapHandle } from './native.js';
 
@@ -23,6 +32,18 @@ export interface TapOptions {
   /** Frames per batch (default 64, at most 1024). */
   batch?: number;
   headroom?: number;
+  /**
+   * Open with IFF_VNET_HDR and coalesce TCP segments on write (default: true unless the environment
+   * has SILKWORM_TAP_VNET=0, or on a big-endian host, where the TAP's header byte order differs).
+   */
+  vnetHdr?: boolean;
+  /** With vnetHdr: verify TCP checksums before merging / marking DATA_VALID (default true). */
+  groVerify?: boolean;
+}
+
+/** The default for TapOptions.vnetHdr: on, unless SILKWORM_TAP_VNET=0 (or big-endian). */
+export function vnetDefault(): boolean {
+  return process.env.SILKWORM_TAP_VNET !== '0' && endianness() === 'LE';
 }
 
 export interface TapStats {
@@ -35,6 +56,9 @@ export interface TapStats {
   txDropBad: number;
   /** Frames not written because the device is gone. */
   txDropGone: number;
+  /** vnetHdr only: GSO super-frames written, and the frames they carried (counted in txFrames too). */
+  txSuperFrames: number;
+  txMergedFrames: number;
   lastErrno: number;
 }
 
@@ -43,7 +67,21 @@ export class TapDevice implements FrameDevice {
   readonly fd: number;
   /** The receive batch: the native reader fills `slab` and `len`. Valid only inside onBatch. */
   readonly batch: FrameBatch;
-  readonly stats: TapStats = { rxBatches: 0, rxFrames: 0, txFrames: 0, txDropFull: 0, txDropBad: 0, txDropGone: 0, lastErrno: 0 };
+  readonly stats: TapStats = {
+    rxBatches: 0,
+    rxFrames: 0,
+    txFrames: 0,
+    txDropFull: 0,
+    txDropBad: 0,
+    txDropGone: 0,
+    txSuperFrames: 0,
+    txMergedFrames: 0,
+    lastErrno: 0,
+  };
+  /** Whether the device was opened with IFF_VNET_HDR (writes coalesce TCP). */
+  readonly vnetHdr: boolean;
+  /** The write-side planner (vnetHdr only). */
+  readonly gro: GroPlanner | undefined;
   private readonly native: NativeAddon;
   private reader: NativeTapReader | undefined;
   private onGone: ((err: Error) => void) | undefined;
@@ -53,16 +91,17 @@ export class TapDevice implements FrameDevice {
   /** Open (or create) TAP `name` in this process's namespace; "" lets the kernel pick a name. */
   static create(name: string, opts: TapOptions = {}): TapDevice {
     const native = loadNative();
+    const vnetHdr = resolveVnet(opts.vnetHdr);
     let h: TapHandle;
     try {
-      h = native.openTap(name, { persist: opts.persist ?? false });
+      h = native.openTap(name, { persist: opts.persist ?? false, vnetHdr });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EPERM') {
         throw new Error(`opening TAP ${name || '(any name)'} needs root (CAP_NET_ADMIN)`);
       }
       throw err;
     }
-    return new TapDevice(native, h, opts);
+    return new TapDevice(native, h, opts, vnetHdr);
   }
 
   /**
@@ -71,26 +110,35 @@ export class TapDevice implements FrameDevice {
    */
   static attach(netnsPath: string, name: string, opts: Omit<TapOptions, 'persist'> = {}): TapDevice {
     const native = loadNative();
-    const h = native.openTapInNetns(netnsPath, name);
-    return new TapDevice(native, h, opts);
+    const vnetHdr = resolveVnet(opts.vnetHdr);
+    const h = native.openTapInNetns(netnsPath, name, { vnetHdr });
+    return new TapDevice(native, h, opts, vnetHdr);
   }
 
-  private constructor(native: NativeAddon, h: TapHandle, opts: TapOptions) {
+  private constructor(native: NativeAddon, h: TapHandle, opts: TapOptions, vnetHdr: boolean) {
     this.native = native;
     this.fd = h.fd;
     this.name = h.name;
+    this.vnetHdr = vnetHdr;
     const batch = opts.batch ?? DEFAULT_BATCH;
     const slot = opts.slotSize ?? DEFAULT_SLOT_SIZE;
     if (!Number.isInteger(batch) || batch < 1 || batch > native.maxBatch) {
       native.closeFd(h.fd);
       throw new Error(`batch must be an integer from 1 to ${native.maxBatch}, not ${batch}`);
     }
+    const headroom = opts.headroom ?? DEFAULT_HEADROOM;
+    if (vnetHdr && headroom < VNET_HDR_LEN) {
+      native.closeFd(h.fd);
+      throw new Error(`a TAP with vnetHdr needs a headroom of at least ${VNET_HDR_LEN} bytes, not ${headroom}`);
+    }
     try {
-      this.batch = new FrameBatch(batch, slot, opts.headroom ?? DEFAULT_HEADROOM);
+      this.batch = new FrameBatch(batch, slot, headroom);
     } catch (err) {
       native.closeFd(h.fd);
       throw err;
     }
+    // 64 packets / 256 frames per plan: a whole 64-frame cell batch in one native call.
+    this.gro = vnetHdr ? new GroPlanner(64, 256, opts.groVerify ?? true) : undefined;
   }
 
   /** Deliver received frames; `onGone` is called once when the device disappears. */
@@ -116,6 +164,7 @@ export class TapDevice implements FrameDevice {
       batch.len,
       deliver,
       (errno) => this.markGone(errno, 'read'),
+      this.vnetHdr ? VNET_HDR_LEN : 0,
     );
     this.reader.start();
   }
@@ -137,6 +186,7 @@ export class TapDevice implements FrameDevice {
       stats.txDropGone += count;
       return 0;
     }
+    if (this.gro !== undefined) return this.writeVnet(this.gro, slab, offs, lens, count);
     let i = 0;
     let written = 0;
     while (i < count) {
@@ -162,6 +212,55 @@ export class TapDevice implements FrameDevice {
     }
     stats.txFrames += written;
     return written;
+  }
+
+  private writeVnet(gro: GroPlanner, slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): number {
+    const stats = this.stats;
+    const frames = gro.pktFrames;
+    let i = 0;
+    let written = 0;
+    while (i < count) {
+      const planned = gro.plan(slab, offs, lens, i, count);
+      const npkts = gro.npkts;
+      let p = 0;
+      while (p < npkts) {
+        const r = this.native.writeVnet(this.fd, slab, gro.hdrs, gro.pkts, gro.iovs, npkts, p);
+        if (r > 0) {
+          for (const end = p + r; p < end; p++) {
+            const f = frames[p]!;
+            written += f;
+            if (f > 1) {
+              stats.txSuperFrames++;
+              stats.txMergedFrames += f;
+            }
+          }
+          continue;
+        }
+        if (r === 0) {
+          // EAGAIN: the device's queue is full. Dropping is what a full qdisc does.
+          stats.txDropFull += count - i - framesBefore(frames, p);
+          stats.txFrames += written;
+          return written;
+        }
+        stats.lastErrno = -r;
+        if (isDeviceGone(-r)) {
+          stats.txDropGone += count - i - framesBefore(frames, p);
+          stats.txFrames += written;
+          this.markGone(-r, 'write');
+          return written;
+        }
+        stats.txDropBad += frames[p]!;
+        p++;
+      }
+      i += planned;
+    }
+    stats.txFrames += written;
+    return written;
+  }
+
+  /** GRO counters (vnetHdr only): super-frames planned, frames merged, TCP checksum failures. */
+  groCounters(): GroCounters | undefined {
+    return this.gro?.counters;
   }
 
   /** TUNSETPERSIST on or off (off lets the device vanish when the last fd closes). */
@@ -195,4 +294,16 @@ export class TapDevice implements FrameDevice {
     const cb = this.onGone;
     if (cb) cb(this.goneErr);
   }
+}
+
+function resolveVnet(v: boolean | undefined): boolean {
+  if (v === true && endianness() !== 'LE') throw new Error('vnetHdr needs a little-endian host (the TAP header is in host order)');
+  return v ?? vnetDefault();
+}
+
+/** Frames carried by packets 0..p-1 of the current plan. */
+function framesBefore(frames: Uint32Array, p: number): number {
+  let n = 0;
+  for (let k = 0; k < p; k++) n += frames[k]!;
+  return n;
 }
