@@ -36,7 +36,7 @@
 // (containers are NOARP; this is for the underlay and the decoder).
 import { WireError, WireFormatError } from './errors.js';
 import { formatMacKey, macKeyAt, macKeyFromString, writeMacKey } from './ethernet.js';
-import { readU32, writeU32 } from './ipv4.js';
+import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
 
 export const ARP_HEADER_LEN = 28;
 export const ArpOperation = { Request: 1, Reply: 2 } as const;
@@ -66,11 +66,11 @@ export class ArpView {
 
   /** Hardware Type. */
   get hardwareType(): number {
-    return (this.buf[this.off]! << 8) | this.buf[this.off + 1]!;
+    return readU16(this.buf, this.off);
   }
   /** Protocol Type (an EtherType). */
   get protocolType(): number {
-    return (this.buf[this.off + 2]! << 8) | this.buf[this.off + 3]!;
+    return readU16(this.buf, this.off + 2);
   }
   /** Hardware Address Length. */
   get hardwareLen(): number {
@@ -82,11 +82,10 @@ export class ArpView {
   }
   /** Operation (ArpOperation). */
   get operation(): number {
-    return (this.buf[this.off + 6]! << 8) | this.buf[this.off + 7]!;
+    return readU16(this.buf, this.off + 6);
   }
   set operation(v: number) {
-    this.buf[this.off + 6] = (v >>> 8) & 0xff;
-    this.buf[this.off + 7] = v & 0xff;
+    writeU16(this.buf, this.off + 6, v);
   }
   /** Sender Hardware Address as a 48-bit key (macKeyAt). */
   get senderMacKey(): number {

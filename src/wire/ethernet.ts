@@ -24,6 +24,7 @@
 // writes outside [offset, offset+length). The FCS is not present (TAPs and
 // packet sockets strip it). Unknown EtherTypes are plain numbers, not errors.
 import { WireError, WireFormatError } from './errors.js';
+import { readU16, writeU16 } from './bytes.js';
 
 export const ETH_HEADER_LEN = 14;
 export const EtherType = { Ipv4: 0x0800, Arp: 0x0806, Vlan: 0x8100, Ipv6: 0x86dd } as const;
@@ -74,11 +75,10 @@ export class EthernetView {
   }
   /** EtherType: the protocol of the payload. */
   get etherType(): number {
-    return (this.buf[this.off + 12]! << 8) | this.buf[this.off + 13]!;
+    return readU16(this.buf, this.off + 12);
   }
   set etherType(v: number) {
-    this.buf[this.off + 12] = (v >>> 8) & 0xff;
-    this.buf[this.off + 13] = v & 0xff;
+    writeU16(this.buf, this.off + 12, v);
   }
   /** Absolute offset of the payload in buf. */
   get payloadOffset(): number {

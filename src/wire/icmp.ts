@@ -28,6 +28,7 @@
 import { foldChecksum, internetChecksum, onesComplementSum } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
 import { IPV4_HEADER_LEN, IpProtocol, readU32, writeU32 } from './ipv4.js';
+import { readU16, writeU16 } from './bytes.js';
 
 export const ICMP_HEADER_LEN = 8;
 export const IcmpType = {
@@ -90,27 +91,24 @@ export class IcmpView {
   }
   /** Checksum. */
   get checksum(): number {
-    return (this.buf[this.off + 2]! << 8) | this.buf[this.off + 3]!;
+    return readU16(this.buf, this.off + 2);
   }
   set checksum(v: number) {
-    this.buf[this.off + 2] = (v >>> 8) & 0xff;
-    this.buf[this.off + 3] = v & 0xff;
+    writeU16(this.buf, this.off + 2, v);
   }
   /** Echo / echo reply: Identifier. */
   get echoId(): number {
-    return (this.buf[this.off + 4]! << 8) | this.buf[this.off + 5]!;
+    return readU16(this.buf, this.off + 4);
   }
   set echoId(v: number) {
-    this.buf[this.off + 4] = (v >>> 8) & 0xff;
-    this.buf[this.off + 5] = v & 0xff;
+    writeU16(this.buf, this.off + 4, v);
   }
   /** Echo / echo reply: Sequence Number. */
   get echoSeq(): number {
-    return (this.buf[this.off + 6]! << 8) | this.buf[this.off + 7]!;
+    return readU16(this.buf, this.off + 6);
   }
   set echoSeq(v: number) {
-    this.buf[this.off + 6] = (v >>> 8) & 0xff;
-    this.buf[this.off + 7] = v & 0xff;
+    writeU16(this.buf, this.off + 6, v);
   }
   /** Destination Unreachable / Fragmentation Needed: Next-Hop MTU (RFC 1191 §4). */
   get nextHopMtu(): number {

@@ -10,3 +10,4 @@ export * from './udp.js';
 export * from './tcp.js';
 export * from './vxlan.js';
 export * from './hex.js';
+export * from './bytes.js';

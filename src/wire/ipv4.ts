@@ -40,6 +40,7 @@
 // numbers.
 import { foldChecksum, internetChecksum, onesComplementSum, updateChecksum16, updateChecksum32 } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
+import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
 
 export const IPV4_HEADER_LEN = 20;
 export const IPV4_MAX_HEADER_LEN = 60;
@@ -99,26 +100,23 @@ export class Ipv4View {
   }
   /** Total Length: header + data, in bytes. */
   get totalLen(): number {
-    return (this.buf[this.off + 2]! << 8) | this.buf[this.off + 3]!;
+    return readU16(this.buf, this.off + 2);
   }
   set totalLen(v: number) {
-    this.buf[this.off + 2] = (v >>> 8) & 0xff;
-    this.buf[this.off + 3] = v & 0xff;
+    writeU16(this.buf, this.off + 2, v);
   }
   /** Identification. */
   get ident(): number {
-    return (this.buf[this.off + 4]! << 8) | this.buf[this.off + 5]!;
+    return readU16(this.buf, this.off + 4);
   }
   set ident(v: number) {
-    this.buf[this.off + 4] = (v >>> 8) & 0xff;
-    this.buf[this.off + 5] = v & 0xff;
+    writeU16(this.buf, this.off + 4, v);
   }
   private get flagsFrag(): number {
-    return (this.buf[this.off + 6]! << 8) | this.buf[this.off + 7]!;
+    return readU16(this.buf, this.off + 6);
   }
   private set flagsFrag(v: number) {
-    this.buf[this.off + 6] = (v >>> 8) & 0xff;
-    this.buf[this.off + 7] = v & 0xff;
+    writeU16(this.buf, this.off + 6, v);
   }
   /** Flags bit 1: Don't Fragment. */
   get dontFrag(): boolean {
@@ -169,11 +167,10 @@ export class Ipv4View {
   }
   /** Header Checksum. */
   get checksum(): number {
-    return (this.buf[this.off + 10]! << 8) | this.buf[this.off + 11]!;
+    return readU16(this.buf, this.off + 10);
   }
   set checksum(v: number) {
-    this.buf[this.off + 10] = (v >>> 8) & 0xff;
-    this.buf[this.off + 11] = v & 0xff;
+    writeU16(this.buf, this.off + 10, v);
   }
   /** Source Address (u32, host order). */
   get srcAddr(): number {
@@ -236,16 +233,7 @@ export class Ipv4View {
   }
 }
 
-export function readU32(buf: Uint8Array, off: number): number {
-  return ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
-}
-
-export function writeU32(buf: Uint8Array, off: number, v: number): void {
-  buf[off] = (v >>> 24) & 0xff;
-  buf[off + 1] = (v >>> 16) & 0xff;
-  buf[off + 2] = (v >>> 8) & 0xff;
-  buf[off + 3] = v & 0xff;
-}
+export { readU32, writeU32 };
 
 /** An IPv4 header's values. The checksum is not here: emit computes it, verifyChecksum() checks it. */
 export interface Ipv4Repr {

@@ -36,6 +36,7 @@
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
 import { IpProtocol, readU32, writeU32 } from './ipv4.js';
+import { readU16, writeU16 } from './bytes.js';
 
 export const TCP_HEADER_LEN = 20;
 export const TcpFlags = {
@@ -74,19 +75,17 @@ export class TcpView {
 
   /** Source Port. */
   get srcPort(): number {
-    return (this.buf[this.off]! << 8) | this.buf[this.off + 1]!;
+    return readU16(this.buf, this.off);
   }
   set srcPort(v: number) {
-    this.buf[this.off] = (v >>> 8) & 0xff;
-    this.buf[this.off + 1] = v & 0xff;
+    writeU16(this.buf, this.off, v);
   }
   /** Destination Port. */
   get dstPort(): number {
-    return (this.buf[this.off + 2]! << 8) | this.buf[this.off + 3]!;
+    return readU16(this.buf, this.off + 2);
   }
   set dstPort(v: number) {
-    this.buf[this.off + 2] = (v >>> 8) & 0xff;
-    this.buf[this.off + 3] = v & 0xff;
+    writeU16(this.buf, this.off + 2, v);
   }
   /** Sequence Number (u32). */
   get seq(): number {
@@ -119,27 +118,24 @@ export class TcpView {
   }
   /** Window. */
   get window(): number {
-    return (this.buf[this.off + 14]! << 8) | this.buf[this.off + 15]!;
+    return readU16(this.buf, this.off + 14);
   }
   set window(v: number) {
-    this.buf[this.off + 14] = (v >>> 8) & 0xff;
-    this.buf[this.off + 15] = v & 0xff;
+    writeU16(this.buf, this.off + 14, v);
   }
   /** Checksum. */
   get checksum(): number {
-    return (this.buf[this.off + 16]! << 8) | this.buf[this.off + 17]!;
+    return readU16(this.buf, this.off + 16);
   }
   set checksum(v: number) {
-    this.buf[this.off + 16] = (v >>> 8) & 0xff;
-    this.buf[this.off + 17] = v & 0xff;
+    writeU16(this.buf, this.off + 16, v);
   }
   /** Urgent Pointer. */
   get urgent(): number {
-    return (this.buf[this.off + 18]! << 8) | this.buf[this.off + 19]!;
+    return readU16(this.buf, this.off + 18);
   }
   set urgent(v: number) {
-    this.buf[this.off + 18] = (v >>> 8) & 0xff;
-    this.buf[this.off + 19] = v & 0xff;
+    writeU16(this.buf, this.off + 18, v);
   }
   /** Bytes of options (headerLen - 20). */
   get optionsLen(): number {

@@ -28,6 +28,7 @@
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
 import { IpProtocol } from './ipv4.js';
+import { readU16, writeU16 } from './bytes.js';
 
 export const UDP_HEADER_LEN = 8;
 
@@ -55,35 +56,31 @@ export class UdpView {
 
   /** Source Port. */
   get srcPort(): number {
-    return (this.buf[this.off]! << 8) | this.buf[this.off + 1]!;
+    return readU16(this.buf, this.off);
   }
   set srcPort(v: number) {
-    this.buf[this.off] = (v >>> 8) & 0xff;
-    this.buf[this.off + 1] = v & 0xff;
+    writeU16(this.buf, this.off, v);
   }
   /** Destination Port. */
   get dstPort(): number {
-    return (this.buf[this.off + 2]! << 8) | this.buf[this.off + 3]!;
+    return readU16(this.buf, this.off + 2);
   }
   set dstPort(v: number) {
-    this.buf[this.off + 2] = (v >>> 8) & 0xff;
-    this.buf[this.off + 3] = v & 0xff;
+    writeU16(this.buf, this.off + 2, v);
   }
   /** Length: header + data, in bytes. */
   get length(): number {
-    return (this.buf[this.off + 4]! << 8) | this.buf[this.off + 5]!;
+    return readU16(this.buf, this.off + 4);
   }
   set length(v: number) {
-    this.buf[this.off + 4] = (v >>> 8) & 0xff;
-    this.buf[this.off + 5] = v & 0xff;
+    writeU16(this.buf, this.off + 4, v);
   }
   /** Checksum (0 = none). */
   get checksum(): number {
-    return (this.buf[this.off + 6]! << 8) | this.buf[this.off + 7]!;
+    return readU16(this.buf, this.off + 6);
   }
   set checksum(v: number) {
-    this.buf[this.off + 6] = (v >>> 8) & 0xff;
-    this.buf[this.off + 7] = v & 0xff;
+    writeU16(this.buf, this.off + 6, v);
   }
   /** Absolute offset of the data in buf. */
   get payloadOffset(): number {

@@ -27,6 +27,7 @@
 // "The I flag MUST be set to 1 for a valid VXLAN Network ID"). Other reserved
 // bits are ignored on receipt, as RFC 7348 asks.
 import { WireError, WireFormatError } from './errors.js';
+import { readU16, writeU16 } from './bytes.js';
 
 export const VXLAN_HEADER_LEN = 8;
 export const VXLAN_PORT = 4789;
@@ -70,20 +71,18 @@ export class VxlanView {
   }
   /** Group Policy ID (bytes 2-3): the source's 16-bit tag. Meaningful when hasGbp. */
   get groupPolicyId(): number {
-    return (this.buf[this.off + 2]! << 8) | this.buf[this.off + 3]!;
+    return readU16(this.buf, this.off + 2);
   }
   set groupPolicyId(v: number) {
-    this.buf[this.off + 2] = (v >>> 8) & 0xff;
-    this.buf[this.off + 3] = v & 0xff;
+    writeU16(this.buf, this.off + 2, v);
   }
   /** VXLAN Network Identifier (24 bits). */
   get vni(): number {
-    return (this.buf[this.off + 4]! << 16) | (this.buf[this.off + 5]! << 8) | this.buf[this.off + 6]!;
+    return (this.buf[this.off + 4]! << 16) | readU16(this.buf, this.off + 5);
   }
   set vni(v: number) {
     this.buf[this.off + 4] = (v >>> 16) & 0xff;
-    this.buf[this.off + 5] = (v >>> 8) & 0xff;
-    this.buf[this.off + 6] = v & 0xff;
+    writeU16(this.buf, this.off + 5, v);
   }
   /** Reserved (byte 7). */
   get reserved(): number {
