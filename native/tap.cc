@@ -4,6 +4,9 @@
 // every frame carries a 10-byte struct virtio_net_hdr in front, which lets a
 // write hand the kernel one TCP super-frame (gso_type TCPV4) built by
 // src/io/gro.ts: the container's stack then sees one skb instead of ~45.
+// With tso too (TUNSETOFFLOAD CSUM|TSO4) the reader works the other way round:
+// it reads whole packets, super-frames of up to 64 KiB included, into a
+// scratch buffer (ReadRaw) and src/io/gso.ts cuts them into MTU-sized frames.
 #include "tap.h"
 
 #include <fcntl.h>
@@ -38,7 +41,7 @@ static bool GetIfName(Napi::Env env, const Napi::Value& v, bool allowEmpty, std:
 
 // open /dev/net/tun and attach it to TAP `name` in the calling thread's
 // network namespace. Returns fd or -errno; *stage names the failing call.
-static int AttachTap(const std::string& name, bool vnetHdr, std::string* realName, const char** stage) {
+static int AttachTap(const std::string& name, bool vnetHdr, bool tso, std::string* realName, const char** stage) {
   *stage = "open /dev/net/tun";
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return -errno;
@@ -48,9 +51,9 @@ static int AttachTap(const std::string& name, bool vnetHdr, std::string* realNam
   // offsets line up with the Ethernet header. No IFF_VNET_HDR: MTU-sized
   // frames (DESIGN.md, the offloads-off comparison).
   // IFF_VNET_HDR (opt-in): a 10-byte virtio_net_hdr precedes each frame in
-  // both directions. TUNSETOFFLOAD is deliberately never called, so the
-  // kernel still hands us MTU-sized frames with finished checksums on read;
-  // the header only buys GSO on write.
+  // both directions. Without tso, TUNSETOFFLOAD is set to 0, so the kernel
+  // hands us MTU-sized frames with finished checksums on read and the header
+  // only buys GSO on write; with tso, see below.
   ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name.data(), name.size());
   *stage = "TUNSETIFF";
@@ -59,24 +62,43 @@ static int AttachTap(const std::string& name, bool vnetHdr, std::string* realNam
     close(fd);
     return -err;
   }
+  // TSO (opt-in, needs IFF_VNET_HDR): TUN_F_CSUM | TUN_F_TSO4 lets the
+  // container's stack hand us up to 64 KiB TCP super-frames with a partial
+  // checksum; src/io/gso.ts segments them. TUN_F_TSO_ECN stays off, so the
+  // kernel segments CWR-marked super-frames itself. With vnetHdr but no TSO the
+  // offloads are reset to 0: a persistent TAP keeps them across re-attaches.
+  if (vnetHdr) {
+    *stage = "TUNSETOFFLOAD";
+    unsigned long off = tso ? (TUN_F_CSUM | TUN_F_TSO4) : 0;
+    if (ioctl(fd, TUNSETOFFLOAD, off) < 0) {
+      int err = errno;
+      close(fd);
+      return -err;
+    }
+  }
   realName->assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
   return fd;
 }
 
-static Napi::Value TapResult(Napi::Env env, int fd, const std::string& name) {
+// tso: TUNSETOFFLOAD(CSUM | TSO4) is on. Reported back so src/io/tap.ts only
+// segments when the addon it loaded really turned TSO on (an older build
+// ignores the flag and would hand over plain frames).
+static Napi::Value TapResult(Napi::Env env, int fd, const std::string& name, bool tso) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("fd", Napi::Number::New(env, fd));
   o.Set("name", Napi::String::New(env, name));
+  o.Set("tso", Napi::Boolean::New(env, tso));
   return o;
 }
 
-// openTap(name, { persist?, multiQueue?, vnetHdr? }) -> { fd, name }
+// openTap(name, { persist?, multiQueue?, vnetHdr?, tso? }) -> { fd, name }
 static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!GetIfName(env, info[0], true, &name)) return env.Undefined();
   bool persist = false;
   bool vnetHdr = false;
+  bool tso = false;
   if (info.Length() > 1 && !info[1].IsUndefined()) {
     if (!info[1].IsObject()) {
       Napi::TypeError::New(env, "flags must be an object").ThrowAsJavaScriptException();
@@ -85,6 +107,7 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
     Napi::Object flags = info[1].As<Napi::Object>();
     persist = flags.Get("persist").ToBoolean().Value();
     vnetHdr = flags.Get("vnetHdr").ToBoolean().Value();
+    tso = flags.Get("tso").ToBoolean().Value();
     if (flags.Get("multiQueue").ToBoolean().Value()) {
       Napi::Error::New(env, "multi-queue TAPs are not supported").ThrowAsJavaScriptException();
       return env.Undefined();
@@ -92,7 +115,11 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   }
   std::string real;
   const char* stage = "";
-  int fd = AttachTap(name, vnetHdr, &real, &stage);
+  if (tso && !vnetHdr) {
+    Napi::TypeError::New(env, "tso needs vnetHdr").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = AttachTap(name, vnetHdr, tso, &real, &stage);
   if (fd < 0) {
     ErrnoError(env, std::string("openTap ") + (name.empty() ? "(any name)" : name) + ": " + stage, -fd)
         .ThrowAsJavaScriptException();
@@ -104,10 +131,10 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
     ErrnoError(env, "openTap " + real + ": TUNSETPERSIST", err).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  return TapResult(env, fd, real);
+  return TapResult(env, fd, real, tso);
 }
 
-// openTapInNetns(netnsPath, name, { vnetHdr? }) -> { fd, name }
+// openTapInNetns(netnsPath, name, { vnetHdr?, tso? }) -> { fd, name }
 //
 // A persistent TAP that lives in a container's namespace can only be found by
 // name from inside that namespace: /dev/net/tun binds to the opener's netns at
@@ -123,12 +150,18 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
   std::string name;
   if (!GetIfName(env, info[1], false, &name)) return env.Undefined();
   bool vnetHdr = false;
+  bool tso = false;
   if (info.Length() > 2 && !info[2].IsUndefined()) {
     if (!info[2].IsObject()) {
       Napi::TypeError::New(env, "flags must be an object").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     vnetHdr = info[2].As<Napi::Object>().Get("vnetHdr").ToBoolean().Value();
+    tso = info[2].As<Napi::Object>().Get("tso").ToBoolean().Value();
+  }
+  if (tso && !vnetHdr) {
+    Napi::TypeError::New(env, "tso needs vnetHdr").ThrowAsJavaScriptException();
+    return env.Undefined();
   }
 
   int fd = -1;
@@ -156,7 +189,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
       err = ENODEV;
       return;
     }
-    int r = AttachTap(name, vnetHdr, &real, &stage);
+    int r = AttachTap(name, vnetHdr, tso, &real, &stage);
     if (r < 0) {
       err = -r;
       return;
@@ -169,7 +202,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
     ErrnoError(env, "openTapInNetns " + path + " " + name + ": " + stage, err).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  return TapResult(env, fd, real);
+  return TapResult(env, fd, real, tso);
 }
 
 // setPersist(fd, on)
@@ -365,6 +398,22 @@ TapReader::TapReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapReade
     return;
   }
   vnetHdrLen_ = vnet;
+  // Raw mode (TSO): raw packets (virtio_net_hdr + frame, up to 64 KiB) go
+  // into rawBuf back to back; rawMeta[2k], [2k+1] = offset of packet k's
+  // virtio_net_hdr, bytes read (header included). JS segments them into the
+  // slab (src/io/gso.ts), so the slab arguments are only checked here.
+  if (info.Length() > 10 && !info[9].IsUndefined()) {
+    size_t metaLen;
+    if (!GetBytes(env, info[9], "rawBuf", &raw_, &rawLen_) || !GetU32s(env, info[10], "rawMeta", &rawMeta_, &metaLen))
+      return;
+    if (vnet == 0 || rawLen_ < kRawReserve || metaLen < static_cast<size_t>(maxFrames) * 2) {
+      Napi::RangeError::New(env, "TapReader: raw mode needs vnetHdrLen, a rawBuf of at least 65600 bytes and 2 * maxFrames rawMeta words")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    rawRef_ = Napi::Persistent(info[9].As<Napi::Object>());
+    rawMetaRef_ = Napi::Persistent(info[10].As<Napi::Object>());
+  }
   if (headroom >= slot || maxFrames == 0 || maxFrames > kMaxBatch ||
       static_cast<uint64_t>(maxFrames) * slot > slabLen || lengthsLen < maxFrames) {
     Napi::RangeError::New(env, "TapReader: need headroom < slotSize, 1 <= maxFrames <= 1024, a slab of maxFrames * slotSize bytes and maxFrames lengths")
@@ -411,10 +460,53 @@ Napi::Value TapReader::Counters(const Napi::CallbackInfo& info) {
   o.Set("errors", errors_);
   o.Set("lastErrno", lastErrno_);
   o.Set("badVnet", badVnet_);
+  o.Set("superFrames", superFrames_);
   return o;
 }
 
+// Raw mode: each read() gets a whole packet, up to kRawReserve bytes, at the
+// next position in rawBuf where the frame (after the virtio_net_hdr) starts at
+// the same offset mod 8 as a slot's frame, so gso.ts can copy and checksum
+// payload with aligned 32-bit words. Stops when rawBuf cannot take another
+// 64 KiB packet or maxFrames packets were read.
+uint32_t TapReader::ReadRaw(int* err) {
+  struct iovec iov[2];
+  iov[1].iov_base = &sink_;
+  iov[1].iov_len = 1;
+  const size_t skew = (headroom_ - vnetHdrLen_) & 7;
+  size_t pos = 0;
+  uint32_t n = 0;
+  while (n < maxFrames_) {
+    size_t off = ((pos + 7) & ~static_cast<size_t>(7)) + skew;
+    if (off + kRawReserve > rawLen_) break;
+    iov[0].iov_base = raw_ + off;
+    iov[0].iov_len = kRawReserve;
+    ssize_t r = readv(fd_, iov, 2);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) *err = errno;
+      break;
+    }
+    if (static_cast<size_t>(r) > kRawReserve) {
+      oversize_++;
+      continue;
+    }
+    if (r == 0) break;
+    if (static_cast<size_t>(r) <= vnetHdrLen_) {
+      badVnet_++;
+      continue;
+    }
+    if (raw_[off + 1] != 0) superFrames_++;
+    rawMeta_[2 * n] = static_cast<uint32_t>(off);
+    rawMeta_[2 * n + 1] = static_cast<uint32_t>(r);
+    n++;
+    pos = off + static_cast<size_t>(r);
+  }
+  return n;
+}
+
 uint32_t TapReader::ReadBatch(int* err) {
+  if (raw_ != nullptr) return ReadRaw(err);
   const size_t cap = slot_ - headroom_;
   // tun_put_user() copies what fits and returns the bytes copied, so a plain
   // read() cannot tell a frame that filled the slot exactly from one that was

@@ -21,6 +21,7 @@ class TapReader : public Napi::ObjectWrap<TapReader>, public PollReader {
   Napi::Value Counters(const Napi::CallbackInfo& info);
 
   uint32_t ReadBatch(int* err) override;
+  uint32_t ReadRaw(int* err);
   void OnFatal(Napi::Env env, int err) override;
   bool FatalOnPollError() const override { return true; }
   Napi::Object Self() override { return Value(); }
@@ -31,9 +32,16 @@ class TapReader : public Napi::ObjectWrap<TapReader>, public PollReader {
   uint8_t* slab_ = nullptr;
   uint32_t* lengths_ = nullptr;
   uint32_t slot_ = 0, headroom_ = 0, vnetHdrLen_ = 0;
+  // A virtio_net_hdr plus the largest GSO frame the TAP hands out (64 KiB IP
+  // packet + Ethernet + VLAN), rounded up.
+  static constexpr size_t kRawReserve = 65600;
+  uint8_t* raw_ = nullptr;  // raw mode (TSO) when set
+  size_t rawLen_ = 0;
+  uint32_t* rawMeta_ = nullptr;
+  double superFrames_ = 0;  // raw mode: packets read with a GSO type
   double badVnet_ = 0;  // frames dropped for an unexpected virtio_net_hdr
   uint8_t sink_ = 0;  // catches the first byte past a slot: see ReadBatch
-  Napi::ObjectReference slabRef_, lengthsRef_;
+  Napi::ObjectReference slabRef_, lengthsRef_, rawRef_, rawMetaRef_;
   Napi::FunctionReference onError_;
 };
 

@@ -11,6 +11,8 @@ export interface TapHandle {
   fd: number;
   /** The kernel's name for the device (filled in when "" or a pattern like "tap%d" was asked for). */
   name: string;
+  /** TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4) is on (asked for with tso; absent from addons built before TSO). */
+  tso?: boolean;
 }
 
 /** Counters kept by the native readers (cheap to read; never per-packet JS). */
@@ -24,6 +26,8 @@ export interface ReaderCounters {
   lastErrno: number;
   /** TapReader with vnetHdrLen only: frames dropped for a virtio_net_hdr with GSO or NEEDS_CSUM set. */
   badVnet?: number;
+  /** TapReader in raw (TSO) mode only: packets read with a GSO type (super-frames). */
+  superFrames?: number;
 }
 
 export interface NativeTapReader {
@@ -86,9 +90,9 @@ export interface NativeUdpGsoSender {
 
 export interface NativeAddon {
   /** open /dev/net/tun, TUNSETIFF IFF_TAP|IFF_NO_PI (|IFF_VNET_HDR with vnetHdr), O_NONBLOCK|O_CLOEXEC; optionally TUNSETPERSIST. */
-  openTap(name: string, flags?: { persist?: boolean; multiQueue?: false; vnetHdr?: boolean }): TapHandle;
+  openTap(name: string, flags?: { persist?: boolean; multiQueue?: false; vnetHdr?: boolean; tso?: boolean }): TapHandle;
   /** Re-attach the persistent TAP `name` that lives in the netns at `netnsPath` (setns on a helper thread). */
-  openTapInNetns(netnsPath: string, name: string, flags?: { vnetHdr?: boolean }): TapHandle;
+  openTapInNetns(netnsPath: string, name: string, flags?: { vnetHdr?: boolean; tso?: boolean }): TapHandle;
   setPersist(fd: number, on: boolean): void;
   closeFd(fd: number): void;
   /** if_nametoindex(3) in this process's namespace; 0 when there is no such interface. */
@@ -139,6 +143,12 @@ export interface NativeAddon {
     onError: (errno: number) => void,
     /** 10 when the TAP was opened with vnetHdr: each frame's virtio_net_hdr is read into the headroom's last bytes. */
     vnetHdrLen?: number,
+    /**
+     * Raw (TSO) mode: whole packets (virtio_net_hdr + frame, up to 64 KiB) are read into rawBuf instead of
+     * the slab; onBatch gets the packet count and rawMeta[2k], [2k+1] = offset, length (header included).
+     */
+    rawBuf?: Uint8Array,
+    rawMeta?: Uint32Array,
   ) => NativeTapReader;
   UdpReceiver: new (
     bindIp: number,

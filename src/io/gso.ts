@@ -1,0 +1,319 @@
+// TSO receive side: segment the TCP super-frames a TAP hands us once
+// TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4) is on, into the MTU-sized frames the
+// kernel's tcp_gso_segment() would have put on the wire, so the data plane
+// sees ordinary frames. Also completes partial checksums (NEEDS_CSUM without
+// GSO), as skb_checksum_help() would.
+//
+// Input: one raw packet = struct virtio_net_hdr (10 bytes, little-endian:
+// include/uapi/linux/virtio_net.h) + Ethernet frame, in a scratch buffer the
+// native reader fills (native/tap.cc, ReadRaw). Output: consecutive slots of a
+// FrameBatch. A super-frame that does not fit the free slots is carried:
+// fill() stops when the batch is full, the caller delivers the batch, and
+// fill() continues where it stopped (never dropped, never reordered).
+//
+// Per segment (net/ipv4/tcp_offload.c tcp_gso_segment, net/ipv4/af_inet.c
+// inet_gso_segment): IP total length, IP ID = first ID + i (the TAP header
+// cannot carry SKB_GSO_TCP_FIXEDID, so IDs increment), TCP seq = first seq +
+// i * gso_size, FIN and PSH only on the last segment, CWR only on the first,
+// fresh IPv4 header and TCP checksums. Nothing here allocates per packet.
+import type { FrameBatch } from '../dataplane/batch.js';
+import { onesComplementSum, pseudoHeaderSum, foldChecksum } from '../wire/checksum.js';
+import { VNET_HDR_LEN, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_GSO_TCPV4 } from './gro.js';
+
+export interface GsoCounters {
+  /** Raw packets accepted with gso_type TCPV4. */
+  superFrames: number;
+  /** Frames produced from those super-frames. */
+  segments: number;
+  /** Frames with NEEDS_CSUM and no GSO whose checksum was completed. */
+  csumCompleted: number;
+  /** Dropped: header fields inconsistent with the frame (hdr_len/csum_start beyond it, gso_size 0, bad IP/TCP header, unknown flags). */
+  dropMalformed: number;
+  /** Dropped: a GSO type other than plain TCPv4 (IPv6, UDP, ECN), or GSO on a non-IPv4/non-TCP frame. */
+  dropUnsupported: number;
+  /** Dropped: a frame (or one segment) larger than a slot. */
+  dropTooBig: number;
+}
+
+const ETH_HLEN = 14;
+const ETHERTYPE_IPV4 = 0x0800;
+const IPPROTO_TCP = 6;
+const TCP_FIN = 0x01;
+const TCP_PSH = 0x08;
+const TCP_CWR = 0x80;
+/** gso_type bit: the super-frame has CWR set and the device must handle ECN (TUN_F_TSO_ECN; we never ask for it). */
+const VIRTIO_NET_HDR_GSO_ECN = 0x80;
+
+function u32View(buf: Uint8Array): Uint32Array | undefined {
+  return (buf.byteOffset & 3) === 0 ? new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2) : undefined;
+}
+
+export class GsoSegmenter {
+  readonly counters: GsoCounters = {
+    superFrames: 0,
+    segments: 0,
+    csumCompleted: 0,
+    dropMalformed: 0,
+    dropUnsupported: 0,
+    dropTooBig: 0,
+  };
+  private readonly raw: Uint8Array;
+  private readonly raw32: Uint32Array | undefined;
+  private readonly batch: FrameBatch;
+  private readonly slab32: Uint32Array | undefined;
+  private readonly slab16: Uint16Array | undefined;
+  // The packet in progress (begin() .. done).
+  private frame = 0; // offset of its Ethernet header in raw
+  private frameLen = 0;
+  private gso = false;
+  private hl = 0; // Ethernet + IP + TCP header bytes
+  private ipHl = 0;
+  private gsoSize = 0;
+  private payload = 0;
+  private nseg = 0;
+  private next = 0; // next segment to emit
+  private seq0 = 0;
+  private id0 = 0;
+  private flags0 = 0;
+  private pseudo = 0; // src + dst + proto part of the pseudo-header sum
+
+  /** `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for life. */
+  constructor(raw: Uint8Array, batch: FrameBatch) {
+    this.raw = raw;
+    this.raw32 = u32View(raw);
+    this.batch = batch;
+    this.slab32 = u32View(batch.slab);
+    this.slab16 = this.slab32 === undefined ? undefined : new Uint16Array(batch.slab.buffer, batch.slab.byteOffset, batch.slab.byteLength >>> 1);
+  }
+
+  /** True when the packet from the last begin() has been emitted completely (or was dropped). */
+  get done(): boolean {
+    return this.next >= this.nseg;
+  }
+
+  /**
+   * Start on the raw packet at raw[off, off+len): virtio_net_hdr then the frame. Returns false (and counts)
+   * when it is dropped; then `done` is true.
+   */
+  begin(off: number, len: number): boolean {
+    const r = this.raw;
+    this.next = 0;
+    this.nseg = 0;
+    if (len <= VNET_HDR_LEN || off + len > r.length) return this.bad();
+    const flags = r[off]!;
+    const gsoType = r[off + 1]!;
+    const hdrLen = r[off + 2]! | (r[off + 3]! << 8);
+    const gsoSize = r[off + 4]! | (r[off + 5]! << 8);
+    const csumStart = r[off + 6]! | (r[off + 7]! << 8);
+    const csumOffset = r[off + 8]! | (r[off + 9]! << 8);
+    const f = off + VNET_HDR_LEN;
+    const flen = len - VNET_HDR_LEN;
+    this.frame = f;
+    this.frameLen = flen;
+    if ((flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) !== 0) return this.bad();
+    const needsCsum = (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
+    // csum_start/csum_offset must name a 16-bit field inside the frame, past the Ethernet header.
+    if (needsCsum && (csumStart < ETH_HLEN || csumStart + csumOffset + 2 > flen)) return this.bad();
+    if (gsoType === 0) {
+      if (flen < ETH_HLEN) return this.bad();
+      if (flen > this.batch.maxFrame) {
+        this.counters.dropTooBig++;
+        return false;
+      }
+      if (needsCsum) {
+        // skb_checksum_help(): the field holds the pseudo-header sum; sum from csum_start to the end
+        // (field included) and store the complement. 0 becomes 0xffff (CSUM_MANGLED_0: for UDP 0 means
+        // "no checksum"; for TCP both encodings verify).
+        const sum = onesComplementSum(r, f + csumStart, flen - csumStart);
+        const c = foldChecksum(sum) || 0xffff;
+        r[f + csumStart + csumOffset] = c >>> 8;
+        r[f + csumStart + csumOffset + 1] = c & 0xff;
+        this.counters.csumCompleted++;
+      }
+      this.gso = false;
+      this.nseg = 1;
+      return true;
+    }
+    if ((gsoType & VIRTIO_NET_HDR_GSO_ECN) !== 0 || gsoType !== VIRTIO_NET_HDR_GSO_TCPV4) return this.unsupported();
+    // The kernel sets NEEDS_CSUM on every GSO packet (virtio_net_hdr_from_skb); hdr_len is skb_headlen(),
+    // which may include payload, so it is only range-checked and the headers are parsed instead.
+    if (!needsCsum || gsoSize === 0 || hdrLen > flen || flen < ETH_HLEN + 20) return this.bad();
+    if (((r[f + 12]! << 8) | r[f + 13]!) !== ETHERTYPE_IPV4) return this.unsupported();
+    const ip = f + ETH_HLEN;
+    const vihl = r[ip]!;
+    const ipHl = (vihl & 0x0f) * 4;
+    if (vihl >>> 4 !== 4 || ipHl < 20) return this.bad();
+    if (r[ip + 9]! !== IPPROTO_TCP) return this.unsupported();
+    const totalLen = (r[ip + 2]! << 8) | r[ip + 3]!;
+    if (totalLen < ipHl + 20 || ETH_HLEN + totalLen > flen) return this.bad();
+    const t = ip + ipHl;
+    const thl = (r[t + 12]! >>> 4) * 4;
+    if (thl < 20 || ipHl + thl > totalLen) return this.bad();
+    // The TCP checksum field: csum_start at the TCP header, csum_offset 16 (RFC 793 §3.1 layout).
+    if (csumStart !== ETH_HLEN + ipHl || csumOffset !== 16) return this.bad();
+    const hl = ETH_HLEN + ipHl + thl;
+    if (hl + gsoSize > this.batch.maxFrame) {
+      this.counters.dropTooBig++;
+      return false;
+    }
+    this.gso = true;
+    this.hl = hl;
+    this.ipHl = ipHl;
+    this.gsoSize = gsoSize;
+    this.payload = ETH_HLEN + totalLen - hl;
+    this.nseg = this.payload === 0 ? 1 : Math.ceil(this.payload / gsoSize);
+    this.seq0 = ((r[t + 4]! << 24) | (r[t + 5]! << 16) | (r[t + 6]! << 8) | r[t + 7]!) >>> 0;
+    this.id0 = (r[ip + 4]! << 8) | r[ip + 5]!;
+    this.flags0 = r[t + 13]!;
+    this.pseudo =
+      ((r[ip + 12]! << 8) | r[ip + 13]!) +
+      ((r[ip + 14]! << 8) | r[ip + 15]!) +
+      ((r[ip + 16]! << 8) | r[ip + 17]!) +
+      ((r[ip + 18]! << 8) | r[ip + 19]!) +
+      IPPROTO_TCP;
+    this.counters.superFrames++;
+    return true;
+  }
+
+  /** Append frames of the current packet at batch.count until the batch is full or the packet is done. */
+  fill(): void {
+    const b = this.batch;
+    while (this.next < this.nseg && b.count < b.capacity) {
+      const i = b.count++;
+      const dst = b.inOff(i);
+      if (!this.gso) {
+        this.copy(this.frame, dst, this.frameLen);
+        b.len[i] = this.frameLen;
+        b.srcIp[i] = 0;
+        b.srcPort[i] = 0;
+        this.next = 1;
+        continue;
+      }
+      b.len[i] = this.segment(this.next++, dst);
+      b.srcIp[i] = 0;
+      b.srcPort[i] = 0;
+      this.counters.segments++;
+    }
+  }
+
+  /** Write segment k at slab[dst..]; returns its frame length. */
+  private segment(k: number, dst: number): number {
+    const s = this.batch.slab;
+    const hl = this.hl;
+    const ipHl = this.ipHl;
+    const last = k === this.nseg - 1;
+    const plen = last ? this.payload - k * this.gsoSize : this.gsoSize;
+    for (let j = 0; j < hl; j++) s[dst + j] = this.raw[this.frame + j]!;
+    const ip = dst + ETH_HLEN;
+    const tot = ipHl + (hl - ETH_HLEN - ipHl) + plen;
+    s[ip + 2] = tot >>> 8;
+    s[ip + 3] = tot & 0xff;
+    const id = (this.id0 + k) & 0xffff;
+    s[ip + 4] = id >>> 8;
+    s[ip + 5] = id & 0xff;
+    s[ip + 10] = 0;
+    s[ip + 11] = 0;
+    const ipc = foldChecksum(onesComplementSum(s, ip, ipHl));
+    s[ip + 10] = ipc >>> 8;
+    s[ip + 11] = ipc & 0xff;
+    const t = ip + ipHl;
+    const seq = (this.seq0 + k * this.gsoSize) >>> 0;
+    s[t + 4] = seq >>> 24;
+    s[t + 5] = (seq >>> 16) & 0xff;
+    s[t + 6] = (seq >>> 8) & 0xff;
+    s[t + 7] = seq & 0xff;
+    let fl = this.flags0;
+    if (!last) fl &= ~(TCP_FIN | TCP_PSH);
+    if (k > 0) fl &= ~TCP_CWR;
+    s[t + 13] = fl;
+    s[t + 16] = 0;
+    s[t + 17] = 0;
+    const thl = hl - ETH_HLEN - ipHl;
+    const paySum = this.copy(this.frame + hl + k * this.gsoSize, dst + hl, plen);
+    // thl is a multiple of 4, so the payload's 16-bit words line up with the TCP header's.
+    const sum = this.pseudo + thl + plen + onesComplementSum(s, t, thl) + paySum;
+    const c = foldChecksum(sum);
+    s[t + 16] = c >>> 8;
+    s[t + 17] = c & 0xff;
+    return hl + plen;
+  }
+
+  /**
+   * Copy raw[src, +len) to slab[dst, +len) and return the unfolded big-endian one's complement sum of the
+   * bytes (dst must be even so the words pair up as in the frame). With both offsets even (always, for an
+   * even gso_size) this reads 32-bit words and copies and sums in one pass (RFC 1071 §2(B): little-endian
+   * words sum to the byte-swapped sum); it writes 32-bit words when the offsets agree mod 4 and 16-bit halves
+   * when they do not (gso_size 1398 at MTU 1450 alternates). Measured (node 20, 1396-byte segments): 4.7 GB/s
+   * and 4.1 GB/s; a byte loop is 1.25 GB/s, and with the sum in a second pass it took half the sending cell's
+   * CPU in the lab (perf).
+   */
+  private copy(src: number, dst: number, len: number): number {
+    const r = this.raw;
+    const s = this.batch.slab;
+    const r32 = this.raw32;
+    const s32 = this.slab32;
+    const s16 = this.slab16;
+    if (r32 === undefined || s32 === undefined || s16 === undefined || ((src | dst) & 1) !== 0 || len < 16) {
+      for (let j = 0; j < len; j++) s[dst + j] = r[src + j]!;
+      return onesComplementSum(s, dst, len);
+    }
+    let sum = 0;
+    let i = 0;
+    if ((src & 2) !== 0) {
+      s[dst] = r[src]!;
+      s[dst + 1] = r[src + 1]!;
+      sum += (r[src]! << 8) | r[src + 1]!;
+      i = 2;
+    }
+    let ws = (src + i) >>> 2;
+    const nw = (len - i) >>> 2;
+    const wEnd = ws + nw;
+    // Low and high halves summed apart: both stay small integers (no heap numbers), < 2^31 for 64 KiB.
+    let lo = 0;
+    let hi = 0;
+    if (((dst + i) & 2) === 0) {
+      let wd = (dst + i) >>> 2;
+      for (; ws < wEnd; ws++, wd++) {
+        const x = r32[ws]!;
+        s32[wd] = x;
+        lo += x & 0xffff;
+        hi += x >>> 16;
+      }
+    } else {
+      let hd = (dst + i) >>> 1;
+      for (; ws < wEnd; ws++, hd += 2) {
+        const x = r32[ws]!;
+        s16[hd] = x & 0xffff;
+        s16[hd + 1] = x >>> 16;
+        lo += x & 0xffff;
+        hi += x >>> 16;
+      }
+    }
+    let sw = lo + hi;
+    while (sw > 0xffff) sw = (sw & 0xffff) + (sw >>> 16);
+    sum += ((sw & 0xff) << 8) | (sw >>> 8);
+    i += nw * 4;
+    for (; i + 2 <= len; i += 2) {
+      s[dst + i] = r[src + i]!;
+      s[dst + i + 1] = r[src + i + 1]!;
+      sum += (r[src + i]! << 8) | r[src + i + 1]!;
+    }
+    if (i < len) {
+      s[dst + i] = r[src + i]!;
+      sum += r[src + i]! << 8;
+    }
+    return sum;
+  }
+
+  private bad(): false {
+    this.counters.dropMalformed++;
+    this.nseg = 0;
+    return false;
+  }
+
+  private unsupported(): false {
+    this.counters.dropUnsupported++;
+    this.nseg = 0;
+    return false;
+  }
+}
