@@ -79,6 +79,17 @@ PollReader::~PollReader() {
 
 void PollReader::OnFatal(Napi::Env, int) {}
 
+Napi::Object PollReader::BaseCounters(Napi::Env env) const {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("wakeups", wakeups_);
+  o.Set("batches", batches_);
+  o.Set("frames", frames_);
+  o.Set("oversize", oversize_);
+  o.Set("errors", errors_);
+  o.Set("lastErrno", lastErrno_);
+  return o;
+}
+
 bool PollReader::InitPoll(Napi::Env env, int fd, const char* resourceName) {
   env_ = env;
   uv_loop_t* loop = nullptr;

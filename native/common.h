@@ -67,6 +67,8 @@ class PollReader {
   // jobs queued by the callback run right after it, as for any I/O callback.
   // A throw is reported as an uncaught exception (the callback must not throw).
   void CallJs(Napi::Env env, Napi::FunctionReference& fn, napi_value arg);
+  // The counters every reader keeps, as a new JS object; subclasses add theirs.
+  Napi::Object BaseCounters(Napi::Env env) const;
 
   napi_env env_ = nullptr;
   uv_poll_t* poll_ = nullptr;

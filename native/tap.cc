@@ -451,14 +451,7 @@ Napi::Value TapReader::Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 Napi::Value TapReader::Counters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("wakeups", wakeups_);
-  o.Set("batches", batches_);
-  o.Set("frames", frames_);
-  o.Set("oversize", oversize_);
-  o.Set("errors", errors_);
-  o.Set("lastErrno", lastErrno_);
+  Napi::Object o = BaseCounters(info.Env());
   o.Set("badVnet", badVnet_);
   o.Set("superFrames", superFrames_);
   return o;

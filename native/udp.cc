@@ -267,14 +267,7 @@ Napi::Value UdpReceiver::Port(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ntohs(sa.sin_port));
 }
 Napi::Value UdpReceiver::Counters(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("wakeups", wakeups_);
-  o.Set("batches", batches_);
-  o.Set("frames", frames_);
-  o.Set("oversize", oversize_);
-  o.Set("errors", errors_);
-  o.Set("lastErrno", lastErrno_);
+  Napi::Object o = BaseCounters(info.Env());
   o.Set("gro", gro_);
   o.Set("groMessages", groMessages_);
   o.Set("groSegments", groSegments_);
