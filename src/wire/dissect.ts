@@ -515,23 +515,17 @@ class Dissector {
         `Group Policy ID ${gpid} (${gpidHex}), VNI ${v.vni}${note}`
       : `flags ${hex8(flags)} [${flagNames.join(' ')}], no Group Policy ID (untagged), VNI ${v.vni}${note}`;
     const f16 = readU16(this.b, off);
-    // tshark shows the GBP layout when G is set, the RFC 7348 one otherwise
-    const wire: WireField[] = g
-      ? [
-          this.f('vxlan.flags', off, 2, f16),
-          this.f('vxlan.flag_g', off, 2, (f16 >>> 15) & 1, 0x8000),
-          this.f('vxlan.flag_i', off, 2, (f16 >>> 11) & 1, 0x0800),
-          this.f('vxlan.flag_d', off, 2, (f16 >>> 6) & 1, 0x0040),
-          this.f('vxlan.flag_a', off, 2, (f16 >>> 3) & 1, 0x0008),
-          this.f('vxlan.flags_reserved', off, 2, f16 & 0x77b7, 0x77b7),
-          this.f('vxlan.gbp', off + 2, 2, gpid),
-        ]
-      : [
-          this.f('vxlan.flags', off, 2, f16),
-          this.f('vxlan.flag_i', off, 2, (f16 >>> 11) & 1, 0x0800),
-          this.f('vxlan.flags_reserved', off, 2, f16 & 0xf7ff, 0xf7ff),
-          this.f('vxlan.reserved_16', off + 2, 2, readU16(this.b, off + 2)),
-        ];
+    // tshark reads every header in the GBP layout (draft-smith-vxlan-group-policy
+    // §2.1), G set or not: bytes 2-3 are vxlan.gbp either way
+    const wire: WireField[] = [
+      this.f('vxlan.flags', off, 2, f16),
+      this.f('vxlan.flag_g', off, 2, (f16 >>> 15) & 1, 0x8000),
+      this.f('vxlan.flag_i', off, 2, (f16 >>> 11) & 1, 0x0800),
+      this.f('vxlan.flag_d', off, 2, (f16 >>> 6) & 1, 0x0040),
+      this.f('vxlan.flag_a', off, 2, (f16 >>> 3) & 1, 0x0008),
+      this.f('vxlan.flags_reserved', off, 2, f16 & 0x77b7, 0x77b7),
+      this.f('vxlan.gbp', off + 2, 2, gpid),
+    ];
     wire.push(this.f('vxlan.vni', off + 4, 3, v.vni), this.f('vxlan.reserved8', off + 7, 1, reserved));
     this.push(
       'vxlan',
