@@ -140,7 +140,7 @@ class Dissector {
    */
   constructor(
     private readonly b: Uint8Array,
-    private readonly missing: number,
+    private missing: number,
   ) {}
 
   private push(layer: LayerName, offset: number, length: number, depth: number, summary: string, fields: Record<string, unknown>, wire: WireField[]): void {
@@ -311,6 +311,8 @@ class Dissector {
           // Not known to be a short capture: an error, but decode what is there.
           partial = true;
           this.flag('ipv4', off, `IPv4 header at byte ${off} has total length ${total}, but only ${n} bytes are present (truncated capture?)`);
+          // said once: the layers inside are read as a short capture, not flagged again
+          this.missing = Math.max(this.missing, total - n);
         }
     }
     const hl = v.headerLen;
