@@ -124,6 +124,17 @@ export interface DecodeIo {
   readFile?(path: string): Uint8Array;
 }
 
+let pipeWatched = false;
+/** `decode -r big.pcap | head`: the reader went away; stop quietly, as other Unix tools do, not with a stack trace. */
+function watchClosedPipe(): void {
+  if (pipeWatched) return;
+  pipeWatched = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
+
 const defaultIo: DecodeIo = {
   async readStdin() {
     if (process.stdin.isTTY) {
@@ -134,6 +145,7 @@ const defaultIo: DecodeIo = {
     return Buffer.concat(chunks);
   },
   write(text) {
+    watchClosedPipe();
     process.stdout.write(text);
   },
 };

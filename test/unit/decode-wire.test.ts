@@ -2,7 +2,7 @@
 // to refuse or misread: TSO captures, snaplen-truncated frames, VXLAN from
 // port 4789, VXLAN headers the kernel drops, ICMP errors quoting less than a
 // header, source routes; and hex input without a link layer (tcpdump -x), od
-// and xxd dumps, garbage. Real bytes: seed 002, tcpdump's own -x output, and
+// and xxd dumps, garbage. Real bytes: test/vectors/seed002.ts, tcpdump's own -x output, and
 // frames from test/vectors/decode-corpus.ts.
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';

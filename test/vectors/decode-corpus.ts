@@ -3,8 +3,8 @@
 // test/unit/decode-tshark.test.ts on crafted frames and by
 // test/e2e/decode-lab.test.ts on a capture of a lab curl).
 //
-// The frames are real bytes: seed 002's six captures of one TCP segment
-// crossing two kernel silk cells, kernel ICMP/ARP frames, and frames built
+// The frames are real bytes: test/vectors/seed002.ts (six captures of one TCP segment
+// crossing two kernel silk cells), kernel ICMP/ARP frames, and frames built
 // here with src/wire's emitters, well-formed and malformed.
 import { execFileSync } from 'node:child_process';
 import { emitIpv4, type Ipv4Repr } from '../../src/wire/ipv4.js';
