@@ -5,6 +5,7 @@
 set -u
 P=hf5
 cleanup() { for n in s r d v1 v2; do ip netns del $P-$n 2>/dev/null; done; }
+mkdir -p /tmp/hf5
 cleanup
 for n in s r d v1 v2; do ip netns add $P-$n; ip -n $P-$n link set lo up; done
 ip link add $P-sr type veth peer name $P-rs
@@ -59,5 +60,6 @@ ip netns exec $P-v1 iptables -t mangle -A POSTROUTING -p udp --dport 4789 -j TOS
 }
 sleep 2
 wait
+mkdir -p /tmp/hf5
 cleanup
 ip netns list | grep $P- || echo "clean"

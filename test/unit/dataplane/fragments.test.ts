@@ -6,6 +6,7 @@ import { WireError } from '../../../src/wire/errors.js';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum, referenceChecksum } from '../../../src/wire/checksum.js';
 import { ipPacket } from '../../helpers/packets.js';
 import { inputs, outputs } from '../../vectors/kernel-fragments.js';
+import { inputs as defragIn, outputs as defragOut } from '../../vectors/kernel-defrag.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -359,5 +360,30 @@ describe('fragments: reassemble for the decision, forward the originals (nf_defr
   it('every drop reason has a stable name', () => {
     expect(FRAG_DROP_NAMES.length).toBe(FragDrop.Count);
     expect(new Set(FRAG_DROP_NAMES).size).toBe(FragDrop.Count);
+  });
+});
+
+describe('fragments: differential against a Linux router with conntrack (nf_defrag_ipv4 → ip_do_fragment)', () => {
+  it('forwards byte for byte what the kernel forwarded: order, one header for all (TTL, CE, options), DF cleared; drops what it dropped', () => {
+    const t = new FragmentTable({ seed: 21 });
+    const ours: Uint8Array[] = [];
+    defragIn.forEach((p, i) => {
+      if (t.add(p, 0, i) !== FragOutcome.Complete) return;
+      const q = t.completed;
+      for (let k = 0; k < t.fragmentCount(q); k++) {
+        const out = new Uint8Array(1600);
+        const n = t.writeFragment(q, k, out, 0);
+        new Ipv4View().wrap(out, 0, n).decrementTtl(); // ip_forward
+        ours.push(out.slice(0, n));
+      }
+      t.release(q);
+    });
+    expect(ours.length).toBe(defragOut.length);
+    ours.forEach((f, i) => expect(hex(f), `output ${i}`).toBe(hex(defragOut[i]!)));
+    expect(t.drops[FragDrop.Duplicate]).toBe(1);
+    expect(t.drops[FragDrop.Overlap]).toBe(2);
+    expect(t.drops[FragDrop.EcnMix]).toBe(3);
+    // The overlap left its last fragment in a queue of its own, which times out.
+    expect(t.expire(60_000)).toBe(1);
   });
 });
