@@ -395,6 +395,20 @@ export class FragmentTable {
     return this.qCount[q]!;
   }
 
+  /**
+   * Whether every fragment, under the first one's header, fits a link of
+   * `mtu` bytes — ip_do_fragment's condition for its fast path, which
+   * forwards the original fragments (writeFragment). When not (fragments from
+   * a peer with a larger MTU), the kernel's slow path splits the reassembled
+   * datagram afresh at the MTU: writeReassembled() into a scratch buffer, then
+   * fragment-out.ts's writeFragment().
+   */
+  fitsMtu(q: number, mtu: number): boolean {
+    const room = mtu - this.headerLen(q);
+    for (let f = this.qFirst[q]!; f !== NONE; f = this.fNext[f]!) if (this.fDataLen[f]! > room) return false;
+    return true;
+  }
+
   /** Bytes of the reassembled datagram: the first fragment's header + every payload byte. */
   reassembledLength(q: number): number {
     return this.headerLen(q) + this.qLen[q]!;

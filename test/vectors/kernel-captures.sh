@@ -1,7 +1,7 @@
 #!/bin/bash
 # Run as root on a scratch machine; everything lives in namespaces prefixed hf5- and is removed at the end.
 # Writes pcaps to /tmp/hf5; the .ts vectors next to this script were cut from them (Ethernet stripped).
-# Kernel captures for F5: fragments made by a forwarding router (ip_do_fragment), and VXLAN outer headers.
+# Kernel captures: fragments made by a forwarding router (ip_do_fragment), and VXLAN outer headers.
 set -u
 P=hf5
 cleanup() { for n in s r d v1 v2; do ip netns del $P-$n 2>/dev/null; done; }
@@ -60,6 +60,5 @@ ip netns exec $P-v1 iptables -t mangle -A POSTROUTING -p udp --dport 4789 -j TOS
 }
 sleep 2
 wait
-mkdir -p /tmp/hf5
 cleanup
 ip netns list | grep $P- || echo "clean"

@@ -13,6 +13,8 @@ ip link set $P-sr netns $P-s; ip link set $P-rs netns $P-r
 ip link add $P-rd type veth peer name $P-dr
 ip link set $P-rd netns $P-r; ip link set $P-dr netns $P-d
 for l in "s $P-sr" "r $P-rs" "r $P-rd" "d $P-dr"; do set -- $l; ip -n $P-$1 link set $2 up; done
+# The sender side takes jumbo frames; the router's other link is 1500.
+ip -n $P-s link set $P-sr mtu 9000; ip -n $P-r link set $P-rs mtu 9000
 ip -n $P-s addr add 198.18.252.1/30 dev $P-sr; ip -n $P-r addr add 198.18.252.2/30 dev $P-rs
 ip -n $P-r addr add 198.18.252.5/30 dev $P-rd; ip -n $P-d addr add 198.18.252.6/30 dev $P-dr
 ip -n $P-s route add 198.18.252.4/30 via 198.18.252.2
@@ -56,6 +58,10 @@ send(frag(0x1005, P, 0, 800, True)); send(frag(0x1005, P, 800, 1200, True)); sen
 send(frag(0x1006, P, 0, 1424, True)); send(frag(0x1006, P, 1416, 1432, True)); send(frag(0x1006, P, 2848, 160, False))
 # 7. ECN mix Not-ECT + ECT(0): dropped
 send(frag(0x1007, P, 0, 1424, True, tos=0)); send(frag(0x1007, P, 1424, 1424, True, tos=2)); send(frag(0x1007, P, 2848, 160, False, tos=0))
+# 8. fragments from a peer with a larger MTU (4,000-byte fragments of a 9,000-byte datagram): the
+#    reassembled datagram is split again at the 1500-byte link (ip_do_fragment's slow path)
+Q = udp(9000, 5002)
+send(frag(0x1008, Q, 0, 4000, True)); send(frag(0x1008, Q, 4000, 4000, True)); send(frag(0x1008, Q, 8000, 1008, False))
 PY
 sleep 2
 wait

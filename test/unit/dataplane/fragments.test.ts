@@ -6,7 +6,7 @@ import { WireError } from '../../../src/wire/errors.js';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum, referenceChecksum } from '../../../src/wire/checksum.js';
 import { ipPacket } from '../../helpers/packets.js';
 import { inputs, outputs } from '../../vectors/kernel-fragments.js';
-import { inputs as defragIn, outputs as defragOut } from '../../vectors/kernel-defrag.js';
+import { inputs as defragIn, outputs as defragOut, OUT_MTU } from '../../vectors/kernel-defrag.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -364,20 +364,33 @@ describe('fragments: reassemble for the decision, forward the originals (nf_defr
 });
 
 describe('fragments: differential against a Linux router with conntrack (nf_defrag_ipv4 → ip_do_fragment)', () => {
-  it('forwards byte for byte what the kernel forwarded: order, one header for all (TTL, CE, options), DF cleared; drops what it dropped', () => {
+  it('forwards byte for byte what the kernel forwarded: order, one header for all (TTL, CE, options), DF cleared, jumbo fragments split again; drops what it dropped', () => {
     const t = new FragmentTable({ seed: 21 });
     const ours: Uint8Array[] = [];
+    const scratch = new Uint8Array(65535);
+    let slowPath = 0;
     defragIn.forEach((p, i) => {
       if (t.add(p, 0, i) !== FragOutcome.Complete) return;
       const q = t.completed;
-      for (let k = 0; k < t.fragmentCount(q); k++) {
-        const out = new Uint8Array(1600);
-        const n = t.writeFragment(q, k, out, 0);
-        new Ipv4View().wrap(out, 0, n).decrementTtl(); // ip_forward
-        ours.push(out.slice(0, n));
+      if (t.fitsMtu(q, OUT_MTU)) {
+        for (let k = 0; k < t.fragmentCount(q); k++) {
+          const out = new Uint8Array(OUT_MTU);
+          const n = t.writeFragment(q, k, out, 0);
+          new Ipv4View().wrap(out, 0, n).decrementTtl(); // ip_forward
+          ours.push(out.slice(0, n));
+        }
+      } else {
+        slowPath++;
+        const n = t.writeReassembled(q, scratch, 0, scratch.length);
+        new Ipv4View().wrap(scratch, 0, n).decrementTtl();
+        for (let k = 0; k < fragmentCount(scratch, 0, OUT_MTU); k++) {
+          const out = new Uint8Array(OUT_MTU);
+          ours.push(out.slice(0, writeFragment(scratch, 0, OUT_MTU, k, out, 0)));
+        }
       }
       t.release(q);
     });
+    expect(slowPath).toBe(1);
     expect(ours.length).toBe(defragOut.length);
     ours.forEach((f, i) => expect(hex(f), `output ${i}`).toBe(hex(defragOut[i]!)));
     expect(t.drops[FragDrop.Duplicate]).toBe(1);
