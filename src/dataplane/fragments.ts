@@ -180,6 +180,8 @@ export class FragmentTable {
   private readonly qLen: Int32Array; // known datagram payload length so far
   private readonly qMeat: Int32Array; // payload bytes held
   private readonly qEcn: Uint8Array;
+  private readonly qMaxSize: Int32Array; // largest fragment (header + payload)
+  private readonly qMaxDfSize: Int32Array; // largest fragment with DF
   private readonly qCount: Int32Array;
   private readonly qFirst: Int32Array; // lowest-offset fragment
   private readonly qTail: Int32Array; // fragments_tail: the highest-offset fragment
@@ -235,6 +237,8 @@ export class FragmentTable {
     this.qLen = new Int32Array(maxQueues);
     this.qMeat = new Int32Array(maxQueues);
     this.qEcn = new Uint8Array(maxQueues);
+    this.qMaxSize = new Int32Array(maxQueues);
+    this.qMaxDfSize = new Int32Array(maxQueues);
     this.qCount = new Int32Array(maxQueues);
     this.qFirst = new Int32Array(maxQueues);
     this.qTail = new Int32Array(maxQueues);
@@ -374,6 +378,8 @@ export class FragmentTable {
     this.qCount[q] = this.qCount[q]! + 1;
     this.qMeat[q] = this.qMeat[q]! + dataLen;
     this.qEcn[q] = this.qEcn[q]! | (1 << (buf[off + 1]! & 3));
+    if (stored > this.qMaxSize[q]!) this.qMaxSize[q] = stored;
+    if (ff & 0x4000 && stored > this.qMaxDfSize[q]!) this.qMaxDfSize[q] = stored;
     if (offset === 0) this.qFlags[q] = this.qFlags[q]! | F_FIRST_IN;
 
     if (this.qFlags[q] === (F_FIRST_IN | F_LAST_IN) && this.qMeat[q] === this.qLen[q]) {
@@ -401,12 +407,22 @@ export class FragmentTable {
    * forwards the original fragments (writeFragment). When not (fragments from
    * a peer with a larger MTU), the kernel's slow path splits the reassembled
    * datagram afresh at the MTU: writeReassembled() into a scratch buffer, then
-   * fragment-out.ts's writeFragment().
+   * fragment-out.ts's writeFragment() — or, if reassembledDf(), answers
+   * Fragmentation Needed.
    */
   fitsMtu(q: number, mtu: number): boolean {
     const room = mtu - this.headerLen(q);
     for (let f = this.qFirst[q]!; f !== NONE; f = this.fNext[f]!) if (this.fDataLen[f]! > room) return false;
     return true;
+  }
+
+  /**
+   * Whether ip_frag_reasm marks the datagram DF (its largest fragment had DF).
+   * Then, when !fitsMtu, the kernel answers Fragmentation Needed (ip_fragment)
+   * instead of splitting it again.
+   */
+  reassembledDf(q: number): boolean {
+    return this.qMaxDfSize[q]! !== 0 && this.qMaxDfSize[q] === this.qMaxSize[q];
   }
 
   /** Bytes of the reassembled datagram: the first fragment's header + every payload byte. */
@@ -417,8 +433,9 @@ export class FragmentTable {
   /**
    * Write the start of the reassembled datagram into out[outOff..], at most
    * `maxLen` bytes: the header as ip_frag_reasm leaves it (first fragment's,
-   * total length of the whole datagram, flags and offset zero, DS byte ORed
-   * with the combined ECN, checksum recomputed) and then the payload. This is
+   * total length of the whole datagram, offset zero, DF only if the largest
+   * fragment had it, DS byte ORed with the combined ECN, checksum
+   * recomputed) and then the payload. This is
    * what policy and conntrack judge, and what an ICMP error about the
    * datagram quotes. Returns the bytes written.
    */
@@ -432,10 +449,10 @@ export class FragmentTable {
     out[outOff + 1] = out[outOff + 1]! | ecnCombine(this.qEcn[q]!);
     out[outOff + 2] = total >>> 8;
     out[outOff + 3] = total & 0xff;
-    // ip_frag_reasm sets DF only if the largest fragment carried it; the
-    // fragments silkworm sees come from senders without DF, and ip_fraglist_init
-    // clears DF on the way out anyway, so the judged header has it clear.
-    out[outOff + 6] = 0;
+    // ip_frag_reasm: DF (and IPSKB_FRAG_PMTU) only when the largest fragment
+    // carried DF, so a datagram is not forwarded whole where its sender sent
+    // smaller pieces.
+    out[outOff + 6] = this.reassembledDf(q) ? 0x40 : 0;
     out[outOff + 7] = 0;
     out[outOff + 10] = 0;
     out[outOff + 11] = 0;
@@ -578,6 +595,8 @@ export class FragmentTable {
     this.qLen[q] = 0;
     this.qMeat[q] = 0;
     this.qEcn[q] = 0;
+    this.qMaxSize[q] = 0;
+    this.qMaxDfSize[q] = 0;
     this.qCount[q] = 0;
     this.qFirst[q] = NONE;
     this.qTail[q] = NONE;

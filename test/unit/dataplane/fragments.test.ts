@@ -391,6 +391,18 @@ describe('fragments: differential against a Linux router with conntrack (nf_defr
       t.release(q);
     });
     expect(slowPath).toBe(1);
+    // The DF datagram (0x1003) is judged with DF, as ip_frag_reasm leaves it; the others without.
+    const t2 = new FragmentTable({ seed: 22 });
+    const df: number[] = [];
+    defragIn.forEach((p) => {
+      if (t2.add(p, 0, 0) !== FragOutcome.Complete) return;
+      const r = new Uint8Array(64);
+      t2.writeReassembled(t2.completed, r, 0, 64);
+      if (t2.reassembledDf(t2.completed)) df.push((r[4]! << 8) | r[5]!);
+      expect(t2.reassembledDf(t2.completed)).toBe((r[6]! & 0x40) !== 0);
+      t2.release(t2.completed);
+    });
+    expect(df).toEqual([0x1003]);
     expect(ours.length).toBe(defragOut.length);
     ours.forEach((f, i) => expect(hex(f), `output ${i}`).toBe(hex(defragOut[i]!)));
     expect(t.drops[FragDrop.Duplicate]).toBe(1);
