@@ -43,9 +43,9 @@
 //
 // Not copied (written down as differences): ipfrag_max_dist (a queue reset
 // when 64 other fragments from the same source arrive in between) is not
-// tracked; memory is counted in fragment bytes held (rounded up to a block),
-// not skb truesize, so the same budget holds about twice the kernel's
-// fragments; a queue holds at most `maxFragmentsPerQueue` fragments (the
+// tracked; memory is counted in 2 KiB blocks (a fragment from a 1500-byte
+// link takes one; the kernel counts skb truesize, about 2.9 KiB for it, so the
+// same budget holds about 1.4 times the kernel's fragments); a queue holds at most `maxFragmentsPerQueue` fragments (the
 // kernel has no such cap, only the memory one) so that a queue of thousands
 // of 8-byte fragments cannot make each insert walk a long list.
 //
@@ -56,7 +56,7 @@
 // Time is a parameter (`now`, milliseconds); expire(now) is driven by the
 // cell's coarse tick.
 import { internetChecksum } from '../wire/checksum.js';
-import { nopUncopiedOptions } from './fragment-out.js';
+import { copyBytes, nopUncopiedOptions } from './fragment-out.js';
 
 /** What add() did with the fragment it was given. */
 export const enum FragOutcome {
@@ -122,7 +122,7 @@ export interface FragmentTableOptions {
   maxQueues?: number;
   /** Fragments one datagram may have. Default 1,024. */
   maxFragmentsPerQueue?: number;
-  /** Slab block size in bytes. Default 256. */
+  /** Slab block size in bytes. Default 2,048: one block per fragment of a 1500-byte link, one native copy per block. */
   blockSize?: number;
   /** Hash seed (random by default so that ids cannot be chosen to collide). */
   seed?: number;
@@ -208,7 +208,7 @@ export class FragmentTable {
     this.budgetBytes = opts.budgetBytes ?? 4 * 1024 * 1024;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.maxFragmentsPerQueue = opts.maxFragmentsPerQueue ?? 1024;
-    this.blockSize = opts.blockSize ?? 256;
+    this.blockSize = opts.blockSize ?? 2048;
     const maxQueues = opts.maxQueues ?? 4096;
     if (this.blockSize < 64 || this.budgetBytes < this.blockSize || maxQueues < 1) {
       throw new Error('fragment table: budget must hold at least one block of 64+ bytes, and at least one queue');
@@ -672,7 +672,7 @@ export class FragmentTable {
     let done = 0;
     for (;;) {
       const n = Math.min(this.blockSize, len - done);
-      this.slab.set(buf.subarray(off + done, off + done + n), b * this.blockSize);
+      copyBytes(this.slab, b * this.blockSize, buf, off + done, n);
       done += n;
       if (done >= len) break;
       b = this.blockNext[b]!;
@@ -710,7 +710,7 @@ export class FragmentTable {
     while (done < len) {
       const n = Math.min(bs - skip, len - done);
       const s = b * bs + skip;
-      out.set(this.slab.subarray(s, s + n), outOff + done);
+      copyBytes(out, outOff + done, this.slab, s, n);
       done += n;
       skip = 0;
       b = this.blockNext[b]!;

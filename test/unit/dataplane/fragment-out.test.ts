@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fragmentCount, fragmentPayloadStep, nopUncopiedOptions, writeFragment } from '../../../src/dataplane/fragment-out.js';
+import { copyBytes, fragmentCount, fragmentPayloadStep, nopUncopiedOptions, writeFragment } from '../../../src/dataplane/fragment-out.js';
 import { Ipv4View, emitIpv4 } from '../../../src/wire/ipv4.js';
 import { WireError } from '../../../src/wire/errors.js';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum, referenceChecksum } from '../../../src/wire/checksum.js';
@@ -103,5 +103,19 @@ describe('fragment-out: byte for byte what a Linux 6.18 router sends (ip_do_frag
     const bad = Uint8Array.from([0x44, 9, 5, 0]);
     nopUncopiedOptions(bad, 0, bad.length);
     expect([...bad]).toEqual([0x44, 9, 5, 0]);
+  });
+
+  it('copyBytes honours byteOffset on both sides (pooled Buffers, subarrays) and copies nothing for n <= 0', () => {
+    const pool = Buffer.alloc(64);
+    for (let i = 0; i < 64; i++) pool[i] = i;
+    const src = pool.subarray(10, 40); // byteOffset 10
+    const backing = new Uint8Array(50).fill(0xa5);
+    const dst = backing.subarray(5); // byteOffset 5
+    copyBytes(dst, 3, src, 2, 4);
+    expect([...backing.subarray(7, 10)]).toEqual([0xa5, 0xa5, 0xa5]);
+    expect([...backing.subarray(8, 12)]).toEqual([12, 13, 14, 15]);
+    expect(backing[12]).toBe(0xa5);
+    copyBytes(dst, 0, src, 0, 0);
+    expect(backing[5]).toBe(0xa5);
   });
 });
