@@ -112,7 +112,7 @@ describe('fragment-out: byte for byte what a Linux 6.18 router sends (ip_do_frag
     const backing = new Uint8Array(50).fill(0xa5);
     const dst = backing.subarray(5); // byteOffset 5
     copyBytes(dst, 3, src, 2, 4);
-    expect([...backing.subarray(7, 10)]).toEqual([0xa5, 0xa5, 0xa5]);
+    expect(backing[7]).toBe(0xa5);
     expect([...backing.subarray(8, 12)]).toEqual([12, 13, 14, 15]);
     expect(backing[12]).toBe(0xa5);
     copyBytes(dst, 0, src, 0, 0);
