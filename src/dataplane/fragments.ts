@@ -355,7 +355,11 @@ export class FragmentTable {
     if (this.qCount[q]! >= this.maxFragmentsPerQueue) return this.killWith(q, FragDrop.TooMany);
     const stored = hl + dataLen;
     const fr = this.store(buf, off, stored);
-    if (fr === NONE) return this.dropFrame(FragDrop.NoMemory);
+    if (fr === NONE) {
+      // Do not leave an empty queue behind to sit out its timeout.
+      if (this.qCount[q] === 0) this.freeQueue(q);
+      return this.dropFrame(FragDrop.NoMemory);
+    }
     this.fOff[fr] = offset;
     this.fDataLen[fr] = dataLen;
     // The stored copy's total length is the trimmed one.

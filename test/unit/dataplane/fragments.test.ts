@@ -308,6 +308,7 @@ describe('fragments: reassemble for the decision, forward the originals (nf_defr
     expect(held).toBeGreaterThan(100);
     expect(t.drops[FragDrop.NoMemory]).toBeGreaterThan(0);
     expect(held + t.dropped).toBe(20_000);
+    expect(t.queues).toBe(held); // refused fragments leave no empty queue behind
     // A legitimate datagram cannot get in while the budget is full (the kernel's behaviour too) …
     const ok = fragments(datagram(3000, 0xbeef), 1450);
     expect(t.add(ok[0]!, 0, 20_000)).toBe(FragOutcome.Dropped);
