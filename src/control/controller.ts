@@ -13,7 +13,7 @@ import { logger, type Logger } from '../util/log.js';
 import { TagAllocator, formatTag } from '../policy/tags.js';
 import type { ControllerStore, StoreCommit, StoredLease } from './store.js';
 import { policyKeyString, policyRecord, type PolicyKey } from './validate.js';
-import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from './types.js';
+import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from '../net/controller-types.js';
 
 /** A request that conflicts with the state (HTTP 409): lease mismatch, none free, tags exhausted. */
 export class ConflictError extends Error {

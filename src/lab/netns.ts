@@ -7,7 +7,7 @@
 // root namespace never holds it, not even for a moment. Every command is an
 // argv array for execFileSync — no shell, no string splicing.
 import { execFileSync } from 'node:child_process';
-import { fail } from '../cli/util.js';
+import { fail } from './errors.js';
 import type { LabPlan } from './topology.js';
 
 export type Exec = (cmd: string, args: string[]) => string;

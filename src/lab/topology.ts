@@ -11,7 +11,8 @@
 //   P-appB-0     empty: cell2 does the same
 import path from 'node:path';
 import { ipToU32, prefixMask, u32ToIp } from '../util/ip.js';
-import { fail, labCellSocket, labControllerSocket, labDir, DEFAULT_LAB } from '../cli/util.js';
+import { fail } from './errors.js';
+import { labCellSocket, labControllerSocket, labDir, DEFAULT_LAB } from './paths.js';
 
 /** Linux limits interface names to IFNAMSIZ-1 = 15 bytes (include/uapi/linux/if.h). */
 export const IFNAME_MAX = 15;

@@ -22,10 +22,10 @@ import {
 } from '../../src/kernel/plan.js';
 import { plan, renderIptables } from '../../src/policy/planner.js';
 import { ipToU32 } from '../../src/util/ip.js';
-import { FakeExec } from '../../src/kernel/exec.js';
+import { FakeExec } from '../../src/testing/fake-exec.js';
 import { KernelCell } from '../../src/kernel/kernel-cell.js';
-import { FakeContainerNet } from '../../src/cell/netns.js';
-import type { ControllerClient, Lease, Snapshot } from '../../src/control/client.js';
+import { FakeContainerNet } from '../../src/testing/fake-container-net.js';
+import type { ControllerClient, Lease, Snapshot } from '../../src/net/controller-client.js';
 
 const POLICIES = [
   { source: { id: 'appA', tag: '0001' }, destination: { id: 'appB', tag: '0002', protocol: 'tcp' as const, ports: { start: 8080, end: 8080 } } },

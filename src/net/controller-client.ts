@@ -3,7 +3,7 @@
 // the controller's one-sentence reason, and "nobody listens" stays an
 // UnreachableError (from http.ts) so callers can tell the two apart.
 import { httpJson, type Address, type HttpJsonOptions } from './http.js';
-import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from './types.js';
+import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from './controller-types.js';
 
 export type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord };
 export { UnreachableError, HttpTimeoutError } from './http.js';
