@@ -84,7 +84,7 @@ export class ControllerClient {
   async tags(): Promise<TagRecord[]> {
     return (await this.call<{ tags: TagRecord[] }>('GET', EXTERNAL_TAGS)).tags;
   }
-  /** Internal list: source.tag and destination.tag filled (seed 000). */
+  /** Internal list: source.tag and destination.tag filled (cf-networking's internal policy API). */
   async internalPolicies(ids?: string[]): Promise<PolicyRecord[]> {
     const path = ids && ids.length ? `${INTERNAL_POLICIES}?id=${encodeURIComponent(ids.join(','))}` : INTERNAL_POLICIES;
     return (await this.call<{ total_policies: number; policies: PolicyRecord[] }>('GET', path)).policies;
