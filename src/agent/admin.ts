@@ -5,6 +5,8 @@
 // src/kernel/admin.ts) with the same answer shapes.
 import type { Address } from '../net/address.js';
 import { HttpError, Router, serve, type JsonServer } from '../net/http.js';
+import type { Plan } from '../policy/planner.js';
+import { u32ToIp } from '../util/ip.js';
 import type { Logger } from '../util/log.js';
 import type { ContainerRequest } from './containers.js';
 
@@ -53,4 +55,20 @@ export function serveAdminRouter(r: Router, addr: Address, log: Logger): Promise
   return serve(addr, r.handle, {
     onError: (err) => log.error({ err: (err as Error).message }, 'admin-handler-failed'),
   });
+}
+
+/** GET /rules' `marks` and `accepts`: the plan as data, each accept rule with its hit count. */
+export function planRows(plan: Plan, hits: (rule: number) => number) {
+  return {
+    marks: plan.marks.map((m) => ({ ip: u32ToIp(m.ip), app: m.app, tag: m.tag })),
+    accepts: plan.accepts.map((a, i) => ({
+      dst_ip: u32ToIp(a.dstIp),
+      dst_app: a.dstApp,
+      src_app: a.srcApp,
+      tag: a.tag,
+      protocol: a.protocol === 6 ? 'tcp' : 'udp',
+      ports: { start: a.portStart, end: a.portEnd },
+      hits: hits(i),
+    })),
+  };
 }

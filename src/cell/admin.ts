@@ -4,7 +4,7 @@
 // lines and as data. The container routes are the agent's (src/agent/admin.ts).
 import { Router, HttpError, serve, type JsonServer } from '../net/http.js';
 import type { Address } from '../net/address.js';
-import { containerRoutes, serveAdminRouter, str } from '../agent/admin.js';
+import { containerRoutes, planRows, serveAdminRouter, str } from '../agent/admin.js';
 import type { Cell } from './cell.js';
 import type { Registry } from 'prom-client';
 import { execFile } from 'node:child_process';
@@ -91,16 +91,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
       status: 200,
       body: {
         lines: renderIptables(plan),
-        marks: plan.marks.map((m) => ({ ip: u32ToIp(m.ip), app: m.app, tag: m.tag })),
-        accepts: plan.accepts.map((a, i) => ({
-          dst_ip: u32ToIp(a.dstIp),
-          dst_app: a.dstApp,
-          src_app: a.srcApp,
-          tag: a.tag,
-          protocol: a.protocol === 6 ? 'tcp' : 'udp',
-          ports: { start: a.portStart, end: a.portEnd },
-          hits: cell.dp.ruleHits[i] ?? 0,
-        })),
+        ...planRows(plan, (i) => cell.dp.ruleHits[i] ?? 0),
       },
     };
   });

@@ -9,13 +9,12 @@ import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import type { DatagramSocket, FrameDevice } from '../io/types.js';
 import type { ControllerClient, Lease } from '../net/controller-client.js';
-import { Agent } from '../agent/agent.js';
-import type { AgentHooks, Backend, DesiredState } from '../agent/backend.js';
-import type { ContainerInfo, ContainerRecord, ContainerRequest } from '../agent/containers.js';
-import type { ControlLoop } from '../agent/control-loop.js';
+import { AgentCell } from '../agent/agent-cell.js';
+import type { AgentHooks, DesiredState } from '../agent/backend.js';
+import type { ContainerInfo, ContainerRecord } from '../agent/containers.js';
 import type { ContainerNet } from '../agent/netns.js';
 import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
-import { logger, type Logger } from '../util/log.js';
+import { logger } from '../util/log.js';
 import { VTEP_DEV } from '../util/silk.js';
 
 export type { ContainerInfo };
@@ -49,13 +48,10 @@ interface Attached {
 
 const BATCH = 64;
 
-export class Cell implements Backend {
+/** The userspace cell: the agent (AgentCell) with silkworm's own data plane as its Backend. */
+export class Cell extends AgentCell {
   readonly kind = 'user';
-  readonly name: string;
-  readonly log: Logger;
   dp!: Dataplane;
-  /** Lease, renewals, the watch and the container records: shared with the kernel cell. */
-  readonly agent: Agent;
   private readonly opts: CellOptions;
   private underlay!: DatagramSocket;
   private readonly attached = new Map<string, Attached>(); // by handle
@@ -80,61 +76,9 @@ export class Cell implements Backend {
   private capture: FrameDevice | null = null;
 
   constructor(opts: CellOptions) {
+    super(opts, logger('cell', { cell: opts.name }));
     this.opts = opts;
-    this.name = opts.name;
-    this.log = logger('cell', { cell: opts.name });
     this.now = opts.now ?? (() => performance.now() / 1000);
-    this.agent = new Agent({
-      name: opts.name,
-      controller: opts.controller,
-      underlayIp: opts.underlayIp,
-      netnsExists: (ns) => opts.containerNet.exists(ns),
-      backend: this,
-      renewInterval: opts.renewInterval,
-    });
-  }
-
-  // ------------------------------------------------------ the agent's face
-
-  get loop(): ControlLoop {
-    return this.agent.loop;
-  }
-  get lease(): Lease {
-    return this.agent.lease;
-  }
-  get version(): number {
-    return this.loop.version;
-  }
-  get lastSnapshotAt(): number {
-    return this.loop.lastSnapshotAt;
-  }
-  get watchErrors(): number {
-    return this.loop.watchErrors;
-  }
-  get renewFailures(): number {
-    return this.loop.renewFailures;
-  }
-  get underlayIp(): string {
-    return this.opts.underlayIp;
-  }
-
-  start(): Promise<void> {
-    return this.agent.start();
-  }
-  stop(): Promise<void> {
-    return this.agent.stop();
-  }
-  listContainers(): ContainerInfo[] {
-    return this.agent.listContainers();
-  }
-  findContainer(key: { handle?: string; netns?: string }): string | undefined {
-    return this.agent.findContainer(key);
-  }
-  addContainer(req: ContainerRequest): Promise<ContainerInfo> {
-    return this.agent.addContainer(req);
-  }
-  removeContainer(handle: string): Promise<ContainerInfo> {
-    return this.agent.removeContainer(handle);
   }
 
   // ------------------------------------------------------------- Backend

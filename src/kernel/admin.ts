@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { Router, HttpError, type JsonServer } from '../net/http.js';
 import type { Address } from '../net/address.js';
-import { containerRoutes, serveAdminRouter } from '../agent/admin.js';
+import { containerRoutes, planRows, serveAdminRouter } from '../agent/admin.js';
 import { formatMac, u32ToIp } from '../util/ip.js';
 import { VTEP_DEV } from '../util/silk.js';
 import type { KernelCell } from './kernel-cell.js';
@@ -95,23 +95,13 @@ export function kernelAdminRouter(cell: KernelCell): Router {
     const hits = new Map(policy.map((c) => [c.line, c.packets]));
     const rendered = cell.chain ? policyChainLines(plan, cell.chain) : [];
     // rendered[0] is "-N chain"; then marks, then accepts, in plan order.
-    const accepts = plan.accepts.map((a, i) => ({
-      dst_ip: u32ToIp(a.dstIp),
-      dst_app: a.dstApp,
-      src_app: a.srcApp,
-      tag: a.tag,
-      protocol: a.protocol === 6 ? 'tcp' : 'udp',
-      ports: { start: a.portStart, end: a.portEnd },
-      hits: hits.get(rendered[1 + plan.marks.length + i] ?? '') ?? 0,
-    }));
     return {
       status: 200,
       body: {
         lines: [...policy, ...overlay].map((c) => c.line),
         forward: forward.map((c) => c.line),
         chain: cell.chain,
-        marks: plan.marks.map((m) => ({ ip: u32ToIp(m.ip), app: m.app, tag: m.tag })),
-        accepts,
+        ...planRows(plan, (i) => hits.get(rendered[1 + plan.marks.length + i] ?? '') ?? 0),
         counters: [...forward, ...policy, ...overlay],
       },
     };

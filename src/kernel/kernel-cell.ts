@@ -11,16 +11,15 @@
 // its namespace.
 import fs from 'node:fs';
 import type { ControllerClient, Lease } from '../net/controller-client.js';
-import { Agent } from '../agent/agent.js';
-import type { AgentHooks, Backend, DesiredState } from '../agent/backend.js';
-import type { ContainerInfo, ContainerRecord, ContainerRequest } from '../agent/containers.js';
+import { AgentCell } from '../agent/agent-cell.js';
+import type { AgentHooks, DesiredState } from '../agent/backend.js';
+import type { ContainerRecord } from '../agent/containers.js';
 import { Converger } from '../agent/converger.js';
-import type { ControlLoop } from '../agent/control-loop.js';
 import type { ContainerNet } from '../agent/netns.js';
 import { plan as planRules, validatePolicy, type Plan } from '../policy/planner.js';
 import type { LocalContainer, PolicyRecord } from '../policy/types.js';
 import { formatMac, macFromIp, parseCidr, u32ToIp, inPrefix } from '../util/ip.js';
-import { logger, type Logger } from '../util/log.js';
+import { logger } from '../util/log.js';
 import { VTEP_DEV } from '../util/silk.js';
 import { ExecError, realExec, type Exec } from './exec.js';
 import {
@@ -64,13 +63,10 @@ export interface KernelCellOptions {
   sysClassNet?: string;
 }
 
-export class KernelCell implements Backend {
+/** The kernel cell: the agent (AgentCell) with the Linux kernel, programmed as silk does, as its Backend. */
+export class KernelCell extends AgentCell {
   readonly kind = 'kernel';
-  readonly name: string;
-  readonly log: Logger;
   readonly exec: Exec;
-  /** Lease, renewals, the watch and the container records: shared with the userspace cell. */
-  readonly agent: Agent;
   vtepIp = 0;
   innerMtu: number;
   /** The plan the kernel holds now, and the chain it lives in. */
@@ -90,61 +86,18 @@ export class KernelCell implements Backend {
   private stopped = false;
 
   constructor(o: KernelCellOptions) {
+    super(o, logger('kernel-cell', { cell: o.name }));
     this.o = o;
-    this.name = o.name;
-    this.log = logger('kernel-cell', { cell: o.name });
     this.exec = o.exec ?? realExec();
     this.innerMtu = (o.underlayMtu ?? 1500) - 50;
     this.rules = new Converger<Plan>(
       (p) => policyChainLines(p, 'x').join('\n'),
       (p) => this.swapRules(p),
     );
-    this.agent = new Agent({
-      name: o.name,
-      controller: o.controller,
-      underlayIp: o.underlayIp,
-      netnsExists: (ns) => o.containerNet.exists(ns),
-      backend: this,
-      renewInterval: o.renewInterval,
-    });
   }
 
-  // ------------------------------------------------------ the agent's face
-
-  get loop(): ControlLoop {
-    return this.agent.loop;
-  }
-  get lease(): Lease {
-    return this.agent.lease;
-  }
-  get underlayIp(): string {
-    return this.o.underlayIp;
-  }
   get vtepMac(): Uint8Array {
     return macFromIp(0xeeee, this.vtepIp);
-  }
-
-  start(): Promise<void> {
-    return this.agent.start();
-  }
-  stop(): Promise<void> {
-    return this.agent.stop();
-  }
-  /** Leases → silk-vtep routes/neighbors/FDB; policies → the policy chain. */
-  applySnapshot(snap: Parameters<Agent['applySnapshot']>[0]): Promise<void> {
-    return this.agent.applySnapshot(snap);
-  }
-  listContainers(): ContainerInfo[] {
-    return this.agent.listContainers();
-  }
-  findContainer(key: { handle?: string; netns?: string }): string | undefined {
-    return this.agent.findContainer(key);
-  }
-  addContainer(req: ContainerRequest): Promise<ContainerInfo> {
-    return this.agent.addContainer(req);
-  }
-  removeContainer(handle: string): Promise<ContainerInfo> {
-    return this.agent.removeContainer(handle);
   }
 
   /** Local containers with their host-side veth names (for counters). */
