@@ -2,6 +2,7 @@
 // output is plain data; the converger compares it with what was last applied
 // and calls the enforcer only when something changed, so a snapshot that
 // changes nothing touches nothing (no iptables swap, no counter reset).
+import type { PolicyRecord } from '../net/controller-types.js';
 
 /** What to add and what to remove to go from `applied` to `desired`, by key. */
 export function diffByKey<T>(
@@ -42,4 +43,22 @@ export class Converger<T> {
     this.applied = k;
     return true;
   }
+}
+
+/** Do two policy lists say the same, in the same order (ids, tags, protocol, ports)? No allocation. */
+export function samePolicies(a: readonly PolicyRecord[], b: readonly PolicyRecord[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x === y) continue;
+    const xd = x?.destination;
+    const yd = y?.destination;
+    if (!x || !y || !xd || !yd) return false;
+    if (x.source?.id !== y.source?.id || x.source?.tag !== y.source?.tag) return false;
+    if (xd.id !== yd.id || xd.tag !== yd.tag || xd.protocol !== yd.protocol) return false;
+    if (xd.ports?.start !== yd.ports?.start || xd.ports?.end !== yd.ports?.end) return false;
+  }
+  return true;
 }

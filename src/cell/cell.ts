@@ -8,10 +8,11 @@
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import type { DatagramSocket, FrameDevice } from '../io/types.js';
-import type { ControllerClient, Lease } from '../net/controller-client.js';
+import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
 import type { ContainerInfo, ContainerRecord } from '../agent/containers.js';
+import { samePolicies } from '../agent/converger.js';
 import type { ContainerNet } from '../agent/netns.js';
 import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
 import { logger } from '../util/log.js';
@@ -63,6 +64,7 @@ export class Cell extends AgentCell {
   private slotSize = 0;
   private cfg!: DataplaneConfig;
   private hooks: AgentHooks | null = null;
+  private appliedPolicies: PolicyRecord[] | null = null;
   private readonly now: () => number;
   // Scratch for dispatch: one set per cell, reused for every batch.
   private readonly sOff = new Uint32Array(BATCH);
@@ -133,7 +135,12 @@ export class Cell extends AgentCell {
     const t0 = performance.now();
     const snap = state.snapshot;
     this.dp.setLeases(state.leases);
-    this.dp.setPolicies(snap.policies);
+    // Diff before enforce: an unchanged policy list keeps the compiled rules
+    // and their hit counters (a lease change or a no-op snapshot resets nothing).
+    if (this.appliedPolicies === null || !samePolicies(this.appliedPolicies, snap.policies)) {
+      this.dp.setPolicies(snap.policies);
+      this.appliedPolicies = snap.policies;
+    }
     this.applyHistogram?.observe((performance.now() - t0) / 1000);
     const changedAt = snap.changed_at;
     if (typeof changedAt === 'number') this.watchLagHistogram?.observe(Math.max(0, Date.now() - changedAt) / 1000);

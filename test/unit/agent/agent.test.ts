@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Agent } from '../../../src/agent/agent.js';
 import type { AgentHooks, Backend, DesiredState } from '../../../src/agent/backend.js';
 import { checkContainerRequest, containerInfo, type ContainerRecord } from '../../../src/agent/containers.js';
-import { Converger, diffByKey } from '../../../src/agent/converger.js';
+import { Converger, diffByKey, samePolicies } from '../../../src/agent/converger.js';
 import { nextIp } from '../../../src/agent/ipam.js';
 import { parseLeases } from '../../../src/agent/leases.js';
 import type { ControllerClient, Lease, Snapshot } from '../../../src/net/controller-client.js';
@@ -142,6 +142,23 @@ describe('converger', () => {
     fail = false;
     expect(await c.converge(['r1', 'r2'])).toBe(true);
     expect(enforced).toEqual(['r1', 'r1', 'r1,r2']);
+  });
+});
+
+describe('samePolicies', () => {
+  const p = (src: string, start: number, tag?: string) => ({
+    source: { id: src, ...(tag ? { tag } : {}) },
+    destination: { id: 'appA', protocol: 'tcp' as const, ports: { start, end: start } },
+  });
+  it('is true only for the same ids, tags, protocols and ports in the same order', () => {
+    expect(samePolicies([p('appB', 8080, '0001')], [p('appB', 8080, '0001')])).toBe(true);
+    expect(samePolicies([p('appB', 8080, '0001')], [p('appB', 8080, '0002')])).toBe(false);
+    expect(samePolicies([p('appB', 8080)], [p('appB', 8081)])).toBe(false);
+    expect(samePolicies([p('appB', 8080)], [p('appC', 8080)])).toBe(false);
+    expect(samePolicies([p('appB', 8080), p('appC', 1)], [p('appC', 1), p('appB', 8080)])).toBe(false);
+    expect(samePolicies([p('appB', 8080)], [])).toBe(false);
+    const udp = { ...p('appB', 8080), destination: { ...p('appB', 8080).destination, protocol: 'udp' as const } };
+    expect(samePolicies([p('appB', 8080)], [udp])).toBe(false);
   });
 });
 
