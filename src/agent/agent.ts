@@ -79,7 +79,11 @@ export class Agent {
 
   /** Apply a controller snapshot (in the queue): leases parsed once, then the backend. */
   applySnapshot(snap: Snapshot): Promise<void> {
-    return this.serial(() => this.backend.apply({ snapshot: snap, leases: parseLeases(snap.leases, this.log) }));
+    return this.serial(async () => {
+      // A watch answer that lands after stop() must not program a backend that has closed.
+      if (this.stopped) return;
+      await this.backend.apply({ snapshot: snap, leases: parseLeases(snap.leases, this.log) });
+    });
   }
 
   // ------------------------------------------------------------- containers

@@ -169,6 +169,9 @@ describe('Agent over a Backend', () => {
     expect(agent.lease).toEqual(ours);
     await agent.stop();
     expect(backend.calls[backend.calls.length - 1]).toBe('close');
+    // A snapshot that arrives after stop never reaches the closed backend.
+    await agent.applySnapshot({ version: 9, leases: [ours], policies: [], tags: [] });
+    expect(backend.calls[backend.calls.length - 1]).toBe('close');
   });
 
   it('never runs two changes at once, so concurrent adds get different addresses', async () => {
