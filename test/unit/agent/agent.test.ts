@@ -9,22 +9,14 @@ import { checkContainerRequest, containerInfo, type ContainerRecord } from '../.
 import { Converger, diffByKey, samePolicies } from '../../../src/agent/converger.js';
 import { nextIp } from '../../../src/agent/ipam.js';
 import { parseLeases } from '../../../src/agent/leases.js';
-import type { ControllerClient, Lease, Snapshot } from '../../../src/net/controller-client.js';
+import type { Lease, Snapshot } from '../../../src/net/controller-client.js';
+import { fakeController } from '../../../src/testing/fake-controller.js';
 import { ipToU32 } from '../../../src/util/ip.js';
 import { logger } from '../../../src/util/log.js';
 
 const log = logger('agent-test');
 const ours: Lease = { underlay_ip: '198.18.0.11', overlay_subnet: '10.255.1.0/24', overlay_hardware_addr: 'ee:ee:0a:ff:01:00' };
 const theirs: Lease = { underlay_ip: '198.18.0.12', overlay_subnet: '10.255.2.0/24', overlay_hardware_addr: 'ee:ee:0a:ff:02:00' };
-
-function fakeController(snap: Snapshot): ControllerClient {
-  return {
-    acquireLease: async () => ours,
-    renewLease: async (l: Lease) => l,
-    snapshot: async () => snap,
-    watch: (_v: number, signal?: AbortSignal) => new Promise((_r, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted')))),
-  } as unknown as ControllerClient;
-}
 
 /** Records every call; each call takes a few ms and fails the test if another one is running at the same time. */
 class RecordingBackend implements Backend {
@@ -71,7 +63,7 @@ async function startAgent(snap: Snapshot = { version: 1, leases: [ours, theirs],
   const backend = new RecordingBackend();
   const agent = new Agent({
     name: 'cell1',
-    controller: fakeController(snap),
+    controller: fakeController(ours, snap),
     underlayIp: '198.18.0.11',
     netnsExists: (ns) => ns.startsWith('ns'),
     backend,
