@@ -13,7 +13,7 @@ import { logger, type Logger } from '../util/log.js';
 import { TagAllocator, formatTag } from '../policy/tags.js';
 import type { ControllerStore, StoreCommit, StoredLease } from './store.js';
 import { policyKeyString, policyRecord, type PolicyKey } from './validate.js';
-import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from './types.js';
+import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from '../net/controller-types.js';
 
 /** A request that conflicts with the state (HTTP 409): lease mismatch, none free, tags exhausted. */
 export class ConflictError extends Error {
@@ -240,7 +240,7 @@ export class Controller {
     return out;
   }
 
-  /** Internal list (seed 000's shape): both tags filled; `ids` keeps policies naming any of them. */
+  /** Internal list (cf-networking's internal API shape): both tags filled; `ids` keeps policies naming any of them. */
   internalPolicies(ids?: string[]): PolicyRecord[] {
     const set = ids ? new Set(ids) : undefined;
     const out: PolicyRecord[] = [];
@@ -473,7 +473,7 @@ export class Controller {
   private subnetText(index: number): string {
     return formatCidr(this.subnetBase(index), this.prefixLength);
   }
-  /** silk's VTEP MAC: ee:ee + the subnet's first address (DESIGN.md, Addressing). */
+  /** silk's VTEP MAC: ee:ee + the subnet's first address, as silk-controller assigns it. */
   private hwAddr(index: number): string {
     return formatMac(macFromIp(0xeeee, this.subnetBase(index)));
   }

@@ -3,8 +3,8 @@
 // thin: validate (400), call the Controller, map ConflictError to 409.
 import { controllerRegistry } from './metrics.js';
 import { logger } from '../util/log.js';
-import { parseAddress, formatAddress } from '../cli/util.js';
-import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer } from './http.js';
+import { parseAddress, formatAddress } from '../net/address.js';
+import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer } from '../net/http.js';
 import { Controller, ConflictError, type ControllerOptions } from './controller.js';
 import { MemoryStore, SqliteStore, type ControllerStore } from './store.js';
 import {
@@ -14,7 +14,7 @@ import {
   validatePoliciesBody,
   validateReleaseBody,
 } from './validate.js';
-import { EXTERNAL_POLICIES, EXTERNAL_POLICIES_DELETE, EXTERNAL_TAGS, INTERNAL_POLICIES } from './client.js';
+import { EXTERNAL_POLICIES, EXTERNAL_POLICIES_DELETE, EXTERNAL_TAGS, INTERNAL_POLICIES } from '../net/controller-client.js';
 
 /** How long GET /watch holds a request with no change before answering the same version. */
 export const DEFAULT_WATCH_HOLD_MS = 25_000;

@@ -5,7 +5,7 @@
 // "destinaton" cannot silently create a different policy. Every error is one
 // sentence that starts with the JSON path of the offending field.
 import { isIpv4 } from '../util/ip.js';
-import type { PolicyRecord } from './types.js';
+import type { PolicyRecord } from '../net/controller-types.js';
 
 export class ValidationError extends Error {
   constructor(message: string) {

@@ -8,8 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { httpJson } from '../../src/control/http.js';
-import { ControllerClient, ControllerError } from '../../src/control/client.js';
+import { httpJson } from '../../src/net/http.js';
+import { ControllerClient, ControllerError } from '../../src/net/controller-client.js';
 import type { Address } from '../../src/cli/util.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -28,7 +28,7 @@ function checkBuilt(): void {
     ['src/control/server.ts', 'dist/control/server.js'],
     ['src/control/store.ts', 'dist/control/store.js'],
     ['src/control/validate.ts', 'dist/control/validate.js'],
-    ['src/control/http.ts', 'dist/control/http.js'],
+    ['src/net/http.ts', 'dist/net/http.js'],
     ['src/cli/controller.ts', 'dist/cli/controller.js'],
     ['src/cli/policy.ts', 'dist/cli/policy.js'],
   ];

@@ -1,13 +1,17 @@
 // What silk-cni does to a container's network namespace, done with iproute2
-// (DESIGN.md, Addressing; seed 002, "Inside the Source Application Container"):
+// (the source container's frame in test/vectors/seed002.ts carries these
+// MACs and addresses):
 //   eth0 = our TAP moved into the namespace, MAC ee:ee:<ip>, NOARP, MTU,
 //   `<ip> peer 169.254.0.1/32`, default route via 169.254.0.1 src <ip>,
 //   permanent neighbor 169.254.0.1 → aa:aa:<ip>, IPv6 off.
-// Behind an interface so the cell can be tested without root.
+// Behind an interface so both backends are tested without root (the fake is
+// in src/testing/fake-container-net.ts). The kernel backend gives the same
+// set-up to its veth's container end.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import { formatMac, macFromIp, u32ToIp } from '../util/ip.js';
+import { GATEWAY_IP } from '../util/silk.js';
 
 const run = promisify(execFile);
 export const TAP_QUEUE_LEN = 4096;
@@ -39,6 +43,7 @@ export class IprouteContainerNet implements ContainerNet {
 
   async attach(tap: string, netns: string, addr: number, mtu: number): Promise<void> {
     const ipText = u32ToIp(addr);
+    const gw = u32ToIp(GATEWAY_IP);
     const mac = formatMac(macFromIp(0xeeee, addr));
     const hostMac = formatMac(macFromIp(0xaaaa, addr));
     await ip(['link', 'set', 'dev', tap, 'netns', netns]);
@@ -53,10 +58,10 @@ export class IprouteContainerNet implements ContainerNet {
     // so no router solicitations or DAD ever leave.
     await run('ip', ['netns', 'exec', netns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1'], { timeout: 10_000 }).catch(() => undefined);
     await run('ip', ['netns', 'exec', netns, 'sysctl', '-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1'], { timeout: 10_000 }).catch(() => undefined);
-    await ip([...n, 'addr', 'add', ipText, 'peer', '169.254.0.1/32', 'dev', 'eth0', 'scope', 'link']);
+    await ip([...n, 'addr', 'add', ipText, 'peer', `${gw}/32`, 'dev', 'eth0', 'scope', 'link']);
     await ip([...n, 'link', 'set', 'dev', 'eth0', 'up']);
-    await ip([...n, 'neigh', 'replace', '169.254.0.1', 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent']);
-    await ip([...n, 'route', 'replace', 'default', 'via', '169.254.0.1', 'dev', 'eth0', 'src', ipText]);
+    await ip([...n, 'neigh', 'replace', gw, 'lladdr', hostMac, 'dev', 'eth0', 'nud', 'permanent']);
+    await ip([...n, 'route', 'replace', 'default', 'via', gw, 'dev', 'eth0', 'src', ipText]);
   }
 
   async prepareCapture(dev: string): Promise<void> {
@@ -67,23 +72,5 @@ export class IprouteContainerNet implements ContainerNet {
   async detach(netns: string): Promise<void> {
     if (!this.exists(netns)) return;
     await ip(['-n', netns, 'link', 'del', 'dev', 'eth0']).catch(() => undefined);
-  }
-}
-
-/** For tests: remembers what it was asked to do. */
-export class FakeContainerNet implements ContainerNet {
-  readonly attached = new Map<string, { tap: string; ip: number; mtu: number }>();
-  exists(netns: string): boolean {
-    return netns.length > 0;
-  }
-  async attach(tap: string, netns: string, ip: number, mtu: number): Promise<void> {
-    this.attached.set(netns, { tap, ip, mtu });
-  }
-  async detach(netns: string): Promise<void> {
-    this.attached.delete(netns);
-  }
-  captureDev = '';
-  async prepareCapture(dev: string): Promise<void> {
-    this.captureDev = dev;
   }
 }
