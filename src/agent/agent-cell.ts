@@ -9,6 +9,7 @@ import { Agent } from './agent.js';
 import type { AgentHooks, Backend, DesiredState } from './backend.js';
 import type { ContainerInfo, ContainerRecord, ContainerRequest } from './containers.js';
 import type { ControlLoop } from './control-loop.js';
+import type { StateDir } from './state-dir.js';
 
 export interface AgentCellOptions {
   name: string;
@@ -18,6 +19,8 @@ export interface AgentCellOptions {
   containerNet: { exists(netns: string): boolean };
   /** Seconds between lease renewals. */
   renewInterval?: number;
+  /** The cell's state directory, already locked (see src/agent/state-dir.ts); none: nothing survives a restart. */
+  state?: StateDir;
 }
 
 export abstract class AgentCell implements Backend {
@@ -39,6 +42,7 @@ export abstract class AgentCell implements Backend {
       netnsExists: (ns) => o.containerNet.exists(ns),
       backend: this,
       renewInterval: o.renewInterval,
+      state: o.state,
     });
   }
 

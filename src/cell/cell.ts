@@ -2,7 +2,11 @@
 // plane. As a Backend it
 //   - builds the Dataplane for the cell's lease and feeds it every snapshot
 //     (leases → routes/neighbors/FDB, policies → plan),
-//   - attaches containers: a TAP per container, moved into its namespace,
+//   - attaches containers: a TAP per container, moved into its namespace;
+//     the TAPs are persistent (TUNSETPERSIST), so they outlive this process
+//     and a restarted cell re-attaches them from inside the namespace
+//     (`reattach`); only `container del` lets one go,
+//   - keeps its tracked connections across a restart (src/cell/conntrack-state.ts),
 //   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
@@ -17,13 +21,30 @@ import type { ContainerNet } from '../agent/netns.js';
 import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
 import { logger } from '../util/log.js';
 import { VTEP_DEV } from '../util/silk.js';
+import type { StateDir } from '../agent/state-dir.js';
+import { decodeConntrack, encodeConntrack, restoreConntrack } from './conntrack-state.js';
 
 export type { ContainerInfo };
 
 /** How the cell reaches devices: real (native addon) or in-memory for tests. */
 export interface CellIo {
-  openTap(name: string, slotSize: number): FrameDevice;
+  /** Create TAP `name` in the cell's namespace; `persist`: it outlives the fd (TUNSETPERSIST). */
+  openTap(name: string, slotSize: number, persist?: boolean): FrameDevice;
+  /**
+   * Open the persistent TAP `name` an earlier cell process left in the
+   * namespace at `netnsPath`. Throws with code ENODEV when it is not there.
+   * Without it the cell cannot re-attach containers after a restart.
+   */
+  reattachTap?(netnsPath: string, name: string, slotSize: number): FrameDevice;
   openUnderlay(underlayIp: number, port: number, slotSize: number): DatagramSocket;
+}
+
+/** The state directory's file for the tracked connections. */
+export const CONNTRACK_FILE = 'conntrack.bin';
+
+/** A container's namespace as a path: a name is one under /run/netns (what `ip netns` makes). */
+export function netnsPath(netns: string): string {
+  return netns.startsWith('/') ? netns : `/run/netns/${netns}`;
 }
 
 export interface CellOptions {
@@ -38,7 +59,8 @@ export interface CellOptions {
   /** Open a `silk-vtep` TAP in the cell's namespace and copy every inner frame to it (for tcpdump). */
   capture?: boolean;
   /** Clock in seconds (tests pass their own). */
-  now?: () => number;
+  now?: () => number;  /** The cell's state directory, locked by the caller (src/agent/state-dir.ts); none: nothing survives a restart. */
+  state?: StateDir;
 }
 
 interface Attached {
@@ -48,6 +70,17 @@ interface Attached {
 }
 
 const BATCH = 64;
+
+/** Close a device for good: a persistent TAP vanishes once its last fd closes with persistence off. */
+function release(dev: FrameDevice): void {
+  const p = dev as FrameDevice & { setPersist?(on: boolean): void; gone?: Error };
+  try {
+    if (typeof p.setPersist === 'function' && p.gone === undefined) p.setPersist(false);
+  } catch {
+    /* already gone */
+  }
+  dev.close();
+}
 
 /** The userspace cell: the agent (AgentCell) with silkworm's own data plane as its Backend. */
 export class Cell extends AgentCell {
@@ -67,6 +100,8 @@ export class Cell extends AgentCell {
   private appliedPolicies: PolicyRecord[] | null = null;
   private readonly now: () => number;
   // Scratch for dispatch: one set per cell, reused for every batch.
+  /** Tracked connections read from the state directory, put in the table once it exists. */
+  restoredConntrack = 0;
   private readonly sOff = new Uint32Array(BATCH);
   private readonly sLen = new Uint32Array(BATCH);
   private readonly sDst = new Uint32Array(BATCH);
@@ -100,14 +135,42 @@ export class Cell extends AgentCell {
     this.slotSize = slotSizeFor(cfg.underlayMtu);
   }
 
+  /**
+   * Bind the underlay (UDP port 4789 on the underlay IP) before anything else
+   * — before the lease: a second cell for the same underlay address fails
+   * here (EADDRINUSE, no port sharing) having touched nothing.
+   */
+  override async start(): Promise<void> {
+    const mtu = this.opts.dataplane?.underlayMtu ?? DEFAULT_CONFIG.underlayMtu;
+    const port = this.opts.dataplane?.vxlanPort ?? DEFAULT_CONFIG.vxlanPort;
+    try {
+      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EADDRINUSE') throw new Error(`UDP port ${port} on ${this.opts.underlayIp} is in use (another cell for this underlay address is running)`);
+      if (e.code === 'EADDRNOTAVAIL') throw new Error(`${this.opts.underlayIp} is not an address of this network namespace`);
+      throw err;
+    }
+    await super.start();
+  }
+
+  loadState(dir: StateDir): void {
+    const bytes = dir.readBinary(CONNTRACK_FILE);
+    if (bytes === null) return;
+    this.restoredConntrack = restoreConntrack(this.dp.conntrack, decodeConntrack(bytes), this.now());
+    this.log.info({ entries: this.restoredConntrack }, 'conntrack-restored');
+  }
+
+  saveState(dir: StateDir): void {
+    dir.writeBinary(CONNTRACK_FILE, encodeConntrack(this.dp.conntrack.entries(this.now())));
+  }
+
   async run(): Promise<void> {
-    const cfg = this.cfg;
     if (this.opts.capture) {
       this.capture = this.opts.io.openTap(VTEP_DEV, this.slotSize);
       await this.opts.containerNet.prepareCapture(this.capture.name);
       this.log.info({ dev: this.capture.name }, 'capture-enabled');
     }
-    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize);
     this.underlay.start((batch) => {
       if (this.capture !== null) this.captureIngress(batch);
       this.dp.ingress(batch, this.now());
@@ -117,15 +180,10 @@ export class Cell extends AgentCell {
     this.timers.push(setInterval(() => this.dp.tick(this.now()), 1000).unref());
   }
 
+  /** Close every fd; the containers' TAPs persist (a restarted cell re-attaches them). */
   async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
-    for (const a of [...this.attached.values()]) {
-      this.forget(a.port.handle);
-      await this.opts.containerNet
-        .detach(a.netns)
-        .then(() => this.log.info({ handle: a.port.handle }, 'container-removed'))
-        .catch(() => undefined);
-    }
+    for (const a of [...this.attached.values()]) this.forget(a.port.handle);
     this.underlay?.close();
     this.capture?.close();
   }
@@ -152,14 +210,34 @@ export class Cell extends AgentCell {
   }
 
   async attach(c: ContainerRecord): Promise<void> {
-    const { handle, app, ip, netns } = c;
-    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize);
+    const { ip, netns } = c;
+    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, true);
     try {
       await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu);
     } catch (err) {
-      dev.close();
+      release(dev);
       throw err;
     }
+    this.adopt(c, dev);
+  }
+
+  async reattach(c: ContainerRecord): Promise<boolean> {
+    const open = this.opts.io.reattachTap;
+    if (!open) return false;
+    let dev: FrameDevice;
+    try {
+      dev = open(netnsPath(c.netns), 'eth0', this.slotSize);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENODEV' || (err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    this.adopt(c, dev);
+    return true;
+  }
+
+  /** Give the container a port and start moving its device's frames. */
+  private adopt(c: ContainerRecord, dev: FrameDevice): void {
+    const { handle, app, ip, netns } = c;
     const port = this.dp.addPort(handle, app, ip);
     this.attached.set(handle, { port, netns, dev });
     this.devByIndex[port.index] = dev;
@@ -177,17 +255,20 @@ export class Cell extends AgentCell {
   }
 
   async detach(c: ContainerRecord): Promise<void> {
-    this.forget(c.handle);
+    this.forget(c.handle, true);
+    // Persistence off and the fd closed removes the TAP; `ip link del` makes sure.
     await this.opts.containerNet.detach(c.netns);
   }
 
-  private forget(handle: string): Attached | undefined {
+  /** Stop moving a container's frames and close its fd; with `remove`, its TAP goes too (persistence off). */
+  private forget(handle: string, remove = false): Attached | undefined {
     const a = this.attached.get(handle);
     if (!a) return undefined;
     this.attached.delete(handle);
     this.devByIndex[a.port.index] = undefined;
     this.dp.removePort(a.port.index);
-    a.dev.close();
+    if (remove) release(a.dev);
+    else a.dev.close();
     return a;
   }
 

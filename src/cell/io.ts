@@ -9,7 +9,8 @@ const BATCH = 64;
 
 export function nativeCellIo(): CellIo {
   return {
-    openTap: (name, slotSize) => TapDevice.create(name, { slotSize, batch: BATCH }),
+    openTap: (name, slotSize, persist) => TapDevice.create(name, { slotSize, batch: BATCH, persist }),
+    reattachTap: (netnsPath, name, slotSize) => TapDevice.attach(netnsPath, name, { slotSize, batch: BATCH }),
     openUnderlay: (underlayIp, port, slotSize) => UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH }),
   };
 }

@@ -1,4 +1,13 @@
 // `silkworm cell`: run one cell's agent in the current network namespace.
+//
+// One instance per cell: before anything is touched the cell takes the lock
+// in its state directory, checks that nobody answers on its admin socket, and
+// binds UDP 4789 on its underlay address without port sharing; any of them
+// taken means another cell is running, and this one exits non-zero with one
+// sentence. A start that fails later undoes what it made (the lease included)
+// and exits non-zero too — never a process left hanging.
+import net from 'node:net';
+import fs from 'node:fs';
 import type { Command } from 'commander';
 import { Cell } from '../cell/cell.js';
 import { serveAdmin, serveMetrics } from '../cell/admin.js';
@@ -10,6 +19,59 @@ import { controllerAddress, fail, parseAddress, parseIntStrict } from './util.js
 import { isIpv4, parseCidr } from '../util/ip.js';
 import { KernelCell } from '../kernel/kernel-cell.js';
 import { serveKernelAdmin } from '../kernel/admin.js';
+import { defaultStateDir, StateDir } from '../agent/state-dir.js';
+import { loadNative } from '../io/native.js';
+import type { Address } from '../net/address.js';
+import type { AgentCell } from '../agent/agent-cell.js';
+
+/** `--conntrack-max` default (the kernel's nf_conntrack_max is often the same). */
+const CONNTRACK_MAX_DEFAULT = 262_144;
+
+/** Does something answer on unix socket `path`? (A socket file left by a dead cell does not.) */
+function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(path);
+    const done = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.setTimeout(timeoutMs, () => done(true)); // accepted but silent: still someone's
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Refuse when another process serves the admin address (its socket file is left alone). */
+async function checkAdminFree(admin: Address): Promise<void> {
+  if (admin.kind !== 'unix') return;
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(admin.path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) fail(`${admin.path} exists and is not a socket; refusing to replace it`);
+  if (await socketAnswers(admin.path)) fail(`admin socket ${admin.path} is in use by another running cell`);
+}
+
+/** A start failure: undo what this run made (the lease included), say why in one sentence, exit 1. */
+async function abort(what: string, err: unknown, cell: AgentCell | null, client: ControllerClient | null, state: StateDir | null): Promise<never> {
+  if (cell && client) {
+    const lease = (() => {
+      try {
+        return cell.lease;
+      } catch {
+        return undefined;
+      }
+    })();
+    await cell.stop().catch(() => undefined);
+    if (lease) await client.releaseLease(lease).catch(() => undefined);
+  }
+  state?.unlock((fd) => loadNative().closeFd(fd));
+  process.stderr.write(`silkworm: ${what}: ${(err as Error).message}\n`);
+  // Anything still open (a half-made socket, a timer) must not keep a failed cell alive.
+  process.exit(1);
+}
 
 export function register(program: Command): void {
   program
@@ -28,6 +90,8 @@ export function register(program: Command): void {
     .option('--capture', 'open a silk-vtep TAP and copy every inner frame to it, for tcpdump -i silk-vtep')
     .option('--dataplane <kind>', 'user (this process moves the packets) or kernel (program silk-vtep, veths and iptables as silk does)', 'user')
     .option('--overlay-network <cidr>', 'overlay network the leases come from (kernel: its prefix goes on silk-vtep)', '10.255.0.0/16')
+    .option('--state-dir <dir>', 'where the cell keeps its containers and connections across restarts, locked while it runs (default /var/lib/silkworm/NAME)')
+    .option('--conntrack-max <n>', 'tracked connections at most (userspace data plane); a full table evicts the least valuable', String(CONNTRACK_MAX_DEFAULT))
     .addHelpText('after', '\nExamples (inside the cell namespace):\n  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell1.sock\n  ip netns exec sw-cell2 silkworm cell --name cell2 --underlay-ip 198.18.0.12 --dataplane kernel --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell2.sock')
     .action(async (o) => {
       if (!isIpv4(o.underlayIp)) fail(`--underlay-ip "${o.underlayIp}" is not an IPv4 address`);
@@ -35,8 +99,20 @@ export function register(program: Command): void {
       const mtu = parseIntStrict(o.mtu, '--mtu', 576, 9216);
       const vni = parseIntStrict(o.vni, '--vni', 0, 0xffffff);
       const port = parseIntStrict(o.port, '--port', 1, 65535);
+      const conntrackMax = parseIntStrict(o.conntrackMax, '--conntrack-max', 1, 1 << 24);
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(o.name)) fail(`--name "${o.name}" must be 1-64 letters, digits, "_.-"`);
       const client = new ControllerClient(controllerAddress(o));
       const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
+      const state = new StateDir(o.stateDir ?? defaultStateDir(o.name));
+      try {
+        state.lock((p) => loadNative().lockFile(p));
+      } catch (err) {
+        fail(`cell ${o.name} is already running: ${(err as Error).message}`);
+      }
+      await checkAdminFree(admin).catch((err) => {
+        state.unlock((fd) => loadNative().closeFd(fd));
+        throw err;
+      });
       if (o.dataplane === 'kernel') {
         try {
           parseCidr(o.overlayNetwork);
@@ -55,14 +131,15 @@ export function register(program: Command): void {
           vxlanPort: port,
           overlayNetwork: o.overlayNetwork,
           containerNet: new IprouteContainerNet(),
+          state,
         });
         try {
           await kcell.start();
         } catch (err) {
           await kcell.stop().catch(() => undefined);
-          fail(`the kernel cell could not start: ${(err as Error).message}`);
+          await abort('the kernel cell could not start', err, null, null, state);
         }
-        const kserver = await serveKernelAdmin(kcell, admin);
+        const kserver = await serveKernelAdmin(kcell, admin).catch((err) => abort('the kernel cell could not serve its admin socket', err, kcell, client, state));
         kcell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
         await new Promise<void>((resolve) => {
           process.once('SIGTERM', () => resolve());
@@ -78,17 +155,24 @@ export function register(program: Command): void {
         underlayIp: o.underlayIp,
         io: nativeCellIo(),
         containerNet: new IprouteContainerNet(),
-        dataplane: { underlayMtu: mtu, vni, vxlanPort: port },
+        dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },
         capture: Boolean(o.capture),
+        state,
       });
       try {
         await cell.start();
       } catch (err) {
-        fail(`the cell could not start: ${(err as Error).message}`);
+        await abort('the cell could not start', err, null, null, state);
       }
       const registry = cellRegistry(cell);
-      const server = await serveAdmin(cell, admin, registry);
-      const metricsServer = o.metrics ? await serveMetrics(parseAddress(o.metrics), registry) : null;
+      const metricsAddr = o.metrics ? parseAddress(o.metrics) : null;
+      const server = await serveAdmin(cell, admin, registry).catch((err) => abort('the cell could not serve its admin socket', err, cell, client, state));
+      const metricsServer = metricsAddr
+        ? await serveMetrics(metricsAddr, registry).catch(async (err) => {
+            await server.close();
+            return abort(`the cell could not serve metrics on ${o.metrics}`, err, cell, client, state);
+          })
+        : null;
       cell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
       await new Promise<void>((resolve) => {
         const stop = () => resolve();

@@ -11,6 +11,7 @@
 // its namespace.
 import fs from 'node:fs';
 import type { ControllerClient, Lease } from '../net/controller-client.js';
+import type { StateDir } from '../agent/state-dir.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
 import type { ContainerRecord } from '../agent/containers.js';
@@ -60,7 +61,8 @@ export interface KernelCellOptions {
   /** Wall clock in seconds, for vpa--<ts> chain names (tests pass their own). */
   nowSeconds?: () => number;
   /** Where the cell looks for interfaces (/sys/class/net); tests point it elsewhere. */
-  sysClassNet?: string;
+  sysClassNet?: string;  /** The cell's state directory, locked by the caller (src/agent/state-dir.ts); none: nothing survives a restart. */
+  state?: StateDir;
 }
 
 /** The kernel cell: the agent (AgentCell) with the Linux kernel, programmed as silk does, as its Backend. */
