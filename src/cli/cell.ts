@@ -104,8 +104,10 @@ export function register(program: Command): void {
       const client = new ControllerClient(controllerAddress(o));
       const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
       const state = new StateDir(o.stateDir ?? defaultStateDir(o.name));
+      const native = loadNative();
+      if (typeof native.lockFile !== 'function') fail('the native addon is older than this silkworm (no lockFile): rebuild it with "npm run build:native"');
       try {
-        state.lock((p) => loadNative().lockFile(p));
+        state.lock((p) => native.lockFile(p));
       } catch (err) {
         fail(`cell ${o.name} is already running: ${(err as Error).message}`);
       }

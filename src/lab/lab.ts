@@ -12,8 +12,8 @@ import path from 'node:path';
 import { fail } from './errors.js';
 import { labDir, DEFAULT_LAB } from './paths.js';
 import { buildTopology, deleteNamespaces, listNetns, netnsPids, softwareTxChecksum } from './netns.js';
-import { cmdline, isAlive, isOurs, listeningIn, probeHttp, stopProcesses, waitReady } from './procs.js';
-import { realRunner, type LabRunner } from './runner.js';
+import { cmdline, isAlive, isOurs, listeningIn, probeHttp, spawnDetached, stopProcesses, waitReady } from './procs.js';
+import { cellCommand, realRunner, type CellSpec, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
 import { labNamespaces, planLab, validatePrefix, type LabPlan, type PlanOptions } from './topology.js';
 
@@ -97,7 +97,7 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     // holds its lease, so cell1 always gets the first /24 (10.255.1.0/24) and
     // appA's address is the same in every lab, as the README and hints show.
     for (const cell of plan.cells) {
-      const pid = runner.spawnCell({
+      const spec: CellSpec = {
         name: cell.name,
         netns: cell.netns,
         controllerSocket: c.socket,
@@ -108,8 +108,19 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
         log: cell.log,
         dataplane: cell.dataplane,
         capture: opts.capture,
+        stateDir: cell.stateDir,
+      };
+      const pid = runner.spawnCell(spec);
+      state.cells.push({
+        name: cell.name,
+        underlayIp: cell.underlayIp,
+        netns: cell.netns,
+        socket: cell.socket,
+        pid,
+        log: cell.log,
+        dataplane: cell.dataplane,
+        command: cellCommand(spec),
       });
-      state.cells.push({ name: cell.name, underlayIp: cell.underlayIp, netns: cell.netns, socket: cell.socket, pid, log: cell.log, dataplane: cell.dataplane });
       save();
       await waitReady({ what: cell.name, pid, log: cell.log, timeoutMs, ready: async () => (await probeHttp(cell.socket)) !== null });
     }
@@ -232,6 +243,58 @@ export async function labDown(prefix: string = DEFAULT_LAB, opts: { graceMs?: nu
   validatePrefix(prefix);
   requireRoot('lab down');
   return teardown(prefix, readStateOrNull(prefix), { keepLogs: false, onlyRecorded: false, graceMs: opts.graceMs });
+}
+
+export interface RestartOptions {
+  /** SIGKILL instead of SIGTERM (what a crash looks like). */
+  kill?: boolean;
+  /** Bound for the new process to answer on its admin socket. */
+  timeoutMs?: number;
+}
+
+export interface RestartResult {
+  cell: string;
+  oldPid: number;
+  pid: number;
+  signal: 'SIGTERM' | 'SIGKILL' | null;
+  /** From the old process's signal to the new one answering on its admin socket. */
+  elapsedMs: number;
+}
+
+/**
+ * `lab restart CELL`: stop one cell (SIGTERM, or SIGKILL with `kill`), start
+ * it again with the command line it was started with, wait until it answers,
+ * and record the new PID in state.json.
+ */
+export async function labRestart(prefix: string, name: string, o: RestartOptions = {}): Promise<RestartResult> {
+  validatePrefix(prefix);
+  requireRoot('lab restart');
+  const state = readState(prefix) ?? fail(`no lab "${prefix}" is up; start one with "silkworm lab up${prefix === DEFAULT_LAB ? '' : ` --prefix ${prefix}`}"`);
+  const cell = state.cells.find((c) => c.name === name) ?? fail(`lab "${prefix}" has no cell "${name}" (it has ${state.cells.map((c) => c.name).join(', ') || 'none'})`);
+  const alive = isOurs(cell.pid);
+  const command = cell.command ?? (alive ? cmdline(cell.pid) : null);
+  if (!command || command.length === 0) fail(`the command line of ${name} was not recorded and its process is gone; run "silkworm lab down --prefix ${prefix}" and up again`);
+  const started = Date.now();
+  const oldPid = cell.pid;
+  let sig: RestartResult['signal'] = null;
+  if (alive) {
+    sig = o.kill ? 'SIGKILL' : 'SIGTERM';
+    process.kill(oldPid, sig);
+    const deadline = Date.now() + (o.kill ? 2000 : 10_000);
+    while (isAlive(oldPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (isAlive(oldPid)) {
+      if (isOurs(oldPid)) process.kill(oldPid, 'SIGKILL');
+      const killDeadline = Date.now() + 2000;
+      while (isAlive(oldPid) && Date.now() < killDeadline) await new Promise((r) => setTimeout(r, 20));
+      if (isAlive(oldPid)) fail(`${name} (pid ${oldPid}) would not stop even after SIGKILL`);
+    }
+  }
+  const pid = spawnDetached(command[0]!, command.slice(1), cell.log);
+  cell.pid = pid;
+  cell.command = command;
+  writeState(state);
+  await waitReady({ what: name, pid, log: cell.log, timeoutMs: o.timeoutMs ?? 15_000, ready: async () => (await probeHttp(cell.socket)) !== null });
+  return { cell: name, oldPid, pid, signal: sig, elapsedMs: Date.now() - started };
 }
 
 export interface ProcStatus {

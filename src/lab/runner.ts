@@ -30,6 +30,8 @@ export interface CellSpec {
   dataplane?: 'user' | 'kernel';
   /** `silkworm cell --capture`: a silk-vtep TAP for tcpdump (userspace cells only). */
   capture?: boolean;
+  /** `silkworm cell --state-dir`. */
+  stateDir?: string;
 }
 
 export interface ContainerSpec {
@@ -99,6 +101,23 @@ export function parseContainerJson(stdout: string, what: string): ContainerInfo 
   return info;
 }
 
+/**
+ * The command line that runs a lab cell, as `lab up` starts it and `lab
+ * restart` runs it again. `ip netns exec` execs the command in place, so the
+ * PID is the cell's own.
+ */
+export function cellCommand(s: CellSpec, opts: { node?: string; silkworm?: string } = {}): string[] {
+  const node = opts.node ?? process.execPath;
+  const silkworm = opts.silkworm ?? path.join(packageRoot(), 'bin', 'silkworm.js');
+  return ['ip', 'netns', 'exec', s.netns, node, silkworm, 'cell', '--name', s.name, '--controller', s.controllerSocket,
+    '--underlay-ip', s.underlayIp, '--underlay-dev', s.underlayDev, '--admin', s.adminSocket,
+    ...(s.stateDir ? ['--state-dir', s.stateDir] : []),
+    // Only when not the default, so the documented command line stays the plain one.
+    ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : []),
+    ...(s.dataplane === 'kernel' ? ['--dataplane', 'kernel'] : []),
+    ...(s.capture && s.dataplane !== 'kernel' ? ['--capture'] : [])];
+}
+
 export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
   const root = packageRoot();
   const node = opts.node ?? process.execPath;
@@ -115,17 +134,8 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
     },
     spawnCell(s) {
       need(silkworm);
-      // `ip netns exec` execs the command in place, so the PID is the cell's own.
-      return spawnDetached(
-        'ip',
-        ['netns', 'exec', s.netns, node, silkworm, 'cell', '--name', s.name, '--controller', s.controllerSocket,
-          '--underlay-ip', s.underlayIp, '--underlay-dev', s.underlayDev, '--admin', s.adminSocket,
-          // Only when not the default, so the documented command line stays the plain one.
-          ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : []),
-          ...(s.dataplane === 'kernel' ? ['--dataplane', 'kernel'] : []),
-          ...(s.capture && s.dataplane !== 'kernel' ? ['--capture'] : [])],
-        s.log,
-      );
+      const [cmd, ...args] = cellCommand(s, { node, silkworm });
+      return spawnDetached(cmd!, args, s.log);
     },
     addContainer(s) {
       need(silkworm);

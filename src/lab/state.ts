@@ -19,6 +19,8 @@ export interface CellRecord extends ProcRecord {
   netns: string;
   /** user or kernel; absent in state files written before the option existed (= user). */
   dataplane?: 'user' | 'kernel';
+  /** The command line that started it (what `lab restart` runs again). */
+  command?: string[];
 }
 
 export interface ContainerRecord {
@@ -90,6 +92,7 @@ export function validateState(v: unknown, prefix: string): LabState {
     if (!isStr(o.name) || !isStr(o.underlayIp) || !isStr(o.netns)) return bad(`cell ${i} is malformed`);
     const rec: CellRecord = { name: o.name, underlayIp: o.underlayIp, netns: o.netns, ...p };
     if (o.dataplane === 'user' || o.dataplane === 'kernel') rec.dataplane = o.dataplane;
+    if (Array.isArray(o.command) && o.command.length > 0 && o.command.every(isStr)) rec.command = o.command as string[];
     return rec;
   });
   const controller = v.controller === null || v.controller === undefined ? null : proc(v.controller, 'controller');

@@ -70,6 +70,8 @@ export interface CellPlan {
   bridgePort: string;
   socket: string;
   log: string;
+  /** The cell's --state-dir: P's directory/<cell> (containers and connections across a restart). */
+  stateDir: string;
   dataplane: CellDataplane;
 }
 
@@ -165,6 +167,7 @@ export function planLab(opts: PlanOptions = {}): LabPlan {
       bridgePort,
       socket: labCellSocket(prefix, name),
       log: path.join(dir, `${name}.log`),
+      stateDir: path.join(dir, name),
       dataplane: cellDataplane(dataplane, i),
     };
   });
