@@ -31,6 +31,11 @@ export interface TagRecord {
   tag: string;
 }
 
+/** A tag with its group type, as the policy server's api.Tag: `{"id":"appA","tag":"0001","type":"app"}`. */
+export interface TypedTagRecord extends TagRecord {
+  type: string;
+}
+
 /**
  * The full state a cell needs, keyed by a version that grows by one on every
  * acknowledged change. Cells resync from it whole, so a missed version is
