@@ -286,7 +286,7 @@ export class Controller {
     return out;
   }
 
-  /** Internal list (seed 000's shape): both tags filled; `ids` keeps policies naming any of them. */
+  /** Internal list (the policy server's internal API shape): both tags filled; `ids` keeps policies naming any of them. */
   internalPolicies(ids?: string[]): PolicyRecord[] {
     const set = ids ? new Set(ids) : undefined;
     const out: PolicyRecord[] = [];

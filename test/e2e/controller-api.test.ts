@@ -155,7 +155,7 @@ describe('silkworm controller (real process)', () => {
         destination: { id: 'appC', tag: '0003', protocol: 'udp', ports: { start: 9000, end: 9010 } },
       },
     ]);
-    // Issue 15: tags carry the policy server's group type, "app" for every tag a policy made.
+    // Tags carry the policy server's group type, "app" for every tag a policy made.
     expect((await httpJson(addr, 'GET', '/networking/v1/external/tags')).body).toEqual({
       tags: [
         { id: 'appA', tag: '0001', type: 'app' },
@@ -186,7 +186,7 @@ describe('silkworm controller (real process)', () => {
 
   const good = P('badA', 'badB');
   const withDest = (d: Record<string, unknown>) => ({ policies: [{ source: { id: 'badA' }, destination: d }] });
-  // Issue 15: the bodies say what cf-networking's policy server says for the
+  // The bodies say what cf-networking's policy server says for the
   // same request (api/policy_validator.go behind api/api_policy_mapper.go's
   // "mapper: …" prefixes), exactly; unknown fields are ignored as Go's
   // decoder does, so the two "unknown field" rows of this table moved to
@@ -252,7 +252,7 @@ describe('silkworm controller (real process)', () => {
     expect((e as ControllerError).status).toBe(409);
     expect(await client.renewLease(l2)).toEqual(l2);
     const bad = await httpJson(addr, 'PUT', '/leases/acquire', { underlay_ip: 'cell1' });
-    // Issue 15: silk-controller's text (lease_controller.go); silk says 500, silkworm 400.
+    // silk-controller's text (lease_controller.go); silk says 500, silkworm 400.
     expect(bad).toEqual({ status: 400, body: { error: 'invalid ipv4 address: cell1' } });
     expect((await httpJson(addr, 'POST', '/leases/acquire', { underlay_ip: '198.18.0.11' })).status).toBe(405);
   });

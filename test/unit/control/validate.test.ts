@@ -133,7 +133,7 @@ describe('validatePoliciesBody', () => {
     expect((err as Error).message).not.toMatch(/\n/);
   });
 
-  // Issue 15 changed these from rejected to accepted: the policy server's Go
+  // These were rejected once and are accepted now: the policy server's Go
   // decoder ignores unknown fields, so posting a GET's output back works.
   it('ignores unknown fields at every level, as Go\'s encoding/json does', () => {
     const want = [{ source: 'appA', dest: 'appB', protocol: 'tcp', start: 8080, end: 8090 }];
@@ -157,7 +157,7 @@ describe('lease bodies', () => {
     expect(() => validateAcquireBody({ underlay_ip: '198.18.0' })).toThrow(/not an IPv4 address/);
     expect(() => validateAcquireBody({ underlay_ip: 5 })).toThrow(/must be a string/);
     expect(() => validateAcquireBody({ underlay_ip: '0.0.0.0' })).toThrow(/cannot be a cell/);
-    // Issue 15: unknown fields are ignored and single-IP leases are supported, as silk-controller does.
+    // Unknown fields are ignored and single-IP leases are supported, as silk-controller does.
     expect(validateAcquireBody({ underlay_ip: '198.18.0.1', x: 1 })).toBe('198.18.0.1');
     expect(validateAcquireBody({ underlay_ip: '198.18.0.1', single_overlay_ip: true })).toBe('198.18.0.1');
     expect(() => validateAcquireBody('198.18.0.1')).toThrow(/must be an object/);
