@@ -162,8 +162,7 @@ export class Controller {
         dropped.push(l.underlayIp);
         continue;
       }
-      this.leaseByIp.set(l.underlayIp, h);
-      this.holderBySubnet.set(h.subnet, l.underlayIp);
+      this.hold(l.underlayIp, h);
     }
     if (dropped.length) {
       this.store.commit({ version: this.version_ + 1, deleteLeases: dropped });
@@ -457,15 +456,14 @@ export class Controller {
     if (deletes.length) c.deleteLeases = deletes;
     this.store.commit(c);
     if (moved) {
-      this.holderBySubnet.delete(moved.subnet);
+      this.unhold(underlayIp);
       this.log.info({ underlayIp, subnet: moved.subnet }, 'lease-deleted-other-network');
     }
     if (evict !== undefined) {
-      this.leaseByIp.delete(evict);
+      this.unhold(evict);
       this.log.info({ underlayIp: evict, subnet }, 'lease-expired');
     }
-    this.leaseByIp.set(underlayIp, lease);
-    this.holderBySubnet.set(subnet, underlayIp);
+    this.hold(underlayIp, lease);
     this.bump();
     this.log.info({ underlayIp, subnet, version: this.version_ }, 'lease-acquired');
     return this.lease(underlayIp, lease);
@@ -513,9 +511,8 @@ export class Controller {
     const c: StoreCommit = { version: this.version_ + 1, putLeases: [this.stored(l.underlay_ip, lease)] };
     if (holder !== undefined) c.deleteLeases = [holder];
     this.store.commit(c);
-    if (holder !== undefined) this.leaseByIp.delete(holder);
-    this.leaseByIp.set(l.underlay_ip, lease);
-    this.holderBySubnet.set(lease.subnet, l.underlay_ip);
+    if (holder !== undefined) this.unhold(holder);
+    this.hold(l.underlay_ip, lease);
     this.bump();
     this.log.info({ underlayIp: l.underlay_ip, subnet: l.overlay_subnet, version: this.version_ }, 'lease-recreated');
     return this.lease(l.underlay_ip, lease);
@@ -532,8 +529,7 @@ export class Controller {
       );
     }
     this.store.commit({ version: this.version_ + 1, deleteLeases: [l.underlay_ip] });
-    this.leaseByIp.delete(l.underlay_ip);
-    this.holderBySubnet.delete(held.subnet);
+    this.unhold(l.underlay_ip);
     this.bump();
     this.log.info({ underlayIp: l.underlay_ip, subnet: held.subnet, version: this.version_ }, 'lease-released');
     return true;
@@ -558,8 +554,7 @@ export class Controller {
     this.store.commit({ version: this.version_ + 1, deleteLeases: expired });
     for (const ip of expired) {
       const h = this.leaseByIp.get(ip)!;
-      this.leaseByIp.delete(ip);
-      this.holderBySubnet.delete(h.subnet);
+      this.unhold(ip);
       this.log.info({ underlayIp: ip, subnet: h.subnet }, 'lease-expired');
     }
     this.bump();
@@ -582,18 +577,45 @@ export class Controller {
     return index >= 1 && index < this.subnetCount;
   }
 
+  // Numbered slots of the current pool that are held: block indices and
+  // single-IP offsets. Scanning numbers, not formatted subnets, keeps an
+  // acquire in a nearly full /12 of /24s under a millisecond.
+  private readonly takenBlocks = new Set<number>();
+  private readonly takenSingles = new Set<number>();
+
+  /** The pool slot of a lease: a block index or a single-IP offset; undefined outside the current pool. */
+  private slot(h: HeldLease): { single: boolean; n: number } | undefined {
+    if (!this.isMember(h.subnet)) return undefined;
+    const off = (h.base - this.networkAddr) >>> 0;
+    return h.len === 32 ? { single: true, n: off } : { single: false, n: off / this.blockSize };
+  }
+
+  private hold(ip: string, h: HeldLease): void {
+    this.leaseByIp.set(ip, h);
+    this.holderBySubnet.set(h.subnet, ip);
+    const s = this.slot(h);
+    if (s) (s.single ? this.takenSingles : this.takenBlocks).add(s.n);
+  }
+
+  private unhold(ip: string): void {
+    const h = this.leaseByIp.get(ip);
+    if (!h) return;
+    this.leaseByIp.delete(ip);
+    if (this.holderBySubnet.get(h.subnet) === ip) this.holderBySubnet.delete(h.subnet);
+    const s = this.slot(h);
+    if (s) (s.single ? this.takenSingles : this.takenBlocks).delete(s.n);
+  }
+
   private firstFreeBlock(): string | undefined {
     for (let i = 1; i < this.subnetCount; i++) {
-      const s = formatCidr((this.networkAddr + i * this.blockSize) >>> 0, this.prefixLength);
-      if (!this.holderBySubnet.has(s)) return s;
+      if (!this.takenBlocks.has(i)) return formatCidr((this.networkAddr + i * this.blockSize) >>> 0, this.prefixLength);
     }
     return undefined;
   }
 
   private firstFreeSingle(): string | undefined {
     for (let i = 1; i < this.blockSize; i++) {
-      const s = formatCidr((this.networkAddr + i) >>> 0, 32);
-      if (!this.holderBySubnet.has(s)) return s;
+      if (!this.takenSingles.has(i)) return formatCidr((this.networkAddr + i) >>> 0, 32);
     }
     return undefined;
   }
