@@ -575,3 +575,58 @@ describe('headers the HTTP layer writes (real server on a unix socket)', () => {
     }
   });
 });
+
+describe('lease bookkeeping against a slow reference', () => {
+  it('random acquire/release/renew/expire over blocks and single IPs hands out what a linear scan would', () => {
+    let now = 0;
+    const c = new Controller({ store: new MemoryStore(), overlayNetwork: '10.255.0.0/26', subnetPrefixLength: 29, leaseExpirySeconds: 10, now: () => now });
+    // reference: underlay → { subnet, expiresAt }
+    const ref = new Map<string, { subnet: string; expiresAt: number }>();
+    const blocks = Array.from({ length: 7 }, (_, i) => `10.255.0.${(i + 1) * 8}/29`);
+    const singles = Array.from({ length: 7 }, (_, i) => `10.255.0.${i + 1}/32`);
+    let seed = 99;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    for (let step = 0; step < 3000; step++) {
+      const ip = `198.18.1.${rnd(20)}`;
+      const op = rnd(10);
+      if (op < 5) {
+        const single = rnd(3) === 0;
+        const held = ref.get(ip);
+        let want: string | undefined;
+        if (held) want = held.subnet;
+        else {
+          const pool = single ? singles : blocks;
+          const taken = new Set([...ref.values()].map((l) => l.subnet));
+          want = pool.find((s) => !taken.has(s));
+          if (want === undefined) {
+            const expired = [...ref].filter(([, l]) => l.expiresAt <= now && pool.includes(l.subnet)).sort((a, b) => a[1].expiresAt - b[1].expiresAt || a[1].subnet.localeCompare(b[1].subnet, 'en', { numeric: true }));
+            if (expired.length) {
+              want = expired[0]![1].subnet;
+              ref.delete(expired[0]![0]);
+            }
+          }
+        }
+        if (want === undefined) {
+          expect(() => c.acquireLease(ip, single)).toThrow(/is free/);
+        } else {
+          expect(c.acquireLease(ip, single).overlay_subnet, `step ${step}`).toBe(want);
+          ref.set(ip, { subnet: want, expiresAt: now + 10_000 });
+        }
+      } else if (op < 7) {
+        c.releaseLease({ underlay_ip: ip });
+        ref.delete(ip);
+      } else if (op < 9) {
+        const held = ref.get(ip);
+        if (held) {
+          const l = c.renewLease({ underlay_ip: ip, overlay_subnet: held.subnet });
+          expect(l.overlay_subnet).toBe(held.subnet);
+          held.expiresAt = now + 10_000;
+        }
+      } else {
+        now += 1000 * rnd(4);
+      }
+      const live = [...ref].filter(([, l]) => l.expiresAt > now).map(([u, l]) => `${u}=${l.subnet}`).sort();
+      expect(c.leases().map((l) => `${l.underlay_ip}=${l.overlay_subnet}`).sort(), `step ${step}`).toEqual(live);
+    }
+  });
+});
