@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { referenceChecksum } from '../../../src/wire/checksum.js';
 import { FrameBatch } from '../../../src/dataplane/batch.js';
-import { GsoSegmenter } from '../../../src/io/gso.js';
+import { GsoSegmenter } from '../../../src/offload/gso.js';
 import { seedBytes } from '../../vectors/seed002.js';
 
 const SEED = seedBytes('SRC_CONTAINER_ETH0');

@@ -8,16 +8,19 @@
 // disappear, a send takes full IPv4 packets and the receiver sees only the UDP
 // payload with the outer source address and port.
 import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
+import { Drop } from '../dataplane/counters.js';
 import { u32ToIp } from '../util/ip.js';
-import type { DatagramSocket, FrameDevice } from './types.js';
+import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 
-const DEFAULT_CAPACITY = 64;
+const DEFAULT_CAPACITY = BATCH_SIZE;
 const DEFAULT_SLOT = 2048;
 
 export interface MemoryBatchOptions {
   capacity?: number;
   slotSize?: number;
   headroom?: number;
+  /** The cell's drop-reason table: the device's drops are counted there too, as the real devices do. */
+  drops?: Float64Array;
 }
 
 function makeBatch(opts: MemoryBatchOptions): FrameBatch {
@@ -41,10 +44,12 @@ export class MemoryFrameDevice implements FrameDevice {
   private delivering = false;
   private goneErr: Error | undefined;
   private closed = false;
+  private readonly drops: Float64Array | undefined;
 
   constructor(name = 'mem0', opts: MemoryBatchOptions = {}) {
     this.name = name;
     this.batch = makeBatch(opts);
+    this.drops = opts.drops;
   }
 
   start(onBatch: (batch: FrameBatch) => void, onGone?: (err: Error) => void): void {
@@ -65,6 +70,7 @@ export class MemoryFrameDevice implements FrameDevice {
     for (const f of frames) {
       if (f.length > this.batch.maxFrame) {
         this.stats.rxOversize++;
+        if (this.drops) this.drops[Drop.TapRxOversize]!++;
         continue;
       }
       this.pending.push(f.slice());
@@ -82,6 +88,7 @@ export class MemoryFrameDevice implements FrameDevice {
   write(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): number {
     if (this.closed || this.goneErr) {
       this.stats.txDropGone += count;
+      if (this.drops) this.drops[Drop.TapTxGone]! += count;
       return 0;
     }
     let k = 0;
@@ -95,6 +102,7 @@ export class MemoryFrameDevice implements FrameDevice {
     }
     this.stats.txFrames += k;
     this.stats.txDropFull += count - k;
+    if (this.drops) this.drops[Drop.TapTxFull]! += count - k;
     return k;
   }
 
@@ -202,7 +210,7 @@ export class MemoryUnderlay {
   join(ip: number, opts: MemoryBatchOptions & { port?: number } = {}): MemoryDatagramSocket {
     ip >>>= 0;
     if (this.sockets.has(ip)) throw new Error(`underlay address ${u32ToIp(ip)} is already taken`);
-    const s = new MemoryDatagramSocket(this, ip, opts.port ?? 4789, makeBatch(opts));
+    const s = new MemoryDatagramSocket(this, ip, opts.port ?? 4789, makeBatch(opts), opts.drops);
     this.sockets.set(ip, s);
     return s;
   }
@@ -272,13 +280,15 @@ export class MemoryDatagramSocket implements DatagramSocket {
   private onBatch: ((batch: FrameBatch) => void) | undefined;
   private delivering = false;
   private closed = false;
+  private readonly drops: Float64Array | undefined;
 
   /** @internal use MemoryUnderlay.join() */
-  constructor(hub: MemoryUnderlay, ip: number, port: number, batch: FrameBatch) {
+  constructor(hub: MemoryUnderlay, ip: number, port: number, batch: FrameBatch, drops?: Float64Array) {
     this.hub = hub;
     this.ip = ip;
     this.port = port;
     this.batch = batch;
+    this.drops = drops;
   }
 
   get isClosed(): boolean {
@@ -305,7 +315,10 @@ export class MemoryDatagramSocket implements DatagramSocket {
       const len = lens[k]!;
       if (off + len > slab.length) throw new RangeError(`packet ${k} (offset ${off}, length ${len}) lies outside the slab`);
       if (this.hub.route(this, slab, off, len, dsts[k]!)) sent++;
-      else this.stats.txRefused++;
+      else {
+        this.stats.txRefused++;
+        if (this.drops) this.drops[Drop.UnderlayTxRefused]!++;
+      }
     }
     this.stats.txPackets += sent;
     // 'sync': the whole send() lands as one burst, so receivers see real batches.
@@ -336,7 +349,10 @@ export class MemoryDatagramSocket implements DatagramSocket {
         while (b.count < b.capacity && this.inbox.length > 0) {
           const d = this.inbox.shift()!;
           // A real socket truncates (MSG_TRUNC) and the native receiver drops such datagrams.
-          if (!b.push(d.payload, d.srcIp, d.srcPort)) this.stats.rxOversize++;
+          if (!b.push(d.payload, d.srcIp, d.srcPort)) {
+            this.stats.rxOversize++;
+            if (this.drops) this.drops[Drop.UnderlayRxOversize]!++;
+          }
         }
         if (b.count === 0) continue;
         this.stats.rxBatches++;

@@ -7,9 +7,9 @@
 // that must give back the original frames exactly.
 import { describe, expect, it } from 'vitest';
 import { referenceChecksum } from '../../../src/wire/checksum.js';
-import { fastSum, GroPlanner, packetBytes, PKT_WORDS, VNET_HDR_LEN } from '../../../src/io/gro.js';
+import { fastSum, GroPlanner, packetBytes, PKT_WORDS, VNET_HDR_LEN } from '../../../src/offload/gro.js';
 import { foldChecksum } from '../../../src/wire/checksum.js';
-import { vnetDefault } from '../../../src/io/tap.js';
+import { vnetDefault } from '../../../src/offload/options.js';
 import { seedBytes } from '../../vectors/seed002.js';
 
 const SEED = seedBytes('DST_CONTAINER_ETH0'); // 91 bytes: eth 14 + ip 20 + tcp 32 (nop,nop,TS) + 25 payload

@@ -163,6 +163,8 @@ export class GroPlanner {
   readonly counters: GroCounters = { superFrames: 0, mergedFrames: 0, badChecksum: 0 };
   /** Verify TCP checksums (merge and DATA_VALID only for verified segments). */
   verify: boolean;
+  /** Merge runs into super-frames (tap-gro); when false every frame is written alone behind its header. */
+  merge: boolean;
 
   // classify() results for the frame at cIdx, so the frame that ends a run is
   // not classified (and checksummed) again when it starts the next one.
@@ -171,10 +173,11 @@ export class GroPlanner {
   // Word views of the slab being planned (a WeakMap lookup per plan() call, not per segment).
   private views: SlabViews | undefined;
 
-  constructor(maxPkts = 64, maxFrames = 256, verify = true) {
+  constructor(maxPkts = 64, maxFrames = 256, verify = true, merge = true) {
     this.maxPkts = maxPkts;
     this.maxFrames = maxFrames;
     this.verify = verify;
+    this.merge = merge;
     this.hdrs = new Uint8Array(SLOT_BASE + maxPkts * HDR_SLOT);
     this.hdrs[HDR_VALID] = VIRTIO_NET_HDR_F_DATA_VALID;
     this.pkts = new Uint32Array(maxPkts * PKT_WORDS);
@@ -204,7 +207,7 @@ export class GroPlanner {
       // A run can start only at a verified data segment without PSH.
       let segs = 1;
       let total = hres;
-      if (hres > 0 && slab[ho + TCP_OFF + 13]! === ACK) {
+      if (this.merge && hres > 0 && slab[ho + TCP_OFF + 13]! === ACK) {
         const thl = (slab[ho + TCP_OFF + 12]! >>> 4) * 4;
         const mss = hres;
         const maxPayload = 65535 - IP_LEN - thl;

@@ -6,7 +6,10 @@
 //
 // Input: one raw packet = struct virtio_net_hdr (10 bytes, little-endian:
 // include/uapi/linux/virtio_net.h) + Ethernet frame, in a scratch buffer the
-// native reader fills (native/tap.cc, ReadRaw). Output: consecutive slots of a
+// native reader fills (native/tap.cc, ReadRaw). Every dropped packet is
+// counted once in `counters` and, given the cell's drop-reason table, under
+// its reason there (tap-rx-bad-vnet, tap-rx-unsupported-gso, tap-rx-oversize).
+// Output: consecutive slots of a
 // FrameBatch. A super-frame that does not fit the free slots is carried:
 // fill() stops when the batch is full, the caller delivers the batch, and
 // fill() continues where it stopped (never dropped, never reordered).
@@ -17,6 +20,7 @@
 // i * gso_size, FIN and PSH only on the last segment, CWR only on the first,
 // fresh IPv4 header and TCP checksums. Nothing here allocates per packet.
 import type { FrameBatch } from '../dataplane/batch.js';
+import { Drop } from '../dataplane/counters.js';
 import { onesComplementSum, pseudoHeaderSum, foldChecksum } from '../wire/checksum.js';
 import { VNET_HDR_LEN, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_GSO_TCPV4 } from './gro.js';
 
@@ -60,6 +64,7 @@ export class GsoSegmenter {
   private readonly raw: Uint8Array;
   private readonly raw32: Uint32Array | undefined;
   private readonly batch: FrameBatch;
+  private readonly drops: Float64Array | undefined;
   private readonly slab32: Uint32Array | undefined;
   private readonly slab16: Uint16Array | undefined;
   // The packet in progress (begin() .. done).
@@ -77,9 +82,13 @@ export class GsoSegmenter {
   private flags0 = 0;
   private pseudo = 0; // src + dst + proto part of the pseudo-header sum
 
-  /** `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for life. */
-  constructor(raw: Uint8Array, batch: FrameBatch) {
+  /**
+   * `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for
+   * life. `drops`: the cell's drop-reason table (indexed by Drop), if any.
+   */
+  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array) {
     this.raw = raw;
+    this.drops = drops;
     this.raw32 = u32View(raw);
     this.batch = batch;
     this.slab32 = u32View(batch.slab);
@@ -116,10 +125,7 @@ export class GsoSegmenter {
     if (needsCsum && (csumStart < ETH_HLEN || csumStart + csumOffset + 2 > flen)) return this.bad();
     if (gsoType === 0) {
       if (flen < ETH_HLEN) return this.bad();
-      if (flen > this.batch.maxFrame) {
-        this.counters.dropTooBig++;
-        return false;
-      }
+      if (flen > this.batch.maxFrame) return this.tooBig();
       if (needsCsum) {
         // skb_checksum_help(): the field holds the pseudo-header sum; sum from csum_start to the end
         // (field included) and store the complement. 0 becomes 0xffff (CSUM_MANGLED_0: for UDP 0 means
@@ -152,10 +158,7 @@ export class GsoSegmenter {
     // The TCP checksum field: csum_start at the TCP header, csum_offset 16 (RFC 793 §3.1 layout).
     if (csumStart !== ETH_HLEN + ipHl || csumOffset !== 16) return this.bad();
     const hl = ETH_HLEN + ipHl + thl;
-    if (hl + gsoSize > this.batch.maxFrame) {
-      this.counters.dropTooBig++;
-      return false;
-    }
+    if (hl + gsoSize > this.batch.maxFrame) return this.tooBig();
     this.gso = true;
     this.hl = hl;
     this.ipHl = ipHl;
@@ -307,12 +310,21 @@ export class GsoSegmenter {
 
   private bad(): false {
     this.counters.dropMalformed++;
-    this.nseg = 0;
-    return false;
+    return this.dropped(Drop.TapRxBadVnet);
   }
 
   private unsupported(): false {
     this.counters.dropUnsupported++;
+    return this.dropped(Drop.TapRxUnsupportedGso);
+  }
+
+  private tooBig(): false {
+    this.counters.dropTooBig++;
+    return this.dropped(Drop.TapRxOversize);
+  }
+
+  private dropped(reason: Drop): false {
+    if (this.drops !== undefined) this.drops[reason]!++;
     this.nseg = 0;
     return false;
   }
