@@ -189,6 +189,18 @@ describe('GroPlanner: merging', () => {
     expect(g.counters).toEqual({ superFrames: 1, mergedFrames: 20, badChecksum: 0 });
   });
 
+  it('with merging off (tap-tso without tap-gro) the same run goes out frame by frame, each with DATA_VALID', () => {
+    const frames = stream(20, 1000);
+    const on = plan(frames);
+    expect(on.frames).toEqual([20]);
+    const { pkts, frames: fr } = plan(frames, new GroPlanner(64, 256, true, false));
+    expect(fr).toEqual(new Array(20).fill(1));
+    pkts.forEach((p, k) => {
+      expect(Array.from(p.subarray(0, VNET_HDR_LEN))).toEqual([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+      expect(Buffer.from(p.subarray(VNET_HDR_LEN)).equals(Buffer.from(frames[k]!))).toBe(true);
+    });
+  });
+
   it('re-segmenting the super-frame at gso_size gives back the original frames exactly', () => {
     const segs = stream(7, 1000, 333, true);
     const { pkts, frames } = plan(segs);
