@@ -1,8 +1,24 @@
 // Shared plumbing for the silkworm addon: argument checks, errno errors, and
 // the libuv-driven reader skeleton used by TapReader and UdpReceiver.
 //
-// Contract (DESIGN.md "Layout"): this addon does syscalls only. It never looks
-// inside a frame; all protocol logic lives in TypeScript.
+// What the addon does: syscalls (TAP open/ioctl, batched read/readv/writev,
+// raw-socket sendmmsg, UDP recvmmsg, UDP GSO sendmmsg, getsockopt probes) and
+// byte primitives (copies into slab slots, splitting a UDP_GRO message into
+// datagrams at the kernel's gso_size, counting drops at indexes it is given).
+// Forwarding, policy and encapsulation decisions are all made in TypeScript.
+//
+// The header fields it does read, and why:
+//   - tap.cc TapReader: the virtio_net_hdr's flags and gso_type bytes, to drop
+//     (and count) a frame with a header the TAP was not asked to produce, and
+//     to count super-frames in TSO mode. It never reads the Ethernet frame.
+//   - udp.cc UdpGsoSender: the outer IPv4 and UDP headers the TypeScript
+//     pipeline built (src/dataplane/encap.ts), to decide which packets can
+//     leave through a UDP socket byte-identical (Eligible: IHL 5, TOS 0, no
+//     fragment, TTL 64, protocol UDP, our source address, consistent lengths),
+//     to group consecutive same-flow datagrams of one size (GroupLen), and to
+//     take the destination address/port and source port a UDP socket needs.
+//     Anything it does not recognise keeps its exact bytes on the raw path.
+//   - udp.cc UdpReceiver: no header fields; UDP_GRO's cmsg gives the split size.
 #pragma once
 
 #include <napi.h>

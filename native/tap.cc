@@ -3,10 +3,10 @@
 // batching here is about crossing into JS once per batch. With IFF_VNET_HDR
 // every frame carries a 10-byte struct virtio_net_hdr in front, which lets a
 // write hand the kernel one TCP super-frame (gso_type TCPV4) built by
-// src/io/gro.ts: the container's stack then sees one skb instead of ~45.
+// src/offload/gro.ts: the container's stack then sees one skb instead of ~45.
 // With tso too (TUNSETOFFLOAD CSUM|TSO4) the reader works the other way round:
 // it reads whole packets, super-frames of up to 64 KiB included, into a
-// scratch buffer (ReadRaw) and src/io/gso.ts cuts them into MTU-sized frames.
+// scratch buffer (ReadRaw) and src/offload/gso.ts cuts them into MTU-sized frames.
 #include "tap.h"
 
 #include <fcntl.h>
@@ -50,7 +50,7 @@ static int AttachTap(const std::string& name, bool vnetHdr, bool* tso, int* tsoE
   memset(&ifr, 0, sizeof ifr);
   // IFF_NO_PI: frames without the 4-byte packet-information prefix, so slot
   // offsets line up with the Ethernet header. No IFF_VNET_HDR: MTU-sized
-  // frames (DESIGN.md, the offloads-off comparison).
+  // frames (the cell's --offload none).
   // IFF_VNET_HDR (opt-in): a 10-byte virtio_net_hdr precedes each frame in
   // both directions. Without tso, TUNSETOFFLOAD is set to 0, so the kernel
   // hands us MTU-sized frames with finished checksums on read and the header
@@ -65,7 +65,7 @@ static int AttachTap(const std::string& name, bool vnetHdr, bool* tso, int* tsoE
   }
   // TSO (opt-in, needs IFF_VNET_HDR): TUN_F_CSUM | TUN_F_TSO4 lets the
   // container's stack hand us up to 64 KiB TCP super-frames with a partial
-  // checksum; src/io/gso.ts segments them. TUN_F_TSO_ECN stays off, so the
+  // checksum; src/offload/gso.ts segments them. TUN_F_TSO_ECN stays off, so the
   // kernel segments CWR-marked super-frames itself. With vnetHdr but no TSO the
   // offloads are reset to 0: a persistent TAP keeps them across re-attaches.
   // As wireguard-go's tun_linux.go initFromFlags: when the kernel refuses the
@@ -412,7 +412,7 @@ TapReader::TapReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapReade
   // Raw mode (TSO): raw packets (virtio_net_hdr + frame, up to 64 KiB) go
   // into rawBuf back to back; rawMeta[2k], [2k+1] = offset of packet k's
   // virtio_net_hdr, bytes read (header included). JS segments them into the
-  // slab (src/io/gso.ts), so the slab arguments are only checked here.
+  // slab (src/offload/gso.ts), so the slab arguments are only checked here.
   if (info.Length() > 10 && !info[9].IsUndefined()) {
     size_t metaLen;
     if (!GetBytes(env, info[9], "rawBuf", &raw_, &rawLen_) || !GetU32s(env, info[10], "rawMeta", &rawMeta_, &metaLen))

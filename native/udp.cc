@@ -1,6 +1,8 @@
 // The underlay: a raw IPv4 socket for sending (outer headers built in JS, one
-// sendmmsg per batch) and a UDP socket on port 4789 for receiving (recvmmsg
-// straight into the slab's slots).
+// sendmmsg per batch), a UDP socket on port 4789 for receiving (recvmmsg
+// straight into the slab's slots, or with UDP_GRO into scratch buffers split
+// into slots), and the UDP GSO sender, which reads the outer IPv4/UDP headers
+// JS built to group datagrams (see common.h for exactly which fields).
 #include "udp.h"
 
 #include <arpa/inet.h>
@@ -576,7 +578,8 @@ int UdpGsoSender::SocketFor(uint16_t sport) {
     lastErrno_ = errno;
     return -1;  // maybe EMFILE for now: try again later
   }
-  // DF clear like the kernel's VXLAN device (seed 002 "flags [none]"), TTL 64
+  // DF clear like the kernel's VXLAN device (the captures in
+  // test/vectors/seed002.ts show the outer IPv4 "flags [none]"), TTL 64
   // like the raw path. No SO_NO_CHECK: udp_send_skb refuses GSO with it
   // (EINVAL), so these datagrams carry a real UDP checksum, which RFC 7348
   // section 5 permits (computed by the NIC, or for free on a veth).

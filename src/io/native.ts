@@ -111,7 +111,7 @@ export interface NativeAddon {
   /**
    * For a TAP opened with vnetHdr: packet p = pkts[4p..4p+3] = [hdrOff, hdrLen, iovFirst, iovCount] is one
    * writev() of hdrs[hdrOff, +hdrLen) then slab pieces iovs[2k], iovs[2k+1] (offset, length) for
-   * k = iovFirst.. (see src/io/gro.ts). Returns packets written from `start` (stops at EAGAIN), or -errno when
+   * k = iovFirst.. (see src/offload/gro.ts). Returns packets written from `start` (stops at EAGAIN), or -errno when
    * packet `start` itself failed.
    */
   writeVnet(

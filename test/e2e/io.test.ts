@@ -96,7 +96,7 @@ function echoRequest(id: number, seq: number, data: string): Uint8Array {
   return ethernet(C_MAC, HOST_MAC, [...ipv4Header(PEER_IP, C_IP, 1, icmp.length, true), ...icmp]);
 }
 
-/** The cell's job, done here by hand: move the TAP into `ns` and configure it as silk does (DESIGN.md). */
+/** The cell's job, done here by hand: move the TAP into `ns` and configure it as silk does (src/cell/netns.ts). */
 function moveIntoContainer(dev: string, ns: string): void {
   ip('link', 'set', 'dev', dev, 'netns', ns);
   ip('-n', ns, 'link', 'set', 'dev', dev, 'address', C_MAC.map((b) => b.toString(16).padStart(2, '0')).join(':'), 'arp', 'off', 'up');

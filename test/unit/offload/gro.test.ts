@@ -1,6 +1,7 @@
 // GroPlanner: which TCP segments are merged into one GSO super-frame, and the
-// exact bytes the TAP gets. Built from seed 002's delivered frame (the real
-// bytes tcpdump saw on the destination container's eth0), re-cut into
+// exact bytes the TAP gets. Built from the delivered frame in
+// test/vectors/seed002.ts (the real bytes tcpdump saw on the destination
+// container's eth0), re-cut into
 // segments with independently computed checksums (referenceChecksum, the
 // fold-every-word RFC 1071 reference). A super-frame is checked byte for byte
 // and also by re-segmenting it the way the kernel's tcp_gso_segment() would:
