@@ -150,7 +150,11 @@ export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
 export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 
-/** Segments per super-frame at most (the cell's batch is 64 frames). */
+/**
+ * Segments per super-frame at most. Bounds the plan's arrays; in practice a run is shorter: it never
+ * spans two write calls (a cell writes at most BATCH_SIZE frames per call, src/io/types.ts), and the
+ * 64 KiB IP length holds 45 segments of 1448 bytes.
+ */
 export const MAX_SEGS = 64;
 /** Words per packet in `pkts`: hdrOff, hdrLen, iovFirst, iovCount (what native writeVnet reads). */
 export const PKT_WORDS = 4;
