@@ -7,7 +7,8 @@
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
-import type { DatagramSocket, FrameDevice } from '../io/types.js';
+import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
+import type { OffloadStatus } from '../offload/options.js';
 import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
@@ -22,8 +23,11 @@ export type { ContainerInfo };
 
 /** How the cell reaches devices: real (native addon) or in-memory for tests. */
 export interface CellIo {
-  openTap(name: string, slotSize: number): FrameDevice;
-  openUnderlay(underlayIp: number, port: number, slotSize: number): DatagramSocket;
+  /** `drops`: the drop-reason table the device counts its own drops in (omitted for the capture TAP). */
+  openTap(name: string, slotSize: number, drops?: Float64Array): FrameDevice;
+  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array): DatagramSocket;
+  /** The offloads asked for and what the kernel granted, where the devices have any. */
+  offloads?(): OffloadStatus;
 }
 
 export interface CellOptions {
@@ -47,7 +51,7 @@ interface Attached {
   dev: FrameDevice;
 }
 
-const BATCH = 64;
+const BATCH = BATCH_SIZE;
 
 /** The userspace cell: the agent (AgentCell) with silkworm's own data plane as its Backend. */
 export class Cell extends AgentCell {
@@ -107,7 +111,7 @@ export class Cell extends AgentCell {
       await this.opts.containerNet.prepareCapture(this.capture.name);
       this.log.info({ dev: this.capture.name }, 'capture-enabled');
     }
-    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize);
+    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize, this.dp.counters.drops);
     this.underlay.start((batch) => {
       if (this.capture !== null) this.captureIngress(batch);
       this.dp.ingress(batch, this.now());
@@ -153,7 +157,7 @@ export class Cell extends AgentCell {
 
   async attach(c: ContainerRecord): Promise<void> {
     const { handle, app, ip, netns } = c;
-    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize);
+    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops);
     try {
       await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu);
     } catch (err) {
@@ -201,6 +205,8 @@ export class Cell extends AgentCell {
     if (typeof u?.senderCounters === 'function') out.underlay_gso = u.senderCounters();
     if (typeof u?.receiverCounters === 'function') out.underlay_rx = u.receiverCounters();
     for (const a of this.attached.values()) out[a.dev.name] = statsOf(a.dev);
+    const off = this.opts.io.offloads?.();
+    if (off !== undefined) out.offload = off;
     return out;
   }
 
