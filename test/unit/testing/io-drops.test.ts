@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import { startController, type RunningController } from '../../../src/control/server.js';
-import { ControllerClient } from '../../../src/control/client.js';
+import { ControllerClient } from '../../../src/net/controller-client.js';
 import { Cell } from '../../../src/cell/cell.js';
 import { cellRegistry } from '../../../src/cell/metrics.js';
 import { FakeContainerNet } from '../../../src/testing/fake-container-net.js';
