@@ -38,6 +38,8 @@ export interface ConntrackStreamOptions {
   sliceMs?: number;
   /** Stop early (the request went away). */
   signal?: AbortSignal;
+  /** Called after each slice is written, with the entries written so far. */
+  onSlice?: (entries: number, sliceMs: number) => void;
 }
 
 export interface ConntrackStreamResult {
@@ -187,6 +189,7 @@ export async function streamConntrack(
       const ms = performance.now() - t0;
       result.slices++;
       if (ms > result.maxSliceMs) result.maxSliceMs = ms;
+      opts.onSlice?.(result.entries, ms);
       if (cursor === CT_LIST_DONE || left <= 0) break;
       // Let the data plane run; wait for the reader if its buffer is full.
       if (ok) await new Promise<void>((resolve) => setImmediate(resolve));
