@@ -135,7 +135,7 @@ export function parseConntrackQuery(q: URLSearchParams): ConntrackQuery {
 // Entries per ConnTrack.list call and slots examined per call: small enough
 // that the time check between calls keeps a slice near sliceMs, whatever
 // the filter matches.
-const LIST_BATCH = 256;
+const LIST_BATCH = 64;
 const SCAN_BATCH = 4096;
 
 /**
@@ -191,9 +191,12 @@ export async function streamConntrack(
       if (ms > result.maxSliceMs) result.maxSliceMs = ms;
       opts.onSlice?.(result.entries, ms);
       if (cursor === CT_LIST_DONE || left <= 0) break;
-      // Let the data plane run; wait for the reader if its buffer is full.
-      if (ok) await new Promise<void>((resolve) => setImmediate(resolve));
-      else await drainOrGone(res);
+      // Wait for the reader if its buffer is full; then let the data plane
+      // run. Both, always: 'drain' may come in a nextTick of this very turn
+      // (a write the socket took at once), which alone would chain the next
+      // slice without the event loop ever turning.
+      if (!ok) await drainOrGone(res);
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (gone || res.destroyed) {
       result.aborted = true;

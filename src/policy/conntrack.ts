@@ -280,12 +280,13 @@ export class ConnTrack {
     this.capacity = cap;
     const t = { ...DEFAULT_CT_TIMEOUTS, ...(opts.timeouts ?? {}) };
     for (const [k, v] of Object.entries(t)) {
-      if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`conntrack timeout ${k} must be a positive number of seconds, got ${v}`);
+      if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new RangeError(`conntrack timeout ${k} must be a positive number of seconds, got ${v}`);
     }
     this.t = t;
     this.seed = (opts.seed ?? (Math.random() * 0x100000000) >>> 0) | 0;
     this.ent = new Int32Array(cap * E_STRIDE);
-    this.times = new Float64Array(cap * 2);
+    // A free entry "expires" at +Infinity, so the expiry sweep reads only this array.
+    this.times = new Float64Array(cap * 2).fill(Infinity);
     let size = 16;
     while (size < cap * 4) size *= 2; // 2 refs per entry at load <= 1/2
     this.index = new Int32Array(size * 2);
@@ -466,6 +467,7 @@ export class ConnTrack {
     this.indexRemove(id * 2, this.origHash(id));
     this.indexRemove(id * 2 + 1, this.replyHash(id));
     this.unlink(id);
+    this.times[id * 2 + T_EXPIRES] = Infinity;
     this.freeIds[this.freeTop++] = id;
     this.count--;
   }
@@ -652,11 +654,15 @@ export class ConnTrack {
     return ref >= 0 && this.times[(ref >>> 1) * 2 + T_EXPIRES]! > now;
   }
 
-  /** Remove every entry expired at `now`; returns how many. Call from one coarse timer. */
+  /**
+   * Remove every entry expired at `now`; returns how many. Call from one
+   * coarse timer. Reads one float per slot (free slots hold +Infinity).
+   */
   tick(now: number): number {
     let removed = 0;
+    const times = this.times;
     for (let id = 0; id < this.capacity; id++) {
-      if (this.ent[id * E_STRIDE + E_LIST] && this.times[id * 2 + T_EXPIRES]! <= now) {
+      if (times[id * 2 + T_EXPIRES]! <= now) {
         this.removeEntry(id);
         removed++;
       }
@@ -667,6 +673,7 @@ export class ConnTrack {
   clear(): void {
     this.index.fill(0);
     this.ent.fill(0);
+    this.times.fill(Infinity);
     this.resetFree();
     this.count = 0;
     this.head.fill(-1);

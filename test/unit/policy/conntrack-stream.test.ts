@@ -149,32 +149,41 @@ describe('streamConntrack', () => {
     expect([bad.status, JSON.parse(bad.body).error]).toEqual([400, 'dport must be an integer in 0..65535, got "x"']);
   });
 
-  it('yields to the event loop between slices on a 100,000-entry table', async () => {
+  it('yields to the event loop between every two slices on a 100,000-entry table', async () => {
     const ct = table(100_000, 262_144);
-    // A timer that would be a forwarding batch: it must run while the listing goes on.
-    let ticksDuring = 0;
-    let streaming = false;
-    const timer = setInterval(() => {
-      if (streaming) ticksDuring++;
-    }, 1);
-    const { port, results } = await serveTable(ct, { sliceMs: 5, onSlice: () => (streaming = true) });
+    // One callback per event-loop turn: the counter must move between any two slices.
+    let turns = 0;
+    let spinning = true;
+    const spin = () => {
+      turns++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const atSlice: number[] = [];
+    const { port, results } = await serveTable(ct, { sliceMs: 5, onSlice: () => atSlice.push(turns) });
     try {
-      const r = await get(port, '/conntrack?format=json');
-      expect(linesOf(r.body)).toHaveLength(100_000);
+      for (const path of ['/conntrack?format=json', '/conntrack']) {
+        atSlice.length = 0;
+        const r = await get(port, path);
+        expect(linesOf(r.body)).toHaveLength(100_000);
+        expect(atSlice.length).toBeGreaterThan(10);
+        const stuck = atSlice.slice(1).filter((t, i) => t === atSlice[i]).length;
+        expect(stuck, `${path}: slices without an event-loop turn between them`).toBe(0);
+      }
     } finally {
-      clearInterval(timer);
+      spinning = false;
     }
     const res = await results[0]!;
     expect(res.entries).toBe(100_000);
     expect(res.slices).toBeGreaterThan(10);
-    expect(ticksDuring).toBeGreaterThan(5);
   });
 
   it('pauses while the reader does not read, and finishes when it reads again', async () => {
-    const ct = table(50_000);
+    const ct = table(50_000); // ~11 MB of text: more than the loopback socket buffers hold
     let sliced = 0;
-    let slicedWhilePaused = -1;
+    let stalledAt = -1;
     const { port, results } = await serveTable(ct, { onSlice: () => sliced++ });
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const body = await new Promise<string>((resolve, reject) => {
       http
         .get({ host: '127.0.0.1', port, path: '/conntrack', agent: false }, (res) => {
@@ -183,21 +192,26 @@ describe('streamConntrack', () => {
           res.once('data', (c: string) => {
             text += c;
             res.pause();
-            // The socket buffers fill; the walk must stop and wait.
-            setTimeout(() => {
+            void (async () => {
+              // The socket buffers fill, then the walk must stop and stay stopped.
+              let prev = -1;
+              for (let i = 0; i < 100 && sliced !== prev; i++) {
+                prev = sliced;
+                await sleep(100);
+              }
               const before = sliced;
-              setTimeout(() => {
-                slicedWhilePaused = sliced - before;
-                res.on('data', (d: string) => (text += d));
-                res.resume();
-              }, 150);
-            }, 150);
+              await sleep(300);
+              if (sliced === before) stalledAt = sliced;
+              res.on('data', (d: string) => (text += d));
+              res.resume();
+            })();
           });
           res.on('end', () => resolve(text));
         })
         .on('error', reject);
     });
-    expect(slicedWhilePaused).toBe(0);
+    expect(stalledAt).toBeGreaterThan(0);
+    expect(stalledAt).toBeLessThan(sliced);
     expect(linesOf(body)).toHaveLength(50_000);
     expect((await results[0]!).aborted).toBe(false);
   });
