@@ -244,6 +244,9 @@ const T_LAST = 1; // when the entry was last put at the tail of its list (to LRU
 const L_EVICTABLE = 1;
 const L_PROTECTED = 2;
 
+/** How far back `link` walks to keep a list sorted when the clock went back (see link). */
+const LINK_WALK_MAX = 64;
+
 /** Entries `list` examines per call at most, whatever the filter, so one call stays short. */
 const LIST_SCAN_MAX = 65_536;
 
@@ -436,15 +439,23 @@ export class ConnTrack {
   /**
    * Put `id` (unlinked) on list `l`, stamped `now`, keeping the list sorted by
    * stamp: at the tail when time only moves forward (the cell's clock is
-   * monotonic), walking back from the tail otherwise.
+   * monotonic), walking back from the tail otherwise — at most LINK_WALK_MAX
+   * steps; further back it takes the stamp of where it stopped, so a clock
+   * that jumped back costs O(1) per packet, not a walk over the table.
    */
   private link(id: number, l: number, now: number): void {
     const ent = this.ent;
     const times = this.times;
     const o = id * E_STRIDE;
-    times[id * 2 + T_LAST] = now;
     let after = this.tail[l]!;
-    while (after >= 0 && times[after * 2 + T_LAST]! > now) after = ent[after * E_STRIDE + E_PREV]!;
+    for (let k = 0; after >= 0 && times[after * 2 + T_LAST]! > now; k++) {
+      if (k === LINK_WALK_MAX) {
+        now = times[after * 2 + T_LAST]!;
+        break;
+      }
+      after = ent[after * E_STRIDE + E_PREV]!;
+    }
+    times[id * 2 + T_LAST] = now;
     const next = after >= 0 ? ent[after * E_STRIDE + E_NEXT]! : this.head[l]!;
     ent[o + E_PREV] = after;
     ent[o + E_NEXT] = next;

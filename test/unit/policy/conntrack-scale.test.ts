@@ -108,6 +108,16 @@ describe('ConnTrack eviction order (early drop)', () => {
     expect(evictedBy(ct, 4, 5)).toEqual(['6/2']);
   });
 
+  it('after the clock jumps back, new flows are not the first to go, and each costs a bounded walk', () => {
+    const ct = new ConnTrack({ capacity: 300, seed: 32 });
+    for (let i = 0; i < 300; i++) ct.process(A, B, UDP, 10_000 + i, 53, 0, 1000 + i, true);
+    // The clock restarts near 0 (another process's clock, say): 200 new flows.
+    const gone: string[] = [];
+    for (let i = 0; i < 200; i++) gone.push(...evictedBy(ct, 30_000 + i, i / 1000));
+    // The oldest entries go, in order; none of the new flows does.
+    expect(gone).toEqual(Array.from({ length: 200 }, (_, i) => `17/${10_000 + i}`));
+  });
+
   it('a full table of established connections still takes a new one, giving up the least recently seen (counted)', () => {
     const ct = new ConnTrack({ capacity: 4, seed: 25 });
     for (let p = 1; p <= 4; p++) established(ct, p, 80, p);
