@@ -137,6 +137,9 @@ export function parseConntrackQuery(q: URLSearchParams): ConntrackQuery {
 // the filter matches.
 const LIST_BATCH = 64;
 const SCAN_BATCH = 4096;
+// Text per slice at most (UTF-16 code units, ASCII here): one socket write
+// stays small, and the reader's pace shows up as backpressure early.
+const SLICE_CHARS = 64 * 1024;
 
 /**
  * Write the table (filtered) to `res` as a chunked 200 response and end it.
@@ -184,7 +187,7 @@ export async function streamConntrack(
         left -= batch.length;
         result.entries += batch.length;
         batch.length = 0;
-      } while (cursor !== CT_LIST_DONE && left > 0 && performance.now() - t0 < sliceMs);
+      } while (cursor !== CT_LIST_DONE && left > 0 && text.length < SLICE_CHARS && performance.now() - t0 < sliceMs);
       const ok = text.length === 0 || res.write(text);
       const ms = performance.now() - t0;
       result.slices++;
