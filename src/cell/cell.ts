@@ -10,8 +10,10 @@
 //   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
+import { Counters, DROP_NAMES, STAT_NAMES } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
-import type { DatagramSocket, FrameDevice } from '../io/types.js';
+import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
+import type { OffloadStatus } from '../offload/options.js';
 import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
@@ -28,15 +30,20 @@ export type { ContainerInfo };
 
 /** How the cell reaches devices: real (native addon) or in-memory for tests. */
 export interface CellIo {
-  /** Create TAP `name` in the cell's namespace; `persist`: it outlives the fd (TUNSETPERSIST). */
-  openTap(name: string, slotSize: number, persist?: boolean): FrameDevice;
+  /**
+   * `drops`: the drop-reason table the device counts its own drops in (omitted for the capture TAP);
+   * `persist`: the TAP outlives its fd (TUNSETPERSIST).
+   */
+  openTap(name: string, slotSize: number, drops?: Float64Array, persist?: boolean): FrameDevice;
   /**
    * Open the persistent TAP `name` an earlier cell process left in the
    * namespace at `netnsPath`. Throws with code ENODEV when it is not there.
    * Without it the cell cannot re-attach containers after a restart.
    */
-  reattachTap?(netnsPath: string, name: string, slotSize: number): FrameDevice;
-  openUnderlay(underlayIp: number, port: number, slotSize: number): DatagramSocket;
+  reattachTap?(netnsPath: string, name: string, slotSize: number, drops?: Float64Array): FrameDevice;
+  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array): DatagramSocket;
+  /** The offloads asked for and what the kernel granted, where the devices have any. */
+  offloads?(): OffloadStatus;
 }
 
 /** The state directory's file for the tracked connections. */
@@ -69,7 +76,7 @@ interface Attached {
   dev: FrameDevice;
 }
 
-const BATCH = 64;
+const BATCH = BATCH_SIZE;
 
 /** Close a device for good: a persistent TAP vanishes once its last fd closes with persistence off. */
 function release(dev: FrameDevice): void {
@@ -100,6 +107,8 @@ export class Cell extends AgentCell {
   private appliedPolicies: PolicyRecord[] | null = null;
   private readonly now: () => number;
   // Scratch for dispatch: one set per cell, reused for every batch.
+  /** The data plane's counters, made before the data plane (the underlay counts into them from start()). */
+  private readonly counters = new Counters();
   /** Tracked connections read from the state directory, put in the table once it exists. */
   restoredConntrack = 0;
   private readonly sOff = new Uint32Array(BATCH);
@@ -132,6 +141,8 @@ export class Cell extends AgentCell {
     };
     this.cfg = cfg;
     this.dp = new Dataplane(cfg);
+    // The underlay socket was opened before the lease (see start) counting into this table.
+    this.dp.counters = this.counters;
     this.slotSize = slotSizeFor(cfg.underlayMtu);
   }
 
@@ -144,7 +155,7 @@ export class Cell extends AgentCell {
     const mtu = this.opts.dataplane?.underlayMtu ?? DEFAULT_CONFIG.underlayMtu;
     const port = this.opts.dataplane?.vxlanPort ?? DEFAULT_CONFIG.vxlanPort;
     try {
-      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu));
+      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu), this.counters.drops);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'EADDRINUSE') throw new Error(`UDP port ${port} on ${this.opts.underlayIp} is in use (another cell for this underlay address is running)`);
@@ -211,7 +222,7 @@ export class Cell extends AgentCell {
 
   async attach(c: ContainerRecord): Promise<void> {
     const { ip, netns } = c;
-    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, true);
+    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops, true);
     try {
       await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu);
     } catch (err) {
@@ -226,7 +237,7 @@ export class Cell extends AgentCell {
     if (!open) return false;
     let dev: FrameDevice;
     try {
-      dev = open(netnsPath(c.netns), 'eth0', this.slotSize);
+      dev = open(netnsPath(c.netns), 'eth0', this.slotSize, this.dp.counters.drops);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENODEV' || (err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
@@ -282,6 +293,8 @@ export class Cell extends AgentCell {
     if (typeof u?.senderCounters === 'function') out.underlay_gso = u.senderCounters();
     if (typeof u?.receiverCounters === 'function') out.underlay_rx = u.receiverCounters();
     for (const a of this.attached.values()) out[a.dev.name] = statsOf(a.dev);
+    const off = this.opts.io.offloads?.();
+    if (off !== undefined) out.offload = off;
     return out;
   }
 

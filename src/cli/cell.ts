@@ -8,7 +8,7 @@
 // and exits non-zero too — never a process left hanging.
 import net from 'node:net';
 import fs from 'node:fs';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { Cell } from '../cell/cell.js';
 import { serveAdmin, serveMetrics } from '../cell/admin.js';
 import { cellRegistry } from '../cell/metrics.js';
@@ -19,13 +19,20 @@ import { controllerAddress, fail, parseAddress, parseIntStrict } from './util.js
 import { isIpv4, parseCidr } from '../util/ip.js';
 import { KernelCell } from '../kernel/kernel-cell.js';
 import { serveKernelAdmin } from '../kernel/admin.js';
+import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads } from '../offload/options.js';
+import { logger } from '../util/log.js';
 import { defaultStateDir, StateDir } from '../agent/state-dir.js';
 import { loadNative } from '../io/native.js';
+import { DEFAULT_CONNTRACK_MAX } from '../policy/conntrack.js';
 import type { Address } from '../net/address.js';
 import type { AgentCell } from '../agent/agent-cell.js';
 
-/** `--conntrack-max` default (the kernel's nf_conntrack_max is often the same). */
-const CONNTRACK_MAX_DEFAULT = 262_144;
+// commander reads a `--no-X` flag as the negation of `--X`; this one is a list of its own.
+function noOffloadOption(): Option {
+  const o = new Option('--no-offload <list>', 'turn these offloads off (comma-separated), keeping the rest');
+  o.negate = false;
+  return o;
+}
 
 /** Does something answer on unix socket `path`? (A socket file left by a dead cell does not.) */
 function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
@@ -91,8 +98,28 @@ export function register(program: Command): void {
     .option('--dataplane <kind>', 'user (this process moves the packets) or kernel (program silk-vtep, veths and iptables as silk does)', 'user')
     .option('--overlay-network <cidr>', 'overlay network the leases come from (kernel: its prefix goes on silk-vtep)', '10.255.0.0/16')
     .option('--state-dir <dir>', 'where the cell keeps its containers and connections across restarts, locked while it runs (default /var/lib/silkworm/NAME)')
-    .option('--conntrack-max <n>', 'tracked connections at most (userspace data plane); a full table evicts the least valuable', String(CONNTRACK_MAX_DEFAULT))
-    .addHelpText('after', '\nExamples (inside the cell namespace):\n  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell1.sock\n  ip netns exec sw-cell2 silkworm cell --name cell2 --underlay-ip 198.18.0.12 --dataplane kernel --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell2.sock')
+    .option('--conntrack-max <n>', 'tracked connections at most (userspace data plane); a full table evicts the least valuable', String(DEFAULT_CONNTRACK_MAX))
+    .option('--offload <list>', `offloads to use, comma-separated, from ${OFFLOAD_NAMES.join(', ')} (or all, none); default all`)
+    .addOption(noOffloadOption())
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Offloads (userspace data plane): tap-tso (containers send TCP super-frames, segmented here),',
+        'tap-gro (TCP segments merged into super-frames toward containers), udp-gso / udp-gro (UDP',
+        'segmentation offload on the underlay). Each is asked of the kernel; what it refuses falls back',
+        'and `silkworm show counters` shows requested vs in effect.',
+        'Precedence, per offload: --offload / --no-offload > the deprecated environment variables',
+        'SILKWORM_TAP_VNET=0 (tap-gro and tap-tso off), SILKWORM_TAP_TSO=0 (tap-tso off),',
+        'SILKWORM_UNDERLAY_GSO=0 (udp-gso and udp-gro off) > default (all on).',
+        '',
+        'Examples (inside the cell namespace):',
+        '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell1.sock',
+        '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --no-offload tap-tso,udp-gso',
+        '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --offload none',
+        '  ip netns exec sw-cell2 silkworm cell --name cell2 --underlay-ip 198.18.0.12 --dataplane kernel --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell2.sock',
+      ].join('\n'),
+    )
     .action(async (o) => {
       if (!isIpv4(o.underlayIp)) fail(`--underlay-ip "${o.underlayIp}" is not an IPv4 address`);
       if (o.dataplane !== 'user' && o.dataplane !== 'kernel') fail(`--dataplane must be user or kernel, got "${o.dataplane}"`);
@@ -101,8 +128,32 @@ export function register(program: Command): void {
       const port = parseIntStrict(o.port, '--port', 1, 65535);
       const conntrackMax = parseIntStrict(o.conntrackMax, '--conntrack-max', 1, 1 << 24);
       if (!/^[A-Za-z0-9_.-]{1,64}$/.test(o.name)) fail(`--name "${o.name}" must be 1-64 letters, digits, "_.-"`);
+      // Offloads are decided here, once: the io layer never reads the environment.
+      let offloads: ResolvedOffloads;
+      try {
+        offloads = resolveOffloads({ offload: o.offload, noOffload: o.noOffload }, process.env);
+      } catch (err) {
+        fail((err as Error).message);
+      }
+      if (offloads.deprecatedEnv.length > 0) {
+        logger('cell', { cell: o.name }).warn(
+          { variables: offloads.deprecatedEnv, offload: formatOffloads(offloads.options), use: '--offload / --no-offload' },
+          'offload-env-deprecated',
+        );
+      }
+      if (o.dataplane === 'kernel') {
+        try {
+          parseCidr(o.overlayNetwork);
+        } catch {
+          fail(`--overlay-network "${o.overlayNetwork}" is not an IPv4 CIDR such as 10.255.0.0/16`);
+        }
+        if (o.capture) fail('--capture is for the userspace data plane; with --dataplane kernel run tcpdump -i silk-vtep in the cell namespace');
+        if (o.offload !== undefined || o.noOffload !== undefined) fail('--offload and --no-offload are for the userspace data plane; the kernel data plane uses the kernel\'s own offloads (ethtool -K)');
+        if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.underlayDev)) fail(`--underlay-dev "${o.underlayDev}" is not an interface name`);
+      }
       const client = new ControllerClient(controllerAddress(o));
       const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
+      // One instance per cell: the state directory's lock, then the admin socket, then (in Cell.start) UDP 4789.
       const state = new StateDir(o.stateDir ?? defaultStateDir(o.name));
       const native = loadNative();
       if (typeof native.lockFile !== 'function') fail('the native addon is older than this silkworm (no lockFile): rebuild it with "npm run build:native"');
@@ -116,13 +167,6 @@ export function register(program: Command): void {
         throw err;
       });
       if (o.dataplane === 'kernel') {
-        try {
-          parseCidr(o.overlayNetwork);
-        } catch {
-          fail(`--overlay-network "${o.overlayNetwork}" is not an IPv4 CIDR such as 10.255.0.0/16`);
-        }
-        if (o.capture) fail('--capture is for the userspace data plane; with --dataplane kernel run tcpdump -i silk-vtep in the cell namespace');
-        if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.underlayDev)) fail(`--underlay-dev "${o.underlayDev}" is not an interface name`);
         const kcell = new KernelCell({
           name: o.name,
           controller: client,
@@ -155,7 +199,7 @@ export function register(program: Command): void {
         name: o.name,
         controller: client,
         underlayIp: o.underlayIp,
-        io: nativeCellIo(),
+        io: nativeCellIo(offloads.options),
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },
         capture: Boolean(o.capture),

@@ -142,6 +142,10 @@ export interface JsonRequest {
   body: unknown;
   /** Aborted when the client goes away (a long-poll stops waiting). */
   signal: AbortSignal;
+  /** The request's headers (lower-case names). */
+  headers?: http.IncomingHttpHeaders;
+  /** Which kind of listener it arrived on: a unix socket is local and trusted, TCP is not. */
+  transport?: 'unix' | 'tcp';
 }
 
 export interface JsonResponse {
@@ -152,6 +156,8 @@ export interface JsonResponse {
   raw?: string | Buffer;
   /** Content type of `raw` (default application/json), e.g. Prometheus text. */
   contentType?: string;
+  /** Extra response headers, e.g. WWW-Authenticate. */
+  headers?: Record<string, string>;
 }
 
 export type JsonHandler = (req: JsonRequest) => JsonResponse | Promise<JsonResponse>;
@@ -170,6 +176,13 @@ export class HttpError extends Error {
 /** Exact-path routing with a method check: unknown path → 404, wrong method → 405. */
 export class Router {
   private readonly routes = new Map<string, Map<string, JsonHandler>>();
+  private fallback: JsonHandler | undefined;
+
+  /** Answer paths no route matches with `h` (it may still answer 404) instead of the plain 404. */
+  otherwise(h: JsonHandler): this {
+    this.fallback = h;
+    return this;
+  }
 
   on(method: string, path: string, handler: JsonHandler): this {
     let byMethod = this.routes.get(path);
@@ -190,7 +203,7 @@ export class Router {
   /** The handler to pass to serve(). */
   readonly handle: JsonHandler = (req) => {
     const byMethod = this.routes.get(req.path);
-    if (!byMethod) return { status: 404, body: { error: `no such endpoint: ${req.path}` } };
+    if (!byMethod) return this.fallback ? this.fallback(req) : { status: 404, body: { error: `no such endpoint: ${req.path}` } };
     const h = byMethod.get(req.method);
     if (!h) {
       return {
@@ -225,7 +238,7 @@ export interface JsonServer {
 export async function serve(addr: Address, handler: JsonHandler, opts: ServeOptions = {}): Promise<JsonServer> {
   const maxBody = opts.maxBodyBytes ?? 64 * 1024 * 1024;
   const server = http.createServer((req, res) => {
-    void dispatch(req, res, handler, maxBody, opts.onError);
+    void dispatch(req, res, handler, maxBody, opts.onError, addr.kind);
   });
   // Long-polls are held ~25 s; keep Node's request timeout well above that.
   server.requestTimeout = 0;
@@ -297,6 +310,7 @@ async function dispatch(
   handler: JsonHandler,
   maxBody: number,
   onError: ServeOptions['onError'],
+  transport: 'unix' | 'tcp',
 ): Promise<void> {
   const ac = new AbortController();
   // 'close' on the response fires when it is finished or the peer vanished;
@@ -311,6 +325,8 @@ async function dispatch(
     query: url.searchParams,
     body: undefined,
     signal: ac.signal,
+    headers: req.headers,
+    transport,
   };
   let out: JsonResponse;
   try {
@@ -326,8 +342,11 @@ async function dispatch(
   if (res.destroyed) return;
   const data = out.raw ?? (out.body === undefined ? '' : JSON.stringify(out.body));
   res.writeHead(out.status, {
+    ...out.headers,
     'content-type': out.contentType ?? 'application/json',
     'content-length': Buffer.byteLength(data),
+    // As the policy server's NoSniffHeaderHandler: clients must not guess types.
+    'x-content-type-options': 'nosniff',
   });
   res.end(data);
 }
