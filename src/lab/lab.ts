@@ -271,11 +271,16 @@ export async function labRestart(prefix: string, name: string, o: RestartOptions
   requireRoot('lab restart');
   const state = readState(prefix) ?? fail(`no lab "${prefix}" is up; start one with "silkworm lab up${prefix === DEFAULT_LAB ? '' : ` --prefix ${prefix}`}"`);
   const cell = state.cells.find((c) => c.name === name) ?? fail(`lab "${prefix}" has no cell "${name}" (it has ${state.cells.map((c) => c.name).join(', ') || 'none'})`);
-  const alive = isOurs(cell.pid);
-  const command = cell.command ?? (alive ? cmdline(cell.pid) : null);
-  if (!command || command.length === 0) fail(`the command line of ${name} was not recorded and its process is gone; run "silkworm lab down --prefix ${prefix}" and up again`);
+  const command = cell.command;
+  if (!command || command.length === 0) fail(`the command line of ${name} was not recorded (a lab from an older silkworm); run "silkworm lab down --prefix ${prefix}" and up again`);
+  // The cell running now: whoever holds its state directory's lock (it may
+  // have been restarted by hand since state.json was written), else the recorded PID.
+  const sd = command.indexOf('--state-dir');
+  const stateDir = sd >= 0 && command[sd + 1] ? command[sd + 1]! : path.join(labDir(prefix), name);
+  const holder = lockHolder(stateDir);
+  const oldPid = holder !== undefined && isOurs(holder) ? holder : cell.pid;
+  const alive = isOurs(oldPid);
   const started = Date.now();
-  const oldPid = cell.pid;
   let sig: RestartResult['signal'] = null;
   if (alive) {
     sig = o.kill ? 'SIGKILL' : 'SIGTERM';
@@ -293,8 +298,25 @@ export async function labRestart(prefix: string, name: string, o: RestartOptions
   cell.pid = pid;
   cell.command = command;
   writeState(state);
-  await waitReady({ what: name, pid, log: cell.log, timeoutMs: o.timeoutMs ?? 15_000, ready: async () => (await probeHttp(cell.socket)) !== null });
+  // Ready: the new process holds the lock and answers (an answer alone could come from a cell nobody stopped).
+  await waitReady({
+    what: name,
+    pid,
+    log: cell.log,
+    timeoutMs: o.timeoutMs ?? 15_000,
+    ready: async () => lockHolder(stateDir) === pid && isAlive(pid) && (await probeHttp(cell.socket)) !== null,
+  });
   return { cell: name, oldPid, pid, signal: sig, elapsedMs: Date.now() - started };
+}
+
+/** The PID a cell wrote into its state directory's lock file (src/agent/state-dir.ts), if any. */
+function lockHolder(stateDir: string): number | undefined {
+  try {
+    const n = Number(fs.readFileSync(path.join(stateDir, 'lock'), 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ProcStatus {

@@ -158,6 +158,11 @@ export interface JsonResponse {
   contentType?: string;
   /** Extra response headers, e.g. WWW-Authenticate. */
   headers?: Record<string, string>;
+  /**
+   * Write the response itself, in pieces (a listing too big to build as one
+   * body); `status`, `body` and `raw` are then ignored. Must end the response.
+   */
+  stream?: (res: http.ServerResponse) => Promise<void>;
 }
 
 export type JsonHandler = (req: JsonRequest) => JsonResponse | Promise<JsonResponse>;
@@ -340,6 +345,15 @@ async function dispatch(
     }
   }
   if (res.destroyed) return;
+  if (out.stream) {
+    try {
+      await out.stream(res);
+    } catch (err) {
+      onError?.(err, jreq);
+      res.destroy();
+    }
+    return;
+  }
   const data = out.raw ?? (out.body === undefined ? '' : JSON.stringify(out.body));
   res.writeHead(out.status, {
     ...out.headers,
