@@ -134,7 +134,7 @@ export class Agent {
     this.loop.stop();
     if (this.saveTimer) clearInterval(this.saveTimer);
     await this.serial(async () => {
-      this.saveNow();
+      this.saveNow(true);
       await this.backend.close();
     });
     this.records.clear();
@@ -202,7 +202,7 @@ export class Agent {
   }
 
   /** Write the state now (no-op without a state directory); a failure is logged, never thrown. */
-  saveNow(): void {
+  saveNow(final = false): void {
     const dir = this.o.state;
     if (!dir || !this.started) return;
     try {
@@ -217,7 +217,7 @@ export class Agent {
         savedAt: new Date().toISOString(),
         containers,
       });
-      this.backend.saveState?.(dir);
+      this.backend.saveState?.(dir, final);
     } catch (err) {
       this.log.error({ dir: dir.dir, err: (err as Error).message }, 'state-save-failed');
     }

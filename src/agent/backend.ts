@@ -64,6 +64,10 @@ export interface Backend {
   reattach?(c: ContainerRecord): Promise<boolean>;
   /** Read what `saveState` wrote (called after `open`, before any packet moves). */
   loadState?(dir: StateDir): void;
-  /** Write what the backend keeps across a restart (the userspace cell: its tracked connections). */
-  saveState?(dir: StateDir): void;
+  /**
+   * Write what the backend keeps across a restart (the userspace cell: its
+   * tracked connections). `final`: the process is stopping, write it all now;
+   * otherwise the backend may finish the write in the background.
+   */
+  saveState?(dir: StateDir, final?: boolean): void;
 }

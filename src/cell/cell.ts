@@ -24,7 +24,7 @@ import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
 import { logger } from '../util/log.js';
 import { VTEP_DEV } from '../util/silk.js';
 import type { StateDir } from '../agent/state-dir.js';
-import { decodeConntrack, encodeConntrack, restoreConntrack } from './conntrack-state.js';
+import { ConntrackWriter, decodeConntrack, restoreConntrack } from './conntrack-state.js';
 
 export type { ContainerInfo };
 
@@ -46,8 +46,18 @@ export interface CellIo {
   offloads?(): OffloadStatus;
 }
 
-/** The state directory's file for the tracked connections. */
+/** The state directory's files for the tracked connections and the counters. */
 export const CONNTRACK_FILE = 'conntrack.bin';
+export const COUNTERS_FILE = 'counters.json';
+
+/** Add saved values (by name) into a counter array; unknown names and non-numbers are ignored. */
+function addNamed(into: Float64Array, names: readonly string[], saved: Record<string, unknown> | undefined): void {
+  if (!saved || typeof saved !== 'object') return;
+  names.forEach((n, i) => {
+    const v = saved[n];
+    if (typeof v === 'number' && Number.isFinite(v) && v > 0) into[i] = into[i]! + v;
+  });
+}
 
 /** A container's namespace as a path: a name is one under /run/netns (what `ip netns` makes). */
 export function netnsPath(netns: string): string {
@@ -77,6 +87,8 @@ interface Attached {
 }
 
 const BATCH = BATCH_SIZE;
+/** Milliseconds of conntrack walking per event-loop turn during a periodic save. */
+const CT_SAVE_SLICE_MS = 2;
 
 /** Close a device for good: a persistent TAP vanishes once its last fd closes with persistence off. */
 function release(dev: FrameDevice): void {
@@ -109,6 +121,8 @@ export class Cell extends AgentCell {
   // Scratch for dispatch: one set per cell, reused for every batch.
   /** The data plane's counters, made before the data plane (the underlay counts into them from start()). */
   private readonly counters = new Counters();
+  /** The periodic conntrack save under way (one at a time). */
+  private ctSaving: ConntrackWriter | null = null;
   /** Tracked connections read from the state directory, put in the table once it exists. */
   restoredConntrack = 0;
   private readonly sOff = new Uint32Array(BATCH);
@@ -165,15 +179,56 @@ export class Cell extends AgentCell {
     await super.start();
   }
 
+  /** Counters and tracked connections an earlier process of this cell saved. */
   loadState(dir: StateDir): void {
+    const counters = dir.readBinary(COUNTERS_FILE);
+    if (counters !== null) {
+      // Counters carry on from where they were, so a restart is not a reset to whoever graphs them.
+      try {
+        const saved = JSON.parse(counters.toString('utf8')) as { stats?: Record<string, unknown>; drops?: Record<string, unknown> };
+        addNamed(this.counters.stats, STAT_NAMES, saved.stats);
+        addNamed(this.counters.drops, DROP_NAMES, saved.drops);
+      } catch {
+        this.log.warn({ file: dir.path(COUNTERS_FILE) }, 'counters-unreadable');
+      }
+    }
     const bytes = dir.readBinary(CONNTRACK_FILE);
     if (bytes === null) return;
     this.restoredConntrack = restoreConntrack(this.dp.conntrack, decodeConntrack(bytes), this.now());
     this.log.info({ entries: this.restoredConntrack }, 'conntrack-restored');
   }
 
-  saveState(dir: StateDir): void {
-    dir.writeBinary(CONNTRACK_FILE, encodeConntrack(this.dp.conntrack.entries(this.now())));
+  /**
+   * Counters now; the tracked connections now when `final` (stopping), else
+   * walked in slices of a few milliseconds between packet batches and written
+   * when the walk ends (a full table must not stall forwarding).
+   */
+  saveState(dir: StateDir, final = false): void {
+    dir.writeBinary(COUNTERS_FILE, Buffer.from(JSON.stringify(this.counters.snapshot())));
+    if (final) {
+      this.ctSaving = null;
+      const w = new ConntrackWriter(this.dp.conntrack, this.now());
+      while (!w.step(Infinity));
+      dir.writeBinary(CONNTRACK_FILE, w.bytes());
+      return;
+    }
+    if (this.ctSaving !== null) return; // one walk at a time; the next save starts a fresh one
+    const w = new ConntrackWriter(this.dp.conntrack, this.now());
+    this.ctSaving = w;
+    const slice = () => {
+      if (this.ctSaving !== w) return; // superseded by a final save, or closed
+      if (!w.step(CT_SAVE_SLICE_MS)) {
+        setImmediate(slice);
+        return;
+      }
+      this.ctSaving = null;
+      try {
+        dir.writeBinary(CONNTRACK_FILE, w.bytes());
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'state-save-failed');
+      }
+    };
+    slice();
   }
 
   async run(): Promise<void> {
@@ -193,6 +248,7 @@ export class Cell extends AgentCell {
 
   /** Close every fd; the containers' TAPs persist (a restarted cell re-attaches them). */
   async close(): Promise<void> {
+    this.ctSaving = null;
     for (const t of this.timers) clearInterval(t);
     for (const a of [...this.attached.values()]) this.forget(a.port.handle);
     this.underlay?.close();

@@ -16,6 +16,7 @@
 // entry: src, dst, sport << 16 | dport, proto | tcpState << 8 | flags << 16
 // (1 = seen reply, 2 = assured), mark.
 import {
+  CT_LIST_DONE,
   ConnTrack,
   TCP_ACK,
   TCP_CLOSE,
@@ -68,7 +69,7 @@ export function savedFromInfo(e: CtEntryInfo): SavedCt {
   };
 }
 
-/** The table's live entries as the file's bytes. */
+/** The given entries as the file's bytes (ConntrackWriter walks a live table). */
 export function encodeConntrack(entries: readonly CtEntryInfo[]): Uint8Array {
   const words = new Uint32Array(HEADER_WORDS + entries.length * ENTRY_WORDS);
   words[0] = MAGIC;
@@ -76,15 +77,70 @@ export function encodeConntrack(entries: readonly CtEntryInfo[]): Uint8Array {
   words[2] = entries.length;
   let o = HEADER_WORDS;
   for (const info of entries) {
-    const e = savedFromInfo(info);
-    words[o] = e.src;
-    words[o + 1] = e.dst;
-    words[o + 2] = ((e.sport & 0xffff) << 16) | (e.dport & 0xffff);
-    words[o + 3] = (e.proto & 0xff) | ((e.tcpState & 0xff) << 8) | ((e.seenReply ? 1 : 0) << 16) | ((e.assured ? 2 : 0) << 16);
-    words[o + 4] = e.mark;
+    writeEntry(words, o, info);
     o += ENTRY_WORDS;
   }
   return new Uint8Array(words.buffer);
+}
+
+/**
+ * Encodes a live table into the file's bytes by walking it with
+ * ConnTrack.list, a time budget per `step`, so a big table can be saved
+ * between packet batches. Entries created or removed during the walk may or
+ * may not be in the file; one that lives throughout is in it exactly once.
+ */
+export class ConntrackWriter {
+  private words: Uint32Array;
+  private n = 0;
+  private cursor = 0;
+  private readonly batch: CtEntryInfo[] = [];
+
+  constructor(
+    private readonly ct: ConnTrack,
+    private readonly now: number,
+  ) {
+    this.words = new Uint32Array(HEADER_WORDS + Math.min(ct.size + 16, ct.capacity) * ENTRY_WORDS);
+  }
+
+  /** Walk for up to `budgetMs`; true when the walk is complete. */
+  step(budgetMs: number): boolean {
+    const t0 = performance.now();
+    while (this.cursor !== CT_LIST_DONE) {
+      this.cursor = this.ct.list(this.cursor, 256, this.now, {}, this.batch, 4096);
+      for (const e of this.batch) this.put(e);
+      this.batch.length = 0;
+      if (performance.now() - t0 >= budgetMs) break;
+    }
+    return this.cursor === CT_LIST_DONE;
+  }
+
+  private put(info: CtEntryInfo): void {
+    const o = HEADER_WORDS + this.n * ENTRY_WORDS;
+    if (o + ENTRY_WORDS > this.words.length) {
+      const bigger = new Uint32Array(this.words.length * 2 + ENTRY_WORDS);
+      bigger.set(this.words);
+      this.words = bigger;
+    }
+    writeEntry(this.words, o, info);
+    this.n++;
+  }
+
+  bytes(): Uint8Array {
+    const w = this.words.subarray(0, HEADER_WORDS + this.n * ENTRY_WORDS);
+    w[0] = MAGIC;
+    w[1] = VERSION;
+    w[2] = this.n;
+    return new Uint8Array(w.buffer, 0, w.byteLength);
+  }
+}
+
+function writeEntry(words: Uint32Array, o: number, info: CtEntryInfo): void {
+  const e = savedFromInfo(info);
+  words[o] = e.src;
+  words[o + 1] = e.dst;
+  words[o + 2] = ((e.sport & 0xffff) << 16) | (e.dport & 0xffff);
+  words[o + 3] = (e.proto & 0xff) | ((e.tcpState & 0xff) << 8) | ((e.seenReply ? 1 : 0) << 16) | ((e.assured ? 2 : 0) << 16);
+  words[o + 4] = e.mark;
 }
 
 /** The entries in a file's bytes; throws one sentence when the bytes are not such a file. */
