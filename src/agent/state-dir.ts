@@ -114,6 +114,8 @@ export function validateSaved(v: unknown, file: string): SavedCell {
  */
 export class StateDir {
   readonly dir: string;
+  /** `lock` made the directory (a start that fails may take it away again). */
+  created = false;
   private lockFd = -1;
 
   constructor(dir: string) {
@@ -136,6 +138,7 @@ export class StateDir {
   lock(lockFile: (p: string) => number): boolean {
     const created = !fs.existsSync(this.dir);
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.created = created;
     try {
       this.lockFd = lockFile(this.path(LOCK_FILE));
     } catch (err) {
@@ -149,6 +152,12 @@ export class StateDir {
     // The lock file says who holds it (for the message above); the flock is what counts.
     fs.writeFileSync(this.path(LOCK_FILE), `${process.pid}\n`);
     return created;
+  }
+
+  /** Remove the directory if `lock` made it and no state was written since (a first start that failed). */
+  removeIfCreated(): void {
+    if (!this.created || fs.existsSync(this.file)) return;
+    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** Release the lock (the process exiting does the same). */

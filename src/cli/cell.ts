@@ -6,21 +6,18 @@
 // taken means another cell is running, and this one exits non-zero with one
 // sentence. A start that fails later undoes what it made (the lease included)
 // and exits non-zero too — never a process left hanging.
+import dgram from 'node:dgram';
 import net from 'node:net';
 import fs from 'node:fs';
+//
+// Only what those checks need is loaded up front; the data planes, the
+// logger and the metrics are imported once they pass, so a refusal comes
+// quickly and a restart starts moving packets sooner.
 import { Option, type Command } from 'commander';
-import { Cell } from '../cell/cell.js';
-import { serveAdmin, serveMetrics } from '../cell/admin.js';
-import { cellRegistry } from '../cell/metrics.js';
-import { IprouteContainerNet } from '../agent/netns.js';
-import { nativeCellIo } from '../cell/io.js';
 import { ControllerClient } from '../net/controller-client.js';
 import { controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
 import { isIpv4, parseCidr } from '../util/ip.js';
-import { KernelCell } from '../kernel/kernel-cell.js';
-import { serveKernelAdmin } from '../kernel/admin.js';
 import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads } from '../offload/options.js';
-import { logger } from '../util/log.js';
 import { defaultStateDir, StateDir } from '../agent/state-dir.js';
 import { loadNative } from '../io/native.js';
 import { DEFAULT_CONNTRACK_MAX } from '../policy/conntrack.js';
@@ -61,6 +58,24 @@ async function checkAdminFree(admin: Address): Promise<void> {
   if (await socketAnswers(admin.path)) fail(`admin socket ${admin.path} is in use by another running cell`);
 }
 
+/**
+ * Refuse early when UDP `port` on `ip` is taken (a live cell binds it without
+ * port sharing). Cell.start binds it for real before the lease; this only
+ * answers sooner, before the data plane's modules load.
+ */
+function checkUdpFree(ip: string, port: number, dataplane: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      s.close();
+      if (err.code === 'EADDRINUSE') reject(new Error(`UDP port ${port} on ${ip} is in use (another cell for this underlay address is running)`));
+      else if (err.code === 'EADDRNOTAVAIL' && dataplane === 'user') reject(new Error(`${ip} is not an address of this network namespace`));
+      else resolve(); // not ours to judge here (the kernel data plane binds through its VXLAN device)
+    });
+    s.bind({ address: ip, port, exclusive: true }, () => s.close(() => resolve()));
+  });
+}
+
 /** A start failure: undo what this run made (the lease included), say why in one sentence, exit 1. */
 async function abort(what: string, err: unknown, cell: AgentCell | null, client: ControllerClient | null, state: StateDir | null): Promise<never> {
   if (cell && client) {
@@ -75,6 +90,11 @@ async function abort(what: string, err: unknown, cell: AgentCell | null, client:
     if (lease) await client.releaseLease(lease).catch(() => undefined);
   }
   state?.unlock((fd) => loadNative().closeFd(fd));
+  try {
+    state?.removeIfCreated();
+  } catch {
+    /* best effort */
+  }
   process.stderr.write(`silkworm: ${what}: ${(err as Error).message}\n`);
   // Anything still open (a half-made socket, a timer) must not keep a failed cell alive.
   process.exit(1);
@@ -135,12 +155,6 @@ export function register(program: Command): void {
       } catch (err) {
         fail((err as Error).message);
       }
-      if (offloads.deprecatedEnv.length > 0) {
-        logger('cell', { cell: o.name }).warn(
-          { variables: offloads.deprecatedEnv, offload: formatOffloads(offloads.options), use: '--offload / --no-offload' },
-          'offload-env-deprecated',
-        );
-      }
       if (o.dataplane === 'kernel') {
         try {
           parseCidr(o.overlayNetwork);
@@ -162,10 +176,31 @@ export function register(program: Command): void {
       } catch (err) {
         fail(`cell ${o.name} is already running: ${(err as Error).message}`);
       }
-      await checkAdminFree(admin).catch((err) => {
-        state.unlock((fd) => loadNative().closeFd(fd));
+      await (async () => {
+        await checkAdminFree(admin);
+        await checkUdpFree(o.underlayIp, port, o.dataplane);
+      })().catch((err) => {
+        state.unlock((fd) => native.closeFd(fd));
+        state.removeIfCreated();
         throw err;
       });
+      const [{ Cell }, { serveAdmin, serveMetrics }, { cellRegistry }, { IprouteContainerNet }, { nativeCellIo }, { KernelCell }, { serveKernelAdmin }, { logger }] =
+        await Promise.all([
+          import('../cell/cell.js'),
+          import('../cell/admin.js'),
+          import('../cell/metrics.js'),
+          import('../agent/netns.js'),
+          import('../cell/io.js'),
+          import('../kernel/kernel-cell.js'),
+          import('../kernel/admin.js'),
+          import('../util/log.js'),
+        ]);
+      if (offloads.deprecatedEnv.length > 0) {
+        logger('cell', { cell: o.name }).warn(
+          { variables: offloads.deprecatedEnv, offload: formatOffloads(offloads.options), use: '--offload / --no-offload' },
+          'offload-env-deprecated',
+        );
+      }
       if (o.dataplane === 'kernel') {
         const kcell = new KernelCell({
           name: o.name,
