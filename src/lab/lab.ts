@@ -7,6 +7,7 @@
 // down:   stop recorded PIDs (only while they are still ours), delete the
 //         namespaces, remove /run/silkworm/P. Idempotent; works without state.
 // status: what the state says, checked against what is alive.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fail } from './errors.js';
@@ -218,6 +219,10 @@ async function teardown(prefix: string, state: LabState | null, o: TeardownOptio
   const found = o.onlyRecorded ? { ours: [], foreign: [] } : discoverLabPids(prefix, namespaces);
   const pids = [...new Set([...(state ? recordedPids(state) : []), ...found.ours])];
   const stubborn = await stopProcesses(pids, o.graceMs ?? 3000);
+  // A cell's containers keep their TAPs when it stops (so a restart can
+  // re-attach them). Those in the lab's namespaces go with the namespaces;
+  // those in anyone else's are deleted here, as `container del` would.
+  deleteContainerTaps(prefix, namespaces);
   const before = new Set(listNetns());
   // Namespaces go even if a process would not: a process keeps its network
   // alive but no longer holds the name, so a new lab can start.
@@ -236,6 +241,41 @@ async function teardown(prefix: string, state: LabState | null, o: TeardownOptio
     namespacesDeleted: namespaces.filter((n) => before.has(n)),
     foreign: found.foreign,
   };
+}
+
+/**
+ * Delete eth0 in every namespace a cell of this lab recorded a container in
+ * (its state directory's cell.json), except the namespaces about to be
+ * deleted — and only when eth0 is still a TAP, which is what the cell made.
+ */
+function deleteContainerTaps(prefix: string, deleting: string[]): void {
+  const dir = labDir(prefix);
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  const present = new Set(listNetns());
+  for (const e of entries) {
+    let saved: { containers?: { netns?: unknown }[] };
+    try {
+      saved = JSON.parse(fs.readFileSync(path.join(dir, e, 'cell.json'), 'utf8'));
+    } catch {
+      continue; // not a cell's state directory
+    }
+    for (const c of saved.containers ?? []) {
+      const ns = c.netns;
+      if (typeof ns !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(ns) || deleting.includes(ns) || !present.has(ns)) continue;
+      try {
+        const info = JSON.parse(execFileSync('ip', ['-n', ns, '-d', '-j', 'link', 'show', 'dev', 'eth0'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }));
+        if (info?.[0]?.linkinfo?.info_kind !== 'tun') continue;
+        execFileSync('ip', ['-n', ns, 'link', 'del', 'dev', 'eth0'], { stdio: 'ignore', timeout: 5000 });
+      } catch {
+        /* gone already */
+      }
+    }
+  }
 }
 
 /** Take the lab down. Safe to run twice, and with no state file at all. */
