@@ -24,7 +24,7 @@ import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
 import { logger } from '../util/log.js';
 import { VTEP_DEV } from '../util/silk.js';
 import type { StateDir } from '../agent/state-dir.js';
-import { ConntrackWriter, decodeConntrack, restoreConntrack } from './conntrack-state.js';
+import { ConntrackWriter, restoreConntrackBytes } from './conntrack-state.js';
 
 export type { ContainerInfo };
 
@@ -194,7 +194,7 @@ export class Cell extends AgentCell {
     }
     const bytes = dir.readBinary(CONNTRACK_FILE);
     if (bytes === null) return;
-    this.restoredConntrack = restoreConntrack(this.dp.conntrack, decodeConntrack(bytes), this.now());
+    this.restoredConntrack = restoreConntrackBytes(this.dp.conntrack, bytes, this.now());
     this.log.info({ entries: this.restoredConntrack }, 'conntrack-restored');
   }
 

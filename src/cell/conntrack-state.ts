@@ -106,7 +106,7 @@ export class ConntrackWriter {
   step(budgetMs: number): boolean {
     const t0 = performance.now();
     while (this.cursor !== CT_LIST_DONE) {
-      this.cursor = this.ct.list(this.cursor, 256, this.now, {}, this.batch, 4096);
+      this.cursor = this.ct.list(this.cursor, 64, this.now, {}, this.batch, 1024);
       for (const e of this.batch) this.put(e);
       this.batch.length = 0;
       if (performance.now() - t0 >= budgetMs) break;
@@ -143,32 +143,52 @@ function writeEntry(words: Uint32Array, o: number, info: CtEntryInfo): void {
   words[o + 4] = e.mark;
 }
 
-/** The entries in a file's bytes; throws one sentence when the bytes are not such a file. */
-export function decodeConntrack(bytes: Uint8Array): SavedCt[] {
+/** A file's bytes as checked u32 words and the entry count; throws one sentence when they are not such a file. */
+function checkedWords(bytes: Uint8Array): { w: Uint32Array; n: number } {
   if (bytes.byteLength < HEADER_WORDS * 4 || bytes.byteLength % 4 !== 0) throw new Error('conntrack state is truncated');
-  const copy = new Uint8Array(bytes); // aligned
-  const w = new Uint32Array(copy.buffer, 0, copy.byteLength / 4);
+  const copy = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes); // aligned
+  const w = new Uint32Array(copy.buffer, copy.byteOffset, copy.byteLength / 4);
   if (w[0] !== MAGIC) throw new Error('conntrack state has the wrong magic number');
   if (w[1] !== VERSION) throw new Error(`conntrack state has version ${w[1]}, not ${VERSION}`);
   const n = w[2]!;
   if (w.length !== HEADER_WORDS + n * ENTRY_WORDS) throw new Error(`conntrack state says ${n} entries but holds ${Math.floor((w.length - HEADER_WORDS) / ENTRY_WORDS)}`);
+  return { w, n };
+}
+
+/** Entry `i` of checked words. */
+function entryAt(w: Uint32Array, i: number, into: SavedCt): SavedCt {
+  const o = HEADER_WORDS + i * ENTRY_WORDS;
+  const ports = w[o + 2]!;
+  const meta = w[o + 3]!;
+  into.src = w[o]!;
+  into.dst = w[o + 1]!;
+  into.sport = ports >>> 16;
+  into.dport = ports & 0xffff;
+  into.proto = meta & 0xff;
+  into.tcpState = (meta >>> 8) & 0xff;
+  into.seenReply = ((meta >>> 16) & 1) !== 0;
+  into.assured = ((meta >>> 16) & 2) !== 0;
+  into.mark = w[o + 4]!;
+  return into;
+}
+
+const blank = (): SavedCt => ({ src: 0, dst: 0, sport: 0, dport: 0, proto: 0, tcpState: 0, seenReply: false, assured: false, mark: 0 });
+
+/** The entries in a file's bytes; throws one sentence when the bytes are not such a file. */
+export function decodeConntrack(bytes: Uint8Array): SavedCt[] {
+  const { w, n } = checkedWords(bytes);
   const out: SavedCt[] = [];
-  for (let i = 0, o = HEADER_WORDS; i < n; i++, o += ENTRY_WORDS) {
-    const ports = w[o + 2]!;
-    const meta = w[o + 3]!;
-    out.push({
-      src: w[o]!,
-      dst: w[o + 1]!,
-      sport: ports >>> 16,
-      dport: ports & 0xffff,
-      proto: meta & 0xff,
-      tcpState: (meta >>> 8) & 0xff,
-      seenReply: ((meta >>> 16) & 1) !== 0,
-      assured: ((meta >>> 16) & 2) !== 0,
-      mark: w[o + 4]!,
-    });
-  }
+  for (let i = 0; i < n; i++) out.push(entryAt(w, i, blank()));
   return out;
+}
+
+/** Restore straight from a file's bytes (one scratch entry, no list of objects); returns the entries restored. */
+export function restoreConntrackBytes(ct: ConnTrack, bytes: Uint8Array, now: number): number {
+  const { w, n } = checkedWords(bytes);
+  const e = blank();
+  let restored = 0;
+  for (let i = 0; i < n; i++) restored += restoreOne(ct, entryAt(w, i, e), now) ? 1 : 0;
+  return restored;
 }
 
 /** The TCP packets (direction 0 = original, 1 = reply; flags) that take a fresh entry to `state`. */
@@ -196,32 +216,38 @@ function tcpSteps(state: number, seenReply: boolean): [number, number][] {
   }
 }
 
+/** tcpSteps for every state, without and with a reply seen (built once). */
+const TCP_STEPS: [number, number][][][] = TCP_STATE_NAMES.map((_, st) => [tcpSteps(st, false), tcpSteps(st, true)]);
+
 /**
  * Put `saved` into `ct` at `now` (normally an empty table, before any packet).
  * Returns how many entries were restored; unknown protocols are skipped.
  */
 export function restoreConntrack(ct: ConnTrack, saved: readonly SavedCt[], now: number): number {
   let n = 0;
-  for (const e of saved) {
-    const icmp = e.proto === IPPROTO_ICMP;
-    // The reply direction as a packet from the responder carries it (ICMP echo keeps (id, 0)).
-    const rs = icmp ? e.sport : e.dport;
-    const rd = icmp ? e.dport : e.sport;
-    const pkt = (dir: number, flags: number, create: boolean) =>
-      dir === 0
-        ? ct.process(e.src, e.dst, e.proto, e.sport, e.dport, flags, now, create, e.mark)
-        : ct.process(e.dst, e.src, e.proto, rs, rd, flags, now, false);
-    if (e.proto === IPPROTO_TCP) {
-      const steps = tcpSteps(e.tcpState, e.seenReply);
-      if (steps.length === 0) continue;
-      steps.forEach(([dir, flags], i) => pkt(dir, flags, i === 0));
-    } else if (e.proto === IPPROTO_UDP || icmp) {
-      pkt(0, 0, true);
-      if (e.seenReply) pkt(1, 0, false);
-    } else {
-      continue;
-    }
-    n++;
-  }
+  for (const e of saved) if (restoreOne(ct, e, now)) n++;
   return n;
+}
+
+function restoreOne(ct: ConnTrack, e: SavedCt, now: number): boolean {
+  const icmp = e.proto === IPPROTO_ICMP;
+  // The reply direction as a packet from the responder carries it (ICMP echo keeps (id, 0)).
+  const rs = icmp ? e.sport : e.dport;
+  const rd = icmp ? e.dport : e.sport;
+  const pkt = (dir: number, flags: number, create: boolean) =>
+    dir === 0
+      ? ct.process(e.src, e.dst, e.proto, e.sport, e.dport, flags, now, create, e.mark)
+      : ct.process(e.dst, e.src, e.proto, rs, rd, flags, now, false);
+  if (e.proto === IPPROTO_TCP) {
+    const steps = TCP_STEPS[e.tcpState]?.[e.seenReply ? 1 : 0];
+    if (steps === undefined || steps.length === 0) return false;
+    for (let i = 0; i < steps.length; i++) pkt(steps[i]![0], steps[i]![1], i === 0);
+    return true;
+  }
+  if (e.proto === IPPROTO_UDP || icmp) {
+    pkt(0, 0, true);
+    if (e.seenReply) pkt(1, 0, false);
+    return true;
+  }
+  return false;
 }

@@ -3,7 +3,7 @@
 // into a fresh table, which must then hold the same entries (tuple, state,
 // flags, mark) and answer packets the same way.
 import { describe, expect, it } from 'vitest';
-import { ConntrackWriter, decodeConntrack, encodeConntrack, restoreConntrack } from '../../../src/cell/conntrack-state.js';
+import { ConntrackWriter, decodeConntrack, encodeConntrack, restoreConntrack, restoreConntrackBytes } from '../../../src/cell/conntrack-state.js';
 import { ConnTrack, CtState, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type CtEntryInfo } from '../../../src/policy/conntrack.js';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../../src/policy/types.js';
 import { ipToU32 } from '../../../src/util/ip.js';
@@ -51,6 +51,10 @@ describe('conntrack state across a restart', () => {
     const fresh = new ConnTrack({ capacity: 256, seed: 99 });
     expect(restoreConntrack(fresh, decodeConntrack(encodeConntrack(want)), 5)).toBe(12);
     expect(shape(fresh.entries(5))).toEqual(shape(want));
+    // Straight from the bytes (what a starting cell does): the same table.
+    const direct = new ConnTrack({ capacity: 256, seed: 5 });
+    expect(restoreConntrackBytes(direct, encodeConntrack(want), 5)).toBe(12);
+    expect(shape(direct.entries(5))).toEqual(shape(want));
   });
 
   it('a restored connection answers as before: established without policy, replies as replies', () => {
