@@ -184,17 +184,8 @@ export function register(program: Command): void {
         state.removeIfCreated();
         throw err;
       });
-      const [{ Cell }, { serveAdmin, serveMetrics }, { cellRegistry }, { IprouteContainerNet }, { nativeCellIo }, { KernelCell }, { serveKernelAdmin }, { logger }] =
-        await Promise.all([
-          import('../cell/cell.js'),
-          import('../cell/admin.js'),
-          import('../cell/metrics.js'),
-          import('../agent/netns.js'),
-          import('../cell/io.js'),
-          import('../kernel/kernel-cell.js'),
-          import('../kernel/admin.js'),
-          import('../util/log.js'),
-        ]);
+      // What starts the data plane first; the admin socket and metrics (prom-client) once packets move.
+      const [{ IprouteContainerNet }, { logger }] = await Promise.all([import('../agent/netns.js'), import('../util/log.js')]);
       if (offloads.deprecatedEnv.length > 0) {
         logger('cell', { cell: o.name }).warn(
           { variables: offloads.deprecatedEnv, offload: formatOffloads(offloads.options), use: '--offload / --no-offload' },
@@ -202,6 +193,7 @@ export function register(program: Command): void {
         );
       }
       if (o.dataplane === 'kernel') {
+        const [{ KernelCell }, { serveKernelAdmin }] = await Promise.all([import('../kernel/kernel-cell.js'), import('../kernel/admin.js')]);
         const kcell = new KernelCell({
           name: o.name,
           controller: client,
@@ -230,6 +222,7 @@ export function register(program: Command): void {
         await kcell.stop();
         return;
       }
+      const [{ Cell }, { nativeCellIo }] = await Promise.all([import('../cell/cell.js'), import('../cell/io.js')]);
       const cell = new Cell({
         name: o.name,
         controller: client,
@@ -245,6 +238,7 @@ export function register(program: Command): void {
       } catch (err) {
         await abort('the cell could not start', err, null, null, state);
       }
+      const [{ serveAdmin, serveMetrics }, { cellRegistry }] = await Promise.all([import('../cell/admin.js'), import('../cell/metrics.js')]);
       const registry = cellRegistry(cell);
       const metricsAddr = o.metrics ? parseAddress(o.metrics) : null;
       const server = await serveAdmin(cell, admin, registry).catch((err) => abort('the cell could not serve its admin socket', err, cell, client, state));
