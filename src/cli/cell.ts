@@ -76,6 +76,35 @@ function checkUdpFree(ip: string, port: number, dataplane: string): Promise<void
   });
 }
 
+/** The file a cell started with --takeover writes its PID to once it is loaded and waiting for the lock. */
+export const TAKEOVER_FILE = 'takeover';
+
+/**
+ * --takeover: take the state directory's lock as soon as the cell holding it
+ * lets go (polling every 10 ms, at most `waitMs`). Announces itself in
+ * TAKEOVER_FILE first so the one restarting it knows when to stop the old one.
+ */
+async function takeOver(state: StateDir, lockFile: (p: string) => number, name: string, waitMs = 20_000): Promise<void> {
+  fs.mkdirSync(state.dir, { recursive: true, mode: 0o700 });
+  const marker = state.path(TAKEOVER_FILE);
+  fs.writeFileSync(marker, `${process.pid}\n`);
+  const deadline = Date.now() + waitMs;
+  try {
+    for (;;) {
+      try {
+        state.lock(lockFile);
+        return;
+      } catch (err) {
+        if (!/is in use by another cell/.test((err as Error).message)) fail((err as Error).message);
+        if (Date.now() >= deadline) fail(`cell ${name} did not stop within ${waitMs / 1000} s: ${(err as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    fs.rmSync(marker, { force: true });
+  }
+}
+
 /** A start failure: undo what this run made (the lease included), say why in one sentence, exit 1. */
 async function abort(what: string, err: unknown, cell: AgentCell | null, client: ControllerClient | null, state: StateDir | null): Promise<never> {
   if (cell && client) {
@@ -118,6 +147,7 @@ export function register(program: Command): void {
     .option('--dataplane <kind>', 'user (this process moves the packets) or kernel (program silk-vtep, veths and iptables as silk does)', 'user')
     .option('--overlay-network <cidr>', 'overlay network the leases come from (kernel: its prefix goes on silk-vtep)', '10.255.0.0/16')
     .option('--state-dir <dir>', 'where the cell keeps its containers and connections across restarts, locked while it runs (default /var/lib/silkworm/NAME)')
+    .option('--takeover', 'wait (up to 20 s) for the cell running on this state directory to stop, with everything loaded, then start at once (lab restart uses it)')
     .option('--conntrack-max <n>', 'tracked connections at most (userspace data plane); a full table evicts the least valuable', String(DEFAULT_CONNTRACK_MAX))
     .option('--offload <list>', `offloads to use, comma-separated, from ${OFFLOAD_NAMES.join(', ')} (or all, none); default all`)
     .addOption(noOffloadOption())
@@ -171,10 +201,17 @@ export function register(program: Command): void {
       const state = new StateDir(o.stateDir ?? defaultStateDir(o.name));
       const native = loadNative();
       if (typeof native.lockFile !== 'function') fail('the native addon is older than this silkworm (no lockFile): rebuild it with "npm run build:native"');
-      try {
-        state.lock((p) => native.lockFile(p));
-      } catch (err) {
-        fail(`cell ${o.name} is already running: ${(err as Error).message}`);
+      if (o.takeover) {
+        // Load the data plane now, say so, and wait for the running cell to stop (whoever
+        // asked for the takeover stops it): the gap between the two is then only the hand-over.
+        await Promise.all([import('../cell/cell.js'), import('../cell/io.js'), import('../agent/netns.js'), import('../util/log.js')]);
+        await takeOver(state, (p) => native.lockFile(p), o.name);
+      } else {
+        try {
+          state.lock((p) => native.lockFile(p));
+        } catch (err) {
+          fail(`cell ${o.name} is already running: ${(err as Error).message}`);
+        }
       }
       await (async () => {
         await checkAdminFree(admin);

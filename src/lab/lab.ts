@@ -322,7 +322,14 @@ export async function labRestart(prefix: string, name: string, o: RestartOptions
   const alive = isOurs(oldPid);
   const started = Date.now();
   let sig: RestartResult['signal'] = null;
+  let pid = 0;
   if (alive) {
+    // The new process first, with --takeover: it loads everything, says so in
+    // the state directory, and waits for the lock; only then is the old one
+    // stopped, so the outage is the hand-over, not a Node start-up.
+    const marker = path.join(stateDir, 'takeover');
+    pid = spawnDetached(command[0]!, [...command.slice(1), '--takeover'], cell.log);
+    await waitReady({ what: `${name} (taking over)`, pid, log: cell.log, timeoutMs: o.timeoutMs ?? 15_000, ready: () => readPid(marker) === pid });
     sig = o.kill ? 'SIGKILL' : 'SIGTERM';
     process.kill(oldPid, sig);
     const deadline = Date.now() + (o.kill ? 2000 : 10_000);
@@ -334,7 +341,7 @@ export async function labRestart(prefix: string, name: string, o: RestartOptions
       if (isAlive(oldPid)) fail(`${name} (pid ${oldPid}) would not stop even after SIGKILL`);
     }
   }
-  const pid = spawnDetached(command[0]!, command.slice(1), cell.log);
+  if (pid === 0) pid = spawnDetached(command[0]!, command.slice(1), cell.log);
   cell.pid = pid;
   cell.command = command;
   writeState(state);
@@ -351,8 +358,12 @@ export async function labRestart(prefix: string, name: string, o: RestartOptions
 
 /** The PID a cell wrote into its state directory's lock file (src/agent/state-dir.ts), if any. */
 function lockHolder(stateDir: string): number | undefined {
+  return readPid(path.join(stateDir, 'lock'));
+}
+
+function readPid(file: string): number | undefined {
   try {
-    const n = Number(fs.readFileSync(path.join(stateDir, 'lock'), 'utf8').trim());
+    const n = Number(fs.readFileSync(file, 'utf8').trim());
     return Number.isInteger(n) && n > 0 ? n : undefined;
   } catch {
     return undefined;

@@ -74,6 +74,20 @@ function startedMsAfter(log: string, since: number): number | string {
   return '?';
 }
 
+/** "event +ms" for the first of each event the cell logged after `since` (epoch ms). */
+function eventsAfter(log: string, since: number, events: string[]): string {
+  const seen = new Map<string, number>();
+  for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
+    try {
+      const o = JSON.parse(line) as { msg?: string; time?: number };
+      if (o.msg && events.includes(o.msg) && typeof o.time === 'number' && o.time >= since && !seen.has(o.msg)) seen.set(o.msg, o.time - since);
+    } catch {
+      /* not a log line */
+    }
+  }
+  return events.map((e) => `${e} +${seen.get(e) ?? '?'} ms`).join(', ');
+}
+
 const labState = (): LabState => JSON.parse(fs.readFileSync(path.join(DIR, 'state.json'), 'utf8')) as LabState;
 
 describe.skipIf(!isRoot())(`cell restart and one instance per cell (prefix ${P})`, () => {
@@ -163,7 +177,7 @@ describe.skipIf(!isRoot())(`cell restart and one instance per cell (prefix ${P})
     const r = await client;
     survived(r, t, 'lab restart');
     const longest = Math.max(0, ...r.gaps.filter(([, b]) => b > t).map(([a, b]) => b - a));
-    console.log(`lab restart: ${out.trim()}; longest pause ${longest} ms`);
+    console.log(`lab restart: ${out.trim()}; longest pause ${longest} ms; cell1 log after the command: ${eventsAfter(labState().cells[0]!.log, t, ['cell-stopped', 'conntrack-restored', 'cell-started'])}`);
     const st = await silkwormJson<LabStatusJson>(['lab', 'status', '--prefix', P]);
     const c1 = st.cells.find((c) => c.name === 'cell1')!;
     expect(c1.pid).toBe(Number(m![1]));
