@@ -257,6 +257,7 @@ export function register(program: Command): void {
         });
         await kserver.close();
         await kcell.stop();
+        state.unlock((fd) => native.closeFd(fd));
         return;
       }
       const [{ Cell }, { nativeCellIo }] = await Promise.all([import('../cell/cell.js'), import('../cell/io.js')]);
@@ -294,5 +295,7 @@ export function register(program: Command): void {
       await server.close();
       await metricsServer?.close();
       await cell.stop();
+      // The state is written and every fd closed: a cell waiting to take over may start now.
+      state.unlock((fd) => native.closeFd(fd));
     });
 }
