@@ -3,7 +3,7 @@
 // Each table comes back both as the kernel tools' text lines and as data.
 import { Router, HttpError, serve, type JsonServer } from '../control/http.js';
 import type { Address } from '../cli/util.js';
-import type { Cell } from './cell.js';
+import { LeaseExhaustedError, type AddContainerRequest, type Cell } from './cell.js';
 import type { Registry } from 'prom-client';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -16,6 +16,7 @@ import { formatMac, u32ToIp, formatCidr } from '../util/ip.js';
 import { DROP_NAMES } from '../dataplane/counters.js';
 import { buildProbe } from '../dataplane/probe.js';
 import { runTrace } from './trace.js';
+import { ipIn } from './netns.js';
 import { ipToU32, isIpv4 } from '../util/ip.js';
 
 export function str(body: unknown, field: string, required = true): string | undefined {
@@ -31,38 +32,54 @@ const execFileP = promisify(execFile);
 export interface ContainerHost {
   readonly name: string;
   listContainers(): unknown[];
-  addContainer(req: { app: string; netns: string; handle?: string }): Promise<unknown>;
-  findContainer(key: { handle?: string; netns?: string }): string | undefined;
+  addContainer(req: AddContainerRequest): Promise<unknown>;
+  findContainer(key: { handle?: string; netns?: string; containerId?: string; ifname?: string }): string | undefined;
   removeContainer(handle: string): Promise<unknown>;
 }
 
-/** GET /containers, POST /containers (silk-cni ADD), POST /containers/delete (DEL). */
+/**
+ * GET /containers, POST /containers (silk-cni ADD), POST /containers/delete (DEL).
+ * ADD takes app, netns (name or path), and optionally handle, ifname, ip (from
+ * a delegated IPAM plugin) and container_id (CNI_CONTAINERID). DEL by
+ * container_id is idempotent: no such container answers 200 {"removed": false}.
+ */
 export function containerRoutes(r: Router, cell: ContainerHost): void {
   r.get('/containers', () => ({ status: 200, body: { containers: cell.listContainers() } }));
   r.post('/containers', async (req) => {
     const app = str(req.body, 'app')!;
     const netns = str(req.body, 'netns')!;
     const handle = str(req.body, 'handle', false);
+    const ifname = str(req.body, 'ifname', false);
+    const ip = str(req.body, 'ip', false);
+    const containerId = str(req.body, 'container_id', false);
     try {
-      return { status: 201, body: await cell.addContainer({ app, netns, handle }) };
+      return { status: 201, body: await cell.addContainer({ app, netns, handle, ifname, ip, containerId }) };
     } catch (err) {
-      throw new HttpError(400, (err as Error).message);
+      throw new HttpError(err instanceof LeaseExhaustedError ? 507 : 400, (err as Error).message);
     }
   });
   r.post('/containers/delete', async (req) => {
     const handle = str(req.body, 'handle', false);
     const netns = str(req.body, 'netns', false);
-    if (!handle && !netns) throw new HttpError(400, 'give handle or netns');
+    const containerId = str(req.body, 'container_id', false);
+    const ifname = str(req.body, 'ifname', false);
+    if (containerId !== undefined) {
+      const found = cell.findContainer({ containerId, ifname });
+      if (!found) return { status: 200, body: { removed: false, container_id: containerId, cell: cell.name } };
+      return { status: 200, body: { removed: true, ...(await cell.removeContainer(found) as object) } };
+    }
+    if (!handle && !netns) throw new HttpError(400, 'give handle, netns or container_id');
     const found = cell.findContainer({ handle, netns });
     if (!found) throw new HttpError(404, `no container ${handle ?? netns} on cell ${cell.name}`);
     return { status: 200, body: await cell.removeContainer(found) };
   });
 }
 
-/** eth0's TX drops inside a container namespace (`ip -s link`), or null if it cannot be read. */
-async function tapQueueDrops(netns: string): Promise<number | null> {
+/** The container interface's TX drops inside a container namespace (`ip -s link`), or null if it cannot be read. */
+async function tapQueueDrops(netns: string, ifname: string): Promise<number | null> {
   try {
-    const { stdout } = await execFileP('ip', ['-n', netns, '-s', '-j', 'link', 'show', 'dev', 'eth0'], { timeout: 2000 });
+    const [cmd, argv] = ipIn(netns, ['-s', '-j', 'link', 'show', 'dev', ifname]);
+    const { stdout } = await execFileP(cmd, argv, { timeout: 2000 });
     const j = JSON.parse(stdout)[0];
     return Number(j?.stats64?.tx?.dropped ?? j?.stats?.tx?.dropped ?? 0);
   } catch {
@@ -150,7 +167,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
     const snap = cell.dp.counters.snapshot();
     const containers = await Promise.all(
       cell.dp.listPorts().map(async (p) => {
-        const netns = cell.listContainers().find((c) => c.handle === p.handle)?.netns;
+        const c = cell.listContainers().find((x) => x.handle === p.handle);
         return {
           handle: p.handle,
           app: p.app,
@@ -161,7 +178,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
           rx_bytes: p.packets[3],
           // Frames the container's kernel dropped because our TAP queue was full
           // (we were behind): counted by the kernel, not by the pipeline.
-          tap_queue_drops: netns ? await tapQueueDrops(netns) : null,
+          tap_queue_drops: c ? await tapQueueDrops(c.netns, c.ifname) : null,
         };
       }),
     );

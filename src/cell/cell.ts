@@ -11,8 +11,8 @@ import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type LeaseInfo, type P
 import type { DatagramSocket, FrameDevice } from '../io/types.js';
 import type { ControllerClient, Lease, Snapshot } from '../control/client.js';
 import { ControlLoop } from './control-loop.js';
-import type { ContainerNet } from './netns.js';
-import { ipToU32, parseCidr, silkIfName, u32ToIp, formatMac, macFromIp } from '../util/ip.js';
+import { validIfName, type ContainerNet } from './netns.js';
+import { ipToU32, isIpv4, parseCidr, silkIfName, u32ToIp, formatMac, macFromIp } from '../util/ip.js';
 import { logger, type Logger } from '../util/log.js';
 import { formatTag } from '../policy/tags.js';
 
@@ -45,12 +45,60 @@ export interface ContainerInfo {
   netns: string;
   cell: string;
   tag: string;
+  /** The container's interface (eth0 unless a CNI runtime named another). */
+  ifname: string;
+  /** CNI_CONTAINERID when a CNI runtime attached it. */
+  container_id?: string;
+}
+
+/** What `container add` (and silkworm-cni's ADD) asks of a cell. */
+export interface AddContainerRequest {
+  app: string;
+  /** A namespace name (ip netns) or a path (CNI_NETNS). */
+  netns: string;
+  handle?: string;
+  /** Interface name in the namespace (default eth0). */
+  ifname?: string;
+  /** A fixed address (from a delegated IPAM plugin); must lie in the cell's lease. */
+  ip?: string;
+  /** CNI_CONTAINERID. */
+  containerId?: string;
+}
+
+/** Thrown when the lease has no free address: the admin API answers 507. */
+export class LeaseExhaustedError extends Error {}
+
+/** Checks shared by both cells; returns the interface name to use. */
+export function checkAddRequest(req: AddContainerRequest, exists: (netns: string) => boolean): string {
+  const { app, netns } = req;
+  if (typeof app !== 'string' || !/^[A-Za-z0-9_.:-]{1,128}$/.test(app)) throw new Error('app must be a name of letters, digits, "_.:-"');
+  if (typeof netns !== 'string' || !exists(netns)) throw new Error(`network namespace "${netns}" does not exist`);
+  const ifname = req.ifname ?? 'eth0';
+  if (!validIfName(ifname)) throw new Error(`interface name "${ifname}" is not a valid Linux interface name (1-15 of letters, digits, "_.-")`);
+  if (req.containerId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/.test(req.containerId)) {
+    throw new Error('container id must be letters, digits, "_.-", starting with a letter or digit');
+  }
+  return ifname;
+}
+
+/** A fixed address for a container: inside the lease, not .0 (VTEP), .1 or broadcast. */
+export function checkFixedIp(text: string, leaseCidr: string): number {
+  if (!isIpv4(text)) throw new Error(`ip "${text}" is not an IPv4 address`);
+  const ip = ipToU32(text);
+  const { addr, len } = parseCidr(leaseCidr);
+  const size = 2 ** (32 - len);
+  const off = (ip - addr) >>> 0;
+  if (off >= size) throw new Error(`ip ${text} is outside the cell's lease ${leaseCidr}`);
+  if (off < 2 || off === size - 1) throw new Error(`ip ${text} is reserved in ${leaseCidr} (.0 is the VTEP, .1 silk's gateway, the last is broadcast)`);
+  return ip;
 }
 
 interface Attached {
   port: Port;
   netns: string;
   dev: FrameDevice;
+  ifname: string;
+  containerId?: string;
 }
 
 const BATCH = 64;
@@ -64,6 +112,8 @@ export class Cell {
   private readonly opts: CellOptions;
   private underlay!: DatagramSocket;
   private readonly attached = new Map<string, Attached>(); // by handle
+  /** Adds in flight (between choosing an address and recording the port): handle → {ip, netns}. */
+  private readonly pending = new Map<string, { ip: number; netns: string }>();
   private readonly devByIndex: (FrameDevice | undefined)[] = [];
   /** Set by the metrics registry when metrics are on. */
   applyHistogram: { observe(v: number): void } | null = null;
@@ -185,9 +235,14 @@ export class Cell {
     // .0 is the VTEP, .1 is kept free (silk's gateway), the last is broadcast.
     for (let i = 2; i < size - 1; i++) {
       const ip = (addr + i) >>> 0;
-      if (this.dp.portByAddress(ip) === undefined) return ip;
+      if (this.dp.portByAddress(ip) === undefined && !this.isPending(ip)) return ip;
     }
-    throw new Error(`no free address left in ${this.lease.overlay_subnet}`);
+    throw new LeaseExhaustedError(`no free address left in ${this.lease.overlay_subnet}`);
+  }
+
+  private isPending(ip: number): boolean {
+    for (const p of this.pending.values()) if (p.ip === ip) return true;
+    return false;
   }
 
   listContainers(): ContainerInfo[] {
@@ -203,29 +258,41 @@ export class Cell {
       netns: a.netns,
       cell: this.name,
       tag: a.port.tag === 0 ? '' : formatTag(a.port.tag),
+      ifname: a.ifname,
+      ...(a.containerId !== undefined ? { container_id: a.containerId } : {}),
     };
   }
 
-  async addContainer(req: { app: string; netns: string; handle?: string }): Promise<ContainerInfo> {
+  async addContainer(req: AddContainerRequest): Promise<ContainerInfo> {
     const { app, netns } = req;
-    if (typeof app !== 'string' || !/^[A-Za-z0-9_.:-]{1,128}$/.test(app)) throw new Error('app must be a name of letters, digits, "_.:-"');
-    if (typeof netns !== 'string' || !this.opts.containerNet.exists(netns)) throw new Error(`network namespace "${netns}" does not exist`);
-    for (const a of this.attached.values()) {
-      if (a.netns === netns) throw new Error(`namespace ${netns} already has a container (${a.port.handle})`);
+    const ifname = checkAddRequest(req, (n) => this.opts.containerNet.exists(n));
+    // Everything from here to `pending.set` is synchronous: concurrent adds
+    // see each other's namespace, handle and address before any await.
+    for (const a of [...this.attached.values(), ...this.pending.values()]) {
+      if (a.netns === netns) throw new Error(`namespace ${netns} already has a container${'port' in a ? ` (${a.port.handle})` : ''}`);
     }
-    const handle = req.handle ?? netns;
-    if (this.attached.has(handle)) throw new Error(`a container with handle ${handle} already exists`);
-    const ip = this.nextIp();
+    const handle = req.handle ?? req.containerId ?? netns;
+    if (this.attached.has(handle) || this.pending.has(handle)) throw new Error(`a container with handle ${handle} already exists`);
+    let ip: number;
+    if (req.ip !== undefined) {
+      ip = checkFixedIp(req.ip, this.lease.overlay_subnet);
+      if (this.dp.portByAddress(ip) !== undefined || this.isPending(ip)) throw new Error(`ip ${req.ip} is already in use on cell ${this.name}`);
+    } else {
+      ip = this.nextIp();
+    }
     const tapName = silkIfName(ip);
     const dev = this.opts.io.openTap(tapName, this.slotSize);
+    this.pending.set(handle, { ip, netns });
     try {
-      await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu);
+      await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu, ifname);
     } catch (err) {
       dev.close();
       throw err;
+    } finally {
+      this.pending.delete(handle);
     }
     const port = this.dp.addPort(handle, app, ip);
-    const a: Attached = { port, netns, dev };
+    const a: Attached = { port, netns, dev, ifname, ...(req.containerId !== undefined ? { containerId: req.containerId } : {}) };
     this.attached.set(handle, a);
     this.devByIndex[port.index] = dev;
     dev.start(
@@ -239,7 +306,7 @@ export class Cell {
         this.forget(handle);
       },
     );
-    this.log.info({ handle, app, ip: u32ToIp(ip), netns }, 'container-added');
+    this.log.info({ handle, app, ip: u32ToIp(ip), netns, ifname, containerId: req.containerId }, 'container-added');
     return this.info(a);
   }
 
@@ -253,8 +320,12 @@ export class Cell {
     return a;
   }
 
-  findContainer(key: { handle?: string; netns?: string }): string | undefined {
+  findContainer(key: { handle?: string; netns?: string; containerId?: string; ifname?: string }): string | undefined {
     for (const a of this.attached.values()) {
+      if (key.containerId !== undefined) {
+        if (a.containerId === key.containerId && (key.ifname === undefined || a.ifname === key.ifname)) return a.port.handle;
+        continue;
+      }
       if (a.port.handle === key.handle || a.netns === key.netns) return a.port.handle;
     }
     return undefined;
@@ -265,7 +336,7 @@ export class Cell {
     if (!a) throw new Error(`no container ${handle} on cell ${this.name}`);
     const info = this.info(a);
     this.forget(handle);
-    await this.opts.containerNet.detach(a.netns);
+    await this.opts.containerNet.detach(a.netns, a.ifname);
     this.log.info({ handle }, 'container-removed');
     return info;
   }

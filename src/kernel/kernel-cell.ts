@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import type { ControllerClient, Lease, Snapshot } from '../control/client.js';
 import type { ContainerNet } from '../cell/netns.js';
-import type { ContainerInfo } from '../cell/cell.js';
+import { checkAddRequest, checkFixedIp, LeaseExhaustedError, type AddContainerRequest, type ContainerInfo } from '../cell/cell.js';
 import { plan as planRules, validatePolicy, type Plan } from '../policy/planner.js';
 import type { LocalContainer, PolicyRecord } from '../policy/types.js';
 import { formatMac, ipToU32, macFromIp, parseCidr, u32ToIp, inPrefix } from '../util/ip.js';
@@ -66,6 +66,8 @@ interface KContainer {
   app: string;
   ip: number;
   netns: string;
+  ifname: string;
+  containerId?: string;
 }
 
 export class KernelCell {
@@ -248,7 +250,7 @@ export class KernelCell {
       const ip = (addr + i) >>> 0;
       if (!used.has(ip)) return ip;
     }
-    throw new Error(`no free address left in ${this.lease.overlay_subnet}`);
+    throw new LeaseExhaustedError(`no free address left in ${this.lease.overlay_subnet}`);
   }
 
   private info(c: KContainer): ContainerInfo {
@@ -261,6 +263,8 @@ export class KernelCell {
       netns: c.netns,
       cell: this.name,
       tag: tag === 0 ? '' : tag.toString(16).toUpperCase().padStart(4, '0'),
+      ifname: c.ifname,
+      ...(c.containerId !== undefined ? { container_id: c.containerId } : {}),
     };
   }
 
@@ -273,47 +277,58 @@ export class KernelCell {
     return [...this.containers.values()].map((c) => ({ handle: c.handle, app: c.app, ip: u32ToIp(c.ip), dev: vethNames(c.ip).host }));
   }
 
-  findContainer(key: { handle?: string; netns?: string }): string | undefined {
-    for (const c of this.containers.values()) if (c.handle === key.handle || c.netns === key.netns) return c.handle;
+  findContainer(key: { handle?: string; netns?: string; containerId?: string; ifname?: string }): string | undefined {
+    for (const c of this.containers.values()) {
+      if (key.containerId !== undefined) {
+        if (c.containerId === key.containerId && (key.ifname === undefined || c.ifname === key.ifname)) return c.handle;
+        continue;
+      }
+      if (c.handle === key.handle || c.netns === key.netns) return c.handle;
+    }
     return undefined;
   }
 
-  addContainer(req: { app: string; netns: string; handle?: string }): Promise<ContainerInfo> {
+  addContainer(req: AddContainerRequest): Promise<ContainerInfo> {
     return this.serial(async () => {
       const { app, netns } = req;
-      if (typeof app !== 'string' || !/^[A-Za-z0-9_.:-]{1,128}$/.test(app)) throw new Error('app must be a name of letters, digits, "_.:-"');
-      if (typeof netns !== 'string' || !this.o.containerNet.exists(netns)) throw new Error(`network namespace "${netns}" does not exist`);
+      const ifname = checkAddRequest(req, (n) => this.o.containerNet.exists(n));
       for (const c of this.containers.values()) {
         if (c.netns === netns) throw new Error(`namespace ${netns} already has a container (${c.handle})`);
       }
-      const handle = req.handle ?? netns;
+      const handle = req.handle ?? req.containerId ?? netns;
       if (this.containers.has(handle)) throw new Error(`a container with handle ${handle} already exists`);
-      const ip = this.nextIp();
+      let ip: number;
+      if (req.ip !== undefined) {
+        ip = checkFixedIp(req.ip, this.lease.overlay_subnet);
+        for (const c of this.containers.values()) if (c.ip === ip) throw new Error(`ip ${req.ip} is already in use on cell ${this.name}`);
+      } else {
+        ip = this.nextIp();
+      }
       const { host, peer } = vethNames(ip);
       const cmds = containerHostCommands(ip, this.innerMtu);
       await this.ip(['link', 'del', host]).catch(() => undefined); // a leftover of a dead cell
       await this.ip(cmds.create);
       try {
         // The container side exactly as the userspace cell sets up its TAP.
-        await this.o.containerNet.attach(peer, netns, ip, this.innerMtu);
+        await this.o.containerNet.attach(peer, netns, ip, this.innerMtu, ifname);
         await this.exec.run('sysctl', ['-q', '-w', `net.ipv6.conf.${host}.disable_ipv6=1`]).catch(() => undefined);
         for (const a of cmds.configure) await this.ip(a);
       } catch (err) {
         await this.ip(['link', 'del', host]).catch(() => undefined);
-        await this.o.containerNet.detach(netns).catch(() => undefined);
+        await this.o.containerNet.detach(netns, ifname).catch(() => undefined);
         throw err instanceof ExecError ? new Error(err.message) : err;
       }
-      const c: KContainer = { handle, app, ip, netns };
+      const c: KContainer = { handle, app, ip, netns, ifname, ...(req.containerId !== undefined ? { containerId: req.containerId } : {}) };
       this.containers.set(handle, c);
       await this.enforce();
-      this.log.info({ handle, app, ip: u32ToIp(ip), netns, dev: host }, 'container-added');
+      this.log.info({ handle, app, ip: u32ToIp(ip), netns, ifname, containerId: req.containerId, dev: host }, 'container-added');
       return this.info(c);
     });
   }
 
   private async detach(c: KContainer): Promise<void> {
     this.containers.delete(c.handle);
-    await this.o.containerNet.detach(c.netns).catch(() => undefined);
+    await this.o.containerNet.detach(c.netns, c.ifname).catch(() => undefined);
     await this.ip(['link', 'del', vethNames(c.ip).host]).catch(() => undefined);
   }
 
