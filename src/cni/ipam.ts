@@ -1,0 +1,75 @@
+// IPAM delegation (SPEC.md, "Delegated plugins"): the plugin named by
+// ipam.type is looked up in CNI_PATH and executed with the same CNI_*
+// environment and the network configuration on stdin; its result (or error)
+// comes back on stdout. As silk-cni does with host-local, a host-local section
+// without a subnet gets the cell's lease as its only range.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CniError, ErrorCode, type NetConf } from './spec.js';
+
+/** The IPAM plugin's executable: the first CNI_PATH directory that has it. */
+export function findPlugin(type: string, dirs: string[]): string {
+  for (const d of dirs) {
+    const f = path.join(d, type);
+    try {
+      fs.accessSync(f, fs.constants.X_OK);
+      if (fs.statSync(f).isFile()) return f;
+    } catch {
+      /* next directory */
+    }
+  }
+  throw new CniError(ErrorCode.IpamFailed, `IPAM plugin "${type}" is not in CNI_PATH`, `looked in ${dirs.join(', ') || '(CNI_PATH is empty)'}`);
+}
+
+/** The ipam section to hand over: host-local without subnet/ranges gets the lease as its range. */
+export function ipamSection(ipam: NonNullable<NetConf['ipam']>, lease: string | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...ipam };
+  if (ipam.type === 'host-local' && ipam.subnet === undefined && ipam.ranges === undefined) {
+    if (!lease) throw new CniError(ErrorCode.IpamFailed, 'host-local needs a subnet and the cell\'s lease is not known', 'the cell could not be reached');
+    out.ranges = [[{ subnet: lease }]];
+  }
+  return out;
+}
+
+export interface IpamRun {
+  command: 'ADD' | 'DEL' | 'CHECK';
+  plugin: string;
+  env: NodeJS.ProcessEnv;
+  conf: Record<string, unknown>;
+  timeoutMs?: number;
+}
+
+/** Run the IPAM plugin; resolves with its parsed stdout (null when empty), rejects with a CniError. */
+export function runIpam(r: IpamRun): Promise<unknown> {
+  const name = path.basename(r.plugin);
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      r.plugin,
+      [],
+      { env: { ...r.env, CNI_COMMAND: r.command }, timeout: r.timeoutMs ?? 30_000, encoding: 'utf8', maxBuffer: 1 << 20 },
+      (err, stdout, stderr) => {
+        let parsed: unknown = null;
+        if (stdout.trim().length > 0) {
+          try {
+            parsed = JSON.parse(stdout);
+          } catch {
+            parsed = undefined;
+          }
+        }
+        if (err) {
+          const e = parsed as { msg?: unknown; details?: unknown } | undefined;
+          const msg = typeof e?.msg === 'string' ? e.msg : (stderr.trim() || err.message).split('\n').pop()!;
+          reject(new CniError(ErrorCode.IpamFailed, `IPAM plugin ${name} ${r.command} failed: ${msg}`, typeof e?.details === 'string' ? e.details : ''));
+          return;
+        }
+        if (parsed === undefined) {
+          reject(new CniError(ErrorCode.IpamFailed, `IPAM plugin ${name} ${r.command} printed something that is not JSON`, stdout.slice(0, 500)));
+          return;
+        }
+        resolve(parsed);
+      },
+    );
+    child.stdin?.end(JSON.stringify(r.conf));
+  });
+}
