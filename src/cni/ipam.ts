@@ -7,6 +7,31 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode, type NetConf } from './spec.js';
+import { ipToU32, parseCidr, u32ToIp } from '../util/ip.js';
+
+/**
+ * host-local's ranges for a lease: every run of addresses from .2 to the last
+ * but one that the cell has not handed out already (its own `container add`s
+ * share the lease with host-local, which knows only its own reservations).
+ */
+export function freeRanges(lease: string, used: string[]): { subnet: string; rangeStart: string; rangeEnd: string }[] {
+  const { addr, len } = parseCidr(lease);
+  const size = 2 ** (32 - len);
+  const taken = new Set(used.map((u) => ipToU32(u)));
+  const out: { subnet: string; rangeStart: string; rangeEnd: string }[] = [];
+  let start = -1;
+  for (let i = 2; i <= size - 2; i++) {
+    const ip = (addr + i) >>> 0;
+    const free = !taken.has(ip);
+    if (free && start < 0) start = ip;
+    if ((!free || i === size - 2) && start >= 0) {
+      const end = free ? ip : (ip - 1) >>> 0;
+      out.push({ subnet: lease, rangeStart: u32ToIp(start), rangeEnd: u32ToIp(end) });
+      start = -1;
+    }
+  }
+  return out;
+}
 
 /** The IPAM plugin's executable: the first CNI_PATH directory that has it. */
 export function findPlugin(type: string, dirs: string[]): string {
@@ -22,12 +47,17 @@ export function findPlugin(type: string, dirs: string[]): string {
   throw new CniError(ErrorCode.IpamFailed, `IPAM plugin "${type}" is not in CNI_PATH`, `looked in ${dirs.join(', ') || '(CNI_PATH is empty)'}`);
 }
 
-/** The ipam section to hand over: host-local without subnet/ranges gets the lease as its range. */
-export function ipamSection(ipam: NonNullable<NetConf['ipam']>, lease: string | undefined): Record<string, unknown> {
+/**
+ * The ipam section to hand over: host-local without subnet/ranges gets the
+ * lease, less the addresses in `used`, as its ranges (one range set).
+ */
+export function ipamSection(ipam: NonNullable<NetConf['ipam']>, lease: string | undefined, used: string[] = []): Record<string, unknown> {
   const out: Record<string, unknown> = { ...ipam };
   if (ipam.type === 'host-local' && ipam.subnet === undefined && ipam.ranges === undefined) {
     if (!lease) throw new CniError(ErrorCode.IpamFailed, 'host-local needs a subnet and the cell\'s lease is not known', 'the cell could not be reached');
-    out.ranges = [[{ subnet: lease }]];
+    const ranges = freeRanges(lease, used);
+    if (ranges.length === 0) throw new CniError(ErrorCode.LeaseExhausted, `no free address left in ${lease}`);
+    out.ranges = [ranges];
   }
   return out;
 }

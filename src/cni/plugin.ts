@@ -75,8 +75,8 @@ async function cell<T>(addr: Address, method: string, path: string, body?: unkno
 }
 
 /** The IPAM plugin's stdin: the network configuration with the ipam section filled in. */
-function ipamConf(conf: NetConf, lease: string | undefined): Record<string, unknown> {
-  const raw: Record<string, unknown> = { ...conf.raw, ipam: ipamSection(conf.ipam!, lease) };
+function ipamConf(conf: NetConf, lease: string | undefined, used: string[] = []): Record<string, unknown> {
+  const raw: Record<string, unknown> = { ...conf.raw, ipam: ipamSection(conf.ipam!, lease, used) };
   delete raw.prevResult;
   return raw;
 }
@@ -96,7 +96,8 @@ async function add(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf, notes: stri
   const lease = status.lease?.overlay_subnet;
   if (conf.ipam) {
     plugin = findPlugin(conf.ipam.type, e.path);
-    const res = await runIpam({ command: 'ADD', plugin, env, conf: ipamConf(conf, lease) });
+    const { containers } = await cell<{ containers: CellContainer[] }>(addr, 'GET', '/containers');
+    const res = await runIpam({ command: 'ADD', plugin, env, conf: ipamConf(conf, lease, containers.map((c) => c.ip)) });
     const got = firstIp(res);
     if (!got) {
       await runIpam({ command: 'DEL', plugin, env, conf: ipamConf(conf, lease) }).catch(() => undefined);
