@@ -178,7 +178,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
           rx_bytes: p.packets[3],
           // Frames the container's kernel dropped because our TAP queue was full
           // (we were behind): counted by the kernel, not by the pipeline.
-          tap_queue_drops: c ? await tapQueueDrops(c.netns, c.ifname) : null,
+          tap_queue_drops: c ? await tapQueueDrops(c.netns, c.ifname ?? 'eth0') : null,
         };
       }),
     );

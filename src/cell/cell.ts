@@ -11,7 +11,7 @@ import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type LeaseInfo, type P
 import type { DatagramSocket, FrameDevice } from '../io/types.js';
 import type { ControllerClient, Lease, Snapshot } from '../control/client.js';
 import { ControlLoop } from './control-loop.js';
-import { validIfName, type ContainerNet } from './netns.js';
+import { netnsPath, validIfName, type ContainerNet } from './netns.js';
 import { ipToU32, isIpv4, parseCidr, silkIfName, u32ToIp, formatMac, macFromIp } from '../util/ip.js';
 import { logger, type Logger } from '../util/log.js';
 import { formatTag } from '../policy/tags.js';
@@ -45,8 +45,8 @@ export interface ContainerInfo {
   netns: string;
   cell: string;
   tag: string;
-  /** The container's interface (eth0 unless a CNI runtime named another). */
-  ifname: string;
+  /** The container's interface: given for CNI attachments and names other than eth0 (absent = eth0). */
+  ifname?: string;
   /** CNI_CONTAINERID when a CNI runtime attached it. */
   container_id?: string;
 }
@@ -258,8 +258,8 @@ export class Cell {
       netns: a.netns,
       cell: this.name,
       tag: a.port.tag === 0 ? '' : formatTag(a.port.tag),
-      ifname: a.ifname,
-      ...(a.containerId !== undefined ? { container_id: a.containerId } : {}),
+      // A CNI attachment carries its identity; a plain `container add` keeps its old shape (eth0 implied).
+      ...(a.containerId !== undefined ? { container_id: a.containerId, ifname: a.ifname } : a.ifname !== 'eth0' ? { ifname: a.ifname } : {}),
     };
   }
 
@@ -269,7 +269,7 @@ export class Cell {
     // Everything from here to `pending.set` is synchronous: concurrent adds
     // see each other's namespace, handle and address before any await.
     for (const a of [...this.attached.values(), ...this.pending.values()]) {
-      if (a.netns === netns) throw new Error(`namespace ${netns} already has a container${'port' in a ? ` (${a.port.handle})` : ''}`);
+      if (netnsPath(a.netns) === netnsPath(netns)) throw new Error(`namespace ${netns} already has a container${'port' in a ? ` (${a.port.handle})` : ''}`);
     }
     const handle = req.handle ?? req.containerId ?? netns;
     if (this.attached.has(handle) || this.pending.has(handle)) throw new Error(`a container with handle ${handle} already exists`);
@@ -326,7 +326,7 @@ export class Cell {
         if (a.containerId === key.containerId && (key.ifname === undefined || a.ifname === key.ifname)) return a.port.handle;
         continue;
       }
-      if (a.port.handle === key.handle || a.netns === key.netns) return a.port.handle;
+      if (a.port.handle === key.handle || (key.netns !== undefined && netnsPath(a.netns) === netnsPath(key.netns))) return a.port.handle;
     }
     return undefined;
   }

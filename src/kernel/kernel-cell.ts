@@ -11,7 +11,7 @@
 // its namespace.
 import fs from 'node:fs';
 import type { ControllerClient, Lease, Snapshot } from '../control/client.js';
-import type { ContainerNet } from '../cell/netns.js';
+import { netnsPath, type ContainerNet } from '../cell/netns.js';
 import { checkAddRequest, checkFixedIp, LeaseExhaustedError, type AddContainerRequest, type ContainerInfo } from '../cell/cell.js';
 import { plan as planRules, validatePolicy, type Plan } from '../policy/planner.js';
 import type { LocalContainer, PolicyRecord } from '../policy/types.js';
@@ -263,8 +263,8 @@ export class KernelCell {
       netns: c.netns,
       cell: this.name,
       tag: tag === 0 ? '' : tag.toString(16).toUpperCase().padStart(4, '0'),
-      ifname: c.ifname,
-      ...(c.containerId !== undefined ? { container_id: c.containerId } : {}),
+      // A CNI attachment carries its identity; a plain `container add` keeps its old shape (eth0 implied).
+      ...(c.containerId !== undefined ? { container_id: c.containerId, ifname: c.ifname } : c.ifname !== 'eth0' ? { ifname: c.ifname } : {}),
     };
   }
 
@@ -283,7 +283,7 @@ export class KernelCell {
         if (c.containerId === key.containerId && (key.ifname === undefined || c.ifname === key.ifname)) return c.handle;
         continue;
       }
-      if (c.handle === key.handle || c.netns === key.netns) return c.handle;
+      if (c.handle === key.handle || (key.netns !== undefined && netnsPath(c.netns) === netnsPath(key.netns))) return c.handle;
     }
     return undefined;
   }
@@ -293,7 +293,7 @@ export class KernelCell {
       const { app, netns } = req;
       const ifname = checkAddRequest(req, (n) => this.o.containerNet.exists(n));
       for (const c of this.containers.values()) {
-        if (c.netns === netns) throw new Error(`namespace ${netns} already has a container (${c.handle})`);
+        if (netnsPath(c.netns) === netnsPath(netns)) throw new Error(`namespace ${netns} already has a container (${c.handle})`);
       }
       const handle = req.handle ?? req.containerId ?? netns;
       if (this.containers.has(handle)) throw new Error(`a container with handle ${handle} already exists`);
