@@ -51,7 +51,7 @@ describe('cell records for CNI', () => {
     expect(cell.findContainer({ containerId: 'abc123', ifname: 'eth0' })).toBeUndefined();
     // Plain `container add` keeps eth0 and no container id.
     const plain = await cell.addContainer({ app: 'appB', netns: 'ns2' });
-    expect(plain.ifname).toBe('eth0');
+    expect(plain.ifname).toBeUndefined(); // eth0, and the record keeps its old shape
     expect(plain.container_id).toBeUndefined();
   });
 
