@@ -126,10 +126,12 @@ describe.skipIf(!isRoot())(`silkworm-cni as a runtime runs it (prefix ${P})`, ()
     const ns = netns('chk');
     const id = `${P}-chk-id`;
     const vars = { CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' };
-    const add = await cni('ADD', vars, conf({ app: 'cniChk' }));
+    // "mtu" below the cell's (1450) is applied to the interface; CHECK compares it too.
+    const add = await cni('ADD', vars, conf({ app: 'cniChk', mtu: 1400 }));
     expect(add.code, add.stdout).toBe(0);
     const ip = (add.json!.ips as { address: string }[])[0]!.address.replace('/32', '');
-    const withPrev = conf({ app: 'cniChk', prevResult: add.json });
+    expect(ipSync(['-n', ns.name, 'link', 'show', 'dev', 'eth0'])).toMatch(/ mtu 1400 /);
+    const withPrev = conf({ app: 'cniChk', mtu: 1400, prevResult: add.json });
     const ok = await cni('CHECK', vars, withPrev);
     expect(ok.code, ok.stdout).toBe(0);
     expect(ok.stdout.trim()).toBe('');

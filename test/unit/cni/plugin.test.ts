@@ -109,6 +109,30 @@ describe('silkworm-cni against a cell', () => {
     }
   });
 
+  it('after a cell restart (no record) or with the cell gone, DEL succeeds, CHECK says unknown, the list agrees', async () => {
+    const { sock, ns } = await setup();
+    const netns = ns('r');
+    expect((await runPlugin(env({ CNI_NETNS: netns, CNI_CONTAINERID: 'r1' }), conf(sock, { app: 'a' }))).exitCode).toBe(0);
+    // The cell restarts: a new process with no records, on the same socket.
+    await admin!.close();
+    await cells[0]!.stop();
+    const net2 = new FakeContainerNet();
+    const cell2 = new Cell({ name: 'cell1', controller: new ControllerClient(ctl!.address), underlayIp: '198.18.0.11', io: memoryCellIo(new MemoryUnderlay({ delivery: 'microtask' })), containerNet: net2 });
+    await cell2.start();
+    cells.push(cell2);
+    admin = await serveAdmin(cell2, { kind: 'unix', path: sock });
+    expect(cell2.listContainers()).toEqual([]);
+    const chk = await runPlugin(env({ CNI_COMMAND: 'CHECK', CNI_NETNS: netns, CNI_CONTAINERID: 'r1' }), conf(sock, { app: 'a', prevResult: {} }));
+    expect(JSON.parse(chk.stdout)).toMatchObject({ code: 3 });
+    expect((await runPlugin(env({ CNI_COMMAND: 'DEL', CNI_NETNS: netns, CNI_CONTAINERID: 'r1' }), conf(sock))).exitCode).toBe(0);
+    // The cell is gone altogether: DEL still succeeds (its TAPs went with it) and says why on stderr.
+    await admin!.close();
+    admin = undefined;
+    const gone = await runPlugin(env({ CNI_COMMAND: 'DEL', CNI_NETNS: netns, CNI_CONTAINERID: 'r1' }), conf(sock));
+    expect(gone).toMatchObject({ exitCode: 0, stdout: '' });
+    expect(gone.notes.join('\n')).toMatch(/the cell at .*cleaning up without it/);
+  });
+
   it('VERSION lists 0.4.0 and 1.0.0', async () => {
     const out = await runPlugin({ CNI_COMMAND: 'VERSION' }, '{"cniVersion":"0.4.0"}');
     expect(out.exitCode).toBe(0);
