@@ -55,6 +55,14 @@ describe('cell records for CNI', () => {
     expect(plain.container_id).toBeUndefined();
   });
 
+  it('a namespace is the same by name or by /run/netns path: found either way, never attached twice', async () => {
+    const { cell } = await setup();
+    await cell.addContainer({ app: 'appA', netns: '/run/netns/lab-appA-0', containerId: 'lab-appA-0' });
+    expect(cell.findContainer({ netns: 'lab-appA-0' })).toBe('lab-appA-0');
+    expect(cell.findContainer({ netns: '/run/netns/lab-appA-0' })).toBe('lab-appA-0');
+    await expect(cell.addContainer({ app: 'appA', netns: 'lab-appA-0' })).rejects.toThrow(/already has a container/);
+  });
+
   it('refuses bad interface names and container ids', async () => {
     const { cell } = await setup();
     await expect(cell.addContainer({ app: 'a', netns: 'n1', ifname: 'waytoolonginterface' })).rejects.toThrow(/interface name/);
