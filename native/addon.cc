@@ -1,6 +1,8 @@
 // silkworm_native: the syscalls the user-space data plane needs and Node does
-// not offer — TAP open/attach (TUNSETIFF, setns), batched TAP read/write driven
-// by uv_poll, raw IPv4 sendmmsg, UDP recvmmsg. No protocol logic here.
+// not offer — TAP open/attach (TUNSETIFF, TUNSETOFFLOAD, setns), batched TAP
+// read/write driven by uv_poll, raw IPv4 sendmmsg, UDP recvmmsg (UDP_GRO) and
+// UDP GSO sendmmsg — and the byte work around them. No forwarding or policy
+// decisions; the few header fields read here are listed in common.h.
 #include <napi.h>
 
 #include "tap.h"

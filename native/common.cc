@@ -40,6 +40,10 @@ bool GetU16s(Napi::Env env, const Napi::Value& v, const char* name, uint16_t** d
   return GetTyped(env, v, name, napi_uint16_array, "Uint16Array", reinterpret_cast<void**>(data), len);
 }
 
+bool GetF64s(Napi::Env env, const Napi::Value& v, const char* name, double** data, size_t* len) {
+  return GetTyped(env, v, name, napi_float64_array, "Float64Array", reinterpret_cast<void**>(data), len);
+}
+
 bool GetIndex(Napi::Env env, const Napi::Value& v, const char* name, uint32_t* out) {
   if (!v.IsNumber()) {
     Napi::TypeError::New(env, std::string(name) + " must be a number").ThrowAsJavaScriptException();
@@ -88,6 +92,19 @@ Napi::Object PollReader::BaseCounters(Napi::Env env) const {
   o.Set("errors", errors_);
   o.Set("lastErrno", lastErrno_);
   return o;
+}
+
+bool PollReader::InitDrops(Napi::Env env, const Napi::CallbackInfo& info, size_t first, uint32_t* idx, size_t nidx) {
+  if (info.Length() <= first || info[first].IsUndefined()) return true;
+  if (!GetF64s(env, info[first], "drops", &drops_, &dropsLen_)) return false;
+  for (size_t k = 0; k < nidx; k++) {
+    idx[k] = UINT32_MAX;
+    if (info.Length() > first + 1 + k && !info[first + 1 + k].IsUndefined() &&
+        !GetIndex(env, info[first + 1 + k], "drop index", &idx[k]))
+      return false;
+  }
+  dropsRef_ = Napi::Persistent(info[first].As<Napi::Object>());
+  return true;
 }
 
 bool PollReader::InitPoll(Napi::Env env, int fd, const char* resourceName) {

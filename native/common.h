@@ -1,8 +1,24 @@
 // Shared plumbing for the silkworm addon: argument checks, errno errors, and
 // the libuv-driven reader skeleton used by TapReader and UdpReceiver.
 //
-// Contract (DESIGN.md "Layout"): this addon does syscalls only. It never looks
-// inside a frame; all protocol logic lives in TypeScript.
+// What the addon does: syscalls (TAP open/ioctl, batched read/readv/writev,
+// raw-socket sendmmsg, UDP recvmmsg, UDP GSO sendmmsg, getsockopt probes) and
+// byte primitives (copies into slab slots, splitting a UDP_GRO message into
+// datagrams at the kernel's gso_size, counting drops at indexes it is given).
+// Forwarding, policy and encapsulation decisions are all made in TypeScript.
+//
+// The header fields it does read, and why:
+//   - tap.cc TapReader: the virtio_net_hdr's flags and gso_type bytes, to drop
+//     (and count) a frame with a header the TAP was not asked to produce, and
+//     to count super-frames in TSO mode. It never reads the Ethernet frame.
+//   - udp.cc UdpGsoSender: the outer IPv4 and UDP headers the TypeScript
+//     pipeline built (src/dataplane/encap.ts), to decide which packets can
+//     leave through a UDP socket byte-identical (Eligible: IHL 5, TOS 0, no
+//     fragment, TTL 64, protocol UDP, our source address, consistent lengths),
+//     to group consecutive same-flow datagrams of one size (GroupLen), and to
+//     take the destination address/port and source port a UDP socket needs.
+//     Anything it does not recognise keeps its exact bytes on the raw path.
+//   - udp.cc UdpReceiver: no header fields; UDP_GRO's cmsg gives the split size.
 #pragma once
 
 #include <napi.h>
@@ -32,6 +48,7 @@ Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err);
 bool GetBytes(Napi::Env env, const Napi::Value& v, const char* name, uint8_t** data, size_t* len);
 bool GetU32s(Napi::Env env, const Napi::Value& v, const char* name, uint32_t** data, size_t* len);
 bool GetU16s(Napi::Env env, const Napi::Value& v, const char* name, uint16_t** data, size_t* len);
+bool GetF64s(Napi::Env env, const Napi::Value& v, const char* name, double** data, size_t* len);
 // Non-negative integer argument (throws a TypeError otherwise).
 bool GetIndex(Napi::Env env, const Napi::Value& v, const char* name, uint32_t* out);
 bool GetFd(Napi::Env env, const Napi::Value& v, int* out);
@@ -69,6 +86,14 @@ class PollReader {
   void CallJs(Napi::Env env, Napi::FunctionReference& fn, napi_value arg);
   // The counters every reader keeps, as a new JS object; subclasses add theirs.
   Napi::Object BaseCounters(Napi::Env env) const;
+  // Optional shared drop counters: a JS Float64Array (the cell's drop-reason
+  // table) and, per event this reader drops a frame for, the index to add 1
+  // at. Which reason an index stands for is decided in TypeScript; the reader
+  // only counts. Reads args[first], [first+1]... as (table, index...).
+  bool InitDrops(Napi::Env env, const Napi::CallbackInfo& info, size_t first, uint32_t* idx, size_t nidx);
+  void CountDrop(uint32_t idx) {
+    if (idx < dropsLen_) drops_[idx] += 1;
+  }
 
   napi_env env_ = nullptr;
   uv_poll_t* poll_ = nullptr;
@@ -80,6 +105,11 @@ class PollReader {
   // Counters (read with counters() from JS; never per-packet JS work).
   double wakeups_ = 0, batches_ = 0, frames_ = 0, oversize_ = 0, errors_ = 0;
   int lastErrno_ = 0;
+  double* drops_ = nullptr;
+  size_t dropsLen_ = 0;
+  Napi::ObjectReference dropsRef_;
+  // Index into drops_ for a frame longer than a slot (out of range: not counted there).
+  uint32_t oversizeIdx_ = UINT32_MAX;
 
  private:
   static void OnPoll(uv_poll_t* handle, int status, int events);

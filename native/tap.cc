@@ -3,10 +3,10 @@
 // batching here is about crossing into JS once per batch. With IFF_VNET_HDR
 // every frame carries a 10-byte struct virtio_net_hdr in front, which lets a
 // write hand the kernel one TCP super-frame (gso_type TCPV4) built by
-// src/io/gro.ts: the container's stack then sees one skb instead of ~45.
+// src/offload/gro.ts: the container's stack then sees one skb instead of ~45.
 // With tso too (TUNSETOFFLOAD CSUM|TSO4) the reader works the other way round:
 // it reads whole packets, super-frames of up to 64 KiB included, into a
-// scratch buffer (ReadRaw) and src/io/gso.ts cuts them into MTU-sized frames.
+// scratch buffer (ReadRaw) and src/offload/gso.ts cuts them into MTU-sized frames.
 #include "tap.h"
 
 #include <fcntl.h>
@@ -41,7 +41,8 @@ static bool GetIfName(Napi::Env env, const Napi::Value& v, bool allowEmpty, std:
 
 // open /dev/net/tun and attach it to TAP `name` in the calling thread's
 // network namespace. Returns fd or -errno; *stage names the failing call.
-static int AttachTap(const std::string& name, bool vnetHdr, bool tso, std::string* realName, const char** stage) {
+static int AttachTap(const std::string& name, bool vnetHdr, bool* tso, int* tsoErrno, std::string* realName,
+                     const char** stage) {
   *stage = "open /dev/net/tun";
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return -errno;
@@ -49,7 +50,7 @@ static int AttachTap(const std::string& name, bool vnetHdr, bool tso, std::strin
   memset(&ifr, 0, sizeof ifr);
   // IFF_NO_PI: frames without the 4-byte packet-information prefix, so slot
   // offsets line up with the Ethernet header. No IFF_VNET_HDR: MTU-sized
-  // frames (DESIGN.md, the offloads-off comparison).
+  // frames (the cell's --offload none).
   // IFF_VNET_HDR (opt-in): a 10-byte virtio_net_hdr precedes each frame in
   // both directions. Without tso, TUNSETOFFLOAD is set to 0, so the kernel
   // hands us MTU-sized frames with finished checksums on read and the header
@@ -64,13 +65,19 @@ static int AttachTap(const std::string& name, bool vnetHdr, bool tso, std::strin
   }
   // TSO (opt-in, needs IFF_VNET_HDR): TUN_F_CSUM | TUN_F_TSO4 lets the
   // container's stack hand us up to 64 KiB TCP super-frames with a partial
-  // checksum; src/io/gso.ts segments them. TUN_F_TSO_ECN stays off, so the
+  // checksum; src/offload/gso.ts segments them. TUN_F_TSO_ECN stays off, so the
   // kernel segments CWR-marked super-frames itself. With vnetHdr but no TSO the
   // offloads are reset to 0: a persistent TAP keeps them across re-attaches.
+  // As wireguard-go's tun_linux.go initFromFlags: when the kernel refuses the
+  // TSO offloads, fall back to none and report why (*tso false, *tsoErrno).
+  *tsoErrno = 0;
   if (vnetHdr) {
     *stage = "TUNSETOFFLOAD";
-    unsigned long off = tso ? (TUN_F_CSUM | TUN_F_TSO4) : 0;
-    if (ioctl(fd, TUNSETOFFLOAD, off) < 0) {
+    if (*tso && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) < 0) {
+      *tsoErrno = errno;
+      *tso = false;
+    }
+    if (!*tso && ioctl(fd, TUNSETOFFLOAD, 0) < 0) {
       int err = errno;
       close(fd);
       return -err;
@@ -83,11 +90,12 @@ static int AttachTap(const std::string& name, bool vnetHdr, bool tso, std::strin
 // tso: TUNSETOFFLOAD(CSUM | TSO4) is on. Reported back so src/io/tap.ts only
 // segments when the addon it loaded really turned TSO on (an older build
 // ignores the flag and would hand over plain frames).
-static Napi::Value TapResult(Napi::Env env, int fd, const std::string& name, bool tso) {
+static Napi::Value TapResult(Napi::Env env, int fd, const std::string& name, bool tso, int tsoErrno) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("fd", Napi::Number::New(env, fd));
   o.Set("name", Napi::String::New(env, name));
   o.Set("tso", Napi::Boolean::New(env, tso));
+  o.Set("tsoErrno", Napi::Number::New(env, tsoErrno));
   return o;
 }
 
@@ -119,7 +127,8 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "tso needs vnetHdr").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int fd = AttachTap(name, vnetHdr, tso, &real, &stage);
+  int tsoErrno = 0;
+  int fd = AttachTap(name, vnetHdr, &tso, &tsoErrno, &real, &stage);
   if (fd < 0) {
     ErrnoError(env, std::string("openTap ") + (name.empty() ? "(any name)" : name) + ": " + stage, -fd)
         .ThrowAsJavaScriptException();
@@ -131,7 +140,7 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
     ErrnoError(env, "openTap " + real + ": TUNSETPERSIST", err).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  return TapResult(env, fd, real, tso);
+  return TapResult(env, fd, real, tso, tsoErrno);
 }
 
 // openTapInNetns(netnsPath, name, { vnetHdr?, tso? }) -> { fd, name }
@@ -168,6 +177,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
   int err = 0;
   const char* stage = "";
   std::string real;
+  int tsoErrno = 0;
   std::thread worker([&]() {
     stage = "open namespace";
     int nsfd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -189,7 +199,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
       err = ENODEV;
       return;
     }
-    int r = AttachTap(name, vnetHdr, tso, &real, &stage);
+    int r = AttachTap(name, vnetHdr, &tso, &tsoErrno, &real, &stage);
     if (r < 0) {
       err = -r;
       return;
@@ -202,7 +212,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
     ErrnoError(env, "openTapInNetns " + path + " " + name + ": " + stage, err).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  return TapResult(env, fd, real, tso);
+  return TapResult(env, fd, real, tso, tsoErrno);
 }
 
 // setPersist(fd, on)
@@ -373,7 +383,8 @@ Napi::Function TapReader::Define(Napi::Env env) {
                       InstanceMethod<&TapReader::Counters>("counters")});
 }
 
-// new TapReader(fd, slab, slotSize, headroom, maxFrames, lengths, onBatch, onError, vnetHdrLen = 0)
+// new TapReader(fd, slab, slotSize, headroom, maxFrames, lengths, onBatch, onError, vnetHdrLen = 0,
+//               rawBuf?, rawMeta?, drops?, oversizeIdx?, badVnetIdx?)
 //
 // vnetHdrLen (0, 10 or 12) is the virtio_net_hdr the TAP puts in front of
 // each frame (IFF_VNET_HDR). It is read into the last bytes of the headroom,
@@ -401,7 +412,7 @@ TapReader::TapReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapReade
   // Raw mode (TSO): raw packets (virtio_net_hdr + frame, up to 64 KiB) go
   // into rawBuf back to back; rawMeta[2k], [2k+1] = offset of packet k's
   // virtio_net_hdr, bytes read (header included). JS segments them into the
-  // slab (src/io/gso.ts), so the slab arguments are only checked here.
+  // slab (src/offload/gso.ts), so the slab arguments are only checked here.
   if (info.Length() > 10 && !info[9].IsUndefined()) {
     size_t metaLen;
     if (!GetBytes(env, info[9], "rawBuf", &raw_, &rawLen_) || !GetU32s(env, info[10], "rawMeta", &rawMeta_, &metaLen))
@@ -420,6 +431,11 @@ TapReader::TapReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapReade
         .ThrowAsJavaScriptException();
     return;
   }
+  // Drop counters: (drops, oversizeIdx, badVnetIdx) after rawMeta.
+  uint32_t idx[2];
+  if (!InitDrops(env, info, 11, idx, 2)) return;
+  oversizeIdx_ = idx[0];
+  badVnetIdx_ = idx[1];
   slot_ = slot;
   headroom_ = headroom;
   maxFrames_ = maxFrames;
@@ -482,11 +498,13 @@ uint32_t TapReader::ReadRaw(int* err) {
     }
     if (static_cast<size_t>(r) > kRawReserve) {
       oversize_++;
+      CountDrop(oversizeIdx_);
       continue;
     }
     if (r == 0) break;
     if (static_cast<size_t>(r) <= vnetHdrLen_) {
       badVnet_++;
+      CountDrop(badVnetIdx_);
       continue;
     }
     if (raw_[off + 1] != 0) superFrames_++;
@@ -522,6 +540,7 @@ uint32_t TapReader::ReadBatch(int* err) {
     // be a frame either.
     if (static_cast<size_t>(r) > cap + vnetHdrLen_) {
       oversize_++;
+      CountDrop(oversizeIdx_);
       continue;
     }
     if (r == 0) break;
@@ -532,6 +551,7 @@ uint32_t TapReader::ReadBatch(int* err) {
       const uint8_t* h = slab_ + static_cast<size_t>(n) * slot_ + headroom_ - vnetHdrLen_;
       if (static_cast<size_t>(r) <= vnetHdrLen_ || (h[0] & ~2u) != 0 || h[1] != 0) {
         badVnet_++;
+        CountDrop(badVnetIdx_);
         continue;
       }
       r -= vnetHdrLen_;

@@ -40,6 +40,7 @@ class TapReader : public Napi::ObjectWrap<TapReader>, public PollReader {
   uint32_t* rawMeta_ = nullptr;
   double superFrames_ = 0;  // raw mode: packets read with a GSO type
   double badVnet_ = 0;  // frames dropped for an unexpected virtio_net_hdr
+  uint32_t badVnetIdx_ = UINT32_MAX;  // where such a drop is also counted in drops_
   uint8_t sink_ = 0;  // catches the first byte past a slot: see ReadBatch
   Napi::ObjectReference slabRef_, lengthsRef_, rawRef_, rawMetaRef_;
   Napi::FunctionReference onError_;

@@ -1,6 +1,8 @@
 // The underlay: a raw IPv4 socket for sending (outer headers built in JS, one
-// sendmmsg per batch) and a UDP socket on port 4789 for receiving (recvmmsg
-// straight into the slab's slots).
+// sendmmsg per batch), a UDP socket on port 4789 for receiving (recvmmsg
+// straight into the slab's slots, or with UDP_GRO into scratch buffers split
+// into slots), and the UDP GSO sender, which reads the outer IPv4/UDP headers
+// JS built to group datagrams (see common.h for exactly which fields).
 #include "udp.h"
 
 #include <arpa/inet.h>
@@ -129,7 +131,8 @@ Napi::Function UdpReceiver::Define(Napi::Env env) {
                       InstanceMethod<&UdpReceiver::Counters>("counters")});
 }
 
-// new UdpReceiver(bindIp, port, slab, slotSize, headroom, maxFrames, lengths, srcIps, srcPorts, onBatch, gro = false)
+// new UdpReceiver(bindIp, port, slab, slotSize, headroom, maxFrames, lengths, srcIps, srcPorts, onBatch, gro = false,
+//                 drops?, oversizeIdx?)
 UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpReceiver>(info) {
   Napi::Env env = info.Env();
   uint32_t bindIp, port, slot, headroom, maxFrames;
@@ -180,9 +183,16 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
   }
 
   if (info.Length() > 10 && info[10].ToBoolean().Value()) {
-    // A kernel without UDP_GRO (< 5.0) refuses the option: stay on the plain path.
+    // A kernel without UDP_GRO (< 5.0) refuses the option: stay on the plain
+    // path and keep the errno, so the caller can say it was refused.
     int on = 1;
     gro_ = setsockopt(fd_, SOL_UDP, UDP_GRO, &on, sizeof on) == 0;
+    if (!gro_) groErrno_ = errno;
+  }
+  if (!InitDrops(env, info, 11, &oversizeIdx_, 1)) {
+    close(fd_);
+    fd_ = -1;
+    return;
   }
   if (gro_) {
     // 64 messages per recvmmsg at most (4 MiB of scratch); bigger batches loop.
@@ -269,6 +279,7 @@ Napi::Value UdpReceiver::Port(const Napi::CallbackInfo& info) {
 Napi::Value UdpReceiver::Counters(const Napi::CallbackInfo& info) {
   Napi::Object o = BaseCounters(info.Env());
   o.Set("gro", gro_);
+  o.Set("groErrno", groErrno_);
   o.Set("groMessages", groMessages_);
   o.Set("groSegments", groSegments_);
   o.Set("carried", carried_);
@@ -302,6 +313,7 @@ uint32_t UdpReceiver::ReadBatch(int* /*err*/) {
     // close the gap; rare enough that the copy does not matter.
     if (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) {
       oversize_++;
+      CountDrop(oversizeIdx_);
       continue;
     }
     const uint32_t len = msgs_[i].msg_len;
@@ -334,6 +346,7 @@ uint32_t UdpReceiver::PlacePending(uint32_t n) {
     if ((h.msg_flags & MSG_TRUNC) && pendOff_ == 0) {
       // Cannot happen with kGroBuf-byte buffers; if it does, keep only whole datagrams.
       oversize_++;
+      CountDrop(oversizeIdx_);
       len = gseg_[pend_] != 0 ? len - len % seg : 0;
     }
     const uint32_t ip = ntohl(gaddrs_[pend_].sin_addr.s_addr);
@@ -342,6 +355,7 @@ uint32_t UdpReceiver::PlacePending(uint32_t n) {
       const uint32_t piece = std::min(seg, len - pendOff_);
       if (piece > room) {
         oversize_++;  // longer than a slot: dropped and counted, as on the plain path
+        CountDrop(oversizeIdx_);
       } else {
         memcpy(slab_ + static_cast<size_t>(n) * slot_ + headroom_, base + pendOff_, piece);
         lengths_[n] = piece;
@@ -564,7 +578,8 @@ int UdpGsoSender::SocketFor(uint16_t sport) {
     lastErrno_ = errno;
     return -1;  // maybe EMFILE for now: try again later
   }
-  // DF clear like the kernel's VXLAN device (seed 002 "flags [none]"), TTL 64
+  // DF clear like the kernel's VXLAN device (the captures in
+  // test/vectors/seed002.ts show the outer IPv4 "flags [none]"), TTL 64
   // like the raw path. No SO_NO_CHECK: udp_send_skb refuses GSO with it
   // (EINVAL), so these datagrams carry a real UDP checksum, which RFC 7348
   // section 5 permits (computed by the NIC, or for free on a veth).
@@ -718,7 +733,23 @@ Napi::Value UdpGsoSender::Send(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, SendRaw(slab, slabLen, offs, lens, dsts, start, start + segs_[0]));
 }
 
+// probeUdpSegment() -> 0 or errno
+// Whether this kernel has UDP GSO, asked the way wireguard-go's
+// conn/features_linux.go asks: getsockopt(UDP_SEGMENT) on a UDP socket
+// (ENOPROTOOPT before Linux 4.18).
+static Napi::Value ProbeUdpSegment(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Napi::Number::New(env, errno);
+  int v = 0;
+  socklen_t len = sizeof v;
+  int err = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0 ? 0 : errno;
+  close(fd);
+  return Napi::Number::New(env, err);
+}
+
 void InitUdp(Napi::Env env, Napi::Object exports) {
+  exports.Set("probeUdpSegment", Napi::Function::New<ProbeUdpSegment>(env, "probeUdpSegment"));
   exports.Set("openRawSocket", Napi::Function::New<OpenRawSocket>(env, "openRawSocket"));
   exports.Set("sendBatch", Napi::Function::New<SendBatch>(env, "sendBatch"));
   exports.Set("UdpReceiver", UdpReceiver::Define(env));

@@ -64,6 +64,7 @@ class UdpReceiver : public Napi::ObjectWrap<UdpReceiver>, public PollReader {
   // recvmmsg; flush_ makes sure that happens even if the socket goes quiet.
   uint32_t pend_ = 0, pendGot_ = 0, pendOff_ = 0;
   uv_timer_t* flush_ = nullptr;
+  int groErrno_ = 0;  // why setsockopt(UDP_GRO) was refused, when it was
   double groMessages_ = 0, groSegments_ = 0, carried_ = 0;
 };
 

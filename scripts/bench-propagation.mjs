@@ -13,8 +13,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ControllerClient } from '../dist/control/client.js';
-import { httpJson } from '../dist/control/http.js';
+import { ControllerClient } from '../dist/net/controller-client.js';
+import { httpJson } from '../dist/net/http.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);

@@ -2,28 +2,17 @@
 # The README's quick start: install what is missing, build, bring the lab up,
 # and show a curl between containers failing without a policy and working with
 # one. Run as root (the lab creates network namespaces). Take it down with
-#   sudo node bin/silkworm.js lab down
+#   node bin/silkworm.js lab down
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX="${1:-sw}"
 if [ "$(id -u)" != 0 ]; then
-  echo "quickstart: run as root (sudo bash scripts/quickstart.sh): the lab creates network namespaces" >&2
+  echo "quickstart: run it as root (as root: bash scripts/quickstart.sh; otherwise: sudo bash scripts/quickstart.sh) — the lab creates network namespaces" >&2
   exit 1
 fi
-need=()
-for p in iproute2 curl tcpdump tshark iptables iperf3 iputils-ping; do
-  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-  echo "quickstart: installing ${need[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-if [ ! -f build/Release/silkworm_native.node ] || [ ! -d node_modules ]; then
-  echo "quickstart: npm install (builds the native addon and the TypeScript; about two minutes)"
-  npm install --no-audit --no-fund >/dev/null
-  node -e "require('./build/Release/silkworm_native.node')" 2>/dev/null || npm run build:native >/dev/null
-fi
-npm run build >/dev/null
+LOG="${TMPDIR:-/tmp}/silkworm-quickstart.log"
+echo "quickstart: installing and building (one line per step; the full log is $LOG)"
+bash scripts/install-deps.sh "$LOG"
 sw() { node bin/silkworm.js "$@"; }
 
 if sw lab status --prefix "$PREFIX" >/dev/null 2>&1; then

@@ -1,9 +1,11 @@
-// The cell's admin socket: what `silkworm show`, `container add|del` and
-// `trace` talk to. JSON over HTTP on a unix socket (src/control/http.ts).
-// Each table comes back both as the kernel tools' text lines and as data.
-import { Router, HttpError, serve, type JsonServer } from '../control/http.js';
-import type { Address } from '../cli/util.js';
-import { LeaseExhaustedError, type AddContainerRequest, type Cell } from './cell.js';
+// The userspace cell's admin socket: what `silkworm show`, `container
+// add|del` and `trace` talk to. JSON over HTTP on a unix socket
+// (src/net/http.ts). Each table comes back both as the kernel tools' text
+// lines and as data. The container routes are the agent's (src/agent/admin.ts).
+import { Router, HttpError, serve, type JsonServer } from '../net/http.js';
+import type { Address } from '../net/address.js';
+import { containerRoutes, planRows, serveAdminRouter, str } from '../agent/admin.js';
+import type { Cell } from './cell.js';
 import type { Registry } from 'prom-client';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -16,64 +18,10 @@ import { formatMac, u32ToIp, formatCidr } from '../util/ip.js';
 import { DROP_NAMES } from '../dataplane/counters.js';
 import { buildProbe } from '../dataplane/probe.js';
 import { runTrace } from './trace.js';
-import { ipIn } from './netns.js';
+import { ipIn } from '../agent/netns.js';
 import { ipToU32, isIpv4 } from '../util/ip.js';
 
-export function str(body: unknown, field: string, required = true): string | undefined {
-  const v = body && typeof body === 'object' ? (body as Record<string, unknown>)[field] : undefined;
-  if (v === undefined && !required) return undefined;
-  if (typeof v !== 'string' || v.length === 0) throw new HttpError(400, `${field} must be a non-empty string`);
-  return v;
-}
-
 const execFileP = promisify(execFile);
-
-/** What container add/del/list need of a cell; both the userspace and the kernel cell have it. */
-export interface ContainerHost {
-  readonly name: string;
-  listContainers(): unknown[];
-  addContainer(req: AddContainerRequest): Promise<unknown>;
-  findContainer(key: { handle?: string; netns?: string; containerId?: string; ifname?: string }): string | undefined;
-  removeContainer(handle: string): Promise<unknown>;
-}
-
-/**
- * GET /containers, POST /containers (silk-cni ADD), POST /containers/delete (DEL).
- * ADD takes app, netns (name or path), and optionally handle, ifname, ip (from
- * a delegated IPAM plugin) and container_id (CNI_CONTAINERID). DEL by
- * container_id is idempotent: no such container answers 200 {"removed": false}.
- */
-export function containerRoutes(r: Router, cell: ContainerHost): void {
-  r.get('/containers', () => ({ status: 200, body: { containers: cell.listContainers() } }));
-  r.post('/containers', async (req) => {
-    const app = str(req.body, 'app')!;
-    const netns = str(req.body, 'netns')!;
-    const handle = str(req.body, 'handle', false);
-    const ifname = str(req.body, 'ifname', false);
-    const ip = str(req.body, 'ip', false);
-    const containerId = str(req.body, 'container_id', false);
-    try {
-      return { status: 201, body: await cell.addContainer({ app, netns, handle, ifname, ip, containerId }) };
-    } catch (err) {
-      throw new HttpError(err instanceof LeaseExhaustedError ? 507 : 400, (err as Error).message);
-    }
-  });
-  r.post('/containers/delete', async (req) => {
-    const handle = str(req.body, 'handle', false);
-    const netns = str(req.body, 'netns', false);
-    const containerId = str(req.body, 'container_id', false);
-    const ifname = str(req.body, 'ifname', false);
-    if (containerId !== undefined) {
-      const found = cell.findContainer({ containerId, ifname });
-      if (!found) return { status: 200, body: { removed: false, container_id: containerId, cell: cell.name } };
-      return { status: 200, body: { removed: true, ...(await cell.removeContainer(found) as object) } };
-    }
-    if (!handle && !netns) throw new HttpError(400, 'give handle, netns or container_id');
-    const found = cell.findContainer({ handle, netns });
-    if (!found) throw new HttpError(404, `no container ${handle ?? netns} on cell ${cell.name}`);
-    return { status: 200, body: await cell.removeContainer(found) };
-  });
-}
 
 /** The container interface's TX drops inside a container namespace (`ip -s link`), or null if it cannot be read. */
 async function tapQueueDrops(netns: string, ifname: string): Promise<number | null> {
@@ -145,16 +93,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
       status: 200,
       body: {
         lines: renderIptables(plan),
-        marks: plan.marks.map((m) => ({ ip: u32ToIp(m.ip), app: m.app, tag: m.tag })),
-        accepts: plan.accepts.map((a, i) => ({
-          dst_ip: u32ToIp(a.dstIp),
-          dst_app: a.dstApp,
-          src_app: a.srcApp,
-          tag: a.tag,
-          protocol: a.protocol === 6 ? 'tcp' : 'udp',
-          ports: { start: a.portStart, end: a.portEnd },
-          hits: cell.dp.ruleHits[i] ?? 0,
-        })),
+        ...planRows(plan, (i) => cell.dp.ruleHits[i] ?? 0),
       },
     };
   });
@@ -184,7 +123,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
     );
     return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions, io: cell.ioStats() } };
   });
-  containerRoutes(r, cell);
+  containerRoutes(r, cell.agent);
   r.post('/trace/egress', (req) => {
     const b = (req.body ?? {}) as Record<string, unknown>;
     const from = str(b, 'from')!;
@@ -229,9 +168,7 @@ function describeResult(cell: Cell, r: { action: string; target: number; hex: st
 }
 
 export function serveAdmin(cell: Cell, addr: Address, metrics?: Registry): Promise<JsonServer> {
-  return serve(addr, adminRouter(cell, metrics).handle, {
-    onError: (err) => cell.log.error({ err: (err as Error).message }, 'admin-handler-failed'),
-  });
+  return serveAdminRouter(adminRouter(cell, metrics), addr, cell.log);
 }
 
 /** A scrape endpoint with only GET /metrics (for `--metrics host:port`). */

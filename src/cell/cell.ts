@@ -1,25 +1,33 @@
-// The cell agent: silk-daemon + vxlan-policy-agent + silk-cni for one cell,
-// with the data plane in-process. It
-//   - acquires (and keeps renewing) its subnet lease from the controller,
-//   - watches leases and policies (long-poll; every change resyncs the whole
-//     snapshot) and feeds them to the Dataplane (routes/neighbors/FDB, plan),
+// The userspace cell: the agent (src/agent) in front of silkworm's own data
+// plane. As a Backend it
+//   - builds the Dataplane for the cell's lease and feeds it every snapshot
+//     (leases → routes/neighbors/FDB, policies → plan),
 //   - attaches containers: a TAP per container, moved into its namespace,
 //   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
-import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type LeaseInfo, type Port } from '../dataplane/dataplane.js';
-import type { DatagramSocket, FrameDevice } from '../io/types.js';
-import type { ControllerClient, Lease, Snapshot } from '../control/client.js';
-import { ControlLoop } from './control-loop.js';
-import { netnsPath, validIfName, type ContainerNet } from './netns.js';
-import { ipToU32, isIpv4, parseCidr, silkIfName, u32ToIp, formatMac, macFromIp } from '../util/ip.js';
-import { logger, type Logger } from '../util/log.js';
-import { formatTag } from '../policy/tags.js';
+import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
+import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
+import type { OffloadStatus } from '../offload/options.js';
+import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
+import { AgentCell } from '../agent/agent-cell.js';
+import type { AgentHooks, DesiredState } from '../agent/backend.js';
+import { ifnameOf, type ContainerInfo, type ContainerRecord } from '../agent/containers.js';
+import { samePolicies } from '../agent/converger.js';
+import type { ContainerNet } from '../agent/netns.js';
+import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
+import { logger } from '../util/log.js';
+import { VTEP_DEV } from '../util/silk.js';
+
+export type { ContainerInfo };
 
 /** How the cell reaches devices: real (native addon) or in-memory for tests. */
 export interface CellIo {
-  openTap(name: string, slotSize: number): FrameDevice;
-  openUnderlay(underlayIp: number, port: number, slotSize: number): DatagramSocket;
+  /** `drops`: the drop-reason table the device counts its own drops in (omitted for the capture TAP). */
+  openTap(name: string, slotSize: number, drops?: Float64Array): FrameDevice;
+  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array): DatagramSocket;
+  /** The offloads asked for and what the kernel granted, where the devices have any. */
+  offloads?(): OffloadStatus;
 }
 
 export interface CellOptions {
@@ -37,90 +45,31 @@ export interface CellOptions {
   now?: () => number;
 }
 
-export interface ContainerInfo {
-  handle: string;
-  app: string;
-  ip: string;
-  mac: string;
-  netns: string;
-  cell: string;
-  tag: string;
-  /** The container's interface: given for CNI attachments and names other than eth0 (absent = eth0). */
-  ifname?: string;
-  /** CNI_CONTAINERID when a CNI runtime attached it. */
-  container_id?: string;
-}
-
-/** What `container add` (and silkworm-cni's ADD) asks of a cell. */
-export interface AddContainerRequest {
-  app: string;
-  /** A namespace name (ip netns) or a path (CNI_NETNS). */
-  netns: string;
-  handle?: string;
-  /** Interface name in the namespace (default eth0). */
-  ifname?: string;
-  /** A fixed address (from a delegated IPAM plugin); must lie in the cell's lease. */
-  ip?: string;
-  /** CNI_CONTAINERID. */
-  containerId?: string;
-}
-
-/** Thrown when the lease has no free address: the admin API answers 507. */
-export class LeaseExhaustedError extends Error {}
-
-/** Checks shared by both cells; returns the interface name to use. */
-export function checkAddRequest(req: AddContainerRequest, exists: (netns: string) => boolean): string {
-  const { app, netns } = req;
-  if (typeof app !== 'string' || !/^[A-Za-z0-9_.:-]{1,128}$/.test(app)) throw new Error('app must be a name of letters, digits, "_.:-"');
-  if (typeof netns !== 'string' || !exists(netns)) throw new Error(`network namespace "${netns}" does not exist`);
-  const ifname = req.ifname ?? 'eth0';
-  if (!validIfName(ifname)) throw new Error(`interface name "${ifname}" is not a valid Linux interface name (1-15 of letters, digits, "_.-")`);
-  if (req.containerId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/.test(req.containerId)) {
-    throw new Error('container id must be letters, digits, "_.-", starting with a letter or digit');
-  }
-  return ifname;
-}
-
-/** A fixed address for a container: inside the lease, not .0 (VTEP), .1 or broadcast. */
-export function checkFixedIp(text: string, leaseCidr: string): number {
-  if (!isIpv4(text)) throw new Error(`ip "${text}" is not an IPv4 address`);
-  const ip = ipToU32(text);
-  const { addr, len } = parseCidr(leaseCidr);
-  const size = 2 ** (32 - len);
-  const off = (ip - addr) >>> 0;
-  if (off >= size) throw new Error(`ip ${text} is outside the cell's lease ${leaseCidr}`);
-  if (off < 2 || off === size - 1) throw new Error(`ip ${text} is reserved in ${leaseCidr} (.0 is the VTEP, .1 silk's gateway, the last is broadcast)`);
-  return ip;
-}
-
 interface Attached {
   port: Port;
   netns: string;
-  dev: FrameDevice;
   ifname: string;
-  containerId?: string;
+  dev: FrameDevice;
 }
 
-const BATCH = 64;
+const BATCH = BATCH_SIZE;
 
-export class Cell {
-  readonly name: string;
-  readonly log: Logger;
+/** The userspace cell: the agent (AgentCell) with silkworm's own data plane as its Backend. */
+export class Cell extends AgentCell {
+  readonly kind = 'user';
   dp!: Dataplane;
-  /** Lease, renewals and the watch: shared with the kernel cell. */
-  readonly loop: ControlLoop;
   private readonly opts: CellOptions;
   private underlay!: DatagramSocket;
   private readonly attached = new Map<string, Attached>(); // by handle
-  /** Adds in flight (between choosing an address and recording the port): handle → {ip, netns}. */
-  private readonly pending = new Map<string, { ip: number; netns: string }>();
   private readonly devByIndex: (FrameDevice | undefined)[] = [];
   /** Set by the metrics registry when metrics are on. */
   applyHistogram: { observe(v: number): void } | null = null;
   watchLagHistogram: { observe(v: number): void } | null = null;
-  private stopped = false;
   private timers: NodeJS.Timeout[] = [];
   private slotSize = 0;
+  private cfg!: DataplaneConfig;
+  private hooks: AgentHooks | null = null;
+  private appliedPolicies: PolicyRecord[] | null = null;
   private readonly now: () => number;
   // Scratch for dispatch: one set per cell, reused for every batch.
   private readonly sOff = new Uint32Array(BATCH);
@@ -134,42 +83,16 @@ export class Cell {
   private capture: FrameDevice | null = null;
 
   constructor(opts: CellOptions) {
+    super(opts, logger('cell', { cell: opts.name }));
     this.opts = opts;
-    this.name = opts.name;
-    this.log = logger('cell', { cell: opts.name });
     this.now = opts.now ?? (() => performance.now() / 1000);
-    this.loop = new ControlLoop({
-      client: opts.controller,
-      underlayIp: opts.underlayIp,
-      log: this.log,
-      renewInterval: opts.renewInterval,
-      onSnapshot: (snap) => this.apply(snap),
-    });
   }
 
-  get lease(): Lease {
-    return this.loop.lease;
-  }
-  get version(): number {
-    return this.loop.version;
-  }
-  get lastSnapshotAt(): number {
-    return this.loop.lastSnapshotAt;
-  }
-  get watchErrors(): number {
-    return this.loop.watchErrors;
-  }
-  get renewFailures(): number {
-    return this.loop.renewFailures;
-  }
+  // ------------------------------------------------------------- Backend
 
-  get underlayIp(): string {
-    return this.opts.underlayIp;
-  }
-
-  async start(): Promise<void> {
-    await this.loop.acquire();
-    const subnet = parseCidr(this.lease.overlay_subnet);
+  async open(lease: Lease, hooks: AgentHooks): Promise<void> {
+    this.hooks = hooks;
+    const subnet = parseCidr(lease.overlay_subnet);
     const cfg: DataplaneConfig = {
       ...DEFAULT_CONFIG,
       ...this.opts.dataplane,
@@ -177,15 +100,19 @@ export class Cell {
       leaseSubnet: subnet.addr,
       leasePrefixLen: subnet.len,
     };
+    this.cfg = cfg;
     this.dp = new Dataplane(cfg);
     this.slotSize = slotSizeFor(cfg.underlayMtu);
-    await this.loop.start();
+  }
+
+  async run(): Promise<void> {
+    const cfg = this.cfg;
     if (this.opts.capture) {
-      this.capture = this.opts.io.openTap('silk-vtep', this.slotSize);
+      this.capture = this.opts.io.openTap(VTEP_DEV, this.slotSize);
       await this.opts.containerNet.prepareCapture(this.capture.name);
       this.log.info({ dev: this.capture.name }, 'capture-enabled');
     }
-    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize);
+    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize, this.dp.counters.drops);
     this.underlay.start((batch) => {
       if (this.capture !== null) this.captureIngress(batch);
       this.dp.ingress(batch, this.now());
@@ -193,107 +120,54 @@ export class Cell {
     });
     // One coarse tick drives every expiry (conntrack), never a timer per flow.
     this.timers.push(setInterval(() => this.dp.tick(this.now()), 1000).unref());
-    this.log.info({ underlayIp: this.opts.underlayIp, vtep: u32ToIp(this.dp.vtepIp) }, 'cell-started');
   }
 
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.loop.stop();
+  async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
-    for (const a of [...this.attached.values()]) await this.removeContainer(a.port.handle).catch(() => undefined);
+    for (const a of [...this.attached.values()]) {
+      this.forget(a.port.handle);
+      await this.opts.containerNet
+        .detach(a.netns, a.ifname)
+        .then(() => this.log.info({ handle: a.port.handle }, 'container-removed'))
+        .catch(() => undefined);
+    }
     this.underlay?.close();
     this.capture?.close();
-    this.log.info('cell-stopped');
   }
 
   /** Apply a controller snapshot: leases → tables, policies → plan. */
-  apply(snap: Snapshot): void {
+  apply(state: DesiredState): void {
     const t0 = performance.now();
-    const leases: LeaseInfo[] = [];
-    for (const l of snap.leases) {
-      try {
-        const s = parseCidr(l.overlay_subnet);
-        leases.push({ underlayIp: ipToU32(l.underlay_ip), subnet: s.addr, prefixLen: s.len });
-      } catch {
-        this.log.warn({ lease: l }, 'skipping-bad-lease');
-      }
+    const snap = state.snapshot;
+    this.dp.setLeases(state.leases);
+    // Diff before enforce: an unchanged policy list keeps the compiled rules
+    // and their hit counters (a lease change or a no-op snapshot resets nothing).
+    if (this.appliedPolicies === null || !samePolicies(this.appliedPolicies, snap.policies)) {
+      this.dp.setPolicies(snap.policies);
+      this.appliedPolicies = snap.policies;
     }
-    this.dp.setLeases(leases);
-    this.dp.setPolicies(snap.policies);
     this.applyHistogram?.observe((performance.now() - t0) / 1000);
     const changedAt = snap.changed_at;
     if (typeof changedAt === 'number') this.watchLagHistogram?.observe(Math.max(0, Date.now() - changedAt) / 1000);
-    this.log.debug({ version: snap.version, leases: leases.length, policies: snap.policies.length }, 'snapshot-applied');
+    this.log.debug({ version: snap.version, leases: state.leases.length, policies: snap.policies.length }, 'snapshot-applied');
   }
 
-  // ------------------------------------------------------------- containers
-
-  private nextIp(): number {
-    const { addr, len } = parseCidr(this.lease.overlay_subnet);
-    const size = 2 ** (32 - len);
-    // .0 is the VTEP, .1 is kept free (silk's gateway), the last is broadcast.
-    for (let i = 2; i < size - 1; i++) {
-      const ip = (addr + i) >>> 0;
-      if (this.dp.portByAddress(ip) === undefined && !this.isPending(ip)) return ip;
-    }
-    throw new LeaseExhaustedError(`no free address left in ${this.lease.overlay_subnet}`);
+  tagOf(ip: number): number {
+    return this.dp.portByAddress(ip)?.tag ?? 0;
   }
 
-  private isPending(ip: number): boolean {
-    for (const p of this.pending.values()) if (p.ip === ip) return true;
-    return false;
-  }
-
-  listContainers(): ContainerInfo[] {
-    return [...this.attached.values()].map((a) => this.info(a));
-  }
-
-  private info(a: Attached): ContainerInfo {
-    return {
-      handle: a.port.handle,
-      app: a.port.app,
-      ip: u32ToIp(a.port.ip),
-      mac: formatMac(macFromIp(0xeeee, a.port.ip)),
-      netns: a.netns,
-      cell: this.name,
-      tag: a.port.tag === 0 ? '' : formatTag(a.port.tag),
-      // A CNI attachment carries its identity; a plain `container add` keeps its old shape (eth0 implied).
-      ...(a.containerId !== undefined ? { container_id: a.containerId, ifname: a.ifname } : a.ifname !== 'eth0' ? { ifname: a.ifname } : {}),
-    };
-  }
-
-  async addContainer(req: AddContainerRequest): Promise<ContainerInfo> {
-    const { app, netns } = req;
-    const ifname = checkAddRequest(req, (n) => this.opts.containerNet.exists(n));
-    // Everything from here to `pending.set` is synchronous: concurrent adds
-    // see each other's namespace, handle and address before any await.
-    for (const a of [...this.attached.values(), ...this.pending.values()]) {
-      if (netnsPath(a.netns) === netnsPath(netns)) throw new Error(`namespace ${netns} already has a container${'port' in a ? ` (${a.port.handle})` : ''}`);
-    }
-    const handle = req.handle ?? req.containerId ?? netns;
-    if (this.attached.has(handle) || this.pending.has(handle)) throw new Error(`a container with handle ${handle} already exists`);
-    let ip: number;
-    if (req.ip !== undefined) {
-      ip = checkFixedIp(req.ip, this.lease.overlay_subnet);
-      if (this.dp.portByAddress(ip) !== undefined || this.isPending(ip)) throw new Error(`ip ${req.ip} is already in use on cell ${this.name}`);
-    } else {
-      ip = this.nextIp();
-    }
-    const tapName = silkIfName(ip);
-    const dev = this.opts.io.openTap(tapName, this.slotSize);
-    this.pending.set(handle, { ip, netns });
+  async attach(c: ContainerRecord): Promise<void> {
+    const { handle, app, ip, netns } = c;
+    const ifname = ifnameOf(c);
+    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops);
     try {
       await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu, ifname);
     } catch (err) {
       dev.close();
       throw err;
-    } finally {
-      this.pending.delete(handle);
     }
     const port = this.dp.addPort(handle, app, ip);
-    const a: Attached = { port, netns, dev, ifname, ...(req.containerId !== undefined ? { containerId: req.containerId } : {}) };
-    this.attached.set(handle, a);
+    this.attached.set(handle, { port, netns, ifname, dev });
     this.devByIndex[port.index] = dev;
     dev.start(
       (batch) => {
@@ -302,12 +176,15 @@ export class Cell {
       },
       (err) => {
         // The namespace was deleted under us: the container is gone.
-        this.log.info({ handle, err: err.message }, 'container-gone');
         this.forget(handle);
+        this.hooks?.gone(handle, { err: err.message });
       },
     );
-    this.log.info({ handle, app, ip: u32ToIp(ip), netns, ifname, containerId: req.containerId }, 'container-added');
-    return this.info(a);
+  }
+
+  async detach(c: ContainerRecord): Promise<void> {
+    this.forget(c.handle);
+    await this.opts.containerNet.detach(c.netns, ifnameOf(c));
   }
 
   private forget(handle: string): Attached | undefined {
@@ -320,27 +197,6 @@ export class Cell {
     return a;
   }
 
-  findContainer(key: { handle?: string; netns?: string; containerId?: string; ifname?: string }): string | undefined {
-    for (const a of this.attached.values()) {
-      if (key.containerId !== undefined) {
-        if (a.containerId === key.containerId && (key.ifname === undefined || a.ifname === key.ifname)) return a.port.handle;
-        continue;
-      }
-      if (a.port.handle === key.handle || (key.netns !== undefined && netnsPath(a.netns) === netnsPath(key.netns))) return a.port.handle;
-    }
-    return undefined;
-  }
-
-  async removeContainer(handle: string): Promise<ContainerInfo> {
-    const a = this.attached.get(handle);
-    if (!a) throw new Error(`no container ${handle} on cell ${this.name}`);
-    const info = this.info(a);
-    this.forget(handle);
-    await this.opts.containerNet.detach(a.netns, a.ifname);
-    this.log.info({ handle }, 'container-removed');
-    return info;
-  }
-
   /** The devices' own counters (syscall-level drops: full queues, EAGAIN), where they keep any. */
   ioStats(): Record<string, unknown> {
     const out: Record<string, unknown> = {};
@@ -351,6 +207,8 @@ export class Cell {
     if (typeof u?.senderCounters === 'function') out.underlay_gso = u.senderCounters();
     if (typeof u?.receiverCounters === 'function') out.underlay_rx = u.receiverCounters();
     for (const a of this.attached.values()) out[a.dev.name] = statsOf(a.dev);
+    const off = this.opts.io.offloads?.();
+    if (off !== undefined) out.offload = off;
     return out;
   }
 

@@ -1,29 +1,27 @@
-// The cell's two ways to reach devices: the native addon (TAPs, raw socket,
-// UDP 4789) in a real cell, and the in-memory devices in tests.
+// The cell's real devices: container TAPs and the underlay socket over the
+// native addon, opened with the offloads the cell was started with
+// (src/offload/options.ts), each device negotiating them with the kernel.
 import type { CellIo } from './cell.js';
 import { TapDevice } from '../io/tap.js';
 import { UdpUnderlay } from '../io/underlay.js';
-import { MemoryFrameDevice, MemoryUnderlay } from '../io/memory.js';
+import { BATCH_SIZE } from '../io/types.js';
+import { ALL_OFFLOADS, OffloadNegotiation, type OffloadOptions } from '../offload/options.js';
 
-const BATCH = 64;
-
-export function nativeCellIo(): CellIo {
+export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS): CellIo {
+  const neg = new OffloadNegotiation(offload);
   return {
-    openTap: (name, slotSize) => TapDevice.create(name, { slotSize, batch: BATCH }),
-    openUnderlay: (underlayIp, port, slotSize) => UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH }),
-  };
-}
-
-/** In-memory: every TAP the cell opens is kept in `taps` by name so a test can inject and read frames. */
-export function memoryCellIo(hub: MemoryUnderlay): CellIo & { taps: Map<string, MemoryFrameDevice> } {
-  const taps = new Map<string, MemoryFrameDevice>();
-  return {
-    taps,
-    openTap: (name, slotSize) => {
-      const dev = new MemoryFrameDevice(name, { capacity: BATCH, slotSize });
-      taps.set(name, dev);
+    openTap: (name, slotSize, drops) => {
+      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops });
+      if (offload.tapGro) neg.record('tap-gro', dev.vnetHdr, dev.vnetRefusal);
+      if (offload.tapTso) neg.record('tap-tso', dev.tso, dev.tsoRefusal);
       return dev;
     },
-    openUnderlay: (underlayIp, port, slotSize) => hub.join(underlayIp, { port, capacity: BATCH, slotSize }),
+    openUnderlay: (underlayIp, port, slotSize, drops) => {
+      const u = UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH_SIZE, gso: offload.udpGso, gro: offload.udpGro, drops });
+      if (offload.udpGso) neg.record('udp-gso', u.gso, u.gsoRefusal);
+      if (offload.udpGro) neg.record('udp-gro', u.gro, u.groRefusal);
+      return u;
+    },
+    offloads: () => neg.status(),
   };
 }

@@ -9,6 +9,8 @@ import { register as registerCell } from './cell.js';
 import { register as registerContainer } from './container.js';
 import { register as registerShow } from './show.js';
 import { register as registerTrace } from './trace.js';
+import { register as registerCerts } from './certs.js';
+import { register as registerToken } from './token.js';
 
 export function registerCommands(program: Command): void {
   registerLab(program);
@@ -20,4 +22,6 @@ export function registerCommands(program: Command): void {
   registerShow(program);
   registerTrace(program);
   registerDecode(program);
+  registerCerts(program);
+  registerToken(program);
 }

@@ -1,6 +1,6 @@
 // `silkworm container add|del`: what silk-cni does, asked of a cell.
 import type { Command } from 'commander';
-import { httpJson, UnreachableError } from '../control/http.js';
+import { httpJson, UnreachableError } from '../net/http.js';
 import { cellAddress, fail, formatAddress, table } from './util.js';
 
 async function callCell(opts: { cell?: string; lab?: string }, method: string, path: string, body?: unknown) {

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { fail, parseAddress, parseIntStrict, CliError } from './util.js';
 import { parseCidr } from '../util/ip.js';
 import { startController } from '../control/server.js';
+import { TokenKeyError, TokenVerifier, parseDuration } from '../control/auth.js';
 import {
   DEFAULT_LEASE_EXPIRY_SECONDS,
   DEFAULT_OVERLAY_NETWORK,
@@ -16,6 +17,7 @@ interface ControllerCliOptions {
   overlayNetwork: string;
   subnetPrefixLength: string;
   leaseExpiry: string;
+  tokenKey?: string;
 }
 
 export function register(program: Command): void {
@@ -28,13 +30,22 @@ export function register(program: Command): void {
     .requiredOption('--store <path>', "SQLite file holding the state (created if missing; ':memory:' keeps nothing)")
     .option('--overlay-network <cidr>', 'overlay network leases are cut from', DEFAULT_OVERLAY_NETWORK)
     .option('--subnet-prefix-length <n>', "prefix length of one cell's lease", String(DEFAULT_SUBNET_PREFIX_LENGTH))
-    .option('--lease-expiry <seconds>', 'a lease not renewed for this long may be reclaimed', String(DEFAULT_LEASE_EXPIRY_SECONDS))
+    .option(
+      '--lease-expiry <duration>',
+      "a lease not renewed for this long may be reclaimed: seconds or 90s, 15m, 168h, 7d (silk-controller's default is 168h)",
+      `${DEFAULT_LEASE_EXPIRY_SECONDS / 3600}h`,
+    )
+    .option(
+      '--token-key <file>',
+      'verify bearer tokens on the external policy API over TCP with this RSA public key (PEM, certificate or JWKS); the unix socket stays trusted',
+    )
     .addHelpText(
       'after',
       `
 Example:
   silkworm controller --listen /run/silkworm/sw/controller.sock --store /var/lib/silkworm/controller.db
-  silkworm controller --listen 127.0.0.1:4003 --store ./controller.db --overlay-network 10.255.0.0/16 --lease-expiry 600
+  silkworm controller --listen 127.0.0.1:4003 --store ./controller.db --overlay-network 10.255.0.0/16 --lease-expiry 10m
+  silkworm controller --listen 127.0.0.1:4003 --store ./controller.db --token-key /etc/silkworm/tls/token-key.pub.pem
 
 The first lease is 10.255.1.0/24 (silk skips the first subnet). Cells follow changes with
 GET /watch?since=<version>; policies use cf-networking's /networking/v1/... paths.`,
@@ -47,8 +58,18 @@ GET /watch?since=<version>; policies use cf-networking's /networking/v1/... path
         fail(`--overlay-network: ${(e as Error).message}`);
       }
       const prefix = parseIntStrict(opts.subnetPrefixLength, '--subnet-prefix-length', 1, 30);
-      if (!/^\d+(\.\d+)?$/.test(opts.leaseExpiry) || !(Number(opts.leaseExpiry) > 0)) {
-        fail(`--lease-expiry must be a positive number of seconds, got "${opts.leaseExpiry}"`);
+      const leaseExpiry = parseDuration(opts.leaseExpiry);
+      if (leaseExpiry === undefined) {
+        fail(`--lease-expiry must be a positive number of seconds or a duration like 15m or 168h, got "${opts.leaseExpiry}"`);
+      }
+      let tokenVerifier: TokenVerifier | undefined;
+      if (opts.tokenKey !== undefined) {
+        try {
+          tokenVerifier = TokenVerifier.fromFile(opts.tokenKey);
+        } catch (e) {
+          if (e instanceof TokenKeyError) fail(`--token-key: ${e.message}`);
+          throw e;
+        }
       }
       let running;
       try {
@@ -57,7 +78,8 @@ GET /watch?since=<version>; policies use cf-networking's /networking/v1/... path
           store: opts.store,
           overlayNetwork: opts.overlayNetwork,
           subnetPrefixLength: prefix,
-          leaseExpirySeconds: Number(opts.leaseExpiry),
+          leaseExpirySeconds: leaseExpiry,
+          tokenVerifier,
         });
       } catch (e) {
         if (e instanceof CliError) throw e;

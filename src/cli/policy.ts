@@ -2,8 +2,8 @@
 // the controller's cf-networking API.
 import type { Command } from 'commander';
 import { controllerAddress, fail, formatAddress, parseIntStrict, table, type Address } from './util.js';
-import { ControllerClient, ControllerError, UnreachableError, HttpTimeoutError } from '../control/client.js';
-import type { PolicyRecord } from '../control/types.js';
+import { ControllerClient, ControllerError, UnreachableError, HttpTimeoutError } from '../net/controller-client.js';
+import type { PolicyRecord } from '../net/controller-types.js';
 
 interface ClientOptions {
   controller?: string;

@@ -21,6 +21,23 @@ function printCounters(body: any): void {
   const drops = Object.entries(body.drops as Record<string, number>).filter(([, v]) => v > 0);
   console.log('');
   console.log(drops.length ? table(['DROP REASON', 'PACKETS'], drops.map(([k, v]) => [k, String(v)])) : 'no drops');
+  // Offloads (userspace cells): asked for vs granted by the kernel; in --json under io.offload.
+  const off = body.io?.offload as Record<string, { requested: boolean; in_effect: boolean | null; refused: number; reason?: string }> | undefined;
+  if (off && typeof off === 'object') {
+    console.log('');
+    const onOff = (v: boolean) => (v ? 'on' : 'off');
+    console.log(
+      table(
+        ['OFFLOAD', 'REQUESTED', 'IN EFFECT', 'NOTE'],
+        Object.entries(off).map(([name, s]) => [
+          name,
+          onOff(s.requested),
+          s.in_effect === null ? '-' : onOff(s.in_effect),
+          s.refused > 0 ? `refused by the kernel${s.reason ? ` (${s.reason})` : ''}, fell back` : s.in_effect === null ? 'no device has asked yet' : '',
+        ]),
+      ),
+    );
+  }
   if (body.containers?.length) {
     console.log('');
     console.log(

@@ -1,43 +1,32 @@
 // Shared CLI plumbing: one-sentence errors with a non-zero exit, the lab's
-// socket layout (DESIGN.md, "Addresses and the lab"), and address parsing.
-import path from 'node:path';
+// socket layout (src/lab/paths.ts) and address parsing (src/net/address.ts),
+// turned into CLI errors here.
+import { UserError } from '../util/errors.js';
+import { AddressError, formatAddress, parseAddress as parseNetAddress, type Address } from '../net/address.js';
+import { DEFAULT_LAB, LAB_ROOT, labCellSocket, labControllerSocket, labDir } from '../lab/paths.js';
 
-export class CliError extends Error {}
+/**
+ * The CLI's one-sentence error: main() prints `silkworm: <message>` and exits 1.
+ * It is the shared UserError, so a LabError thrown by src/lab is one too.
+ */
+export const CliError = UserError;
+export type CliError = UserError;
 
 /** Throw this from a command: main() prints `silkworm: <message>` and exits 1. */
 export function fail(message: string): never {
   throw new CliError(message);
 }
 
-export const LAB_ROOT = process.env.SILKWORM_RUN_DIR ?? '/run/silkworm';
-export const DEFAULT_LAB = 'sw';
+export { DEFAULT_LAB, LAB_ROOT, labCellSocket, labControllerSocket, labDir, formatAddress, type Address };
 
-export function labDir(prefix: string): string {
-  return path.join(LAB_ROOT, prefix);
-}
-export function labControllerSocket(prefix: string): string {
-  return path.join(labDir(prefix), 'controller.sock');
-}
-export function labCellSocket(prefix: string, cell: string): string {
-  return path.join(labDir(prefix), `${cell}.sock`);
-}
-
-/** An address is a unix socket path or host:port. */
-export type Address = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
-
+/** An address (unix socket path or host:port); a bad one is a CLI error. */
 export function parseAddress(text: string): Address {
-  if (text.startsWith('/') || text.startsWith('./') || text.endsWith('.sock')) {
-    return { kind: 'unix', path: path.resolve(text) };
+  try {
+    return parseNetAddress(text);
+  } catch (err) {
+    if (err instanceof AddressError) fail(err.message);
+    throw err;
   }
-  const m = /^(.*):(\d{1,5})$/.exec(text);
-  if (!m) fail(`"${text}" is not an address: give a unix socket path (/run/…/x.sock) or host:port`);
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) fail(`"${text}" has a port outside 1-65535`);
-  return { kind: 'tcp', host: m[1] || '127.0.0.1', port };
-}
-
-export function formatAddress(a: Address): string {
-  return a.kind === 'unix' ? a.path : `${a.host}:${a.port}`;
 }
 
 /** --controller ADDR, else the lab's socket for --lab P (default sw). */

@@ -2,8 +2,8 @@
 // "type": "silkworm-cni". The cell does the attaching (its admin socket's
 // POST /containers, the same code path as `silkworm container add`); this
 // side speaks CNI: environment and stdin in, a result or an error on stdout.
-import { httpJson, HttpTimeoutError, UnreachableError, type Address } from '../control/http.js';
-import { formatAddress, parseAddress } from '../cli/util.js';
+import { httpJson, HttpTimeoutError, UnreachableError } from '../net/http.js';
+import { formatAddress, parseAddress, type Address } from '../net/address.js';
 import { formatMac, ipToU32, isIpv4, macFromIp, u32ToIp } from '../util/ip.js';
 import { findPlugin, ipamSection, runIpam } from './ipam.js';
 import { compareSandbox, readSandbox, removeOurInterface, sandboxExists, setMtu } from './sandbox.js';

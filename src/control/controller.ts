@@ -13,13 +13,19 @@ import { logger, type Logger } from '../util/log.js';
 import { TagAllocator, formatTag } from '../policy/tags.js';
 import type { ControllerStore, StoreCommit, StoredLease } from './store.js';
 import { policyKeyString, policyRecord, type PolicyKey } from './validate.js';
-import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from './types.js';
+import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord, TypedTagRecord } from '../net/controller-types.js';
 
-/** A request that conflicts with the state (HTTP 409): lease mismatch, none free, tags exhausted. */
+/**
+ * A request that conflicts with the state (HTTP 409): lease mismatch, none
+ * free, tags exhausted. `message` says what and why; `upstream` is the text
+ * silk-controller answers for the same case, which the HTTP API sends.
+ */
 export class ConflictError extends Error {
-  constructor(message: string) {
+  readonly upstream: string;
+  constructor(message: string, upstream?: string) {
     super(message);
     this.name = 'ConflictError';
+    this.upstream = upstream ?? message;
   }
 }
 
@@ -29,7 +35,7 @@ export interface ControllerOptions {
   overlayNetwork?: string;
   /** Prefix length of one cell's lease (silk's `subnet_prefix_length`). Default 24. */
   subnetPrefixLength?: number;
-  /** A lease not renewed for this long may be reclaimed. Default 3600 s (silk's lease_expiration_seconds default is 60 min). */
+  /** A lease not renewed for this long may be reclaimed. Default 168 h, silk-controller's subnet_lease_expiration_hours. */
   leaseExpirySeconds?: number;
   /** Clock in epoch ms; a parameter so tests can move time. */
   now?: () => number;
@@ -38,10 +44,13 @@ export interface ControllerOptions {
 
 export const DEFAULT_OVERLAY_NETWORK = '10.255.0.0/16';
 export const DEFAULT_SUBNET_PREFIX_LENGTH = 24;
-export const DEFAULT_LEASE_EXPIRY_SECONDS = 3600;
+export const DEFAULT_LEASE_EXPIRY_SECONDS = 168 * 3600;
 
 interface HeldLease {
-  index: number;
+  /** Canonical text, e.g. "10.255.1.0/24" or "10.255.0.7/32". */
+  subnet: string;
+  base: number;
+  len: number;
   expiresAt: number;
 }
 
@@ -56,16 +65,24 @@ export class Controller {
   // How many policies name each app (as source or destination): its tag lives while > 0.
   private readonly appRefs = new Map<string, number>();
   private readonly tagOf = new Map<string, number>();
+  // Group types other than "app" (PUT /networking/v1/internal/tags can name any).
+  private readonly typeOf = new Map<string, string>();
+  // Tags made by PUT /networking/v1/internal/tags that no policy has named yet.
+  private readonly pinned = new Set<string>();
   private readonly allocator = new TagAllocator();
+  /** Epoch ms of the last policy change (policies_last_updated); the start time until one happens. */
+  private policiesUpdatedAt: number;
 
-  // Leases: subnet index i is the i-th /P inside the overlay network; 0 is skipped as silk does.
+  // Leases: block i is the i-th /P inside the overlay network; 0 is skipped as
+  // silk does (its addresses are the single-IP pool).
   readonly networkAddr: number;
   readonly networkLen: number;
   readonly prefixLength: number;
   readonly leaseExpiryMs: number;
   private readonly subnetCount: number;
+  private readonly blockSize: number;
   private readonly leaseByIp = new Map<string, HeldLease>();
-  private readonly ipByIndex = new Map<number, string>();
+  private readonly holderBySubnet = new Map<string, string>();
 
   // Watchers wait for the version to move; woken all at once by bump().
   private readonly waiters = new Set<() => void>();
@@ -96,6 +113,7 @@ export class Controller {
     this.networkLen = net.len;
     this.prefixLength = plen;
     this.subnetCount = 2 ** (plen - net.len);
+    this.blockSize = 2 ** (32 - plen);
     const expiry = opts.leaseExpirySeconds ?? DEFAULT_LEASE_EXPIRY_SECONDS;
     if (!(expiry > 0)) throw new Error(`lease expiry must be a positive number of seconds, got ${expiry}`);
     this.leaseExpiryMs = Math.round(expiry * 1000);
@@ -105,7 +123,10 @@ export class Controller {
     for (const t of state.tags) {
       this.allocator.reserve(t.tag);
       this.tagOf.set(t.id, t.tag);
+      if (t.type !== undefined && t.type !== 'app') this.typeOf.set(t.id, t.type);
+      if (t.pinned) this.pinned.add(t.id);
     }
+    this.policiesUpdatedAt = this.now();
     for (const p of state.policies) {
       this.policies.set(policyKeyString(p), p);
       this.ref(p.source, 1);
@@ -113,7 +134,7 @@ export class Controller {
     }
     // A store written by a crashed older build could hold a policy app without a tag: give it one now.
     const missing = [...this.appRefs.keys()].filter((id) => !this.tagOf.has(id));
-    const orphans = [...this.tagOf.keys()].filter((id) => !this.appRefs.has(id));
+    const orphans = [...this.tagOf.keys()].filter((id) => !this.appRefs.has(id) && !this.pinned.has(id));
     if (missing.length || orphans.length) {
       const addTags = missing.map((id) => ({ id, tag: this.allocator.allocate() }));
       this.store.commit({ version: this.version_ + 1, addTags, deleteTags: orphans });
@@ -121,24 +142,32 @@ export class Controller {
       for (const id of orphans) {
         this.allocator.free(this.tagOf.get(id)!);
         this.tagOf.delete(id);
+        this.typeOf.delete(id);
       }
       this.version_++;
       this.log.warn({ missing: missing.length, orphans: orphans.length }, 'tags-repaired');
     }
+    // Leases from an older overlay network stay (silk keeps them too): their
+    // cells renew them until they acquire again.
     const dropped: string[] = [];
     for (const l of state.leases) {
-      const index = this.subnetIndex(l.subnet);
-      if (index < 0 || this.ipByIndex.has(index)) {
-        dropped.push(l.underlayIp); // outside a re-configured network: the cell re-acquires
+      let h: HeldLease;
+      try {
+        h = this.held(l.subnet, l.expiresAt);
+      } catch {
+        dropped.push(l.underlayIp);
         continue;
       }
-      this.leaseByIp.set(l.underlayIp, { index, expiresAt: l.expiresAt });
-      this.ipByIndex.set(index, l.underlayIp);
+      if (this.holderBySubnet.has(h.subnet)) {
+        dropped.push(l.underlayIp);
+        continue;
+      }
+      this.hold(l.underlayIp, h);
     }
     if (dropped.length) {
       this.store.commit({ version: this.version_ + 1, deleteLeases: dropped });
       this.version_++;
-      this.log.warn({ leases: dropped }, 'leases-dropped-outside-network');
+      this.log.warn({ leases: dropped }, 'leases-dropped-unreadable');
     }
   }
 
@@ -175,9 +204,16 @@ export class Controller {
       }
     }
     const addTags: { id: string; tag: number }[] = [];
+    // A tag made by PUT .../internal/tags becomes an ordinary one once a policy names it.
+    const unpin: string[] = [];
+    for (const k of fresh.values()) {
+      for (const id of [k.source, k.dest]) if (this.pinned.has(id) && !unpin.includes(id)) unpin.push(id);
+    }
     try {
-      for (const id of newApps) addTags.push({ id, tag: this.allocator.allocate() });
-      this.store.commit({ version: this.version_ + 1, addPolicies: [...fresh.values()], addTags });
+      for (const id of newApps) if (!this.tagOf.has(id)) addTags.push({ id, tag: this.allocator.allocate() });
+      const c: StoreCommit = { version: this.version_ + 1, addPolicies: [...fresh.values()], addTags };
+      if (unpin.length) c.unpinTags = unpin;
+      this.store.commit(c);
     } catch (e) {
       for (const t of addTags) this.allocator.free(t.tag);
       if (e instanceof Error && e.name === 'TagExhaustedError') throw new ConflictError(e.message);
@@ -189,6 +225,8 @@ export class Controller {
       this.ref(k.dest, 1);
     }
     for (const t of addTags) this.tagOf.set(t.id, t.tag);
+    for (const id of unpin) this.pinned.delete(id);
+    this.policiesUpdatedAt = this.now();
     this.bump();
     this.log.info({ created: fresh.size, tagsAllocated: addTags.length, version: this.version_ }, 'policy-created');
     return fresh.size;
@@ -219,17 +257,24 @@ export class Controller {
     for (const id of freed) {
       this.allocator.free(this.tagOf.get(id)!);
       this.tagOf.delete(id);
+      this.typeOf.delete(id);
     }
+    this.policiesUpdatedAt = this.now();
     this.bump();
     this.log.info({ deleted: gone.size, tagsFreed: freed.length, version: this.version_ }, 'policy-deleted');
     return gone.size;
   }
 
-  /** External list: cf-networking's filters, each a set of ids (id = source or destination). */
+  /**
+   * External list with the policy server's filters (cf-networking-release:
+   * src/code.cloudfoundry.org/policy-server/handlers/policies_index.go): `id`
+   * (source or destination) wins over the others; `source_id` and `dest_id`
+   * together must both match; either alone filters its side.
+   */
   listPolicies(filter: PolicyFilter = {}): PolicyRecord[] {
-    const id = filter.id ? new Set(filter.id) : undefined;
-    const src = filter.source_id ? new Set(filter.source_id) : undefined;
-    const dst = filter.dest_id ? new Set(filter.dest_id) : undefined;
+    const id = filter.id?.length ? new Set(filter.id) : undefined;
+    const src = !id && filter.source_id?.length ? new Set(filter.source_id) : undefined;
+    const dst = !id && filter.dest_id?.length ? new Set(filter.dest_id) : undefined;
     const out: PolicyRecord[] = [];
     for (const k of this.policies.values()) {
       if (id && !id.has(k.source) && !id.has(k.dest)) continue;
@@ -240,7 +285,7 @@ export class Controller {
     return out;
   }
 
-  /** Internal list (seed 000's shape): both tags filled; `ids` keeps policies naming any of them. */
+  /** Internal list (the policy server's internal API shape): both tags filled; `ids` keeps policies naming any of them. */
   internalPolicies(ids?: string[]): PolicyRecord[] {
     const set = ids ? new Set(ids) : undefined;
     const out: PolicyRecord[] = [];
@@ -295,6 +340,52 @@ export class Controller {
       .map(([id, tag]) => ({ id, tag: formatTag(tag) }));
   }
 
+  /** The external and internal tag shape, with the group type ("app" for every tag a policy made). */
+  typedTags(): TypedTagRecord[] {
+    return [...this.tagOf]
+      .sort((a, b) => a[1] - b[1])
+      .map(([id, tag]) => ({ id, tag: formatTag(tag), type: this.typeOf.get(id) ?? 'app' }));
+  }
+
+  /**
+   * PUT /networking/v1/internal/tags: the tag of `id`, made if it has none
+   * (the policy server's tag_store.go CreateTag). A made tag stays without
+   * policies until a policy names it and that policy is deleted.
+   */
+  createTag(id: string, type: string): TypedTagRecord {
+    const have = this.tagOf.get(id);
+    if (have !== undefined) return { id, tag: formatTag(have), type: this.typeOf.get(id) ?? 'app' };
+    let tag: number;
+    try {
+      tag = this.allocator.allocate();
+    } catch (e) {
+      if (e instanceof Error && e.name === 'TagExhaustedError') throw new ConflictError(e.message, 'database create failed');
+      throw e;
+    }
+    try {
+      this.store.commit({ version: this.version_ + 1, addTags: [{ id, tag, type, pinned: true }] });
+    } catch (e) {
+      this.allocator.free(tag);
+      throw e;
+    }
+    this.tagOf.set(id, tag);
+    if (type !== 'app') this.typeOf.set(id, type);
+    this.pinned.add(id);
+    this.bump();
+    this.log.info({ id, type, tag: formatTag(tag), version: this.version_ }, 'tag-created');
+    return { id, tag: formatTag(tag), type };
+  }
+
+  /**
+   * GET /networking/v1/internal/policies_last_updated: the last policy change
+   * in Unix nanoseconds, as the policy server's store.LastUpdated gives it.
+   * Kept in memory: after a restart it is the start time, so a policy agent
+   * polls the full list once more, which is harmless.
+   */
+  policiesLastUpdatedNanos(): string {
+    return (BigInt(this.policiesUpdatedAt) * 1_000_000n).toString();
+  }
+
   tagFor(id: string): string | undefined {
     const t = this.tagOf.get(id);
     return t === undefined ? undefined : formatTag(t);
@@ -308,130 +399,150 @@ export class Controller {
 
   // -------------------------------------------------------------------------
   // Leases
+  //
+  // As silk-controller's leaser (silk-release: src/code.cloudfoundry.org/silk/
+  // controller/leaser/lease_controller.go): the pool is the network's /P
+  // blocks except the first, and for single-IP cells the /32s inside that
+  // first block. A lease from an older overlay network is kept, listed and
+  // renewable (silk's integration tests: "renews the same lease in the old
+  // network", "returns all the leases"); only its holder acquiring again moves
+  // it into the current network.
 
-  /** A cell asks for a subnet; the same underlay IP gets its lease back. */
-  acquireLease(underlayIp: string): Lease {
+  /** A cell asks for a subnet (or, with `singleIp`, one /32); the same underlay IP gets its lease back. */
+  acquireLease(underlayIp: string, singleIp = false): Lease {
     const now = this.now();
     const held = this.leaseByIp.get(underlayIp);
+    let moved: HeldLease | undefined;
     if (held) {
-      // Asking again refreshes the lease; nothing visible changes, so no new version.
-      held.expiresAt = now + this.leaseExpiryMs;
-      this.store.commit({ version: this.version_, putLeases: [this.stored(underlayIp, held)] });
-      this.log.info({ underlayIp, subnet: this.subnetText(held.index) }, 'lease-reacquired');
-      return this.lease(underlayIp, held.index);
-    }
-    // Lowest free subnet first; only when none is free, take over the lowest
-    // expired one (its cell stopped renewing, but might still come back).
-    let index = -1;
-    let evict: string | undefined;
-    for (let i = 1; i < this.subnetCount; i++) {
-      if (!this.ipByIndex.has(i)) {
-        index = i;
-        break;
+      if (this.isMember(held.subnet)) {
+        // Asking again refreshes the lease; nothing visible changes, so no new version.
+        held.expiresAt = now + this.leaseExpiryMs;
+        this.store.commit({ version: this.version_, putLeases: [this.stored(underlayIp, held)] });
+        this.log.info({ underlayIp, subnet: held.subnet }, 'lease-reacquired');
+        return this.lease(underlayIp, held);
       }
+      moved = held; // from an older overlay network: silk deletes it and leases anew
     }
-    if (index < 0) {
-      for (let i = 1; i < this.subnetCount; i++) {
-        const holder = this.ipByIndex.get(i)!;
-        if (this.leaseByIp.get(holder)!.expiresAt <= now) {
-          index = i;
-          evict = holder;
-          break;
+    // Lowest free first; only when none is free, take over the longest-expired
+    // one of the same kind (its cell stopped renewing, but might still come back).
+    let subnet = singleIp ? this.firstFreeSingle() : this.firstFreeBlock();
+    let evict: string | undefined;
+    if (subnet === undefined) {
+      let oldest: { ip: string; h: HeldLease } | undefined;
+      for (const [ip, h] of this.leaseByIp) {
+        if (h.expiresAt > now || ip === underlayIp || (h.len === 32) !== singleIp || !this.isMember(h.subnet)) continue;
+        if (!oldest || h.expiresAt < oldest.h.expiresAt || (h.expiresAt === oldest.h.expiresAt && h.base < oldest.h.base)) {
+          oldest = { ip, h };
         }
       }
+      if (oldest) {
+        subnet = oldest.h.subnet;
+        evict = oldest.ip;
+      }
     }
-    if (index < 0) {
+    if (subnet === undefined) {
+      const net = formatCidr(this.networkAddr, this.networkLen);
       throw new ConflictError(
-        `no overlay subnet is free: all ${this.subnetCount - 1} /${this.prefixLength} leases in ${formatCidr(this.networkAddr, this.networkLen)} are held`,
+        singleIp
+          ? `no single overlay IP is free: all ${this.blockSize - 1} /32 addresses in ${formatCidr(this.networkAddr, this.prefixLength)} are held`
+          : `no overlay subnet is free: all ${this.subnetCount - 1} /${this.prefixLength} leases in ${net} are held`,
+        'no lease available',
       );
     }
-    const lease: HeldLease = { index, expiresAt: now + this.leaseExpiryMs };
+    const lease = this.held(subnet, now + this.leaseExpiryMs);
+    const deletes: string[] = [];
+    if (evict !== undefined) deletes.push(evict);
     const c: StoreCommit = { version: this.version_ + 1, putLeases: [this.stored(underlayIp, lease)] };
-    if (evict !== undefined) c.deleteLeases = [evict];
+    if (deletes.length) c.deleteLeases = deletes;
     this.store.commit(c);
-    if (evict !== undefined) {
-      this.leaseByIp.delete(evict);
-      this.log.info({ underlayIp: evict, subnet: this.subnetText(index) }, 'lease-expired');
+    if (moved) {
+      this.unhold(underlayIp);
+      this.log.info({ underlayIp, subnet: moved.subnet }, 'lease-deleted-other-network');
     }
-    this.leaseByIp.set(underlayIp, lease);
-    this.ipByIndex.set(index, underlayIp);
+    if (evict !== undefined) {
+      this.unhold(evict);
+      this.log.info({ underlayIp: evict, subnet }, 'lease-expired');
+    }
+    this.hold(underlayIp, lease);
     this.bump();
-    this.log.info({ underlayIp, subnet: this.subnetText(index), version: this.version_ }, 'lease-acquired');
-    return this.lease(underlayIp, index);
+    this.log.info({ underlayIp, subnet, version: this.version_ }, 'lease-acquired');
+    return this.lease(underlayIp, lease);
   }
 
   /**
    * Extend a lease. The lease must be the one the controller holds for that
-   * underlay IP; if it holds none (say, the store was replaced) and the subnet
-   * is free and valid, the lease is re-created, as silk-controller does, so
-   * cells survive a controller that lost its state. Otherwise 409.
+   * underlay IP (in any overlay network, current or older); if it holds none
+   * (say, the store was replaced) and the subnet is free and in the pool, the
+   * lease is re-created, as silk-controller does, so cells survive a
+   * controller that lost its state. Otherwise 409 ("lease mismatch").
    */
   renewLease(l: { underlay_ip: string; overlay_subnet: string; overlay_hardware_addr?: string }): Lease {
-    const index = this.subnetIndex(l.overlay_subnet);
-    if (index < 0) {
+    const upstream = 'renew-subnet-lease: lease mismatch';
+    const held = this.leaseByIp.get(l.underlay_ip);
+    const same = held !== undefined && held.subnet === l.overlay_subnet;
+    if (!same && !this.isMember(l.overlay_subnet)) {
       throw new ConflictError(
         `lease mismatch: ${l.overlay_subnet} is not a /${this.prefixLength} lease inside ${formatCidr(this.networkAddr, this.networkLen)}`,
+        upstream,
       );
     }
-    if (l.overlay_hardware_addr !== undefined && l.overlay_hardware_addr.toLowerCase() !== this.hwAddr(index)) {
+    const want = this.hwAddr(ipToU32(l.overlay_subnet.slice(0, l.overlay_subnet.indexOf('/'))));
+    if (l.overlay_hardware_addr !== undefined && l.overlay_hardware_addr.toLowerCase() !== want) {
       throw new ConflictError(
-        `lease mismatch: overlay_hardware_addr ${l.overlay_hardware_addr} does not belong to ${l.overlay_subnet} (want ${this.hwAddr(index)})`,
+        `lease mismatch: overlay_hardware_addr ${l.overlay_hardware_addr} does not belong to ${l.overlay_subnet} (want ${want})`,
+        upstream,
       );
     }
     const now = this.now();
-    const held = this.leaseByIp.get(l.underlay_ip);
     if (held) {
-      if (held.index !== index) {
-        throw new ConflictError(
-          `lease mismatch: the controller holds ${this.subnetText(held.index)} for ${l.underlay_ip}, not ${l.overlay_subnet}`,
-        );
+      if (!same) {
+        throw new ConflictError(`lease mismatch: the controller holds ${held.subnet} for ${l.underlay_ip}, not ${l.overlay_subnet}`, upstream);
       }
       held.expiresAt = now + this.leaseExpiryMs;
       this.store.commit({ version: this.version_, putLeases: [this.stored(l.underlay_ip, held)] });
       this.log.debug({ underlayIp: l.underlay_ip, subnet: l.overlay_subnet }, 'lease-renewed');
-      return this.lease(l.underlay_ip, index);
+      return this.lease(l.underlay_ip, held);
     }
-    const holder = this.ipByIndex.get(index);
+    const holder = this.holderBySubnet.get(l.overlay_subnet);
     if (holder !== undefined && this.leaseByIp.get(holder)!.expiresAt > now) {
-      throw new ConflictError(`lease mismatch: ${l.overlay_subnet} is leased to another cell (${holder})`);
+      throw new ConflictError(`lease mismatch: ${l.overlay_subnet} is leased to another cell (${holder})`, upstream);
     }
-    const lease: HeldLease = { index, expiresAt: now + this.leaseExpiryMs };
+    const lease = this.held(l.overlay_subnet, now + this.leaseExpiryMs);
     const c: StoreCommit = { version: this.version_ + 1, putLeases: [this.stored(l.underlay_ip, lease)] };
     if (holder !== undefined) c.deleteLeases = [holder];
     this.store.commit(c);
-    if (holder !== undefined) this.leaseByIp.delete(holder);
-    this.leaseByIp.set(l.underlay_ip, lease);
-    this.ipByIndex.set(index, l.underlay_ip);
+    if (holder !== undefined) this.unhold(holder);
+    this.hold(l.underlay_ip, lease);
     this.bump();
     this.log.info({ underlayIp: l.underlay_ip, subnet: l.overlay_subnet, version: this.version_ }, 'lease-recreated');
-    return this.lease(l.underlay_ip, index);
+    return this.lease(l.underlay_ip, lease);
   }
 
   /** Give a lease back. Releasing a lease the controller does not hold is not an error. */
   releaseLease(l: { underlay_ip: string; overlay_subnet?: string }): boolean {
     const held = this.leaseByIp.get(l.underlay_ip);
     if (!held) return false;
-    if (l.overlay_subnet !== undefined && this.subnetIndex(l.overlay_subnet) !== held.index) {
+    if (l.overlay_subnet !== undefined && l.overlay_subnet !== held.subnet) {
       throw new ConflictError(
-        `lease mismatch: the controller holds ${this.subnetText(held.index)} for ${l.underlay_ip}, not ${l.overlay_subnet}`,
+        `lease mismatch: the controller holds ${held.subnet} for ${l.underlay_ip}, not ${l.overlay_subnet}`,
+        'lease mismatch',
       );
     }
     this.store.commit({ version: this.version_ + 1, deleteLeases: [l.underlay_ip] });
-    this.leaseByIp.delete(l.underlay_ip);
-    this.ipByIndex.delete(held.index);
+    this.unhold(l.underlay_ip);
     this.bump();
-    this.log.info({ underlayIp: l.underlay_ip, subnet: this.subnetText(held.index), version: this.version_ }, 'lease-released');
+    this.log.info({ underlayIp: l.underlay_ip, subnet: held.subnet, version: this.version_ }, 'lease-released');
     return true;
   }
 
-  /** Leases that have not expired, by subnet. */
+  /** Leases that have not expired (any overlay network, current or older), by address. */
   leases(): Lease[] {
     const now = this.now();
-    const out: { index: number; lease: Lease }[] = [];
+    const out: { h: HeldLease; lease: Lease }[] = [];
     for (const [ip, h] of this.leaseByIp) {
-      if (h.expiresAt > now) out.push({ index: h.index, lease: this.lease(ip, h.index) });
+      if (h.expiresAt > now) out.push({ h, lease: this.lease(ip, h) });
     }
-    return out.sort((a, b) => a.index - b.index).map((x) => x.lease);
+    return out.sort((a, b) => a.h.base - b.h.base || a.h.len - b.h.len).map((x) => x.lease);
   }
 
   /** Drop expired leases (one commit); returns how many. Driven by the server's coarse timer. */
@@ -443,45 +554,85 @@ export class Controller {
     this.store.commit({ version: this.version_ + 1, deleteLeases: expired });
     for (const ip of expired) {
       const h = this.leaseByIp.get(ip)!;
-      this.leaseByIp.delete(ip);
-      this.ipByIndex.delete(h.index);
-      this.log.info({ underlayIp: ip, subnet: this.subnetText(h.index) }, 'lease-expired');
+      this.unhold(ip);
+      this.log.info({ underlayIp: ip, subnet: h.subnet }, 'lease-expired');
     }
     this.bump();
     return expired.length;
   }
 
-  /** -1 unless `text` is exactly one lease-sized, aligned subnet of the network other than the first. */
-  private subnetIndex(text: string): number {
+  /** Whether `text` is exactly one of the current pool's leases: a /P block other than the first, or a /32 inside the first. */
+  isMember(text: string): boolean {
     let p: { addr: number; len: number };
     try {
       p = parseCidr(text);
     } catch {
-      return -1;
+      return false;
     }
-    const given = ipToU32(text.slice(0, text.indexOf('/')));
-    if (p.len !== this.prefixLength || given !== p.addr) return -1;
+    if (ipToU32(text.slice(0, text.indexOf('/'))) !== p.addr) return false;
     const off = (p.addr - this.networkAddr) >>> 0;
-    const index = Math.floor(off / 2 ** (32 - this.prefixLength));
-    if (index < 1 || index >= this.subnetCount) return -1;
-    return index;
+    if (p.len === 32) return off >= 1 && off < this.blockSize;
+    if (p.len !== this.prefixLength) return false;
+    const index = off / this.blockSize;
+    return index >= 1 && index < this.subnetCount;
   }
 
-  private subnetBase(index: number): number {
-    return (this.networkAddr + index * 2 ** (32 - this.prefixLength)) >>> 0;
+  // Numbered slots of the current pool that are held: block indices and
+  // single-IP offsets. Scanning numbers, not formatted subnets, keeps an
+  // acquire in a nearly full /12 of /24s under a millisecond.
+  private readonly takenBlocks = new Set<number>();
+  private readonly takenSingles = new Set<number>();
+
+  /** The pool slot of a lease: a block index or a single-IP offset; undefined outside the current pool. */
+  private slot(h: HeldLease): { single: boolean; n: number } | undefined {
+    if (!this.isMember(h.subnet)) return undefined;
+    const off = (h.base - this.networkAddr) >>> 0;
+    return h.len === 32 ? { single: true, n: off } : { single: false, n: off / this.blockSize };
   }
-  private subnetText(index: number): string {
-    return formatCidr(this.subnetBase(index), this.prefixLength);
+
+  private hold(ip: string, h: HeldLease): void {
+    this.leaseByIp.set(ip, h);
+    this.holderBySubnet.set(h.subnet, ip);
+    const s = this.slot(h);
+    if (s) (s.single ? this.takenSingles : this.takenBlocks).add(s.n);
   }
-  /** silk's VTEP MAC: ee:ee + the subnet's first address (DESIGN.md, Addressing). */
-  private hwAddr(index: number): string {
-    return formatMac(macFromIp(0xeeee, this.subnetBase(index)));
+
+  private unhold(ip: string): void {
+    const h = this.leaseByIp.get(ip);
+    if (!h) return;
+    this.leaseByIp.delete(ip);
+    if (this.holderBySubnet.get(h.subnet) === ip) this.holderBySubnet.delete(h.subnet);
+    const s = this.slot(h);
+    if (s) (s.single ? this.takenSingles : this.takenBlocks).delete(s.n);
   }
-  private lease(underlayIp: string, index: number): Lease {
-    return { underlay_ip: underlayIp, overlay_subnet: this.subnetText(index), overlay_hardware_addr: this.hwAddr(index) };
+
+  private firstFreeBlock(): string | undefined {
+    for (let i = 1; i < this.subnetCount; i++) {
+      if (!this.takenBlocks.has(i)) return formatCidr((this.networkAddr + i * this.blockSize) >>> 0, this.prefixLength);
+    }
+    return undefined;
+  }
+
+  private firstFreeSingle(): string | undefined {
+    for (let i = 1; i < this.blockSize; i++) {
+      if (!this.takenSingles.has(i)) return formatCidr((this.networkAddr + i) >>> 0, 32);
+    }
+    return undefined;
+  }
+
+  private held(subnet: string, expiresAt: number): HeldLease {
+    const p = parseCidr(subnet);
+    return { subnet: formatCidr(p.addr, p.len), base: p.addr, len: p.len, expiresAt };
+  }
+  /** silk's VTEP MAC: ee:ee + the lease's first address (silk: leaser/hardware_address_generator.go). */
+  private hwAddr(base: number): string {
+    return formatMac(macFromIp(0xeeee, base));
+  }
+  private lease(underlayIp: string, h: HeldLease): Lease {
+    return { underlay_ip: underlayIp, overlay_subnet: h.subnet, overlay_hardware_addr: this.hwAddr(h.base) };
   }
   private stored(underlayIp: string, h: HeldLease): StoredLease {
-    return { underlayIp, subnet: this.subnetText(h.index), expiresAt: h.expiresAt };
+    return { underlayIp, subnet: h.subnet, expiresAt: h.expiresAt };
   }
 
   // -------------------------------------------------------------------------

@@ -3,24 +3,28 @@
 // thin: validate (400), call the Controller, map ConflictError to 409.
 import { controllerRegistry } from './metrics.js';
 import { logger } from '../util/log.js';
-import { parseAddress, formatAddress } from '../cli/util.js';
-import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer } from './http.js';
+import { parseAddress, formatAddress } from '../net/address.js';
+import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer } from '../net/http.js';
 import { Controller, ConflictError, type ControllerOptions } from './controller.js';
 import { MemoryStore, SqliteStore, type ControllerStore } from './store.js';
+import type { TokenVerifier } from './auth.js';
+import { registerUpstreamRoutes, requireToken } from './upstream.js';
 import {
   ValidationError,
-  validateAcquireBody,
+  validateAcquireRequest,
   validateLeaseBody,
   validatePoliciesBody,
   validateReleaseBody,
 } from './validate.js';
-import { EXTERNAL_POLICIES, EXTERNAL_POLICIES_DELETE, EXTERNAL_TAGS, INTERNAL_POLICIES } from './client.js';
+import { EXTERNAL_POLICIES, EXTERNAL_POLICIES_DELETE, EXTERNAL_TAGS, INTERNAL_POLICIES } from '../net/controller-client.js';
 
 /** How long GET /watch holds a request with no change before answering the same version. */
 export const DEFAULT_WATCH_HOLD_MS = 25_000;
 
 export interface RouterOptions {
   watchHoldMs?: number;
+  /** When set, external policy API requests over TCP need a bearer token it verifies. */
+  tokenVerifier?: TokenVerifier;
 }
 
 /** Map the controller's typed errors to HTTP statuses. */
@@ -29,8 +33,9 @@ function guarded(h: JsonHandler): JsonHandler {
     try {
       return await h(req);
     } catch (e) {
-      if (e instanceof ValidationError) throw new HttpError(400, e.message);
-      if (e instanceof ConflictError) throw new HttpError(409, e.message);
+      // The body says what upstream says for the same request (the cf CLI shows it).
+      if (e instanceof ValidationError) throw new HttpError(e.status, e.upstream);
+      if (e instanceof ConflictError) throw new HttpError(409, e.upstream);
       throw e;
     }
   };
@@ -44,11 +49,12 @@ function idList(q: URLSearchParams, name: string): string[] | undefined {
 export function controllerRouter(c: Controller, opts: RouterOptions = {}): Router {
   const holdMs = opts.watchHoldMs ?? DEFAULT_WATCH_HOLD_MS;
   const r = new Router();
+  const auth = (need: 'admin' | 'read', h: JsonHandler) => requireToken(opts.tokenVerifier, need, h, logger('controller'));
 
   // --- policy server (cf-networking v1) ---
   r.get(
     EXTERNAL_POLICIES,
-    guarded((req) => {
+    auth('read', guarded((req) => {
       const q = req.query;
       if (!q.has('id') && !q.has('source_id') && !q.has('dest_id')) return { status: 200, raw: c.externalPoliciesJson() };
       const policies = c.listPolicies({
@@ -57,23 +63,23 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
         dest_id: idList(req.query, 'dest_id'),
       });
       return { status: 200, body: { total_policies: policies.length, policies } };
-    }),
+    })),
   );
   r.post(
     EXTERNAL_POLICIES,
-    guarded((req) => {
+    auth('admin', guarded((req) => {
       c.addPolicies(validatePoliciesBody(req.body));
       return { status: 200, body: {} };
-    }),
+    })),
   );
   r.post(
     EXTERNAL_POLICIES_DELETE,
-    guarded((req) => {
+    auth('admin', guarded((req) => {
       c.deletePolicies(validatePoliciesBody(req.body));
       return { status: 200, body: {} };
-    }),
+    })),
   );
-  r.get(EXTERNAL_TAGS, () => ({ status: 200, body: { tags: c.tags() } }));
+  r.get(EXTERNAL_TAGS, auth('read', () => ({ status: 200, body: { tags: c.typedTags() } })));
   r.get(INTERNAL_POLICIES, (req) => {
     const ids = idList(req.query, 'id');
     if (!ids) return { status: 200, raw: c.internalPoliciesJson() };
@@ -85,7 +91,10 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
   r.get('/leases', () => ({ status: 200, body: { leases: c.leases() } }));
   r.put(
     '/leases/acquire',
-    guarded((req) => ({ status: 200, body: c.acquireLease(validateAcquireBody(req.body)) })),
+    guarded((req) => {
+      const a = validateAcquireRequest(req.body);
+      return { status: 200, body: c.acquireLease(a.underlay_ip, a.single_overlay_ip) };
+    }),
   );
   r.put(
     '/leases/renew',
@@ -118,6 +127,7 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
     status: 200,
     body: { ok: true, version: c.version, policies: c.policyCount, leases: c.leases().length },
   }));
+  registerUpstreamRoutes(r, c, { startedAt: Date.now() });
   return r;
 }
 
@@ -127,6 +137,8 @@ export interface StartControllerOptions extends Omit<ControllerOptions, 'store' 
   /** A SQLite file path, ':memory:' for a throw-away store, or a store object. */
   store: string | ControllerStore;
   watchHoldMs?: number;
+  /** Verify bearer tokens on the external API over TCP (see auth.ts). */
+  tokenVerifier?: TokenVerifier;
 }
 
 export interface RunningController {
@@ -153,7 +165,7 @@ export async function startController(opts: StartControllerOptions): Promise<Run
   const addr = typeof opts.listen === 'string' ? parseAddress(opts.listen) : opts.listen;
   let server: JsonServer;
   try {
-    server = await serve(addr, controllerRouter(controller, { watchHoldMs: opts.watchHoldMs }).handle, {
+    server = await serve(addr, controllerRouter(controller, { watchHoldMs: opts.watchHoldMs, tokenVerifier: opts.tokenVerifier }).handle, {
       onError: (err, req) => log.error({ err, method: req.method, path: req.path }, 'request-failed'),
     });
   } catch (e) {

@@ -22,11 +22,24 @@ export interface StoredLease {
   expiresAt: number;
 }
 
+/**
+ * One app's (or group's) tag. `type` is the policy server's group type ("app"
+ * for every tag a policy made); `pinned` marks a tag made by PUT
+ * /networking/v1/internal/tags that no policy has named yet, so it outlives
+ * having no policies, as the policy server's groups table does.
+ */
+export interface StoredTag {
+  id: string;
+  tag: number;
+  type?: string;
+  pinned?: boolean;
+}
+
 export interface StoreState {
   version: number;
   /** In creation order. */
   policies: PolicyKey[];
-  tags: { id: string; tag: number }[];
+  tags: StoredTag[];
   leases: StoredLease[];
 }
 
@@ -35,8 +48,10 @@ export interface StoreCommit {
   version: number;
   addPolicies?: PolicyKey[];
   deletePolicies?: PolicyKey[];
-  addTags?: { id: string; tag: number }[];
+  addTags?: StoredTag[];
   deleteTags?: string[];
+  /** Tags whose pin is dropped (a policy now names them). */
+  unpinTags?: string[];
   putLeases?: StoredLease[];
   /** Underlay IPs. */
   deleteLeases?: string[];
@@ -52,7 +67,7 @@ export interface ControllerStore {
 export class MemoryStore implements ControllerStore {
   private version = 0;
   private readonly policies = new Map<string, PolicyKey>();
-  private readonly tags = new Map<string, number>();
+  private readonly tags = new Map<string, StoredTag>();
   private readonly leases = new Map<string, StoredLease>();
   /** When set, the next commit throws this (and changes nothing). */
   failNext: Error | undefined;
@@ -62,7 +77,7 @@ export class MemoryStore implements ControllerStore {
     return {
       version: this.version,
       policies: [...this.policies.values()].map((p) => ({ ...p })),
-      tags: [...this.tags].map(([id, tag]) => ({ id, tag })),
+      tags: [...this.tags.values()].map((t) => ({ ...t })),
       leases: [...this.leases.values()].map((l) => ({ ...l })),
     };
   }
@@ -77,7 +92,11 @@ export class MemoryStore implements ControllerStore {
     for (const p of c.deletePolicies ?? []) this.policies.delete(k(p));
     for (const p of c.addPolicies ?? []) this.policies.set(k(p), { ...p });
     for (const id of c.deleteTags ?? []) this.tags.delete(id);
-    for (const t of c.addTags ?? []) this.tags.set(t.id, t.tag);
+    for (const t of c.addTags ?? []) this.tags.set(t.id, { ...t });
+    for (const id of c.unpinTags ?? []) {
+      const t = this.tags.get(id);
+      if (t) delete t.pinned;
+    }
     for (const ip of c.deleteLeases ?? []) this.leases.delete(ip);
     for (const l of c.putLeases ?? []) this.leases.set(l.underlayIp, { ...l });
     this.version = c.version;
@@ -87,7 +106,9 @@ export class MemoryStore implements ControllerStore {
   close(): void {}
 }
 
-const SCHEMA_VERSION = 1;
+// Schema 2 added tags.type and tags.pinned (PUT /networking/v1/internal/tags);
+// a schema 1 file is migrated in place.
+const SCHEMA_VERSION = 2;
 
 export class SqliteStore implements ControllerStore {
   private readonly db: Database.Database;
@@ -107,7 +128,8 @@ export class SqliteStore implements ControllerStore {
     db.pragma('busy_timeout = 2000');
     db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS tags (id TEXT PRIMARY KEY, tag INTEGER NOT NULL UNIQUE);
+      CREATE TABLE IF NOT EXISTS tags (id TEXT PRIMARY KEY, tag INTEGER NOT NULL UNIQUE,
+        type TEXT NOT NULL DEFAULT 'app', pinned INTEGER NOT NULL DEFAULT 0);
       CREATE TABLE IF NOT EXISTS policies (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         source_id TEXT NOT NULL, dest_id TEXT NOT NULL, protocol TEXT NOT NULL,
@@ -118,7 +140,13 @@ export class SqliteStore implements ControllerStore {
     `);
     const schema = db.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get() as { value: number } | undefined;
     if (!schema) db.prepare(`INSERT INTO meta (key, value) VALUES ('schema', ?), ('version', 0)`).run(SCHEMA_VERSION);
-    else if (schema.value !== SCHEMA_VERSION) {
+    else if (schema.value === 1) {
+      db.transaction(() => {
+        db.exec(`ALTER TABLE tags ADD COLUMN type TEXT NOT NULL DEFAULT 'app'`);
+        db.exec(`ALTER TABLE tags ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0`);
+        db.prepare(`UPDATE meta SET value = ? WHERE key = 'schema'`).run(SCHEMA_VERSION);
+      })();
+    } else if (schema.value !== SCHEMA_VERSION) {
       throw new Error(`the store ${file} has schema ${schema.value}; this silkworm reads schema ${SCHEMA_VERSION}`);
     }
 
@@ -129,7 +157,8 @@ export class SqliteStore implements ControllerStore {
       `DELETE FROM policies WHERE source_id = ? AND dest_id = ? AND protocol = ? AND start_port = ? AND end_port = ?`,
     );
     // Plain INSERT: a tag already held by another app must fail the commit, never be taken over.
-    const insTag = db.prepare(`INSERT INTO tags (id, tag) VALUES (?, ?)`);
+    const insTag = db.prepare(`INSERT INTO tags (id, tag, type, pinned) VALUES (?, ?, ?, ?)`);
+    const unpinTag = db.prepare(`UPDATE tags SET pinned = 0 WHERE id = ?`);
     const delTag = db.prepare(`DELETE FROM tags WHERE id = ?`);
     const putLease = db.prepare(
       `INSERT OR REPLACE INTO leases (underlay_ip, overlay_subnet, expires_at) VALUES (?, ?, ?)`,
@@ -141,7 +170,8 @@ export class SqliteStore implements ControllerStore {
       for (const p of c.deletePolicies ?? []) delPolicy.run(p.source, p.dest, p.protocol, p.start, p.end);
       // Tags before policies' additions: a freed tag can be reused by an add in the same commit.
       for (const id of c.deleteTags ?? []) delTag.run(id);
-      for (const t of c.addTags ?? []) insTag.run(t.id, t.tag);
+      for (const t of c.addTags ?? []) insTag.run(t.id, t.tag, t.type ?? 'app', t.pinned ? 1 : 0);
+      for (const id of c.unpinTags ?? []) unpinTag.run(id);
       for (const p of c.addPolicies ?? []) insPolicy.run(p.source, p.dest, p.protocol, p.start, p.end);
       for (const ip of c.deleteLeases ?? []) delLease.run(ip);
       for (const l of c.putLeases ?? []) putLease.run(l.underlayIp, l.subnet, l.expiresAt);
@@ -158,7 +188,15 @@ export class SqliteStore implements ControllerStore {
         .raw()
         .all() as [string, string, 'tcp' | 'udp', number, number][]
     ).map(([source, dest, protocol, start, end]) => ({ source, dest, protocol, start, end }));
-    const tags = db.prepare(`SELECT id, tag FROM tags ORDER BY tag`).all() as { id: string; tag: number }[];
+    const tags = (
+      db.prepare(`SELECT id, tag, type, pinned FROM tags ORDER BY tag`).all() as { id: string; tag: number; type: string; pinned: number }[]
+    ).map((t) => {
+      // Only what differs from a policy's plain app tag, so the common case stays { id, tag }.
+      const out: StoredTag = { id: t.id, tag: t.tag };
+      if (t.type !== 'app') out.type = t.type;
+      if (t.pinned === 1) out.pinned = true;
+      return out;
+    });
     const leases = (
       db.prepare(`SELECT underlay_ip, overlay_subnet, expires_at FROM leases ORDER BY underlay_ip`).all() as {
         underlay_ip: string;

@@ -28,6 +28,26 @@ export const enum Drop {
   UnrelatedIcmpError,
   IcmpRateLimited,
   PortGone,
+  // --- io layer: drops made by the devices (src/io, src/offload), not the pipeline ---
+  /** A frame read from a container's TAP was longer than a slot (or than a segment's slot, with TSO). */
+  TapRxOversize,
+  /** A TAP frame with a virtio_net_hdr the cell did not ask for, or inconsistent with the frame. */
+  TapRxBadVnet,
+  /** A TAP super-frame of a GSO type the cell cannot segment (not plain TCPv4). */
+  TapRxUnsupportedGso,
+  /** Not written to a container's TAP: its queue was full (EAGAIN). */
+  TapTxFull,
+  /** Not written to a container's TAP: the kernel refused the frame (EINVAL). */
+  TapTxRefused,
+  /** Not written to a container's TAP: the device is gone (its namespace was deleted). */
+  TapTxGone,
+  /** A datagram received on the underlay was longer than a slot (MSG_TRUNC). */
+  UnderlayRxOversize,
+  /** Not sent on the underlay: the socket's send buffer was full (EAGAIN). */
+  UnderlayTxFull,
+  /** Not sent on the underlay: the kernel refused the packet (EMSGSIZE, ENETUNREACH...). */
+  UnderlayTxRefused,
+  // --- end of the io layer block ---
   Count,
 }
 
@@ -58,6 +78,17 @@ export const DROP_NAMES: readonly string[] = [
   'unrelated-icmp-error',
   'icmp-rate-limited',
   'port-gone',
+  // --- io layer block (see the Drop enum) ---
+  'tap-rx-oversize',
+  'tap-rx-bad-vnet',
+  'tap-rx-unsupported-gso',
+  'tap-tx-full',
+  'tap-tx-refused',
+  'tap-tx-gone',
+  'underlay-rx-oversize',
+  'underlay-tx-full',
+  'underlay-tx-refused',
+  // --- end of the io layer block ---
 ];
 
 export const enum Stat {

@@ -73,7 +73,7 @@ export const DEFAULT_CONFIG: Omit<DataplaneConfig, 'underlayIp' | 'leaseSubnet'>
   underlayMtu: 1500,
   icmpRate: 1000,
   icmpBurst: 50,
-  conntrackCapacity: 65536,
+  conntrackCapacity: 262144,
 };
 
 const enum Verdict {

@@ -1,6 +1,7 @@
-// The data plane's I/O edges: real devices over the native addon, and
-// in-memory fakes with the same interfaces for tests.
-export type { FrameDevice, DatagramSocket } from './types.js';
+// The data plane's device edges over the native addon: container TAPs and the
+// underlay socket. Device syscalls only; the offload logic lives in
+// src/offload, the in-memory fakes in src/testing.
+export { BATCH_SIZE, type FrameDevice, type DatagramSocket } from './types.js';
 export {
   loadNative,
   nativeAvailable,
@@ -18,13 +19,3 @@ export {
 } from './native.js';
 export { TapDevice, DEFAULT_BATCH, DEFAULT_SLOT_SIZE, type TapOptions, type TapStats } from './tap.js';
 export { UdpUnderlay, VXLAN_PORT, type UnderlayOptions, type UnderlayStats } from './underlay.js';
-export {
-  MemoryFrameDevice,
-  MemoryUnderlay,
-  MemoryDatagramSocket,
-  type MemoryBatchOptions,
-  type MemoryUnderlayOptions,
-  type SentPacket,
-  type UnderlayDropReason,
-  type Delivery,
-} from './memory.js';

@@ -1,6 +1,8 @@
 // Typed loader for the native addon (native/*.cc, built by `node-gyp rebuild`
 // from binding.gyp into build/Release/silkworm_native.node). The addon makes
-// syscalls only; every byte of protocol is handled in TypeScript.
+// syscalls and does byte work (copies, splitting UDP_GRO messages, counting);
+// the few header fields it reads are listed in native/common.h. Every
+// forwarding and policy decision is made in TypeScript.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -13,6 +15,8 @@ export interface TapHandle {
   name: string;
   /** TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4) is on (asked for with tso; absent from addons built before TSO). */
   tso?: boolean;
+  /** When tso was asked for and TUNSETOFFLOAD refused it: the errno (the TAP then has no offloads); else 0. */
+  tsoErrno?: number;
 }
 
 /** Counters kept by the native readers (cheap to read; never per-packet JS). */
@@ -52,6 +56,8 @@ export interface NativeUdpReceiver {
 export interface UdpReceiverCounters extends ReaderCounters {
   /** UDP_GRO is on for this socket. */
   gro: boolean;
+  /** When UDP_GRO was asked for and setsockopt refused it: the errno; else 0 (absent from older addons). */
+  groErrno?: number;
   /** Messages that carried a UDP_GRO cmsg (several datagrams in one). */
   groMessages: number;
   /** Datagrams inside those messages. */
@@ -105,7 +111,7 @@ export interface NativeAddon {
   /**
    * For a TAP opened with vnetHdr: packet p = pkts[4p..4p+3] = [hdrOff, hdrLen, iovFirst, iovCount] is one
    * writev() of hdrs[hdrOff, +hdrLen) then slab pieces iovs[2k], iovs[2k+1] (offset, length) for
-   * k = iovFirst.. (see src/io/gro.ts). Returns packets written from `start` (stops at EAGAIN), or -errno when
+   * k = iovFirst.. (see src/offload/gro.ts). Returns packets written from `start` (stops at EAGAIN), or -errno when
    * packet `start` itself failed.
    */
   writeVnet(
@@ -149,6 +155,10 @@ export interface NativeAddon {
      */
     rawBuf?: Uint8Array,
     rawMeta?: Uint32Array,
+    /** The cell's drop-reason table: the reader adds 1 at drops[oversizeIdx] / drops[badVnetIdx] per frame it drops. */
+    drops?: Float64Array,
+    oversizeIdx?: number,
+    badVnetIdx?: number,
   ) => NativeTapReader;
   UdpReceiver: new (
     bindIp: number,
@@ -162,7 +172,12 @@ export interface NativeAddon {
     srcPorts: Uint16Array,
     onBatch: (count: number) => void,
     gro?: boolean,
+    /** The cell's drop-reason table: the receiver adds 1 at drops[oversizeIdx] per datagram it drops. */
+    drops?: Float64Array,
+    oversizeIdx?: number,
   ) => NativeUdpReceiver;
+  /** getsockopt(UDP_SEGMENT) on a fresh UDP socket: 0 when the kernel has UDP GSO, else the errno. */
+  probeUdpSegment?: () => number;
   /** UDP GSO sender: pool of UDP sockets bound to (srcIp, sport), up to maxSockets; rawFd for the rest. */
   UdpGsoSender: new (srcIp: number, rawFd: number, maxSockets: number) => NativeUdpGsoSender;
   /** Largest batch one sendBatch call or reader accepts (1024). */

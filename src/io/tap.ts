@@ -1,36 +1,44 @@
 // A container's TAP as a FrameDevice. The fd is opened by the native addon;
 // bringing the device up, setting its MTU and moving it into the container's
 // namespace is the cell's job (`ip` commands) — the fd keeps working after the
-// move (DESIGN.md, "Facts learned the hard way").
+// move (a TAP's fd is bound to the device, not to a namespace).
 //
 // Reads: the native TapReader polls the fd with libuv and read()s frames until
 // EAGAIN straight into this device's FrameBatch slots (at the headroom offset),
 // then calls back once per batch. Writes: one write() per frame in native code,
 // one JS→C++ call per batch.
 //
-// With vnetHdr (the default; SILKWORM_TAP_VNET=0 turns it off) the TAP is
-// opened with IFF_VNET_HDR: reads skip the 10-byte virtio_net_hdr (the native
-// reader puts it in the headroom), and writes go through GroPlanner, which
+// With vnetHdr (the default, when gro or tso is on: the cell's tap-gro and
+// tap-tso offloads, src/offload/options.ts) the TAP is opened with
+// IFF_VNET_HDR: reads skip the 10-byte virtio_net_hdr (the native reader puts
+// it in the headroom), and writes go through GroPlanner, which (with gro)
 // merges runs of in-order TCP segments into one GSO super-frame written once
-// (src/io/gro.ts); every other frame is written as it is behind a 10-byte
+// (src/offload/gro.ts); every other frame is written as it is behind a 10-byte
 // header.
 //
-// With tso (on by default with vnetHdr; SILKWORM_TAP_TSO=0 turns it off) the
-// TAP also gets TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4): the container's stack
-// sends up to 64 KiB TCP super-frames. The native reader then reads whole
-// packets into a per-device scratch buffer (RAW_BYTES, allocated once) and
-// GsoSegmenter (src/io/gso.ts) cuts them into MTU-sized frames in the batch's
-// slots. One native→JS call per read burst; when a super-frame does not fit
-// the free slots, the full batch is delivered and segmentation continues in
-// the same call, so nothing is dropped or reordered.
+// With tso (on by default) the TAP also gets TUNSETOFFLOAD(TUN_F_CSUM |
+// TUN_F_TSO4): the container's stack sends up to 64 KiB TCP super-frames. The
+// native reader then reads whole packets into a per-device scratch buffer
+// (RAW_BYTES, allocated once) and GsoSegmenter (src/offload/gso.ts) cuts them
+// into MTU-sized frames in the batch's slots. One native→JS call per read
+// burst; when a super-frame does not fit the free slots, the full batch is
+// delivered and segmentation continues in the same call, so nothing is
+// dropped or reordered. When the kernel refuses TUNSETOFFLOAD the addon falls
+// back to no offloads and `tsoRefusal` says why.
+//
+// Drops: with a `drops` table (the cell's drop-reason counters,
+// src/dataplane/counters.ts) every frame this device drops is counted there
+// under its reason as well as in `stats`, once.
 import { endianness } from 'node:os';
 import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
-import { GroPlanner, VNET_HDR_LEN, type GroCounters } from './gro.js';
-import { GsoSegmenter, type GsoCounters } from './gso.js';
-import type { FrameDevice } from './types.js';
-import { errnoError, isDeviceGone, loadNative, type NativeAddon, type NativeTapReader, type ReaderCounters, type TapHandle } from './native.js';
+import { Drop } from '../dataplane/counters.js';
+import { GroPlanner, VNET_HDR_LEN, type GroCounters } from '../offload/gro.js';
+import { GsoSegmenter, type GsoCounters } from '../offload/gso.js';
+import { BATCH_SIZE, type FrameDevice } from './types.js';
+import { errnoError, errnoName, isDeviceGone, loadNative, type NativeAddon, type NativeTapReader, type ReaderCounters, type TapHandle } from './native.js';
 
-export const DEFAULT_BATCH = 64;
+/** Frames per batch unless told otherwise: the one batch size (src/io/types.ts). */
+export const DEFAULT_BATCH = BATCH_SIZE;
 /** Fits a 1500-byte-MTU frame plus headroom with room to spare; the cell passes slotSizeFor(mtu). */
 export const DEFAULT_SLOT_SIZE = 2048;
 /** TSO scratch: room for six 64 KiB super-frames per read burst (the native reader reserves 65600 bytes per read). */
@@ -45,27 +53,21 @@ export interface TapOptions {
   batch?: number;
   headroom?: number;
   /**
-   * Open with IFF_VNET_HDR and coalesce TCP segments on write (default: true unless the environment
-   * has SILKWORM_TAP_VNET=0, or on a big-endian host, where the TAP's header byte order differs).
+   * Open with IFF_VNET_HDR (default: gro || tso, and never on a big-endian host, where the TAP's header
+   * byte order differs). Without it the TAP sees plain MTU-sized frames both ways.
    */
   vnetHdr?: boolean;
+  /** With vnetHdr: merge in-order TCP segments into super-frames on write (tap-gro; default true). */
+  gro?: boolean;
   /**
    * With vnetHdr: TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4), reading TCP super-frames and segmenting them in
-   * user space (default: vnetHdr, unless SILKWORM_TAP_TSO=0).
+   * user space (tap-tso; default true).
    */
   tso?: boolean;
   /** With vnetHdr: verify TCP checksums before merging / marking DATA_VALID (default true). */
   groVerify?: boolean;
-}
-
-/** The default for TapOptions.vnetHdr: on, unless SILKWORM_TAP_VNET=0 (or big-endian). */
-export function vnetDefault(): boolean {
-  return process.env.SILKWORM_TAP_VNET !== '0' && endianness() === 'LE';
-}
-
-/** The default for TapOptions.tso: on, unless SILKWORM_TAP_TSO=0. */
-export function tsoDefault(): boolean {
-  return process.env.SILKWORM_TAP_TSO !== '0';
+  /** The cell's drop-reason table (indexed by Drop): this device's drops are counted there too. */
+  drops?: Float64Array;
 }
 
 export interface TapStats {
@@ -104,6 +106,11 @@ export class TapDevice implements FrameDevice {
   readonly vnetHdr: boolean;
   /** Whether TSO reads are on (super-frames segmented by `gso`). */
   readonly tso: boolean;
+  /** Set when tso was asked for and not granted: why (an errno name). */
+  readonly tsoRefusal: string | undefined;
+  /** Set when IFF_VNET_HDR was asked for and refused (the TAP then carries plain frames). */
+  readonly vnetRefusal: string | undefined;
+  private readonly drops: Float64Array | undefined;
   /** The read-side segmenter (tso only). */
   private gsoSeg: GsoSegmenter | undefined;
   private raw: Uint8Array | undefined;
@@ -119,18 +126,30 @@ export class TapDevice implements FrameDevice {
   /** Open (or create) TAP `name` in this process's namespace; "" lets the kernel pick a name. */
   static create(name: string, opts: TapOptions = {}): TapDevice {
     const native = loadNative();
-    const vnetHdr = resolveVnet(opts.vnetHdr);
-    const tso = vnetHdr && (opts.tso ?? tsoDefault());
+    let vnetHdr = resolveVnet(opts);
+    const tso = vnetHdr && (opts.tso ?? true);
+    const persist = opts.persist ?? false;
     let h: TapHandle;
+    let vnetRefusal: string | undefined;
     try {
-      h = native.openTap(name, { persist: opts.persist ?? false, vnetHdr, tso });
+      try {
+        h = native.openTap(name, { persist, vnetHdr, tso });
+      } catch (err) {
+        // A kernel that refuses IFF_VNET_HDR (EINVAL): fall back to plain frames, as wireguard-go
+        // falls back when the TUN refuses its offloads, and say so.
+        if (!vnetHdr || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        vnetRefusal = 'EINVAL';
+        vnetHdr = false;
+        h = native.openTap(name, { persist, vnetHdr: false, tso: false });
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EPERM') {
         throw new Error(`opening TAP ${name || '(any name)'} needs root (CAP_NET_ADMIN)`);
       }
       throw err;
     }
-    return new TapDevice(native, h, opts, vnetHdr, tso && h.tso === true);
+    const granted = tso && vnetHdr && h.tso === true;
+    return new TapDevice(native, h, opts, vnetHdr, granted, tso ? refusal(h, vnetRefusal) : undefined, vnetRefusal);
   }
 
   /**
@@ -139,18 +158,29 @@ export class TapDevice implements FrameDevice {
    */
   static attach(netnsPath: string, name: string, opts: Omit<TapOptions, 'persist'> = {}): TapDevice {
     const native = loadNative();
-    const vnetHdr = resolveVnet(opts.vnetHdr);
-    const tso = vnetHdr && (opts.tso ?? tsoDefault());
+    const vnetHdr = resolveVnet(opts);
+    const tso = vnetHdr && (opts.tso ?? true);
     const h = native.openTapInNetns(netnsPath, name, { vnetHdr, tso });
-    return new TapDevice(native, h, opts, vnetHdr, tso && h.tso === true);
+    return new TapDevice(native, h, opts, vnetHdr, tso && h.tso === true, tso ? refusal(h, undefined) : undefined, undefined);
   }
 
-  private constructor(native: NativeAddon, h: TapHandle, opts: TapOptions, vnetHdr: boolean, tso: boolean) {
+  private constructor(
+    native: NativeAddon,
+    h: TapHandle,
+    opts: TapOptions,
+    vnetHdr: boolean,
+    tso: boolean,
+    tsoRefusal: string | undefined,
+    vnetRefusal: string | undefined,
+  ) {
     this.native = native;
     this.fd = h.fd;
     this.name = h.name;
     this.vnetHdr = vnetHdr;
     this.tso = tso;
+    this.tsoRefusal = tsoRefusal;
+    this.vnetRefusal = vnetRefusal;
+    this.drops = opts.drops;
     const batch = opts.batch ?? DEFAULT_BATCH;
     const slot = opts.slotSize ?? DEFAULT_SLOT_SIZE;
     if (!Number.isInteger(batch) || batch < 1 || batch > native.maxBatch) {
@@ -168,12 +198,12 @@ export class TapDevice implements FrameDevice {
       native.closeFd(h.fd);
       throw err;
     }
-    // 64 packets / 256 frames per plan: a whole 64-frame cell batch in one native call.
-    this.gro = vnetHdr ? new GroPlanner(64, 256, opts.groVerify ?? true) : undefined;
+    // `batch` packets / 4 × `batch` frames per plan: a whole cell batch in one native call.
+    this.gro = vnetHdr ? new GroPlanner(batch, 4 * batch, opts.groVerify ?? true, opts.gro ?? true) : undefined;
     if (tso) {
       this.raw = new Uint8Array(RAW_BYTES);
       this.rawMeta = new Uint32Array(2 * batch);
-      this.gsoSeg = new GsoSegmenter(this.raw, this.batch);
+      this.gsoSeg = new GsoSegmenter(this.raw, this.batch, opts.drops);
     }
   }
 
@@ -226,6 +256,9 @@ export class TapDevice implements FrameDevice {
       this.vnetHdr ? VNET_HDR_LEN : 0,
       this.raw,
       this.rawMeta,
+      this.drops,
+      Drop.TapRxOversize,
+      Drop.TapRxBadVnet,
     );
     this.reader.start();
   }
@@ -245,6 +278,7 @@ export class TapDevice implements FrameDevice {
     const stats = this.stats;
     if (this.closed || this.goneErr) {
       stats.txDropGone += count;
+      this.count(Drop.TapTxGone, count);
       return 0;
     }
     if (this.gro !== undefined) return this.writeVnet(this.gro, slab, offs, lens, count);
@@ -260,15 +294,18 @@ export class TapDevice implements FrameDevice {
       if (r === 0) {
         // EAGAIN: the device's queue is full. Dropping is what a full qdisc does.
         stats.txDropFull += count - i;
+        this.count(Drop.TapTxFull, count - i);
         break;
       }
       stats.lastErrno = -r;
       if (isDeviceGone(-r)) {
         stats.txDropGone += count - i;
+        this.count(Drop.TapTxGone, count - i);
         this.markGone(-r, 'write');
         break;
       }
       stats.txDropBad++;
+      this.count(Drop.TapTxRefused, 1);
       i++;
     }
     stats.txFrames += written;
@@ -299,24 +336,35 @@ export class TapDevice implements FrameDevice {
         }
         if (r === 0) {
           // EAGAIN: the device's queue is full. Dropping is what a full qdisc does.
-          stats.txDropFull += count - i - framesBefore(frames, p);
+          const lost = count - i - framesBefore(frames, p);
+          stats.txDropFull += lost;
+          this.count(Drop.TapTxFull, lost);
           stats.txFrames += written;
           return written;
         }
         stats.lastErrno = -r;
         if (isDeviceGone(-r)) {
-          stats.txDropGone += count - i - framesBefore(frames, p);
+          const lost = count - i - framesBefore(frames, p);
+          stats.txDropGone += lost;
+          this.count(Drop.TapTxGone, lost);
           stats.txFrames += written;
           this.markGone(-r, 'write');
           return written;
         }
         stats.txDropBad += frames[p]!;
+        this.count(Drop.TapTxRefused, frames[p]!);
         p++;
       }
       i += planned;
     }
     stats.txFrames += written;
     return written;
+  }
+
+  /** Count n frames dropped for `reason` in the cell's table (when the device has one). */
+  private count(reason: Drop, n: number): void {
+    const d = this.drops;
+    if (d !== undefined) d[reason]! += n;
   }
 
   /** TSO segmentation counters (tso only): super-frames, segments, completed checksums, drops. */
@@ -370,9 +418,18 @@ export class TapDevice implements FrameDevice {
   }
 }
 
-function resolveVnet(v: boolean | undefined): boolean {
+function resolveVnet(opts: TapOptions): boolean {
+  const v = opts.vnetHdr;
   if (v === true && endianness() !== 'LE') throw new Error('vnetHdr needs a little-endian host (the TAP header is in host order)');
-  return v ?? vnetDefault();
+  return v ?? (((opts.gro ?? true) || (opts.tso ?? true)) && endianness() === 'LE');
+}
+
+/** Why TSO was not granted: the refused IFF_VNET_HDR, or TUNSETOFFLOAD's errno; undefined when granted. */
+function refusal(h: TapHandle, vnetRefusal: string | undefined): string | undefined {
+  if (vnetRefusal !== undefined) return vnetRefusal;
+  if (h.tso === true) return undefined;
+  // An addon built before the fallback does not report an errno.
+  return h.tsoErrno ? errnoName(h.tsoErrno) : 'refused';
 }
 
 /** Frames carried by packets 0..p-1 of the current plan. */

@@ -3,6 +3,13 @@
 // testing two complete devices against each other over channels).
 import type { FrameBatch } from '../dataplane/batch.js';
 
+/**
+ * Frames per batch: at most this many per device callback and per cell send/write call. The one
+ * place the number lives; the cell passes it down to the devices it opens (wireguard-go's
+ * IdealBatchSize is 128).
+ */
+export const BATCH_SIZE = 64;
+
 /** A container's TAP: Ethernet frames in and out. */
 export interface FrameDevice {
   readonly name: string;

@@ -1,21 +1,28 @@
 // The underlay as a DatagramSocket: VXLAN datagrams in on a UDP socket bound
 // to port 4789 (recvmmsg into this socket's FrameBatch), full IPv4 packets out
-// on a raw socket (IP_HDRINCL, one sendmmsg per call). DESIGN.md "Wire format":
-// the outer headers are built in user space, so the source port can hash the
+// on a raw socket (IP_HDRINCL, one sendmmsg per call). The outer headers are
+// built in user space (src/dataplane/encap.ts), so the source port can hash the
 // inner flow and the GBP bits are ours to set; receiving on a plain UDP socket
 // lets the kernel check the outer IPv4/UDP for us.
 //
-// With `gso` (the default), runs of same-flow packets leave through a pool of
-// UDP sockets bound to (underlay IP, source port) as one UDP_SEGMENT message
-// each, and the receive socket sets UDP_GRO so a coalesced message comes up
-// whole and is split into batch slots in the addon: fewer, larger kernel
-// crossings (issue 4). The wire carries the same VXLAN datagrams, except that
-// GSO datagrams have a real UDP checksum (Linux refuses GSO with SO_NO_CHECK;
-// RFC 7348 section 5 allows either). SILKWORM_UNDERLAY_GSO=0 turns it off.
+// With `gso` (udp-gso, the default), runs of same-flow packets leave through a
+// pool of UDP sockets bound to (underlay IP, source port) as one UDP_SEGMENT
+// message each; with `gro` (udp-gro, the default) the receive socket sets
+// UDP_GRO so a coalesced message comes up whole and is split into batch slots
+// in the addon: fewer, larger kernel crossings. The wire carries the same
+// VXLAN datagrams, except that GSO datagrams have a real UDP checksum (Linux
+// refuses GSO with SO_NO_CHECK; RFC 7348 section 5 allows either). What the
+// kernel refuses falls back (gsoRefusal, groRefusal say why), as
+// wireguard-go's conn/features_linux.go does.
+//
+// Drops: with a `drops` table (the cell's drop-reason counters) every packet
+// this socket drops is counted there under its reason as well as in `stats`.
 import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
+import { Drop } from '../dataplane/counters.js';
 import { u32ToIp } from '../util/ip.js';
 import type { DatagramSocket } from './types.js';
 import {
+  errnoName,
   loadNative,
   type GsoSenderCounters,
   type NativeAddon,
@@ -34,11 +41,6 @@ export const VXLAN_PORT = 4789;
  */
 export const GSO_MAX_SOCKETS = 1024;
 
-/** GSO/GRO default: on unless SILKWORM_UNDERLAY_GSO=0. */
-export function gsoDefault(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.SILKWORM_UNDERLAY_GSO !== '0';
-}
-
 export interface UnderlayOptions {
   /** Local address to bind (host-order u32); 0 = any. */
   bindIp?: number;
@@ -48,10 +50,14 @@ export interface UnderlayOptions {
   batch?: number;
   headroom?: number;
   /**
-   * UDP GSO on send and UDP_GRO on receive (default: gsoDefault()). SILKWORM_UNDERLAY_GSO=0 wins over
-   * `true`. Sending with GSO needs a bindIp (the pool binds to it); with bindIp 0 only GRO is used.
+   * UDP GSO on send (udp-gso; default true). Sending with GSO needs a bindIp (the pool binds to it);
+   * with bindIp 0 it is not used.
    */
   gso?: boolean;
+  /** UDP_GRO on receive (udp-gro; default: the value of `gso`, so `gso: false` alone turns both off). */
+  gro?: boolean;
+  /** The cell's drop-reason table (indexed by Drop): this socket's drops are counted there too. */
+  drops?: Float64Array;
 }
 
 export interface UnderlayStats {
@@ -76,8 +82,15 @@ export class UdpUnderlay implements DatagramSocket {
   private readonly rawFd: number;
   private readonly receiver: NativeUdpReceiver;
   private readonly gsoSender: NativeUdpGsoSender | undefined;
-  /** UDP GSO/GRO asked for and allowed (see UnderlayOptions.gso). */
+  /** UDP GSO in use for sending (asked for, a bindIp, and the kernel has UDP_SEGMENT). */
   readonly gso: boolean;
+  /** UDP_GRO in use on the receive socket. */
+  readonly gro: boolean;
+  /** Why GSO was asked for and is not used (an errno name, or "no bind address"). */
+  readonly gsoRefusal: string | undefined;
+  /** Why UDP_GRO was asked for and refused (an errno name). */
+  readonly groRefusal: string | undefined;
+  private readonly drops: Float64Array | undefined;
   private onBatch: ((batch: FrameBatch) => void) | undefined;
   private started = false;
   private closed = false;
@@ -96,7 +109,9 @@ export class UdpUnderlay implements DatagramSocket {
     const port = opts.port ?? VXLAN_PORT;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`port must be 0-65535, not ${port}`);
     this.bindIp = (opts.bindIp ?? 0) >>> 0;
-    this.gso = (opts.gso ?? true) && gsoDefault();
+    this.drops = opts.drops;
+    const wantGso = opts.gso ?? true;
+    const wantGro = opts.gro ?? wantGso;
     const b = new FrameBatch(batch, opts.slotSize ?? DEFAULT_SLOT_SIZE, opts.headroom ?? DEFAULT_HEADROOM);
     this.batch = b;
     try {
@@ -117,7 +132,21 @@ export class UdpUnderlay implements DatagramSocket {
       if (cb) cb(b);
     };
     try {
-      this.receiver = new native.UdpReceiver(this.bindIp, port, b.slab, b.slotSize, b.headroom, b.capacity, b.len, b.srcIp, b.srcPort, deliver, this.gso);
+      this.receiver = new native.UdpReceiver(
+        this.bindIp,
+        port,
+        b.slab,
+        b.slotSize,
+        b.headroom,
+        b.capacity,
+        b.len,
+        b.srcIp,
+        b.srcPort,
+        deliver,
+        wantGro,
+        opts.drops,
+        Drop.UnderlayRxOversize,
+      );
     } catch (err) {
       native.closeFd(this.rawFd);
       const e = err as NodeJS.ErrnoException;
@@ -127,7 +156,14 @@ export class UdpUnderlay implements DatagramSocket {
       throw err;
     }
     this.port = this.receiver.port();
-    this.gsoSender = this.gso && this.bindIp !== 0 ? new native.UdpGsoSender(this.bindIp, this.rawFd, GSO_MAX_SOCKETS) : undefined;
+    const rc = this.receiver.counters();
+    this.gro = rc.gro;
+    this.groRefusal = wantGro && !rc.gro ? (rc.groErrno ? errnoName(rc.groErrno) : 'refused') : undefined;
+    // Ask the kernel once whether it has UDP_SEGMENT (an addon without the probe: assume it has, as before).
+    const probe = wantGso && this.bindIp !== 0 ? (native.probeUdpSegment?.() ?? 0) : 0;
+    this.gsoRefusal = !wantGso ? undefined : this.bindIp === 0 ? 'no bind address' : probe !== 0 ? errnoName(probe) : undefined;
+    this.gso = wantGso && this.gsoRefusal === undefined;
+    this.gsoSender = this.gso ? new native.UdpGsoSender(this.bindIp, this.rawFd, GSO_MAX_SOCKETS) : undefined;
   }
 
   start(onBatch: (batch: FrameBatch) => void): void {
@@ -152,6 +188,7 @@ export class UdpUnderlay implements DatagramSocket {
     const stats = this.stats;
     if (this.closed) {
       stats.txDropFull += count;
+      this.count(Drop.UnderlayTxFull, count);
       return 0;
     }
     let i = 0;
@@ -169,14 +206,21 @@ export class UdpUnderlay implements DatagramSocket {
       if (r === 0) {
         // EAGAIN: the send buffer is full. Drop (counted) rather than block the loop.
         stats.txDropFull += count - i;
+        this.count(Drop.UnderlayTxFull, count - i);
         break;
       }
       stats.txDropRefused++;
+      this.count(Drop.UnderlayTxRefused, 1);
       stats.lastErrno = -r;
       i++;
     }
     stats.txPackets += sent;
     return sent;
+  }
+
+  private count(reason: Drop, n: number): void {
+    const d = this.drops;
+    if (d !== undefined) d[reason]! += n;
   }
 
   receiverCounters(): UdpReceiverCounters {

@@ -1,16 +1,18 @@
 // The kernel cell's admin socket: the same endpoints and answer shapes as the
-// userspace cell's (src/cell/admin.ts), so `silkworm show`, `container add|del`
+// userspace cell's (src/cell/admin.ts) and the agent's container routes
+// (src/agent/admin.ts), so `silkworm show`, `container add|del`
 // and the lab work against either. Every table is read back from the kernel
 // (`ip -j route`, `ip -j neigh`, `bridge -j fdb`, `iptables -v -S`,
 // `conntrack -L` or /proc/net/nf_conntrack, `ip -s -j link`) — never from
 // what the cell believes it programmed, so a user sees the kernel's truth.
 import fs from 'node:fs';
-import { Router, HttpError, serve, type JsonServer } from '../control/http.js';
-import type { Address } from '../cli/util.js';
+import { Router, HttpError, type JsonServer } from '../net/http.js';
+import type { Address } from '../net/address.js';
+import { containerRoutes, planRows, serveAdminRouter } from '../agent/admin.js';
 import { formatMac, u32ToIp } from '../util/ip.js';
+import { VTEP_DEV } from '../util/silk.js';
 import type { KernelCell } from './kernel-cell.js';
-import { containerRoutes } from '../cell/admin.js';
-import { OVERLAY_CHAIN, VTEP_DEV, parseCountedRules, parseLinkStats, policyChainLines, type CountedRule } from './plan.js';
+import { OVERLAY_CHAIN, parseCountedRules, parseLinkStats, policyChainLines, type CountedRule } from './plan.js';
 
 
 function lines(text: string): string[] {
@@ -93,23 +95,13 @@ export function kernelAdminRouter(cell: KernelCell): Router {
     const hits = new Map(policy.map((c) => [c.line, c.packets]));
     const rendered = cell.chain ? policyChainLines(plan, cell.chain) : [];
     // rendered[0] is "-N chain"; then marks, then accepts, in plan order.
-    const accepts = plan.accepts.map((a, i) => ({
-      dst_ip: u32ToIp(a.dstIp),
-      dst_app: a.dstApp,
-      src_app: a.srcApp,
-      tag: a.tag,
-      protocol: a.protocol === 6 ? 'tcp' : 'udp',
-      ports: { start: a.portStart, end: a.portEnd },
-      hits: hits.get(rendered[1 + plan.marks.length + i] ?? '') ?? 0,
-    }));
     return {
       status: 200,
       body: {
         lines: [...policy, ...overlay].map((c) => c.line),
         forward: forward.map((c) => c.line),
         chain: cell.chain,
-        marks: plan.marks.map((m) => ({ ip: u32ToIp(m.ip), app: m.app, tag: m.tag })),
-        accepts,
+        ...planRows(plan, (i) => hits.get(rendered[1 + plan.marks.length + i] ?? '') ?? 0),
         counters: [...forward, ...policy, ...overlay],
       },
     };
@@ -150,7 +142,7 @@ export function kernelAdminRouter(cell: KernelCell): Router {
       },
     };
   });
-  containerRoutes(r, cell);
+  containerRoutes(r, cell.agent);
   const noTrace = () => {
     throw new HttpError(501, `cell ${cell.name} runs the kernel data plane: trace explains silkworm's pipeline; here use "ip route get" and tcpdump in its namespace`);
   };
@@ -160,7 +152,5 @@ export function kernelAdminRouter(cell: KernelCell): Router {
 }
 
 export function serveKernelAdmin(cell: KernelCell, addr: Address): Promise<JsonServer> {
-  return serve(addr, kernelAdminRouter(cell).handle, {
-    onError: (err) => cell.log.error({ err: (err as Error).message }, 'admin-handler-failed'),
-  });
+  return serveAdminRouter(kernelAdminRouter(cell), addr, cell.log);
 }

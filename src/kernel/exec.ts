@@ -2,8 +2,7 @@
 // iptables, conntrack as argv arrays (no shell, no string splicing) in the
 // cell's own network namespace (the process already runs inside it).
 // Behind an interface so the converger is tested without root, with a fake
-// that records every command (STYLE.md, "silk-release": fakes beside the
-// interface).
+// that records every command (src/testing/fake-exec.ts).
 import { execFile } from 'node:child_process';
 
 export interface Exec {
@@ -41,23 +40,4 @@ export function realExec(timeoutMs = 15_000): Exec {
       });
     },
   };
-}
-
-/** For tests: records commands and answers from a table (by "cmd arg0 arg1…" prefix), '' otherwise. */
-export class FakeExec implements Exec {
-  readonly calls: { cmd: string; args: string[]; input?: string }[] = [];
-  readonly answers = new Map<string, string | Error>();
-  async run(cmd: string, args: string[], input?: string): Promise<string> {
-    this.calls.push(input === undefined ? { cmd, args } : { cmd, args, input });
-    const line = [cmd, ...args].join(' ');
-    let best: string | undefined;
-    for (const k of this.answers.keys()) if (line.startsWith(k) && (best === undefined || k.length > best.length)) best = k;
-    const a = best === undefined ? '' : this.answers.get(best)!;
-    if (a instanceof Error) throw a;
-    return a;
-  }
-  /** The recorded commands as shell-like lines (stdin payloads not included). */
-  lines(): string[] {
-    return this.calls.map((c) => [c.cmd, ...c.args].join(' '));
-  }
 }

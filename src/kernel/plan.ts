@@ -1,34 +1,33 @@
 // What a kernel cell asks of the kernel, as plain data: argv arrays for `ip`,
 // `bridge` and an iptables-restore payload, computed from the lease, the
 // remote leases, the containers and the policy plan. Pure, so the exact
-// commands are tested without root (STYLE.md, "silk-release": the plan is
-// data, the converger applies it).
+// commands are tested without root (as silk's vxlan-policy-agent: the plan
+// is data, the converger in src/agent/converger.ts decides what to apply).
 //
 // What silk does, and what this mirrors:
 // - silk-daemon's VTEP: `silk-vtep`, vxlan id 1, dstport 4789, local =
 //   underlay IP on the underlay device, no learning, GBP on, MAC ee:ee:<VTEP
 //   IP>, MTU underlay − 50, and the lease's first address with the overlay
 //   network's prefix (so every remote VTEP address is on-link through it:
-//   the seed's route `10.255.43.0/24 via 10.255.43.0 dev silk-vtep src
+//   silk's route `10.255.43.0/24 via 10.255.43.0 dev silk-vtep src
 //   10.255.108.0` needs no `onlink`).
 // - silk-daemon's converger: per remote lease a route, a permanent neighbor
 //   for the remote VTEP IP → ee:ee:<VTEP IP>, and an FDB entry for that MAC
-//   → the remote underlay IP (seed 002, "Route for destination", "ARP rule
-//   for VTEP", "FDB rule").
+//   → the remote underlay IP.
 // - silk-cni: a veth pair, host side `s-<12 digits>` with MAC aa:aa:<ip>,
 //   NOARP, `169.254.0.1 peer <ip>/32`, and a permanent neighbor <ip> →
 //   ee:ee:<ip>; the container side is configured exactly as the userspace
-//   cell configures its TAP (src/cell/netns.ts does both).
+//   cell configures its TAP (src/agent/netns.ts does both).
 // - vxlan-policy-agent's enforcer: a new `vpa--<ts>` chain filled from the
 //   plan, a jump to it inserted at FORWARD position 1, the old jump and chain
 //   removed. Done as ONE iptables-restore --noflush transaction, so there is
 //   no instant with both or neither chain (silk runs the same steps as
 //   separate commands under the xtables lock; the order is the same).
 import { formatMac, macFromIp, silkIfName, u32ToIp } from '../util/ip.js';
+import { GATEWAY_IP, VTEP_DEV } from '../util/silk.js';
 import { renderIptables, type Plan } from '../policy/planner.js';
+import { diffByKey } from '../agent/converger.js';
 
-export const VTEP_DEV = 'silk-vtep';
-export const GATEWAY_IP = '169.254.0.1';
 /** The per-cell overlay chain (renderIptables' default name) and the prefix of the policy chains. */
 export const OVERLAY_CHAIN = 'overlay';
 export const POLICY_CHAIN_PREFIX = 'vpa--';
@@ -104,15 +103,7 @@ export function diffLeases(
   applied: ReadonlyMap<string, RemoteLease>,
   desired: readonly RemoteLease[],
 ): { add: RemoteLease[]; del: RemoteLease[] } {
-  const want = new Map(desired.map((l) => [leaseKey(l), l]));
-  const add: RemoteLease[] = [];
-  const del: RemoteLease[] = [];
-  for (const [k, l] of want) {
-    const cur = applied.get(k);
-    if (!cur || cur.underlayIp !== l.underlayIp) add.push(l);
-  }
-  for (const [k, l] of applied) if (!want.has(k)) del.push(l);
-  return { add, del };
+  return diffByKey(applied, desired, leaseKey, (a, b) => a.underlayIp === b.underlayIp);
 }
 
 /** Host-side and temporary peer names of a container's veth pair. */
@@ -131,7 +122,7 @@ export function containerHostCommands(ip: number, mtu: number): { create: Argv; 
     create: ['link', 'add', host, 'mtu', String(mtu), 'address', hostMac, 'type', 'veth', 'peer', 'name', peer, 'mtu', String(mtu)],
     configure: [
       ['link', 'set', 'dev', host, 'arp', 'off', 'up'],
-      ['addr', 'add', GATEWAY_IP, 'peer', `${ipText}/32`, 'dev', host, 'scope', 'link'],
+      ['addr', 'add', u32ToIp(GATEWAY_IP), 'peer', `${ipText}/32`, 'dev', host, 'scope', 'link'],
       ['neigh', 'replace', ipText, 'lladdr', ctrMac, 'dev', host, 'nud', 'permanent'],
     ],
   };

@@ -9,7 +9,8 @@
 // status: what the state says, checked against what is alive.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fail, labDir, DEFAULT_LAB } from '../cli/util.js';
+import { fail } from './errors.js';
+import { labDir, DEFAULT_LAB } from './paths.js';
 import { buildTopology, deleteNamespaces, listNetns, netnsPids, softwareTxChecksum } from './netns.js';
 import { cmdline, isAlive, isOurs, listeningIn, probeHttp, stopProcesses, waitReady } from './procs.js';
 import { labConflist, realRunner, type LabRunner } from './runner.js';

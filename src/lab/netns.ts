@@ -1,13 +1,13 @@
 // Namespaces, the underlay bridge and the cells' veths, made with iproute2.
 //
-// Network safety (DESIGN.md, "Lab topology and network safety"): nothing is
-// ever created in the root namespace. Each veth is created *inside* P-underlay
-// with its peer placed straight into the cell's namespace in the same netlink
-// request (`ip -n P-underlay link add … peer name eth0 netns P-cell1`), so the
-// root namespace never holds it, not even for a moment. Every command is an
-// argv array for execFileSync — no shell, no string splicing.
+// Network safety: nothing is ever created in the root namespace. Each veth
+// is created *inside* P-underlay with its peer placed straight into the
+// cell's namespace in the same netlink request (`ip -n P-underlay link add …
+// peer name eth0 netns P-cell1`), so the root namespace never holds it, not
+// even for a moment. Every command is an argv array for execFileSync — no
+// shell, no string splicing.
 import { execFileSync } from 'node:child_process';
-import { fail } from '../cli/util.js';
+import { fail } from './errors.js';
 import type { LabPlan } from './topology.js';
 
 export type Exec = (cmd: string, args: string[]) => string;

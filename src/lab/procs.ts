@@ -5,7 +5,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import { fail } from '../cli/util.js';
+import { fail } from './errors.js';
 
 /** Start `cmd args` in its own session, stdout+stderr appended to `log`; returns the PID. */
 export function spawnDetached(cmd: string, args: string[], log: string, env?: NodeJS.ProcessEnv): number {

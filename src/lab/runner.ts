@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fail } from '../cli/util.js';
+import { fail } from './errors.js';
 import { isIpv4 } from '../util/ip.js';
 import { spawnDetached } from './procs.js';
 

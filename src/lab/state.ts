@@ -4,7 +4,7 @@
 // an interrupted `up` leaves a file `down` can clean up after.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fail } from '../cli/util.js';
+import { fail } from './errors.js';
 import { labStateFile } from './topology.js';
 
 export interface ProcRecord {

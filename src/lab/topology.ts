@@ -3,7 +3,7 @@
 // Keeping it pure (silk's planner style) means the names and addresses are
 // tested without root, and `down`/`status` derive exactly the same names.
 //
-// Layout (DESIGN.md, "Addresses and the lab" and "Lab topology"):
+// Layout:
 //   P-underlay   bridge br0; ports P-cell1, P-cell2 (one veth end per cell)
 //   P-cell1      eth0 = the other veth end, 198.18.0.11/24 by default
 //   P-cell2      eth0, 198.18.0.12/24
@@ -11,7 +11,8 @@
 //   P-appB-0     empty: cell2 does the same
 import path from 'node:path';
 import { ipToU32, prefixMask, u32ToIp } from '../util/ip.js';
-import { fail, labCellSocket, labControllerSocket, labDir, DEFAULT_LAB } from '../cli/util.js';
+import { fail } from './errors.js';
+import { labCellSocket, labControllerSocket, labDir, DEFAULT_LAB } from './paths.js';
 
 /** Linux limits interface names to IFNAMSIZ-1 = 15 bytes (include/uapi/linux/if.h). */
 export const IFNAME_MAX = 15;
@@ -36,7 +37,7 @@ export function cellDataplane(mode: LabDataplane, index: number): CellDataplane 
   return mode;
 }
 
-/** The lab's fixed cast: appA on cell 1, appB on cell 2 (issue 4). */
+/** The lab's fixed cast: appA on cell 1, appB on cell 2 (what `lab up` promises). */
 const CELLS = ['cell1', 'cell2'] as const;
 const APPS = [
   { app: 'appA', cell: 'cell1' },

@@ -1,7 +1,7 @@
 // Connection tracking for ingress policy: "allow if the packet belongs to a
 // tracked connection (reply / related ICMP error)" — what silk gets from the
 // kernel with `-m state --state RELATED,ESTABLISHED -j ACCEPT` in its
-// overlay chain (DESIGN.md "Policy").
+// overlay chain.
 //
 // Layout: fixed capacity, everything in typed arrays, nothing allocated per
 // packet. Each connection is one entry (id) holding its original-direction
@@ -10,17 +10,34 @@
 // probe sequence. Open addressing, linear probing, load <= 1/2, deletion by
 // backward shift (no tombstones). The hash is seeded per table, because the
 // tuples come from the wire and a fixed hash would let a sender aim every
-// flow at one probe chain.
+// flow at one probe chain. At the default 262,144 entries the whole table is
+// ~21 MB, allocated once (scripts/bench-conntrack.mjs measures it).
 //
 // Time is a parameter (seconds, float) — never read here. Expiry: an entry
 // found expired during a lookup is dropped on the spot; `tick(now)`, called
 // from one coarse timer, sweeps the rest (never a timer per flow).
 //
 // When the table is full a new flow evicts an old one, never fails. Like the
-// kernel's early_drop (nf_conntrack_core.c), it looks at a bounded sample of
-// entries (EVICT_SAMPLE, starting at a rotating cursor) instead of the whole
-// table: an expired entry if there is one, else the non-ASSURED entry seen
-// least recently, else the least recently seen of all.
+// kernel's early_drop (nf_conntrack_core.c), the victim is an entry that is
+// not worth much yet: not ASSURED, or a TCP connection that is closing
+// (tcp_can_early_drop in nf_conntrack_proto_tcp.c: FIN_WAIT, CLOSE_WAIT,
+// LAST_ACK, TIME_WAIT, CLOSE). Unlike the kernel, which gives up and drops the
+// packet when its bounded sample holds only assured entries, a full table of
+// assured entries still gives way to a new flow: the least recently seen of
+// them goes. To find victims in O(1), every entry sits on one of two
+// intrusive doubly linked lists (prev/next in the entry itself), ordered by
+// last-seen time: "evictable" (the classes above) and "protected" (ASSURED and
+// not closing). A packet moves its entry to the tail of its list at most once
+// per LRU_STEP seconds, so a busy flow does not pay the list update per packet
+// and the lists stay sorted to within LRU_STEP. Eviction takes, in order: an
+// expired entry among the first EVICT_SAMPLE of the evictable list, the
+// protected head if expired, the evictable head, the protected head.
+//
+// Listing (`show conntrack`) walks entry ids in slices with a cursor
+// (`list`), so a caller can yield to the event loop between slices and never
+// holds the whole table as objects. Ids never move while an entry lives, so a
+// walk sees every entry that lives throughout it exactly once, whatever
+// expires or is created between slices.
 //
 // TCP follows the kernel's state names and default timeouts
 // (nf_conntrack_proto_tcp.c: syn_sent 120 s, syn_recv 60 s, established 5
@@ -131,8 +148,38 @@ export interface CtEntryInfo {
   mark: number;
 }
 
-/** How many entries eviction looks at (the kernel's early_drop looks at a bounded number too). */
-export const EVICT_SAMPLE = 64;
+/**
+ * How many entries at the head of the evictable list eviction looks at for an
+ * expired one (the kernel's early_drop looks at NF_CT_EVICTION_RANGE = 8).
+ */
+export const EVICT_SAMPLE = 8;
+
+/** Seconds between two moves of an entry to the tail of its LRU list (see the header). */
+export const LRU_STEP = 1;
+
+/** The cell's default table size (`--conntrack-max`); the kernel's nf_conntrack_max is often the same. */
+export const DEFAULT_CONNTRACK_MAX = 262_144;
+
+/** `list` returns this cursor when the walk is complete. */
+export const CT_LIST_DONE = -1;
+
+/**
+ * What `list` keeps, as `conntrack -L` filters: every given field must match
+ * the original direction. Addresses are u32 with an optional prefix length
+ * (`conntrack -L --src 10.255.1.0 --mask-src 255.255.255.0`).
+ */
+export interface CtFilter {
+  proto?: number;
+  src?: number;
+  srcPrefixLen?: number;
+  dst?: number;
+  dstPrefixLen?: number;
+  sport?: number;
+  dport?: number;
+  /** TCP state number (TCP_ESTABLISHED …); only TCP entries match. */
+  tcpState?: number;
+  mark?: number;
+}
 
 // Entry flag bits.
 const F_SEEN_REPLY = 1;
@@ -179,21 +226,36 @@ function mixIn(h: number, k: number): number {
 // Entry layout: 8 int32 per entry (two entries per 64-byte cache line) and 2
 // float64 per entry, so checking a candidate costs one or two cache misses
 // instead of one per field (separate arrays per field measured ~2x slower at
-// 100k flows in scripts/bench-lookup.mjs on a busy 2-core machine).
+// 100k flows in scripts/bench-lookup.mjs on a busy 2-core machine). The LRU
+// links live in the same line as the tuple, so moving an entry touches only
+// its neighbours' lines.
 const E_STRIDE = 8;
 const E_SRC = 0;
 const E_DST = 1;
 const E_PORTS = 2; // sport << 16 | dport
 const E_META = 3; // proto | tcpState << 8 | flags << 16
 const E_MARK = 4;
-const E_USED = 5;
+const E_LIST = 5; // 0 = free, L_EVICTABLE or L_PROTECTED: the list the entry is on
+const E_PREV = 6; // LRU links: entry id, -1 = none
+const E_NEXT = 7;
 const T_EXPIRES = 0;
-const T_LAST = 1;
+const T_LAST = 1; // when the entry was last put at the tail of its list (to LRU_STEP)
+
+const L_EVICTABLE = 1;
+const L_PROTECTED = 2;
+
+/** How far back `link` walks to keep a list sorted when the clock went back (see link). */
+const LINK_WALK_MAX = 64;
+
+/** Entries `list` examines per call at most, whatever the filter, so one call stays short. */
+const LIST_SCAN_MAX = 65_536;
 
 export class ConnTrack {
   readonly capacity: number;
   /** Entries evicted because the table was full. */
   evictions = 0;
+  /** Of `evictions`, those that were ASSURED and not closing (the table is too small for the live load). */
+  evictionsProtected = 0;
 
   private readonly t: CtTimeouts;
   private readonly seed: number;
@@ -206,11 +268,14 @@ export class ConnTrack {
   private readonly iMask: number;
   // Free entry ids (a stack).
   private readonly freeIds: Int32Array;
-  private freeTop: number;
+  private freeTop = 0;
   private count = 0;
-  private cursor = 0;
+  // Heads and tails of the two LRU lists, indexed by list number (1, 2).
+  private readonly head = new Int32Array(3).fill(-1);
+  private readonly tail = new Int32Array(3).fill(-1);
 
   constructor(opts: { capacity?: number; timeouts?: Partial<CtTimeouts>; seed?: number } = {}) {
+    // A bare table defaults to 65,536; the cell passes its own size (DEFAULT_CONNTRACK_MAX unless configured).
     const cap = opts.capacity ?? 65536;
     if (!Number.isInteger(cap) || cap < 1 || cap > 1 << 24) {
       throw new RangeError(`conntrack capacity must be an integer in 1..16777216, got ${cap}`);
@@ -218,24 +283,35 @@ export class ConnTrack {
     this.capacity = cap;
     const t = { ...DEFAULT_CT_TIMEOUTS, ...(opts.timeouts ?? {}) };
     for (const [k, v] of Object.entries(t)) {
-      if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`conntrack timeout ${k} must be a positive number of seconds, got ${v}`);
+      if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new RangeError(`conntrack timeout ${k} must be a positive number of seconds, got ${v}`);
     }
     this.t = t;
     this.seed = (opts.seed ?? (Math.random() * 0x100000000) >>> 0) | 0;
     this.ent = new Int32Array(cap * E_STRIDE);
-    this.times = new Float64Array(cap * 2);
+    // A free entry "expires" at +Infinity, so the expiry sweep reads only this array.
+    this.times = new Float64Array(cap * 2).fill(Infinity);
     let size = 16;
     while (size < cap * 4) size *= 2; // 2 refs per entry at load <= 1/2
     this.index = new Int32Array(size * 2);
     this.iMask = size - 1;
     this.freeIds = new Int32Array(cap);
-    // Pop order 0, 1, 2, …: ids are handed out in order (makes eviction order predictable).
+    this.resetFree();
+  }
+
+  private resetFree(): void {
+    const cap = this.capacity;
+    // Pop order 0, 1, 2, …: ids are handed out in order (listing order follows creation on a fresh table).
     for (let i = 0; i < cap; i++) this.freeIds[i] = cap - 1 - i;
     this.freeTop = cap;
   }
 
   get size(): number {
     return this.count;
+  }
+
+  /** Bytes of typed arrays this table holds (allocated once, whatever its fill). */
+  get footprintBytes(): number {
+    return this.ent.byteLength + this.times.byteLength + this.index.byteLength + this.freeIds.byteLength;
   }
 
   private hash(src: number, dst: number, proto: number, sport: number, dport: number): number {
@@ -337,40 +413,96 @@ export class ConnTrack {
     return this.hash(this.ent[o + E_DST]!, this.ent[o + E_SRC]!, proto, icmp ? p >>> 16 : p & 0xffff, icmp ? p & 0xffff : p >>> 16);
   }
 
+  // --- LRU lists -----------------------------------------------------------
+
+  /** The list entry `id` belongs on by its state: protected = ASSURED and not closing. */
+  private listFor(id: number): number {
+    const meta = this.ent[id * E_STRIDE + E_META]!;
+    if (!((meta >>> 16) & F_ASSURED)) return L_EVICTABLE;
+    if ((meta & 0xff) === IPPROTO_TCP && ((meta >>> 8) & 0xff) !== TCP_ESTABLISHED) return L_EVICTABLE;
+    return L_PROTECTED;
+  }
+
+  private unlink(id: number): void {
+    const ent = this.ent;
+    const o = id * E_STRIDE;
+    const l = ent[o + E_LIST]!;
+    const prev = ent[o + E_PREV]!;
+    const next = ent[o + E_NEXT]!;
+    if (prev >= 0) ent[prev * E_STRIDE + E_NEXT] = next;
+    else this.head[l] = next;
+    if (next >= 0) ent[next * E_STRIDE + E_PREV] = prev;
+    else this.tail[l] = prev;
+    ent[o + E_LIST] = 0;
+  }
+
+  /**
+   * Put `id` (unlinked) on list `l`, stamped `now`, keeping the list sorted by
+   * stamp: at the tail when time only moves forward (the cell's clock is
+   * monotonic), walking back from the tail otherwise — at most LINK_WALK_MAX
+   * steps; further back it takes the stamp of where it stopped, so a clock
+   * that jumped back costs O(1) per packet, not a walk over the table.
+   */
+  private link(id: number, l: number, now: number): void {
+    const ent = this.ent;
+    const times = this.times;
+    const o = id * E_STRIDE;
+    let after = this.tail[l]!;
+    for (let k = 0; after >= 0 && times[after * 2 + T_LAST]! > now; k++) {
+      if (k === LINK_WALK_MAX) {
+        now = times[after * 2 + T_LAST]!;
+        break;
+      }
+      after = ent[after * E_STRIDE + E_PREV]!;
+    }
+    times[id * 2 + T_LAST] = now;
+    const next = after >= 0 ? ent[after * E_STRIDE + E_NEXT]! : this.head[l]!;
+    ent[o + E_PREV] = after;
+    ent[o + E_NEXT] = next;
+    if (after >= 0) ent[after * E_STRIDE + E_NEXT] = id;
+    else this.head[l] = id;
+    if (next >= 0) ent[next * E_STRIDE + E_PREV] = id;
+    else this.tail[l] = id;
+    ent[o + E_LIST] = l;
+  }
+
+  /** After a packet: move `id` to the list its state calls for, or to its tail once per LRU_STEP. */
+  private touch(id: number, now: number): void {
+    const l = this.listFor(id);
+    if (l === this.ent[id * E_STRIDE + E_LIST] && now - this.times[id * 2 + T_LAST]! < LRU_STEP) return;
+    this.unlink(id);
+    this.link(id, l, now);
+  }
+
   private removeEntry(id: number): void {
     this.indexRemove(id * 2, this.origHash(id));
     this.indexRemove(id * 2 + 1, this.replyHash(id));
-    this.ent[id * E_STRIDE + E_USED] = 0;
+    this.unlink(id);
+    this.times[id * 2 + T_EXPIRES] = Infinity;
     this.freeIds[this.freeTop++] = id;
     this.count--;
+  }
+
+  /** Which entry a full table gives up for a new flow (see the header). */
+  private victim(now: number): number {
+    const times = this.times;
+    const ev = this.head[L_EVICTABLE]!;
+    let id = ev;
+    for (let k = 0; k < EVICT_SAMPLE && id >= 0; k++) {
+      if (times[id * 2 + T_EXPIRES]! <= now) return id;
+      id = this.ent[id * E_STRIDE + E_NEXT]!;
+    }
+    const pr = this.head[L_PROTECTED]!;
+    if (pr >= 0 && times[pr * 2 + T_EXPIRES]! <= now) return pr;
+    return ev >= 0 ? ev : pr;
   }
 
   /** A free entry id, evicting one when the table is full. */
   private alloc(now: number): number {
     if (this.freeTop === 0) {
-      const cap = this.capacity;
-      const sample = cap < EVICT_SAMPLE ? cap : EVICT_SAMPLE;
-      let victim = -1;
-      let victimAssured = 2;
-      let victimLast = Infinity;
-      for (let k = 0; k < sample; k++) {
-        let id = this.cursor + k;
-        if (id >= cap) id -= cap;
-        if (this.times[id * 2 + T_EXPIRES]! <= now) {
-          victim = id;
-          break;
-        }
-        const assured = this.flags(id) & F_ASSURED ? 1 : 0;
-        const last = this.times[id * 2 + T_LAST]!;
-        if (assured < victimAssured || (assured === victimAssured && last < victimLast)) {
-          victim = id;
-          victimAssured = assured;
-          victimLast = last;
-        }
-      }
-      this.cursor += sample;
-      if (this.cursor >= cap) this.cursor -= cap;
-      this.removeEntry(victim);
+      const v = this.victim(now);
+      if (this.ent[v * E_STRIDE + E_LIST] === L_PROTECTED && this.times[v * 2 + T_EXPIRES]! > now) this.evictionsProtected++;
+      this.removeEntry(v);
       this.evictions++;
     }
     return this.freeIds[--this.freeTop]!;
@@ -501,8 +633,7 @@ export class ConnTrack {
       ent[o + E_PORTS] = ((sport & 0xffff) << 16) | (dport & 0xffff);
       ent[o + E_META] = (proto & 0xff) | (tcpState << 8) | (flags << 16);
       ent[o + E_MARK] = mark | 0;
-      ent[o + E_USED] = 1;
-      this.times[id * 2 + T_LAST] = now;
+      this.link(id, L_EVICTABLE, now);
       this.times[id * 2 + T_EXPIRES] = now + this.timeoutFor(id);
       this.indexInsert(id * 2, this.origHash(id));
       this.indexInsert(id * 2 + 1, this.replyHash(id));
@@ -517,7 +648,7 @@ export class ConnTrack {
     } else if (proto === IPPROTO_UDP && this.flags(id) & F_SEEN_REPLY) {
       this.setFlags(id, this.flags(id) | F_ASSURED);
     }
-    this.times[id * 2 + T_LAST] = now;
+    this.touch(id, now);
     this.times[id * 2 + T_EXPIRES] = now + this.timeoutFor(id);
     if (dir === 1) return CtState.Reply;
     return this.flags(id) & F_SEEN_REPLY ? CtState.Established : CtState.New;
@@ -534,11 +665,15 @@ export class ConnTrack {
     return ref >= 0 && this.times[(ref >>> 1) * 2 + T_EXPIRES]! > now;
   }
 
-  /** Remove every entry expired at `now`; returns how many. Call from one coarse timer. */
+  /**
+   * Remove every entry expired at `now`; returns how many. Call from one
+   * coarse timer. Reads one float per slot (free slots hold +Infinity).
+   */
   tick(now: number): number {
     let removed = 0;
+    const times = this.times;
     for (let id = 0; id < this.capacity; id++) {
-      if (this.ent[id * E_STRIDE + E_USED] && this.times[id * 2 + T_EXPIRES]! <= now) {
+      if (times[id * 2 + T_EXPIRES]! <= now) {
         this.removeEntry(id);
         removed++;
       }
@@ -549,47 +684,129 @@ export class ConnTrack {
   clear(): void {
     this.index.fill(0);
     this.ent.fill(0);
-    for (let i = 0; i < this.capacity; i++) this.freeIds[i] = this.capacity - 1 - i;
-    this.freeTop = this.capacity;
+    this.times.fill(Infinity);
+    this.resetFree();
     this.count = 0;
-    this.cursor = 0;
+    this.head.fill(-1);
+    this.tail.fill(-1);
   }
 
-  /** Live entries at `now`, sorted by protocol then original tuple — for `show conntrack`. */
-  entries(now: number): CtEntryInfo[] {
-    const out: CtEntryInfo[] = [];
+  /** Entry `id` as data. */
+  private info(id: number): CtEntryInfo {
     const ent = this.ent;
-    for (let id = 0; id < this.capacity; id++) {
-      const o = id * E_STRIDE;
-      if (!ent[o + E_USED] || this.times[id * 2 + T_EXPIRES]! <= now) continue;
-      const meta = ent[o + E_META]!;
-      const proto = meta & 0xff;
-      const f = (meta >>> 16) & 0xff;
-      const icmp = proto === IPPROTO_ICMP;
-      const p = ent[o + E_PORTS]!;
-      const sport = p >>> 16;
-      const dport = p & 0xffff;
-      out.push({
-        proto,
-        src: ent[o + E_SRC]! >>> 0,
-        dst: ent[o + E_DST]! >>> 0,
-        sport,
-        dport,
-        replySrc: ent[o + E_DST]! >>> 0,
-        replyDst: ent[o + E_SRC]! >>> 0,
-        replySport: icmp ? sport : dport,
-        replyDport: icmp ? dport : sport,
-        tcpState: proto === IPPROTO_TCP ? TCP_STATE_NAMES[(meta >>> 8) & 0xff] : undefined,
-        expires: this.times[id * 2 + T_EXPIRES]!,
-        seenReply: (f & F_SEEN_REPLY) !== 0,
-        assured: (f & F_ASSURED) !== 0,
-        mark: ent[o + E_MARK]! >>> 0,
-      });
+    const o = id * E_STRIDE;
+    const meta = ent[o + E_META]!;
+    const proto = meta & 0xff;
+    const f = (meta >>> 16) & 0xff;
+    const icmp = proto === IPPROTO_ICMP;
+    const p = ent[o + E_PORTS]!;
+    const sport = p >>> 16;
+    const dport = p & 0xffff;
+    return {
+      proto,
+      src: ent[o + E_SRC]! >>> 0,
+      dst: ent[o + E_DST]! >>> 0,
+      sport,
+      dport,
+      replySrc: ent[o + E_DST]! >>> 0,
+      replyDst: ent[o + E_SRC]! >>> 0,
+      replySport: icmp ? sport : dport,
+      replyDport: icmp ? dport : sport,
+      tcpState: proto === IPPROTO_TCP ? TCP_STATE_NAMES[(meta >>> 8) & 0xff] : undefined,
+      expires: this.times[id * 2 + T_EXPIRES]!,
+      seenReply: (f & F_SEEN_REPLY) !== 0,
+      assured: (f & F_ASSURED) !== 0,
+      mark: ent[o + E_MARK]! >>> 0,
+    };
+  }
+
+  /**
+   * One slice of a listing: from `cursor` (0 to start), push at most `max`
+   * entries live at `now` that match `filter` onto `out`, examining at most
+   * `scanMax` entry slots; returns the cursor to pass next, or CT_LIST_DONE.
+   * Entries come in id order (not sorted). An entry that lives from the first
+   * call to the last is listed exactly once; one created or removed meanwhile
+   * may or may not be.
+   */
+  list(cursor: number, max: number, now: number, filter: CtFilter = {}, out: CtEntryInfo[] = [], scanMax = LIST_SCAN_MAX): number {
+    if (!Number.isInteger(cursor) || cursor < 0 || cursor > this.capacity) {
+      throw new RangeError(`conntrack cursor must be an integer in 0..${this.capacity}, got ${cursor}`);
     }
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`conntrack slice size must be a positive integer, got ${max}`);
+    if (!Number.isInteger(scanMax) || scanMax < 1) throw new RangeError(`conntrack scan bound must be a positive integer, got ${scanMax}`);
+    const m = compileFilter(filter);
+    const ent = this.ent;
+    const times = this.times;
+    const end = Math.min(this.capacity, cursor + scanMax);
+    let n = 0;
+    let id = cursor;
+    for (; id < end && n < max; id++) {
+      const o = id * E_STRIDE;
+      if (!ent[o + E_LIST] || times[id * 2 + T_EXPIRES]! <= now) continue;
+      const meta = ent[o + E_META]!;
+      if (m.proto >= 0 && (meta & 0xff) !== m.proto) continue;
+      if (((ent[o + E_SRC]! ^ m.src) & m.srcMask) !== 0) continue;
+      if (((ent[o + E_DST]! ^ m.dst) & m.dstMask) !== 0) continue;
+      const p = ent[o + E_PORTS]!;
+      if (m.sport >= 0 && p >>> 16 !== m.sport) continue;
+      if (m.dport >= 0 && (p & 0xffff) !== m.dport) continue;
+      if (m.tcpState >= 0 && ((meta & 0xff) !== IPPROTO_TCP || ((meta >>> 8) & 0xff) !== m.tcpState)) continue;
+      if (m.mark >= 0 && ent[o + E_MARK]! >>> 0 !== m.mark) continue;
+      out.push(this.info(id));
+      n++;
+    }
+    return id >= this.capacity ? CT_LIST_DONE : id;
+  }
+
+  /** Live entries at `now`, sorted by protocol then original tuple — for a small table's `show conntrack`. */
+  entries(now: number, filter: CtFilter = {}): CtEntryInfo[] {
+    const out: CtEntryInfo[] = [];
+    for (let c = 0; c !== CT_LIST_DONE; ) c = this.list(c, this.capacity, now, filter, out);
     return out.sort(
       (a, b) => a.proto - b.proto || a.src - b.src || a.dst - b.dst || a.sport - b.sport || a.dport - b.dport,
     );
   }
+}
+
+interface CompiledFilter {
+  proto: number;
+  src: number;
+  srcMask: number;
+  dst: number;
+  dstMask: number;
+  sport: number;
+  dport: number;
+  tcpState: number;
+  mark: number;
+}
+
+function maskOf(len: number | undefined, what: string): number {
+  const l = len ?? 32;
+  if (!Number.isInteger(l) || l < 0 || l > 32) throw new RangeError(`conntrack filter ${what} prefix length must be 0..32, got ${len}`);
+  return l === 0 ? 0 : (0xffffffff << (32 - l)) | 0;
+}
+
+function intOr(v: number | undefined, lo: number, hi: number, what: string): number {
+  if (v === undefined) return -1;
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`conntrack filter ${what} must be an integer in ${lo}..${hi}, got ${v}`);
+  return v;
+}
+
+/** A filter as masks and numbers (-1 = any), checked once per slice, not per entry. */
+function compileFilter(f: CtFilter): CompiledFilter {
+  const srcMask = f.src === undefined ? 0 : maskOf(f.srcPrefixLen, 'src');
+  const dstMask = f.dst === undefined ? 0 : maskOf(f.dstPrefixLen, 'dst');
+  return {
+    proto: intOr(f.proto, 0, 255, 'proto'),
+    src: intOr(f.src, 0, 0xffffffff, 'src') | 0,
+    srcMask,
+    dst: intOr(f.dst, 0, 0xffffffff, 'dst') | 0,
+    dstMask,
+    sport: intOr(f.sport, 0, 65535, 'sport'),
+    dport: intOr(f.dport, 0, 65535, 'dport'),
+    tcpState: intOr(f.tcpState, 0, TCP_STATE_NAMES.length - 1, 'TCP state'),
+    mark: intOr(f.mark, 0, 0xffffffff, 'mark'),
+  };
 }
 
 const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp' };

@@ -1,5 +1,6 @@
 // Hex input for `silkworm decode` and for tests: a `tcpdump -x/-xx/-X/-XX`
-// dump pasted as-is, or plain hex. Not on the hot path.
+// dump pasted as-is, `od -Ax -tx1` (or -tx1 with octal or decimal offsets),
+// `xxd`, or plain hex. Not on the hot path.
 //
 // tcpdump's dump lines look like
 //   "\t0x0010:  004d 9a12 4000 4006 a395 0aff 6303 0aff  .M..@.@.....c..."
@@ -12,11 +13,114 @@
 
 const DUMP_LINE = /^\s*0x([0-9a-fA-F]{4,8}):\s{1,2}(.*)$/;
 
-/** Parse a tcpdump hex dump or plain hex into bytes; throws an Error naming the line or position on bad input. */
+// od prints an offset (hex with -Ax, octal by default, decimal with -Ad),
+// then the bytes; `*` stands for lines equal to the one before (unless -v);
+// the last line is the offset after the last byte. With -tx2/-x it prints
+// 16-bit words in the host's byte order, which cannot be told from bytes in
+// file order: refused. `z` adds an ASCII column between > and <.
+const OD_LINE = /^([0-9a-fA-F]{6,})((?:[ \t]+[0-9a-fA-F]{2})+)[ \t]*(?:>.*<)?[ \t]*$/;
+const OD_WORDS = /^0{6,7}(?:[ \t]+(?:[0-9a-fA-F]{4}|[0-9a-fA-F]{8}|[0-9a-fA-F]{16}))+[ \t]*(?:>.*<)?[ \t]*$/;
+const OD_END = /^([0-9a-fA-F]{6,})[ \t]*$/;
+const OD_STAR = /^\*[ \t]*$/;
+// xxd: "00000010: 004d 9a12 ...  .M.." — an 8-digit hex offset and a colon.
+const XXD_LINE = /^([0-9a-fA-F]{8}): ((?:[0-9a-fA-F]{2})+(?: (?:[0-9a-fA-F]{2})+)*)(?:  .*)?$/;
+
+/**
+ * Parse a hex dump (tcpdump, od, xxd) or plain hex into bytes; throws an
+ * Error naming the line or position on bad input — never reads a dump's
+ * offsets or words as packet bytes.
+ */
 export function parseHexDump(text: string): Uint8Array {
   const lines = text.split(/\r?\n/);
-  const isDump = lines.some((l) => DUMP_LINE.test(l));
-  return isDump ? parseDump(lines) : parsePlain(text);
+  if (lines.some((l) => DUMP_LINE.test(l))) return parseDump(lines);
+  const content = lines.map((l) => l.trim()).filter((l) => l.length > 0);
+  const first = content[0] ?? '';
+  if (OD_WORDS.test(first)) {
+    throw new Error(
+      'this looks like od output with 16-bit (or wider) words, which od prints in the host’s byte order; dump single bytes instead: od -Ax -tx1 -v',
+    );
+  }
+  if (OD_LINE.test(first) && /^0{6,7}$/.test(OD_LINE.exec(first)![1]!)) return parseOd(content);
+  if (XXD_LINE.test(first)) return parseXxd(lines);
+  return parsePlain(text);
+}
+
+function parseOd(content: string[]): Uint8Array {
+  const failures: string[] = [];
+  for (const radix of [16, 8, 10]) {
+    const r = readOd(content, radix);
+    if (typeof r !== 'string') return r;
+    failures.push(r);
+  }
+  throw new Error(
+    `this looks like od output, but its offsets do not count its bytes in hex, octal or decimal (${failures[0]}); use od -Ax -tx1 -v`,
+  );
+}
+
+/** The bytes of an od dump whose offsets are in `radix`, or why they are not. */
+function readOd(content: string[], radix: number): Uint8Array | string {
+  const out: number[] = [];
+  let last: number[] | null = null;
+  let star = false;
+  let ended = false;
+  for (let i = 0; i < content.length; i++) {
+    const l = content[i]!;
+    if (ended) return `line ${i + 1} follows the end offset`;
+    if (OD_STAR.test(l)) {
+      if (last === null || star) return `"*" on line ${i + 1} repeats nothing`;
+      star = true;
+      continue;
+    }
+    const m = OD_LINE.exec(l) ?? OD_END.exec(l);
+    if (!m) return `line ${i + 1} is not an od line: "${l.slice(0, 20)}"`;
+    if (!/^[0-9a-fA-F]+$/.test(m[1]!) || [...m[1]!].some((c) => parseInt(c, 16) >= radix)) return `offset ${m[1]} is not base ${radix}`;
+    const offset = parseInt(m[1]!, radix);
+    if (star) {
+      // the line before repeats until this offset
+      const gap = offset - out.length;
+      if (last === null || last.length === 0 || gap < 0 || gap % last.length !== 0) return `the "*" before line ${i + 1} does not fill whole lines`;
+      for (let k = 0; k < gap; k++) out.push(last[k % last.length]!);
+      star = false;
+    }
+    if (offset !== out.length) return `line ${i + 1} has offset ${m[1]} but ${out.length} bytes came before it`;
+    if (m[2] === undefined) {
+      ended = true;
+      continue;
+    }
+    const bytes = m[2]
+      .trim()
+      .split(/[ \t]+/)
+      .map((h) => parseInt(h, 16));
+    if (last !== null && last.length < 16 && !ended) return `line ${i + 1} follows a short line`;
+    out.push(...bytes);
+    last = bytes;
+  }
+  if (star) return 'the dump ends with "*"';
+  if (out.length === 0) return 'no bytes';
+  return Uint8Array.from(out);
+}
+
+function parseXxd(lines: string[]): Uint8Array {
+  const out: number[] = [];
+  for (let n = 0; n < lines.length; n++) {
+    const l = lines[n]!;
+    if (l.trim() === '') continue;
+    const m = XXD_LINE.exec(l);
+    if (!m) throw new Error(`line ${n + 1} is not an xxd line: "${l.slice(0, 30)}"`);
+    const offset = parseInt(m[1]!, 16);
+    if (offset !== out.length) {
+      throw new Error(`line ${n + 1} has offset 0x${m[1]} but ${out.length} bytes came before it; lines are missing or out of order`);
+    }
+    const groups = m[2]!.split(' ');
+    if (groups.some((g) => g.length > 4)) {
+      throw new Error(
+        `line ${n + 1} has groups of more than 2 bytes, which xxd -e prints in little-endian order; dump with plain xxd (or xxd -g1)`,
+      );
+    }
+    for (const g of groups) for (let k = 0; k < g.length; k += 2) out.push(parseInt(g.slice(k, k + 2), 16));
+  }
+  if (out.length === 0) throw new Error('the dump has no hex bytes');
+  return Uint8Array.from(out);
 }
 
 function parseDump(lines: string[]): Uint8Array {

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { httpJson } from '../../src/control/http.js';
-import { ControllerClient } from '../../src/control/client.js';
+import { httpJson } from '../../src/net/http.js';
+import { ControllerClient } from '../../src/net/controller-client.js';
 import type { Address } from '../../src/cli/util.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeOuterHeaders } from '../../src/dataplane/encap.js';
-import { gsoDefault } from '../../src/io/underlay.js';
+import { gsoDefault } from '../../src/offload/options.js';
 import { ipToU32 } from '../../src/util/ip.js';
 
 const isRoot = process.getuid?.() === 0;

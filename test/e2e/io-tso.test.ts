@@ -150,6 +150,9 @@ describe.skipIf(!canRun)('TAP with TSO: super-frames from a real TCP sender, seg
     nsMade = true;
     ip('-n', NS, 'link', 'set', 'lo', 'up');
     tap = TapDevice.create(TAP, { batch: 64, vnetHdr: true, tso: true });
+    // The kernel granted TUNSETOFFLOAD(CSUM | TSO4): no fallback recorded.
+    expect(tap.tso).toBe(true);
+    expect(tap.tsoRefusal).toBeUndefined();
     expect(tap.tso).toBe(true);
     tap.start(onBatch);
     const mac = (m: number[]) => m.map((x) => x.toString(16).padStart(2, '0')).join(':');

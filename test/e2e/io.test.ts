@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FrameBatch } from '../../src/dataplane/batch.js';
 import { loadNative } from '../../src/io/native.js';
 import { TapDevice } from '../../src/io/tap.js';
+import { Drop } from '../../src/dataplane/counters.js';
 
 const isRoot = process.getuid?.() === 0;
 const canRun = isRoot && existsSync('/dev/net/tun');
@@ -95,7 +96,7 @@ function echoRequest(id: number, seq: number, data: string): Uint8Array {
   return ethernet(C_MAC, HOST_MAC, [...ipv4Header(PEER_IP, C_IP, 1, icmp.length, true), ...icmp]);
 }
 
-/** The cell's job, done here by hand: move the TAP into `ns` and configure it as silk does (DESIGN.md). */
+/** The cell's job, done here by hand: move the TAP into `ns` and configure it as silk does (src/cell/netns.ts). */
 function moveIntoContainer(dev: string, ns: string): void {
   ip('link', 'set', 'dev', dev, 'netns', ns);
   ip('-n', ns, 'link', 'set', 'dev', dev, 'address', C_MAC.map((b) => b.toString(16).padStart(2, '0')).join(':'), 'arp', 'off', 'up');
@@ -213,7 +214,8 @@ describe.skipIf(!canRun)('io e2e (root, network namespaces)', () => {
 
   it('drops (and counts) frames longer than a slot instead of delivering them cut short', async () => {
     // 128-byte slots with 64 bytes of headroom hold frames up to 64 bytes.
-    const small = TapDevice.create(`${P}s`, { slotSize: 128, headroom: 64, batch: 4 });
+    const drops = new Float64Array(Drop.Count);
+    const small = TapDevice.create(`${P}s`, { slotSize: 128, headroom: 64, batch: 4, drops });
     try {
       moveIntoContainer(`${P}s`, NS_P);
       const got: Uint8Array[] = [];
@@ -230,6 +232,9 @@ describe.skipIf(!canRun)('io e2e (root, network namespaces)', () => {
       expect(got[0]!.length).toBe(46);
       expect(Array.from(got[0]!.subarray(38, 42))).toEqual([0, 5, 0, 2]);
       expect(small.readerCounters()!.oversize).toBe(1);
+      // The native reader counted it in the cell's drop-reason table too, and nothing else.
+      expect(drops[Drop.TapRxOversize]).toBe(1);
+      expect(drops.reduce((a, b) => a + b, 0)).toBe(1);
     } finally {
       small.close();
     }
@@ -284,14 +289,16 @@ describe.skipIf(!canRun)('io e2e (root, network namespaces)', () => {
       recvScript,
       `import { UdpUnderlay } from ${JSON.stringify(join(ROOT, 'src/io/underlay.js'))};
 import { ipToU32 } from ${JSON.stringify(join(ROOT, 'src/util/ip.js'))};
-const u = UdpUnderlay.open({ bindIp: ipToU32(${JSON.stringify(IP_B)}), batch: 16, slotSize: 512 });
+import { Drop } from ${JSON.stringify(join(ROOT, 'src/dataplane/counters.js'))};
+const drops = new Float64Array(Drop.Count);
+const u = UdpUnderlay.open({ bindIp: ipToU32(${JSON.stringify(IP_B)}), batch: 16, slotSize: 512, drops });
 const counts: number[] = []; const got: { src: number; sport: number; hex: string }[] = [];
 u.start((b) => { counts.push(b.count); for (let i = 0; i < b.count; i++) got.push({ src: b.srcIp[i]!, sport: b.srcPort[i]!, hex: Buffer.from(b.slab.subarray(b.inOff(i), b.inOff(i) + b.len[i]!)).toString('hex') }); });
 u.pause();
 console.log('ready ' + u.port);
 process.stdin.once('data', () => {
   u.resume();
-  setTimeout(() => { console.log(JSON.stringify({ counts, got, rc: u.receiverCounters() })); u.close(); process.exit(0); }, 500);
+  setTimeout(() => { console.log(JSON.stringify({ counts, got, rc: u.receiverCounters(), oversizeDrops: drops[Drop.UnderlayRxOversize], allDrops: drops.reduce((a, b) => a + b, 0) })); u.close(); process.exit(0); }, 500);
 });
 setTimeout(() => process.exit(3), 20000);
 `,
@@ -301,14 +308,16 @@ setTimeout(() => process.exit(3), 20000);
       sendScript,
       `import { UdpUnderlay } from ${JSON.stringify(join(ROOT, 'src/io/underlay.js'))};
 import { ipToU32 } from ${JSON.stringify(join(ROOT, 'src/util/ip.js'))};
+import { Drop } from ${JSON.stringify(join(ROOT, 'src/dataplane/counters.js'))};
 const packets: string[] = JSON.parse(process.argv[2]!);
-const u = UdpUnderlay.open({ port: 0 });
+const drops = new Float64Array(Drop.Count);
+const u = UdpUnderlay.open({ port: 0, drops });
 const slab = new Uint8Array(packets.length * 1024);
 const offs = new Uint32Array(packets.length), lens = new Uint32Array(packets.length);
 const dsts = new Uint32Array(packets.length).fill(ipToU32(${JSON.stringify(IP_B)}));
 packets.forEach((h, i) => { const b = Buffer.from(h, 'hex'); offs[i] = i * 1024 + 64; lens[i] = b.length; slab.set(b, offs[i]!); });
 const sent = u.send(slab, offs, lens, dsts, packets.length);
-console.log(JSON.stringify({ sent, stats: u.stats }));
+console.log(JSON.stringify({ sent, stats: u.stats, refusedDrops: drops[Drop.UnderlayTxRefused], allDrops: drops.reduce((a, b) => a + b, 0) }));
 u.close();
 `,
     );
@@ -326,20 +335,33 @@ u.close();
         cwd: ROOT,
         encoding: 'utf8',
       });
-      const s = JSON.parse(sendOut.trim().split('\n').pop()!) as { sent: number; stats: { txPackets: number; txDropRefused: number; lastErrno: number } };
+      const s = JSON.parse(sendOut.trim().split('\n').pop()!) as {
+        sent: number;
+        stats: { txPackets: number; txDropRefused: number; lastErrno: number };
+        refusedDrops: number;
+        allDrops: number;
+      };
       expect(s.sent).toBe(21);
       expect(s.stats.txDropRefused).toBe(1);
       expect(s.stats.lastErrno).toBe(22);
+      expect([s.refusedDrops, s.allDrops]).toEqual([1, 1]);
       recv.stdin.write('go\n');
       expect(await exited, err).toBe(0);
     } finally {
       if (recv.exitCode === null) recv.kill();
     }
-    const r = JSON.parse(out.trim().split('\n').pop()!) as { counts: number[]; got: { src: number; sport: number; hex: string }[]; rc: { oversize: number } };
+    const r = JSON.parse(out.trim().split('\n').pop()!) as {
+      counts: number[];
+      got: { src: number; sport: number; hex: string }[];
+      rc: { oversize: number };
+      oversizeDrops: number;
+      allDrops: number;
+    };
     // 20 queued datagrams, receive batch 16: one wakeup, two recvmmsg calls. The 608-byte one is
     // longer than a 512-byte slot minus headroom: MSG_TRUNC, dropped and counted.
     expect(r.counts).toEqual([16, 4]);
     expect(r.rc.oversize).toBe(1);
+    expect([r.oversizeDrops, r.allDrops]).toEqual([1, 1]);
     expect(r.got).toHaveLength(20);
     const ipA = ipv4Addr(IP_A).reduce((a, b) => a * 256 + b, 0);
     r.got.forEach((g, i) => {

@@ -22,10 +22,11 @@ import {
 } from '../../src/kernel/plan.js';
 import { plan, renderIptables } from '../../src/policy/planner.js';
 import { ipToU32 } from '../../src/util/ip.js';
-import { FakeExec } from '../../src/kernel/exec.js';
+import { FakeExec } from '../../src/testing/fake-exec.js';
 import { KernelCell } from '../../src/kernel/kernel-cell.js';
-import { FakeContainerNet } from '../../src/cell/netns.js';
-import type { ControllerClient, Lease, Snapshot } from '../../src/control/client.js';
+import { FakeContainerNet } from '../../src/testing/fake-container-net.js';
+import type { Lease } from '../../src/net/controller-client.js';
+import { fakeController } from '../../src/testing/fake-controller.js';
 
 const POLICIES = [
   { source: { id: 'appA', tag: '0001' }, destination: { id: 'appB', tag: '0002', protocol: 'tcp' as const, ports: { start: 8080, end: 8080 } } },
@@ -156,14 +157,6 @@ describe('kernel plan: iptables make-before-break', () => {
 describe('KernelCell converger (recording fake, no root)', () => {
   const ours: Lease = { underlay_ip: '198.18.0.12', overlay_subnet: '10.255.2.0/24', overlay_hardware_addr: 'ee:ee:0a:ff:02:00' };
   const theirs: Lease = { underlay_ip: '198.18.0.11', overlay_subnet: '10.255.1.0/24', overlay_hardware_addr: 'ee:ee:0a:ff:01:00' };
-  function fakeController(snap: Snapshot): ControllerClient {
-    return {
-      acquireLease: async () => ours,
-      renewLease: async (l: Lease) => l,
-      snapshot: async () => snap,
-      watch: (_v: number, signal?: AbortSignal) => new Promise((_r, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted')))),
-    } as unknown as ControllerClient;
-  }
 
   it('programs the VTEP, the remote lease and the rules, then swaps make-before-break when a container arrives', async () => {
     const exec = new FakeExec();
@@ -172,7 +165,7 @@ describe('KernelCell converger (recording fake, no root)', () => {
     let t = 1700000000;
     const cell = new KernelCell({
       name: 'cell2',
-      controller: fakeController({ version: 1, leases: [ours, theirs], policies: POLICIES, tags: [] }),
+      controller: fakeController(ours, { version: 1, leases: [ours, theirs], policies: POLICIES, tags: [] }),
       underlayIp: '198.18.0.12',
       underlayDev: 'eth0',
       underlayMtu: 1500,

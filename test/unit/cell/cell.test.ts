@@ -7,11 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import { startController, type RunningController } from '../../../src/control/server.js';
-import { ControllerClient } from '../../../src/control/client.js';
+import { ControllerClient } from '../../../src/net/controller-client.js';
 import { Cell } from '../../../src/cell/cell.js';
-import { memoryCellIo } from '../../../src/cell/io.js';
-import { FakeContainerNet } from '../../../src/cell/netns.js';
-import { MemoryUnderlay } from '../../../src/io/memory.js';
+import { memoryCellIo } from '../../../src/testing/cell-io.js';
+import { FakeContainerNet } from '../../../src/testing/fake-container-net.js';
+import { MemoryUnderlay } from '../../../src/testing/memory.js';
 import { formatRoute } from '../../../src/tables/route.js';
 import { containerFrame } from '../../helpers/packets.js';
 import { ipToU32 } from '../../../src/util/ip.js';
@@ -106,5 +106,27 @@ describe('cell agent', () => {
     await expect(c1.cell.addContainer({ app: 'appA', netns: 'ns1' })).rejects.toThrow(/already has a container/);
     await expect(c1.cell.addContainer({ app: 'bad app!', netns: 'ns2' })).rejects.toThrow(/app must be/);
     expect(c1.cell.listContainers().length).toBe(1);
+  });
+
+  it('a snapshot that changes no policy keeps the compiled rules and their hit counts', async () => {
+    const { client, c1, c2 } = await setup();
+    await c1.cell.addContainer({ app: 'appA', netns: 't-appA-0' });
+    await c2.cell.addContainer({ app: 'appB', netns: 't-appB-0' });
+    const tapA = c1.io.taps.get('s-010255001002')!;
+    const tapB = c2.io.taps.get('s-010255002002')!;
+    await client.addPolicies([{ source: { id: 'appB' }, destination: { id: 'appA', protocol: 'tcp', ports: { start: 8080, end: 8080 } } }]);
+    await until(() => c2.cell.dp.port(0)?.tag === 1 && c1.cell.dp.plan.accepts.length === 1 && c2.cell.dp.routes.lookup(ipToU32('10.255.1.2')) !== undefined);
+    tapB.inject(containerFrame('10.255.2.2', '10.255.1.2', { proto: 'tcp', sport: 40002, dport: 8080, flags: 0x02 }));
+    await until(() => tapA.written.length === 1);
+    expect(c1.cell.dp.ruleHits[0]).toBe(1);
+    const plan = c1.cell.dp.plan;
+    // The same policies again (a lease renewal or any other change bumps the version).
+    await c1.cell.applySnapshot({ ...(await client.snapshot()), version: 1000 });
+    expect(c1.cell.dp.plan).toBe(plan);
+    expect(c1.cell.dp.ruleHits[0]).toBe(1);
+    // A real change replans.
+    await client.addPolicies([{ source: { id: 'appB' }, destination: { id: 'appA', protocol: 'udp', ports: { start: 53, end: 53 } } }]);
+    await until(() => c1.cell.dp.plan.accepts.length === 2);
+    expect(c1.cell.dp.plan).not.toBe(plan);
   });
 });

@@ -7,13 +7,13 @@ import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
 import { startController, type RunningController } from '../../../src/control/server.js';
-import { ControllerClient } from '../../../src/control/client.js';
+import { ControllerClient } from '../../../src/net/controller-client.js';
 import { Cell } from '../../../src/cell/cell.js';
-import { memoryCellIo } from '../../../src/cell/io.js';
-import { FakeContainerNet } from '../../../src/cell/netns.js';
-import { MemoryUnderlay } from '../../../src/io/memory.js';
+import { memoryCellIo } from '../../../src/testing/cell-io.js';
+import { FakeContainerNet } from '../../../src/testing/fake-container-net.js';
+import { MemoryUnderlay } from '../../../src/testing/memory.js';
 import { serveAdmin } from '../../../src/cell/admin.js';
-import type { JsonServer } from '../../../src/control/http.js';
+import type { JsonServer } from '../../../src/net/http.js';
 import { runPlugin } from '../../../src/cni/plugin.js';
 
 let ctl: RunningController | undefined;

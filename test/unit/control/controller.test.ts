@@ -17,7 +17,7 @@ function make(opts: { now?: () => number; store?: MemoryStore; leaseExpirySecond
 }
 
 describe('Controller policies and tags', () => {
-  it('allocates tags source first, lowest free, and fills both tags on the internal list (seed 000 shape)', () => {
+  it('allocates tags source first, lowest free, and fills both tags on the internal list (the internal API shape)', () => {
     const { c } = make();
     expect(c.addPolicies([pk('appA', 'appB')])).toBe(1);
     expect(c.internalPolicies()).toEqual([

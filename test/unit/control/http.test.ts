@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { httpJson, Router, serve, HttpError, UnreachableError, HttpTimeoutError, type JsonServer } from '../../../src/control/http.js';
+import { httpJson, Router, serve, HttpError, UnreachableError, HttpTimeoutError, type JsonServer } from '../../../src/net/http.js';
 
 let dir: string;
 let servers: JsonServer[] = [];

@@ -88,6 +88,46 @@ describe('SqliteStore', () => {
     c2.close();
   });
 
+  it('a schema 1 file is migrated in place: its tags become type "app", unpinned', () => {
+    const file = path.join(dir, 'old.db');
+    const db = new Database(file);
+    db.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+      CREATE TABLE tags (id TEXT PRIMARY KEY, tag INTEGER NOT NULL UNIQUE);
+      CREATE TABLE policies (seq INTEGER PRIMARY KEY AUTOINCREMENT, source_id TEXT NOT NULL, dest_id TEXT NOT NULL,
+        protocol TEXT NOT NULL, start_port INTEGER NOT NULL, end_port INTEGER NOT NULL,
+        UNIQUE (source_id, dest_id, protocol, start_port, end_port));
+      CREATE TABLE leases (underlay_ip TEXT PRIMARY KEY, overlay_subnet TEXT NOT NULL UNIQUE, expires_at INTEGER NOT NULL);
+      INSERT INTO meta VALUES ('schema', 1), ('version', 3);
+      INSERT INTO tags VALUES ('a', 1), ('b', 2);
+      INSERT INTO policies (source_id, dest_id, protocol, start_port, end_port) VALUES ('a', 'b', 'tcp', 80, 80);
+    `);
+    db.close();
+    const s = new SqliteStore(file);
+    expect(s.load()).toMatchObject({ version: 3, tags: [{ id: 'a', tag: 1 }, { id: 'b', tag: 2 }] });
+    s.commit({ version: 4, addTags: [{ id: 'space-1', tag: 3, type: 'space', pinned: true }] });
+    s.close();
+    const again = new SqliteStore(file);
+    expect(again.load().tags).toEqual([{ id: 'a', tag: 1 }, { id: 'b', tag: 2 }, { id: 'space-1', tag: 3, type: 'space', pinned: true }]);
+    again.close();
+    const raw = new Database(file, { readonly: true });
+    expect(raw.prepare(`SELECT value FROM meta WHERE key = 'schema'`).get()).toEqual({ value: 2 });
+    raw.close();
+  });
+
+  it('a tag made by PUT .../internal/tags survives a restart without policies; a leased subnet of an older network too', () => {
+    const file = path.join(dir, 'c.db');
+    const c1 = new Controller({ store: new SqliteStore(file) });
+    expect(c1.createTag('space-1', 'space')).toEqual({ id: 'space-1', tag: '0001', type: 'space' });
+    const old = c1.acquireLease('198.18.0.11');
+    c1.close();
+    const c2 = new Controller({ store: new SqliteStore(file), overlayNetwork: '10.254.0.0/16' });
+    expect(c2.typedTags()).toEqual([{ id: 'space-1', tag: '0001', type: 'space' }]);
+    expect(c2.leases()).toEqual([old]);
+    expect(c2.renewLease(old)).toEqual(old);
+    c2.close();
+  });
+
   it('a bad path is one clear error', () => {
     expect(() => new SqliteStore(path.join(dir, 'missing-dir', 'c.db'))).toThrow(/cannot open the store/);
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { TagAllocator, TagExhaustedError, formatTag, parseTag, MAX_TAG } from '../../../src/policy/tags.js';
 
 describe('formatTag / parseTag', () => {
-  it('prints %04X as the policy server does (seed 000: appA 0004, appB 0005)', () => {
+  it('prints %04X as the policy server does (appA 0004, appB 0005)', () => {
     expect(formatTag(4)).toBe('0004');
     expect(formatTag(5)).toBe('0005');
     expect(formatTag(0xabc)).toBe('0ABC');

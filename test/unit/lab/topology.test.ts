@@ -3,7 +3,7 @@ import { IFNAME_MAX, labNamespaces, planLab, validatePrefix } from '../../../src
 import { CliError } from '../../../src/cli/util.js';
 
 describe('lab plan', () => {
-  it('names everything after the prefix, as DESIGN.md says', () => {
+  it('names everything after the prefix, as the lab promises', () => {
     const p = planLab({ prefix: 'sw' });
     expect(p.namespaces).toEqual(['sw-underlay', 'sw-cell1', 'sw-cell2', 'sw-appA-0', 'sw-appB-0']);
     expect(p.dir).toMatch(/\/sw$/);

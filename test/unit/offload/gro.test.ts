@@ -1,15 +1,16 @@
 // GroPlanner: which TCP segments are merged into one GSO super-frame, and the
-// exact bytes the TAP gets. Built from seed 002's delivered frame (the real
-// bytes tcpdump saw on the destination container's eth0), re-cut into
+// exact bytes the TAP gets. Built from the delivered frame in
+// test/vectors/seed002.ts (the real bytes tcpdump saw on the destination
+// container's eth0), re-cut into
 // segments with independently computed checksums (referenceChecksum, the
 // fold-every-word RFC 1071 reference). A super-frame is checked byte for byte
 // and also by re-segmenting it the way the kernel's tcp_gso_segment() would:
 // that must give back the original frames exactly.
 import { describe, expect, it } from 'vitest';
 import { referenceChecksum } from '../../../src/wire/checksum.js';
-import { fastSum, GroPlanner, packetBytes, PKT_WORDS, VNET_HDR_LEN } from '../../../src/io/gro.js';
+import { fastSum, GroPlanner, packetBytes, PKT_WORDS, VNET_HDR_LEN } from '../../../src/offload/gro.js';
 import { foldChecksum } from '../../../src/wire/checksum.js';
-import { vnetDefault } from '../../../src/io/tap.js';
+import { vnetDefault } from '../../../src/offload/options.js';
 import { seedBytes } from '../../vectors/seed002.js';
 
 const SEED = seedBytes('DST_CONTAINER_ETH0'); // 91 bytes: eth 14 + ip 20 + tcp 32 (nop,nop,TS) + 25 payload
@@ -187,6 +188,18 @@ describe('GroPlanner: merging', () => {
     put16(g2, 50, 0);
     expect(finished).toBe(referenceChecksum(g2.subarray(34), [0x0aff, 0x6303, 0x0aff, 0x8402, 6, THL + total]));
     expect(g.counters).toEqual({ superFrames: 1, mergedFrames: 20, badChecksum: 0 });
+  });
+
+  it('with merging off (tap-tso without tap-gro) the same run goes out frame by frame, each with DATA_VALID', () => {
+    const frames = stream(20, 1000);
+    const on = plan(frames);
+    expect(on.frames).toEqual([20]);
+    const { pkts, frames: fr } = plan(frames, new GroPlanner(64, 256, true, false));
+    expect(fr).toEqual(new Array(20).fill(1));
+    pkts.forEach((p, k) => {
+      expect(Array.from(p.subarray(0, VNET_HDR_LEN))).toEqual([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+      expect(Buffer.from(p.subarray(VNET_HDR_LEN)).equals(Buffer.from(frames[k]!))).toBe(true);
+    });
   });
 
   it('re-segmenting the super-frame at gso_size gives back the original frames exactly', () => {

@@ -8,16 +8,37 @@
 // disappear, a send takes full IPv4 packets and the receiver sees only the UDP
 // payload with the outer source address and port.
 import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
+import { Drop } from '../dataplane/counters.js';
 import { u32ToIp } from '../util/ip.js';
-import type { DatagramSocket, FrameDevice } from './types.js';
+import { readU16, readU32 } from '../wire/bytes.js';
+import {
+  IPPROTO_UDP,
+  IPV4_DST,
+  IPV4_FLAGS_FRAG,
+  IPV4_FLAG_MF,
+  IPV4_FRAG_OFFSET_MASK,
+  IPV4_HEADER_LEN,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IPV4_TOTAL_LEN,
+  IPV4_VER_IHL,
+  UDP_CHECKSUM,
+  UDP_DST_PORT,
+  UDP_HEADER_LEN,
+  UDP_LENGTH,
+  UDP_SRC_PORT,
+} from '../offload/fields.js';
+import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 
-const DEFAULT_CAPACITY = 64;
+const DEFAULT_CAPACITY = BATCH_SIZE;
 const DEFAULT_SLOT = 2048;
 
 export interface MemoryBatchOptions {
   capacity?: number;
   slotSize?: number;
   headroom?: number;
+  /** The cell's drop-reason table: the device's drops are counted there too, as the real devices do. */
+  drops?: Float64Array;
 }
 
 function makeBatch(opts: MemoryBatchOptions): FrameBatch {
@@ -41,10 +62,12 @@ export class MemoryFrameDevice implements FrameDevice {
   private delivering = false;
   private goneErr: Error | undefined;
   private closed = false;
+  private readonly drops: Float64Array | undefined;
 
   constructor(name = 'mem0', opts: MemoryBatchOptions = {}) {
     this.name = name;
     this.batch = makeBatch(opts);
+    this.drops = opts.drops;
   }
 
   start(onBatch: (batch: FrameBatch) => void, onGone?: (err: Error) => void): void {
@@ -65,6 +88,7 @@ export class MemoryFrameDevice implements FrameDevice {
     for (const f of frames) {
       if (f.length > this.batch.maxFrame) {
         this.stats.rxOversize++;
+        if (this.drops) this.drops[Drop.TapRxOversize]!++;
         continue;
       }
       this.pending.push(f.slice());
@@ -82,6 +106,7 @@ export class MemoryFrameDevice implements FrameDevice {
   write(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, count: number): number {
     if (this.closed || this.goneErr) {
       this.stats.txDropGone += count;
+      if (this.drops) this.drops[Drop.TapTxGone]! += count;
       return 0;
     }
     let k = 0;
@@ -95,6 +120,7 @@ export class MemoryFrameDevice implements FrameDevice {
     }
     this.stats.txFrames += k;
     this.stats.txDropFull += count - k;
+    if (this.drops) this.drops[Drop.TapTxFull]! += count - k;
     return k;
   }
 
@@ -202,7 +228,7 @@ export class MemoryUnderlay {
   join(ip: number, opts: MemoryBatchOptions & { port?: number } = {}): MemoryDatagramSocket {
     ip >>>= 0;
     if (this.sockets.has(ip)) throw new Error(`underlay address ${u32ToIp(ip)} is already taken`);
-    const s = new MemoryDatagramSocket(this, ip, opts.port ?? 4789, makeBatch(opts));
+    const s = new MemoryDatagramSocket(this, ip, opts.port ?? 4789, makeBatch(opts), opts.drops);
     this.sockets.set(ip, s);
     return s;
   }
@@ -237,19 +263,19 @@ export class MemoryUnderlay {
       this.drops[reason]++;
       return false;
     }
-    const ihl = (slab[off]! & 0x0f) * 4;
-    let src = readU32(slab, off + 12);
+    const ihl = (slab[off + IPV4_VER_IHL]! & 0x0f) * 4;
+    let src = readU32(slab, off + IPV4_SRC);
     if (src === 0) src = from.ip;
-    const dst = readU32(slab, off + 16);
+    const dst = readU32(slab, off + IPV4_DST);
     this.sent.push({ src, dst, nextHop: nextHop >>> 0, bytes: slab.slice(off, off + len) });
     const udp = off + ihl;
-    const dstPort = (slab[udp + 2]! << 8) | slab[udp + 3]!;
+    const dstPort = readU16(slab, udp + UDP_DST_PORT);
     const to = this.sockets.get(dst);
     if (!to || to.port !== dstPort || to.isClosed) {
       this.drops.noListener++;
       return true; // the sender's kernel took it; it is lost on the way, as on a real network
     }
-    to.enqueue({ payload: slab.slice(udp + 8, off + len), srcIp: src, srcPort: (slab[udp]! << 8) | slab[udp + 1]! });
+    to.enqueue({ payload: slab.slice(udp + UDP_HEADER_LEN, off + len), srcIp: src, srcPort: readU16(slab, udp + UDP_SRC_PORT) });
     if (this.delivery === 'microtask' && !this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => {
@@ -272,13 +298,15 @@ export class MemoryDatagramSocket implements DatagramSocket {
   private onBatch: ((batch: FrameBatch) => void) | undefined;
   private delivering = false;
   private closed = false;
+  private readonly drops: Float64Array | undefined;
 
   /** @internal use MemoryUnderlay.join() */
-  constructor(hub: MemoryUnderlay, ip: number, port: number, batch: FrameBatch) {
+  constructor(hub: MemoryUnderlay, ip: number, port: number, batch: FrameBatch, drops?: Float64Array) {
     this.hub = hub;
     this.ip = ip;
     this.port = port;
     this.batch = batch;
+    this.drops = drops;
   }
 
   get isClosed(): boolean {
@@ -305,7 +333,10 @@ export class MemoryDatagramSocket implements DatagramSocket {
       const len = lens[k]!;
       if (off + len > slab.length) throw new RangeError(`packet ${k} (offset ${off}, length ${len}) lies outside the slab`);
       if (this.hub.route(this, slab, off, len, dsts[k]!)) sent++;
-      else this.stats.txRefused++;
+      else {
+        this.stats.txRefused++;
+        if (this.drops) this.drops[Drop.UnderlayTxRefused]!++;
+      }
     }
     this.stats.txPackets += sent;
     // 'sync': the whole send() lands as one burst, so receivers see real batches.
@@ -336,7 +367,10 @@ export class MemoryDatagramSocket implements DatagramSocket {
         while (b.count < b.capacity && this.inbox.length > 0) {
           const d = this.inbox.shift()!;
           // A real socket truncates (MSG_TRUNC) and the native receiver drops such datagrams.
-          if (!b.push(d.payload, d.srcIp, d.srcPort)) this.stats.rxOversize++;
+          if (!b.push(d.payload, d.srcIp, d.srcPort)) {
+            this.stats.rxOversize++;
+            if (this.drops) this.drops[Drop.UnderlayRxOversize]!++;
+          }
         }
         if (b.count === 0) continue;
         this.stats.rxBatches++;
@@ -352,27 +386,23 @@ export class MemoryDatagramSocket implements DatagramSocket {
 }
 
 // ---------------------------------------------------------------------------
-// Outer header checks: plain byte reads (RFC 791 §3.1, RFC 768), deliberately
-// independent of src/wire so the fake can catch mistakes there.
-
-function readU32(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
+// Outer header checks (RFC 791 §3.1, RFC 768): field offsets by name, but the
+// checks and the checksum are this file's own, independent of the views and
+// checksum code in src/wire, so the fake can catch mistakes there.
 
 function checkOuter(b: Uint8Array, off: number, len: number): UnderlayDropReason | undefined {
-  if (len < 28) return 'short';
-  const vihl = b[off]!;
+  if (len < IPV4_HEADER_LEN + UDP_HEADER_LEN) return 'short';
+  const vihl = b[off + IPV4_VER_IHL]!;
   const ihl = (vihl & 0x0f) * 4;
-  if (vihl >> 4 !== 4 || ihl < 20) return 'notIpv4';
-  const total = (b[off + 2]! << 8) | b[off + 3]!;
-  if (total !== len || ihl + 8 > len) return 'badLength';
-  const frag = (b[off + 6]! << 8) | b[off + 7]!;
-  if ((frag & 0x3fff) !== 0) return 'fragment'; // MF (0x2000) or an offset
-  if (b[off + 9] !== 17) return 'notUdp';
+  if (vihl >> 4 !== 4 || ihl < IPV4_HEADER_LEN) return 'notIpv4';
+  const total = readU16(b, off + IPV4_TOTAL_LEN);
+  if (total !== len || ihl + UDP_HEADER_LEN > len) return 'badLength';
+  if ((readU16(b, off + IPV4_FLAGS_FRAG) & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK)) !== 0) return 'fragment';
+  if (b[off + IPV4_PROTOCOL] !== IPPROTO_UDP) return 'notUdp';
   const udp = off + ihl;
-  const udpLen = (b[udp + 4]! << 8) | b[udp + 5]!;
+  const udpLen = readU16(b, udp + UDP_LENGTH);
   if (udpLen !== len - ihl) return 'badUdpLength';
-  const csum = (b[udp + 6]! << 8) | b[udp + 7]!;
+  const csum = readU16(b, udp + UDP_CHECKSUM);
   if (csum !== 0 && udpChecksum(b, off, ihl, udpLen) !== 0) return 'badChecksum';
   return undefined;
 }
@@ -380,8 +410,8 @@ function checkOuter(b: Uint8Array, off: number, len: number): UnderlayDropReason
 /** One's-complement sum over the pseudo-header and the UDP datagram; 0 when the checksum verifies. */
 function udpChecksum(b: Uint8Array, off: number, ihl: number, udpLen: number): number {
   let sum = 0;
-  for (let i = 12; i < 20; i += 2) sum += (b[off + i]! << 8) | b[off + i + 1]!;
-  sum += 17 + udpLen;
+  for (let i = IPV4_SRC; i < IPV4_DST + 4; i += 2) sum += (b[off + i]! << 8) | b[off + i + 1]!;
+  sum += IPPROTO_UDP + udpLen;
   const udp = off + ihl;
   for (let i = 0; i + 1 < udpLen; i += 2) sum += (b[udp + i]! << 8) | b[udp + i + 1]!;
   if (udpLen & 1) sum += b[udp + udpLen - 1]! << 8;

@@ -39,6 +39,34 @@
 // Allocation: everything is preallocated in the constructor; plan() only
 // reads the slab and writes numbers into typed arrays.
 import { foldChecksum, internetChecksum, onesComplementSum, pseudoHeaderSum } from '../wire/checksum.js';
+import { readU16, readU32, writeU16 } from '../wire/bytes.js';
+import {
+  ETH_HEADER_LEN,
+  ETH_TYPE,
+  ETHERTYPE_IPV4,
+  IPPROTO_TCP,
+  IPV4_CHECKSUM,
+  IPV4_DSCP_ECN,
+  IPV4_DST,
+  IPV4_FLAG_DF,
+  IPV4_FLAG_MF,
+  IPV4_FLAGS_FRAG,
+  IPV4_FRAG_OFFSET_MASK,
+  IPV4_HEADER_LEN,
+  IPV4_IDENT,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IPV4_TOTAL_LEN,
+  IPV4_TTL,
+  IPV4_VER_IHL,
+  IPV4_VER_IHL_NO_OPTIONS,
+  TCP_ACK,
+  TCP_CHECKSUM,
+  TCP_DATA_OFF,
+  TCP_FLAGS,
+  TCP_HEADER_LEN,
+  TCP_SEQ,
+} from './fields.js';
 
 /** 16- and 32-bit views of one slab, made once per slab (the cell hands over the same few slabs). */
 interface SlabViews {
@@ -110,22 +138,37 @@ function sumWith(v: SlabViews | undefined, buf: Uint8Array, off: number, len: nu
 
 /** sizeof(struct virtio_net_hdr) (include/uapi/linux/virtio_net.h); the TAP's default vnet header size. */
 export const VNET_HDR_LEN = 10;
+/** struct virtio_net_hdr fields (little-endian u16s on the TAP: TUN's legacy byte order is the host's). */
+export const VNET_FLAGS = 0;
+export const VNET_GSO_TYPE = 1;
+export const VNET_HDR_LEN_FIELD = 2;
+export const VNET_GSO_SIZE = 4;
+export const VNET_CSUM_START = 6;
+export const VNET_CSUM_OFFSET = 8;
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
 export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 
-/** Segments per super-frame at most (the cell's batch is 64 frames). */
+/**
+ * Segments per super-frame at most. Bounds the plan's arrays; in practice a run is shorter: it never
+ * spans two write calls (a cell writes at most BATCH_SIZE frames per call, src/io/types.ts), and the
+ * 64 KiB IP length holds 45 segments of 1448 bytes.
+ */
 export const MAX_SEGS = 64;
 /** Words per packet in `pkts`: hdrOff, hdrLen, iovFirst, iovCount (what native writeVnet reads). */
 export const PKT_WORDS = 4;
 
-const ETH_LEN = 14;
-const IP_LEN = 20; // IHL 5 only
+const ETH_LEN = ETH_HEADER_LEN;
+const IP_LEN = IPV4_HEADER_LEN; // IHL 5 only
 const TCP_OFF = ETH_LEN + IP_LEN; // 34: csum_start of every super-frame
-const TCP_CSUM_OFFSET = 16;
+const TCP_CSUM_OFFSET = TCP_CHECKSUM;
+/** TCP flag bits (byte TCP_FLAGS). */
 const ACK = 0x10;
 const PSH = 0x08;
+/** The DF and MF bits and fragment offset of the IPv4 flags word, as bits of its first byte / the whole word. */
+const IP_DF_BYTE = IPV4_FLAG_DF >>> 8;
+const IP_FRAG_MASK = IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK;
 // Fixed header pieces: a zero header (no claim about the frame) and one with
 // DATA_VALID (the TCP checksum was verified here).
 const HDR_ZERO = 0;
@@ -163,6 +206,8 @@ export class GroPlanner {
   readonly counters: GroCounters = { superFrames: 0, mergedFrames: 0, badChecksum: 0 };
   /** Verify TCP checksums (merge and DATA_VALID only for verified segments). */
   verify: boolean;
+  /** Merge runs into super-frames (tap-gro); when false every frame is written alone behind its header. */
+  merge: boolean;
 
   // classify() results for the frame at cIdx, so the frame that ends a run is
   // not classified (and checksummed) again when it starts the next one.
@@ -171,10 +216,11 @@ export class GroPlanner {
   // Word views of the slab being planned (a WeakMap lookup per plan() call, not per segment).
   private views: SlabViews | undefined;
 
-  constructor(maxPkts = 64, maxFrames = 256, verify = true) {
+  constructor(maxPkts = 64, maxFrames = 256, verify = true, merge = true) {
     this.maxPkts = maxPkts;
     this.maxFrames = maxFrames;
     this.verify = verify;
+    this.merge = merge;
     this.hdrs = new Uint8Array(SLOT_BASE + maxPkts * HDR_SLOT);
     this.hdrs[HDR_VALID] = VIRTIO_NET_HDR_F_DATA_VALID;
     this.pkts = new Uint32Array(maxPkts * PKT_WORDS);
@@ -204,14 +250,14 @@ export class GroPlanner {
       // A run can start only at a verified data segment without PSH.
       let segs = 1;
       let total = hres;
-      if (hres > 0 && slab[ho + TCP_OFF + 13]! === ACK) {
-        const thl = (slab[ho + TCP_OFF + 12]! >>> 4) * 4;
+      if (this.merge && hres > 0 && slab[ho + TCP_OFF + TCP_FLAGS]! === ACK) {
+        const thl = (slab[ho + TCP_OFF + TCP_DATA_OFF]! >>> 4) * 4;
         const mss = hres;
         const maxPayload = 65535 - IP_LEN - thl;
         const maxSegs = Math.min(MAX_SEGS, this.maxFrames - this.niovs);
-        const headSeq = readU32(slab, ho + TCP_OFF + 4);
-        const headId = (slab[ho + ETH_LEN + 4]! << 8) | slab[ho + ETH_LEN + 5]!;
-        const df = (slab[ho + ETH_LEN + 6]! & 0x40) !== 0;
+        const headSeq = readU32(slab, ho + TCP_OFF + TCP_SEQ);
+        const headId = readU16(slab, ho + ETH_LEN + IPV4_IDENT);
+        const df = (slab[ho + ETH_LEN + IPV4_FLAGS_FRAG]! & IP_DF_BYTE) !== 0;
         let last = hres;
         let psh = false;
         let j = i + 1;
@@ -219,12 +265,12 @@ export class GroPlanner {
           const co = offs[j]!;
           const cres = this.classifyAt(slab, j, co, lens[j]!);
           if (cres <= 0 || cres > mss || total + cres > maxPayload) break;
-          const flags = slab[co + TCP_OFF + 13]!;
-          // Byte 12 = data offset + reserved bits: equal, so the option bytes compared below line up.
-          if ((flags & ~PSH) !== ACK || slab[co + TCP_OFF + 12]! !== slab[ho + TCP_OFF + 12]!) break;
-          if (readU32(slab, co + TCP_OFF + 4) !== ((headSeq + total) >>> 0)) break;
+          const flags = slab[co + TCP_OFF + TCP_FLAGS]!;
+          // Data offset + reserved bits equal, so the option bytes compared below line up.
+          if ((flags & ~PSH) !== ACK || slab[co + TCP_OFF + TCP_DATA_OFF]! !== slab[ho + TCP_OFF + TCP_DATA_OFF]!) break;
+          if (readU32(slab, co + TCP_OFF + TCP_SEQ) !== ((headSeq + total) >>> 0)) break;
           if (!sameHeaders(slab, ho, co, thl)) break;
-          const id = (slab[co + ETH_LEN + 4]! << 8) | slab[co + ETH_LEN + 5]!;
+          const id = readU16(slab, co + ETH_LEN + IPV4_IDENT);
           if (id !== ((headId + segs) & 0xffff) && !(df && id === headId)) break;
           total += cres;
           last = cres;
@@ -274,33 +320,26 @@ export class GroPlanner {
     const ho = offs[i]!;
     // struct virtio_net_hdr, little-endian (TUN's legacy byte order is the host's; we run on
     // x86-64/arm64 — TapDevice refuses vnetHdr on big-endian hosts).
-    hdrs[s] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-    hdrs[s + 1] = VIRTIO_NET_HDR_GSO_TCPV4;
-    writeLe16(hdrs, s + 2, headLen); // hdr_len
-    writeLe16(hdrs, s + 4, mss); // gso_size
-    writeLe16(hdrs, s + 6, TCP_OFF); // csum_start
-    writeLe16(hdrs, s + 8, TCP_CSUM_OFFSET); // csum_offset
+    hdrs[s + VNET_FLAGS] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    hdrs[s + VNET_GSO_TYPE] = VIRTIO_NET_HDR_GSO_TCPV4;
+    writeLe16(hdrs, s + VNET_HDR_LEN_FIELD, headLen);
+    writeLe16(hdrs, s + VNET_GSO_SIZE, mss);
+    writeLe16(hdrs, s + VNET_CSUM_START, TCP_OFF);
+    writeLe16(hdrs, s + VNET_CSUM_OFFSET, TCP_CSUM_OFFSET);
     const h = s + VNET_HDR_LEN;
     for (let k = 0; k < headLen; k++) hdrs[h + k] = slab[ho + k]!;
     const ip = h + ETH_LEN;
-    const ipTotal = IP_LEN + thl + total;
-    hdrs[ip + 2] = ipTotal >>> 8;
-    hdrs[ip + 3] = ipTotal & 0xff;
-    hdrs[ip + 10] = 0;
-    hdrs[ip + 11] = 0;
-    const ipc = internetChecksum(hdrs, ip, IP_LEN);
-    hdrs[ip + 10] = ipc >>> 8;
-    hdrs[ip + 11] = ipc & 0xff;
+    writeU16(hdrs, ip + IPV4_TOTAL_LEN, IP_LEN + thl + total);
+    writeU16(hdrs, ip + IPV4_CHECKSUM, 0);
+    writeU16(hdrs, ip + IPV4_CHECKSUM, internetChecksum(hdrs, ip, IP_LEN));
     const tcp = ip + IP_LEN;
-    if (psh) hdrs[tcp + 13] = hdrs[tcp + 13]! | PSH;
+    if (psh) hdrs[tcp + TCP_FLAGS] = hdrs[tcp + TCP_FLAGS]! | PSH;
     // CHECKSUM_PARTIAL convention (Linux tcp_v4_send_check, tcp4_gro_complete): the field holds
     // the folded, uncomplemented pseudo-header sum over the whole super-segment's TCP length;
     // whoever finishes the checksum adds the bytes from csum_start on.
-    const src = readU32(hdrs, ip + 12);
-    const dst = readU32(hdrs, ip + 16);
-    const partial = ~foldChecksum(pseudoHeaderSum(src, dst, 6, thl + total)) & 0xffff;
-    hdrs[tcp + 16] = partial >>> 8;
-    hdrs[tcp + 17] = partial & 0xff;
+    const src = readU32(hdrs, ip + IPV4_SRC);
+    const dst = readU32(hdrs, ip + IPV4_DST);
+    writeU16(hdrs, tcp + TCP_CHECKSUM, ~foldChecksum(pseudoHeaderSum(src, dst, IPPROTO_TCP, thl + total)) & 0xffff);
 
     const pw = p * PKT_WORDS;
     this.pkts[pw] = s;
@@ -310,7 +349,7 @@ export class GroPlanner {
     const iovs = this.iovs;
     for (let k = 0; k < segs; k++) {
       const o = offs[i + k]!;
-      const ipLen = (slab[o + ETH_LEN + 2]! << 8) | slab[o + ETH_LEN + 3]!;
+      const ipLen = readU16(slab, o + ETH_LEN + IPV4_TOTAL_LEN);
       const n = this.niovs++;
       iovs[n * 2] = o + headLen;
       iovs[n * 2 + 1] = ipLen - IP_LEN - thl;
@@ -334,21 +373,22 @@ export class GroPlanner {
    * BAD_CSUM when its TCP checksum fails (only with verify on); else its TCP payload length.
    */
   private classify(slab: Uint8Array, off: number, len: number): number {
-    if (len < TCP_OFF + 20 || off + len > slab.length) return NOT_TCP;
-    if (slab[off + 12]! !== 0x08 || slab[off + 13]! !== 0x00) return NOT_TCP;
+    if (len < TCP_OFF + TCP_HEADER_LEN || off + len > slab.length) return NOT_TCP;
+    if (readU16(slab, off + ETH_TYPE) !== ETHERTYPE_IPV4) return NOT_TCP;
     const ip = off + ETH_LEN;
-    if (slab[ip]! !== 0x45 || slab[ip + 9]! !== 6) return NOT_TCP;
+    if (slab[ip + IPV4_VER_IHL]! !== IPV4_VER_IHL_NO_OPTIONS || slab[ip + IPV4_PROTOCOL]! !== IPPROTO_TCP) return NOT_TCP;
     // MF set or a fragment offset: a fragment, never merged (RFC 791 §3.1).
-    if ((slab[ip + 6]! & 0x3f) !== 0 || slab[ip + 7]! !== 0) return NOT_TCP;
-    const ipLen = (slab[ip + 2]! << 8) | slab[ip + 3]!;
+    if ((readU16(slab, ip + IPV4_FLAGS_FRAG) & IP_FRAG_MASK) !== 0) return NOT_TCP;
+    const ipLen = readU16(slab, ip + IPV4_TOTAL_LEN);
     // Ethernet may pad a short frame, never truncate one.
-    if (ipLen > len - ETH_LEN || ipLen < IP_LEN + 20) return NOT_TCP;
+    if (ipLen > len - ETH_LEN || ipLen < IP_LEN + TCP_HEADER_LEN) return NOT_TCP;
     const tcp = ip + IP_LEN;
-    const thl = (slab[tcp + 12]! >>> 4) * 4;
-    if (thl < 20 || thl > ipLen - IP_LEN) return NOT_TCP;
+    const thl = (slab[tcp + TCP_DATA_OFF]! >>> 4) * 4;
+    if (thl < TCP_HEADER_LEN || thl > ipLen - IP_LEN) return NOT_TCP;
     const segLen = ipLen - IP_LEN;
     if (this.verify) {
-      const sum = sumWith(this.views, slab, tcp, segLen) + pseudoHeaderSum(readU32(slab, ip + 12), readU32(slab, ip + 16), 6, segLen);
+      const pseudo = pseudoHeaderSum(readU32(slab, ip + IPV4_SRC), readU32(slab, ip + IPV4_DST), IPPROTO_TCP, segLen);
+      const sum = sumWith(this.views, slab, tcp, segLen) + pseudo;
       if (foldChecksum(sum) !== 0) {
         this.counters.badChecksum++;
         return BAD_CSUM;
@@ -363,19 +403,15 @@ function sameHeaders(slab: Uint8Array, a: number, b: number, thl: number): boole
   for (let k = 0; k < ETH_LEN; k++) if (slab[a + k] !== slab[b + k]) return false;
   const ia = a + ETH_LEN;
   const ib = b + ETH_LEN;
-  if (slab[ia + 1] !== slab[ib + 1] || slab[ia + 8] !== slab[ib + 8]) return false; // TOS, TTL
-  if ((slab[ia + 6]! & 0x40) !== (slab[ib + 6]! & 0x40)) return false; // DF
-  for (let k = 12; k < 20; k++) if (slab[ia + k] !== slab[ib + k]) return false;
+  if (slab[ia + IPV4_DSCP_ECN] !== slab[ib + IPV4_DSCP_ECN] || slab[ia + IPV4_TTL] !== slab[ib + IPV4_TTL]) return false;
+  if ((slab[ia + IPV4_FLAGS_FRAG]! & IP_DF_BYTE) !== (slab[ib + IPV4_FLAGS_FRAG]! & IP_DF_BYTE)) return false;
+  for (let k = IPV4_SRC; k < IPV4_DST + 4; k++) if (slab[ia + k] !== slab[ib + k]) return false; // addresses
   const ta = ia + IP_LEN;
   const tb = ib + IP_LEN;
-  for (let k = 0; k < 4; k++) if (slab[ta + k] !== slab[tb + k]) return false; // ports
-  for (let k = 8; k < 12; k++) if (slab[ta + k] !== slab[tb + k]) return false; // ACK number
-  for (let k = 20; k < thl; k++) if (slab[ta + k] !== slab[tb + k]) return false; // options
+  for (let k = 0; k < TCP_SEQ; k++) if (slab[ta + k] !== slab[tb + k]) return false; // ports
+  for (let k = TCP_ACK; k < TCP_ACK + 4; k++) if (slab[ta + k] !== slab[tb + k]) return false; // ACK number
+  for (let k = TCP_HEADER_LEN; k < thl; k++) if (slab[ta + k] !== slab[tb + k]) return false; // options
   return true;
-}
-
-function readU32(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 }
 
 function writeLe16(b: Uint8Array, o: number, v: number): void {

@@ -6,7 +6,10 @@
 //
 // Input: one raw packet = struct virtio_net_hdr (10 bytes, little-endian:
 // include/uapi/linux/virtio_net.h) + Ethernet frame, in a scratch buffer the
-// native reader fills (native/tap.cc, ReadRaw). Output: consecutive slots of a
+// native reader fills (native/tap.cc, ReadRaw). Every dropped packet is
+// counted once in `counters` and, given the cell's drop-reason table, under
+// its reason there (tap-rx-bad-vnet, tap-rx-unsupported-gso, tap-rx-oversize).
+// Output: consecutive slots of a
 // FrameBatch. A super-frame that does not fit the free slots is carried:
 // fill() stops when the batch is full, the caller delivers the batch, and
 // fill() continues where it stopped (never dropped, never reordered).
@@ -17,8 +20,40 @@
 // i * gso_size, FIN and PSH only on the last segment, CWR only on the first,
 // fresh IPv4 header and TCP checksums. Nothing here allocates per packet.
 import type { FrameBatch } from '../dataplane/batch.js';
+import { Drop } from '../dataplane/counters.js';
 import { onesComplementSum, pseudoHeaderSum, foldChecksum } from '../wire/checksum.js';
-import { VNET_HDR_LEN, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_GSO_TCPV4 } from './gro.js';
+import { readU16, readU32, writeU16, writeU32 } from '../wire/bytes.js';
+import {
+  VNET_HDR_LEN,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_F_DATA_VALID,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+  VNET_CSUM_OFFSET,
+  VNET_CSUM_START,
+  VNET_FLAGS,
+  VNET_GSO_SIZE,
+  VNET_GSO_TYPE,
+  VNET_HDR_LEN_FIELD,
+} from './gro.js';
+import {
+  ETH_HEADER_LEN,
+  ETH_TYPE,
+  ETHERTYPE_IPV4,
+  IPPROTO_TCP,
+  IPV4_CHECKSUM,
+  IPV4_DST,
+  IPV4_HEADER_LEN,
+  IPV4_IDENT,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IPV4_TOTAL_LEN,
+  IPV4_VER_IHL,
+  TCP_CHECKSUM,
+  TCP_DATA_OFF,
+  TCP_FLAGS,
+  TCP_HEADER_LEN,
+  TCP_SEQ,
+} from './fields.js';
 
 export interface GsoCounters {
   /** Raw packets accepted with gso_type TCPV4. */
@@ -35,9 +70,7 @@ export interface GsoCounters {
   dropTooBig: number;
 }
 
-const ETH_HLEN = 14;
-const ETHERTYPE_IPV4 = 0x0800;
-const IPPROTO_TCP = 6;
+const ETH_HLEN = ETH_HEADER_LEN;
 const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_CWR = 0x80;
@@ -60,6 +93,7 @@ export class GsoSegmenter {
   private readonly raw: Uint8Array;
   private readonly raw32: Uint32Array | undefined;
   private readonly batch: FrameBatch;
+  private readonly drops: Float64Array | undefined;
   private readonly slab32: Uint32Array | undefined;
   private readonly slab16: Uint16Array | undefined;
   // The packet in progress (begin() .. done).
@@ -77,9 +111,13 @@ export class GsoSegmenter {
   private flags0 = 0;
   private pseudo = 0; // src + dst + proto part of the pseudo-header sum
 
-  /** `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for life. */
-  constructor(raw: Uint8Array, batch: FrameBatch) {
+  /**
+   * `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for
+   * life. `drops`: the cell's drop-reason table (indexed by Drop), if any.
+   */
+  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array) {
     this.raw = raw;
+    this.drops = drops;
     this.raw32 = u32View(raw);
     this.batch = batch;
     this.slab32 = u32View(batch.slab);
@@ -100,12 +138,12 @@ export class GsoSegmenter {
     this.next = 0;
     this.nseg = 0;
     if (len <= VNET_HDR_LEN || off + len > r.length) return this.bad();
-    const flags = r[off]!;
-    const gsoType = r[off + 1]!;
-    const hdrLen = r[off + 2]! | (r[off + 3]! << 8);
-    const gsoSize = r[off + 4]! | (r[off + 5]! << 8);
-    const csumStart = r[off + 6]! | (r[off + 7]! << 8);
-    const csumOffset = r[off + 8]! | (r[off + 9]! << 8);
+    const flags = r[off + VNET_FLAGS]!;
+    const gsoType = r[off + VNET_GSO_TYPE]!;
+    const hdrLen = readLe16(r, off + VNET_HDR_LEN_FIELD);
+    const gsoSize = readLe16(r, off + VNET_GSO_SIZE);
+    const csumStart = readLe16(r, off + VNET_CSUM_START);
+    const csumOffset = readLe16(r, off + VNET_CSUM_OFFSET);
     const f = off + VNET_HDR_LEN;
     const flen = len - VNET_HDR_LEN;
     this.frame = f;
@@ -116,18 +154,14 @@ export class GsoSegmenter {
     if (needsCsum && (csumStart < ETH_HLEN || csumStart + csumOffset + 2 > flen)) return this.bad();
     if (gsoType === 0) {
       if (flen < ETH_HLEN) return this.bad();
-      if (flen > this.batch.maxFrame) {
-        this.counters.dropTooBig++;
-        return false;
-      }
+      if (flen > this.batch.maxFrame) return this.tooBig();
       if (needsCsum) {
         // skb_checksum_help(): the field holds the pseudo-header sum; sum from csum_start to the end
         // (field included) and store the complement. 0 becomes 0xffff (CSUM_MANGLED_0: for UDP 0 means
         // "no checksum"; for TCP both encodings verify).
         const sum = onesComplementSum(r, f + csumStart, flen - csumStart);
         const c = foldChecksum(sum) || 0xffff;
-        r[f + csumStart + csumOffset] = c >>> 8;
-        r[f + csumStart + csumOffset + 1] = c & 0xff;
+        writeU16(r, f + csumStart + csumOffset, c);
         this.counters.csumCompleted++;
       }
       this.gso = false;
@@ -137,40 +171,33 @@ export class GsoSegmenter {
     if ((gsoType & VIRTIO_NET_HDR_GSO_ECN) !== 0 || gsoType !== VIRTIO_NET_HDR_GSO_TCPV4) return this.unsupported();
     // The kernel sets NEEDS_CSUM on every GSO packet (virtio_net_hdr_from_skb); hdr_len is skb_headlen(),
     // which may include payload, so it is only range-checked and the headers are parsed instead.
-    if (!needsCsum || gsoSize === 0 || hdrLen > flen || flen < ETH_HLEN + 20) return this.bad();
-    if (((r[f + 12]! << 8) | r[f + 13]!) !== ETHERTYPE_IPV4) return this.unsupported();
+    if (!needsCsum || gsoSize === 0 || hdrLen > flen || flen < ETH_HLEN + IPV4_HEADER_LEN) return this.bad();
+    if (readU16(r, f + ETH_TYPE) !== ETHERTYPE_IPV4) return this.unsupported();
     const ip = f + ETH_HLEN;
-    const vihl = r[ip]!;
+    const vihl = r[ip + IPV4_VER_IHL]!;
     const ipHl = (vihl & 0x0f) * 4;
-    if (vihl >>> 4 !== 4 || ipHl < 20) return this.bad();
-    if (r[ip + 9]! !== IPPROTO_TCP) return this.unsupported();
-    const totalLen = (r[ip + 2]! << 8) | r[ip + 3]!;
-    if (totalLen < ipHl + 20 || ETH_HLEN + totalLen > flen) return this.bad();
+    if (vihl >>> 4 !== 4 || ipHl < IPV4_HEADER_LEN) return this.bad();
+    if (r[ip + IPV4_PROTOCOL]! !== IPPROTO_TCP) return this.unsupported();
+    const totalLen = readU16(r, ip + IPV4_TOTAL_LEN);
+    if (totalLen < ipHl + TCP_HEADER_LEN || ETH_HLEN + totalLen > flen) return this.bad();
     const t = ip + ipHl;
-    const thl = (r[t + 12]! >>> 4) * 4;
-    if (thl < 20 || ipHl + thl > totalLen) return this.bad();
-    // The TCP checksum field: csum_start at the TCP header, csum_offset 16 (RFC 793 §3.1 layout).
-    if (csumStart !== ETH_HLEN + ipHl || csumOffset !== 16) return this.bad();
+    const thl = (r[t + TCP_DATA_OFF]! >>> 4) * 4;
+    if (thl < TCP_HEADER_LEN || ipHl + thl > totalLen) return this.bad();
+    // csum_start at the TCP header, csum_offset at its checksum field (RFC 9293 §3.1 layout).
+    if (csumStart !== ETH_HLEN + ipHl || csumOffset !== TCP_CHECKSUM) return this.bad();
     const hl = ETH_HLEN + ipHl + thl;
-    if (hl + gsoSize > this.batch.maxFrame) {
-      this.counters.dropTooBig++;
-      return false;
-    }
+    if (hl + gsoSize > this.batch.maxFrame) return this.tooBig();
     this.gso = true;
     this.hl = hl;
     this.ipHl = ipHl;
     this.gsoSize = gsoSize;
     this.payload = ETH_HLEN + totalLen - hl;
     this.nseg = this.payload === 0 ? 1 : Math.ceil(this.payload / gsoSize);
-    this.seq0 = ((r[t + 4]! << 24) | (r[t + 5]! << 16) | (r[t + 6]! << 8) | r[t + 7]!) >>> 0;
-    this.id0 = (r[ip + 4]! << 8) | r[ip + 5]!;
-    this.flags0 = r[t + 13]!;
+    this.seq0 = readU32(r, t + TCP_SEQ);
+    this.id0 = readU16(r, ip + IPV4_IDENT);
+    this.flags0 = r[t + TCP_FLAGS]!;
     this.pseudo =
-      ((r[ip + 12]! << 8) | r[ip + 13]!) +
-      ((r[ip + 14]! << 8) | r[ip + 15]!) +
-      ((r[ip + 16]! << 8) | r[ip + 17]!) +
-      ((r[ip + 18]! << 8) | r[ip + 19]!) +
-      IPPROTO_TCP;
+      readU16(r, ip + IPV4_SRC) + readU16(r, ip + IPV4_SRC + 2) + readU16(r, ip + IPV4_DST) + readU16(r, ip + IPV4_DST + 2) + IPPROTO_TCP;
     this.counters.superFrames++;
     return true;
   }
@@ -206,35 +233,24 @@ export class GsoSegmenter {
     for (let j = 0; j < hl; j++) s[dst + j] = this.raw[this.frame + j]!;
     const ip = dst + ETH_HLEN;
     const tot = ipHl + (hl - ETH_HLEN - ipHl) + plen;
-    s[ip + 2] = tot >>> 8;
-    s[ip + 3] = tot & 0xff;
-    const id = (this.id0 + k) & 0xffff;
-    s[ip + 4] = id >>> 8;
-    s[ip + 5] = id & 0xff;
-    s[ip + 10] = 0;
-    s[ip + 11] = 0;
-    const ipc = foldChecksum(onesComplementSum(s, ip, ipHl));
-    s[ip + 10] = ipc >>> 8;
-    s[ip + 11] = ipc & 0xff;
+    writeU16(s, ip + IPV4_TOTAL_LEN, tot);
+    writeU16(s, ip + IPV4_IDENT, (this.id0 + k) & 0xffff);
+    writeU16(s, ip + IPV4_CHECKSUM, 0);
+    writeU16(s, ip + IPV4_CHECKSUM, foldChecksum(onesComplementSum(s, ip, ipHl)));
     const t = ip + ipHl;
     const seq = (this.seq0 + k * this.gsoSize) >>> 0;
-    s[t + 4] = seq >>> 24;
-    s[t + 5] = (seq >>> 16) & 0xff;
-    s[t + 6] = (seq >>> 8) & 0xff;
-    s[t + 7] = seq & 0xff;
+    writeU32(s, t + TCP_SEQ, seq);
     let fl = this.flags0;
     if (!last) fl &= ~(TCP_FIN | TCP_PSH);
     if (k > 0) fl &= ~TCP_CWR;
-    s[t + 13] = fl;
-    s[t + 16] = 0;
-    s[t + 17] = 0;
+    s[t + TCP_FLAGS] = fl;
+    writeU16(s, t + TCP_CHECKSUM, 0);
     const thl = hl - ETH_HLEN - ipHl;
     const paySum = this.copy(this.frame + hl + k * this.gsoSize, dst + hl, plen);
     // thl is a multiple of 4, so the payload's 16-bit words line up with the TCP header's.
     const sum = this.pseudo + thl + plen + onesComplementSum(s, t, thl) + paySum;
     const c = foldChecksum(sum);
-    s[t + 16] = c >>> 8;
-    s[t + 17] = c & 0xff;
+    writeU16(s, t + TCP_CHECKSUM, c);
     return hl + plen;
   }
 
@@ -307,13 +323,27 @@ export class GsoSegmenter {
 
   private bad(): false {
     this.counters.dropMalformed++;
-    this.nseg = 0;
-    return false;
+    return this.dropped(Drop.TapRxBadVnet);
   }
 
   private unsupported(): false {
     this.counters.dropUnsupported++;
+    return this.dropped(Drop.TapRxUnsupportedGso);
+  }
+
+  private tooBig(): false {
+    this.counters.dropTooBig++;
+    return this.dropped(Drop.TapRxOversize);
+  }
+
+  private dropped(reason: Drop): false {
+    if (this.drops !== undefined) this.drops[reason]!++;
     this.nseg = 0;
     return false;
   }
+}
+
+/** A little-endian u16 of the virtio_net_hdr (the TAP's legacy header is in host order; TapDevice refuses big-endian hosts). */
+function readLe16(b: Uint8Array, o: number): number {
+  return b[o]! | (b[o + 1]! << 8);
 }

@@ -4,7 +4,7 @@
 
 /**
  * A policy as the policy server stores and serves it. On the external API the
- * tags are absent; on the internal API (seed 000) both tags are filled.
+ * tags are absent; on the internal API both tags are filled.
  * Same shape as src/policy/types.ts's PolicyRecord (kept here so the control
  * plane does not depend on the data plane's modules).
  */
@@ -29,6 +29,11 @@ export interface Lease {
 export interface TagRecord {
   id: string;
   tag: string;
+}
+
+/** A tag with its group type, as the policy server's api.Tag: `{"id":"appA","tag":"0001","type":"app"}`. */
+export interface TypedTagRecord extends TagRecord {
+  type: string;
 }
 
 /**

@@ -1,14 +1,14 @@
 // GsoSegmenter: a TCP super-frame as a TSO-enabled TAP hands it to us
 // (virtio_net_hdr NEEDS_CSUM + GSO_TCPV4, one big segment whose checksum field
 // holds only the pseudo-header sum) must come out as exactly the frames the
-// kernel's tcp_gso_segment() would put on the wire. Built from seed 002's
+// kernel's tcp_gso_segment() would put on the wire. Built from test/vectors/seed002.ts's
 // source container frame (real Ethernet/IP/TCP headers with timestamps); the
 // expected frames are assembled independently here and their checksums come
 // from referenceChecksum (RFC 1071 folded every word).
 import { describe, expect, it } from 'vitest';
 import { referenceChecksum } from '../../../src/wire/checksum.js';
 import { FrameBatch } from '../../../src/dataplane/batch.js';
-import { GsoSegmenter } from '../../../src/io/gso.js';
+import { GsoSegmenter } from '../../../src/offload/gso.js';
 import { seedBytes } from '../../vectors/seed002.js';
 
 const SEED = seedBytes('SRC_CONTAINER_ETH0');

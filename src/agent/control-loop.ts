@@ -3,7 +3,7 @@
 // long-poll watch (every change resyncs the whole snapshot), handing each
 // new one to `onSnapshot`. Both the userspace Cell and the kernel cell run
 // on it.
-import { ControllerClient, type Lease, type Snapshot } from '../control/client.js';
+import { ControllerClient, type Lease, type Snapshot } from '../net/controller-client.js';
 import type { Logger } from '../util/log.js';
 
 export interface ControlLoopOptions {

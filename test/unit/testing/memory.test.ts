@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryFrameDevice, MemoryUnderlay } from '../../../src/io/memory.js';
+import { MemoryFrameDevice, MemoryUnderlay } from '../../../src/testing/memory.js';
 import type { FrameBatch } from '../../../src/dataplane/batch.js';
 import { ipToU32 } from '../../../src/util/ip.js';
 

@@ -3,7 +3,7 @@
 // the controller's one-sentence reason, and "nobody listens" stays an
 // UnreachableError (from http.ts) so callers can tell the two apart.
 import { httpJson, type Address, type HttpJsonOptions } from './http.js';
-import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from './types.js';
+import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from './controller-types.js';
 
 export type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord };
 export { UnreachableError, HttpTimeoutError } from './http.js';
@@ -84,7 +84,7 @@ export class ControllerClient {
   async tags(): Promise<TagRecord[]> {
     return (await this.call<{ tags: TagRecord[] }>('GET', EXTERNAL_TAGS)).tags;
   }
-  /** Internal list: source.tag and destination.tag filled (seed 000). */
+  /** Internal list: source.tag and destination.tag filled (cf-networking's internal policy API). */
   async internalPolicies(ids?: string[]): Promise<PolicyRecord[]> {
     const path = ids && ids.length ? `${INTERNAL_POLICIES}?id=${encodeURIComponent(ids.join(','))}` : INTERNAL_POLICIES;
     return (await this.call<{ total_policies: number; policies: PolicyRecord[] }>('GET', path)).policies;

@@ -1,12 +1,18 @@
-// What silk-cni does to a container's network namespace, done with iproute2:
-//   eth0 (or the runtime's CNI_IFNAME) = our TAP moved into the namespace, MAC ee:ee:<ip>, NOARP, MTU,
+// What silk-cni does to a container's network namespace, done with iproute2
+// (the source container's frame in test/vectors/seed002.ts carries these
+// MACs and addresses):
+//   eth0 (or the runtime's CNI_IFNAME) = our TAP moved into the namespace,
+//   MAC ee:ee:<ip>, NOARP, MTU,
 //   `<ip> peer 169.254.0.1/32`, default route via 169.254.0.1 src <ip>,
 //   permanent neighbor 169.254.0.1 → aa:aa:<ip>, IPv6 off.
-// Behind an interface so the cell can be tested without root.
+// Behind an interface so both backends are tested without root (the fake is
+// in src/testing/fake-container-net.ts). The kernel backend gives the same
+// set-up to its veth's container end.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import { formatMac, macFromIp, u32ToIp } from '../util/ip.js';
+import { GATEWAY_IP } from '../util/silk.js';
 
 const run = promisify(execFile);
 export const TAP_QUEUE_LEN = 4096;
@@ -74,6 +80,7 @@ export class IprouteContainerNet implements ContainerNet {
 
   async attach(tap: string, netns: string, addr: number, mtu: number, ifname = 'eth0'): Promise<void> {
     const ipText = u32ToIp(addr);
+    const gw = u32ToIp(GATEWAY_IP);
     const mac = formatMac(macFromIp(0xeeee, addr));
     const hostMac = formatMac(macFromIp(0xaaaa, addr));
     // `ip link set … netns` takes a name or a path.
@@ -89,10 +96,10 @@ export class IprouteContainerNet implements ContainerNet {
     // so no router solicitations or DAD ever leave.
     await sysctlIn(netns, 'net.ipv6.conf.all.disable_ipv6=1');
     await sysctlIn(netns, `net.ipv6.conf.${ifname}.disable_ipv6=1`);
-    await n(['addr', 'add', ipText, 'peer', '169.254.0.1/32', 'dev', ifname, 'scope', 'link']);
+    await n(['addr', 'add', ipText, 'peer', `${gw}/32`, 'dev', ifname, 'scope', 'link']);
     await n(['link', 'set', 'dev', ifname, 'up']);
-    await n(['neigh', 'replace', '169.254.0.1', 'lladdr', hostMac, 'dev', ifname, 'nud', 'permanent']);
-    await n(['route', 'replace', 'default', 'via', '169.254.0.1', 'dev', ifname, 'src', ipText]);
+    await n(['neigh', 'replace', gw, 'lladdr', hostMac, 'dev', ifname, 'nud', 'permanent']);
+    await n(['route', 'replace', 'default', 'via', gw, 'dev', ifname, 'src', ipText]);
   }
 
   async prepareCapture(dev: string): Promise<void> {
@@ -103,30 +110,5 @@ export class IprouteContainerNet implements ContainerNet {
   async detach(netns: string, ifname = 'eth0'): Promise<void> {
     if (!this.exists(netns)) return;
     await ipNs(netns, ['link', 'del', 'dev', ifname]).catch(() => undefined);
-  }
-}
-
-/** For tests: remembers what it was asked to do. */
-export class FakeContainerNet implements ContainerNet {
-  readonly attached = new Map<string, { tap: string; ip: number; mtu: number }>();
-  /** The interface name each namespace got. */
-  readonly ifnames = new Map<string, string>();
-  /** Milliseconds each attach takes (a real one awaits several `ip` calls). */
-  delayMs = 0;
-  exists(netns: string): boolean {
-    return netns.length > 0;
-  }
-  async attach(tap: string, netns: string, ip: number, mtu: number, ifname = 'eth0'): Promise<void> {
-    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
-    this.attached.set(netns, { tap, ip, mtu });
-    this.ifnames.set(netns, ifname);
-  }
-  async detach(netns: string): Promise<void> {
-    this.attached.delete(netns);
-    this.ifnames.delete(netns);
-  }
-  captureDev = '';
-  async prepareCapture(dev: string): Promise<void> {
-    this.captureDev = dev;
   }
 }
