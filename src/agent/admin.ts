@@ -33,7 +33,8 @@ export interface ContainerHost {
 /**
  * GET /containers, POST /containers (silk-cni ADD), POST /containers/delete (DEL).
  * ADD takes app, netns (a name or a path), and optionally handle, ifname, ip
- * (from a delegated IPAM plugin) and container_id (CNI_CONTAINERID); a lease
+ * (from a delegated IPAM plugin), container_id (CNI_CONTAINERID) and
+ * cni_network (the CNI network's name, which GC is scoped to); a lease
  * with no free address answers 507. DEL by container_id is idempotent: no
  * such container answers 200 {"removed": false}.
  */
@@ -46,8 +47,9 @@ export function containerRoutes(r: Router, cell: ContainerHost): void {
     const ifname = str(req.body, 'ifname', false);
     const ip = str(req.body, 'ip', false);
     const containerId = str(req.body, 'container_id', false);
+    const cniNetwork = str(req.body, 'cni_network', false);
     try {
-      return { status: 201, body: await cell.addContainer({ app, netns, handle, ifname, ip, containerId }) };
+      return { status: 201, body: await cell.addContainer({ app, netns, handle, ifname, ip, containerId, cniNetwork }) };
     } catch (err) {
       throw new HttpError(err instanceof LeaseExhaustedError ? 507 : 400, (err as Error).message);
     }

@@ -108,7 +108,7 @@ export class Agent {
 
   addContainer(req: ContainerRequest): Promise<ContainerInfo> {
     return this.serial(async () => {
-      const { handle, app, netns, ifname, containerId } = checkContainerRequest(req, this.records.values(), this.o.netnsExists);
+      const { handle, app, netns, ifname, containerId, cniNetwork } = checkContainerRequest(req, this.records.values(), this.o.netnsExists);
       const used = new Set([...this.records.values()].map((c) => c.ip));
       let ip: number;
       if (req.ip !== undefined) {
@@ -125,6 +125,7 @@ export class Agent {
         ip,
         netns,
         ...(containerId !== undefined ? { ifname: ifname ?? 'eth0', containerId } : ifname !== undefined && ifname !== 'eth0' ? { ifname } : {}),
+        ...(cniNetwork !== undefined ? { cniNetwork } : {}),
       };
       const extra = await this.backend.attach(c);
       this.records.set(handle, c);

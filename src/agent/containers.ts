@@ -20,6 +20,8 @@ export interface ContainerRequest {
   ip?: string;
   /** CNI_CONTAINERID, when a runtime attaches the container. */
   containerId?: string;
+  /** The CNI network's name (the configuration's "name"), with a container id: what CNI GC is scoped to. */
+  cniNetwork?: string;
 }
 
 /**
@@ -37,6 +39,8 @@ export interface ContainerRecord {
   readonly ifname?: string;
   /** CNI_CONTAINERID when a runtime attached it. */
   readonly containerId?: string;
+  /** The CNI network it was attached on (with a container id). */
+  readonly cniNetwork?: string;
 }
 
 /** Which container: by handle or namespace (`container del`), or by CNI container id (and interface). */
@@ -61,12 +65,16 @@ export interface ContainerInfo {
   ifname?: string;
   /** CNI_CONTAINERID when a CNI runtime attached it. */
   container_id?: string;
+  /** The CNI network's name, when the runtime gave one. */
+  cni_network?: string;
 }
 
 /** App ids are policy-server ids: letters, digits and `_.:-`, 1-128 characters. */
 const APP_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
 /** Container ids as CNI allows them (the spec: alphanumerics, `_.-`, starting alphanumeric). */
 const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
+/** CNI network names: a label, 1-128 printable ASCII characters without spaces. */
+const CNI_NETWORK_RE = /^[\x21-\x7e]{1,128}$/;
 
 /** The interface a record's container has in its namespace. */
 export function ifnameOf(c: ContainerRecord): string {
@@ -81,7 +89,7 @@ export function checkContainerRequest(
   req: ContainerRequest,
   attached: Iterable<ContainerRecord>,
   netnsExists: (netns: string) => boolean,
-): { handle: string; app: string; netns: string; ifname?: string; containerId?: string } {
+): { handle: string; app: string; netns: string; ifname?: string; containerId?: string; cniNetwork?: string } {
   const { app, netns } = req;
   if (typeof app !== 'string' || !APP_RE.test(app)) throw new Error('app must be a name of letters, digits, "_.:-"');
   if (typeof netns !== 'string' || !netnsExists(netns)) throw new Error(`network namespace "${netns}" does not exist`);
@@ -93,6 +101,11 @@ export function checkContainerRequest(
   if (containerId !== undefined && (typeof containerId !== 'string' || !CONTAINER_ID_RE.test(containerId))) {
     throw new Error('container id must be letters, digits, "_.-", starting with a letter or digit');
   }
+  const cniNetwork = req.cniNetwork;
+  if (cniNetwork !== undefined) {
+    if (containerId === undefined) throw new Error('a CNI network name comes with a container id');
+    if (typeof cniNetwork !== 'string' || !CNI_NETWORK_RE.test(cniNetwork)) throw new Error('CNI network name must be 1-128 printable characters without spaces');
+  }
   const handle = req.handle ?? containerId ?? netns;
   const path = netnsPath(netns);
   let handleTaken = false;
@@ -102,7 +115,14 @@ export function checkContainerRequest(
     if (c.handle === handle) handleTaken = true;
   }
   if (handleTaken) throw new Error(`a container with handle ${handle} already exists`);
-  return { handle, app, netns, ...(ifname !== undefined ? { ifname } : {}), ...(containerId !== undefined ? { containerId } : {}) };
+  return {
+    handle,
+    app,
+    netns,
+    ...(ifname !== undefined ? { ifname } : {}),
+    ...(containerId !== undefined ? { containerId } : {}),
+    ...(cniNetwork !== undefined ? { cniNetwork } : {}),
+  };
 }
 
 /** Does `c` answer to `key`? A container id matches only by id (and interface, when given). */
@@ -124,5 +144,6 @@ export function containerInfo(c: ContainerRecord, cell: string, tag: number): Co
     tag: tag === 0 ? '' : formatTag(tag),
     // A CNI attachment carries its identity; a plain `container add` keeps its old shape (eth0 implied).
     ...(c.containerId !== undefined ? { container_id: c.containerId, ifname } : ifname !== 'eth0' ? { ifname } : {}),
+    ...(c.cniNetwork !== undefined ? { cni_network: c.cniNetwork } : {}),
   };
 }
