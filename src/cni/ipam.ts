@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CniError, ErrorCode, type NetConf } from './spec.js';
+import { CniError, compareVersions, ErrorCode, type NetConf } from './spec.js';
 import { ipToU32, parseCidr, u32ToIp } from '../util/ip.js';
 
 /**
@@ -63,7 +63,7 @@ export function ipamSection(ipam: NonNullable<NetConf['ipam']>, lease: string | 
 }
 
 export interface IpamRun {
-  command: 'ADD' | 'DEL' | 'CHECK';
+  command: 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'STATUS' | 'GC';
   plugin: string;
   env: NodeJS.ProcessEnv;
   conf: Record<string, unknown>;
@@ -102,4 +102,21 @@ export function runIpam(r: IpamRun): Promise<unknown> {
     );
     child.stdin?.end(JSON.stringify(r.conf));
   });
+}
+
+/**
+ * The version to speak to a delegated plugin for a configuration of version
+ * `wanted`: the highest the plugin lists in VERSION that is not above
+ * `wanted` (host-local from Debian's containernetworking-plugins stops at
+ * 1.0.0, whose ADD/DEL/CHECK say the same as 1.1.0's). IncompatibleVersion
+ * when it has none.
+ */
+export async function delegateVersion(plugin: string, env: NodeJS.ProcessEnv, wanted: string): Promise<string> {
+  const res = (await runIpam({ command: 'VERSION', plugin, env, conf: { cniVersion: wanted } })) as { supportedVersions?: unknown } | null;
+  const list = Array.isArray(res?.supportedVersions) ? res!.supportedVersions.filter((v): v is string => typeof v === 'string' && /^\d+\.\d+\.\d+$/.test(v)) : [];
+  const fit = list.filter((v) => compareVersions(v, wanted) <= 0).sort(compareVersions);
+  if (fit.length === 0) {
+    throw new CniError(ErrorCode.IncompatibleVersion, `IPAM plugin ${path.basename(plugin)} speaks no CNI version up to ${wanted}`, `it lists ${list.join(', ') || 'none'}`);
+  }
+  return fit[fit.length - 1]!;
 }

@@ -1,22 +1,26 @@
-// silkworm-cni: ADD, DEL, CHECK and VERSION for network configurations with
-// "type": "silkworm-cni". The cell does the attaching (its admin socket's
+// silkworm-cni: ADD, DEL, CHECK, VERSION, and 1.1.0's STATUS and GC, for
+// network configurations with "type": "silkworm-cni". The cell does the attaching (its admin socket's
 // POST /containers, the same code path as `silkworm container add`); this
 // side speaks CNI: environment and stdin in, a result or an error on stdout.
 import { httpJson, HttpTimeoutError, UnreachableError } from '../net/http.js';
 import { formatAddress, parseAddress, type Address } from '../net/address.js';
 import { formatMac, ipToU32, isIpv4, macFromIp, u32ToIp } from '../util/ip.js';
-import { findPlugin, ipamSection, runIpam } from './ipam.js';
+import { delegateVersion, findPlugin, ipamSection, runIpam } from './ipam.js';
 import { compareSandbox, readSandbox, removeOurInterface, sandboxExists, setMtu } from './sandbox.js';
 import {
+  allowsCommand,
   buildResult,
   CniError,
+  compareVersions,
   ErrorCode,
   errorJson,
+  FALLBACK_ERROR_VERSION,
   firstIp,
   LATEST_VERSION,
   parseArgs,
   parseConf,
   parseEnv,
+  parseValidAttachments,
   resolveApp,
   SUPPORTED_VERSIONS,
   type CniEnv,
@@ -39,11 +43,13 @@ interface CellContainer {
   netns: string;
   ifname?: string;
   container_id?: string;
+  cni_network?: string;
 }
 
 interface CellStatus {
   mtu?: number;
   lease?: { overlay_subnet?: string };
+  containers?: number;
 }
 
 function cellAddress(conf: NetConf): Address {
@@ -74,9 +80,23 @@ async function cell<T>(addr: Address, method: string, path: string, body?: unkno
   return res.body as T;
 }
 
-/** The IPAM plugin's stdin: the network configuration with the ipam section filled in. */
-function ipamConf(conf: NetConf, lease: string | undefined, used: string[] = []): Record<string, unknown> {
-  const raw: Record<string, unknown> = { ...conf.raw, ipam: ipamSection(conf.ipam!, lease, used) };
+/** The delegated IPAM plugin and the CNI version to speak to it. */
+interface Ipam {
+  plugin: string;
+  version: string;
+}
+
+/** The IPAM plugin for `conf` (undefined without an ipam section); a 1.1.0 configuration asks it which version it speaks. */
+async function ipamFor(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf): Promise<Ipam | undefined> {
+  if (!conf.ipam) return undefined;
+  const plugin = findPlugin(conf.ipam.type, e.path);
+  const version = compareVersions(conf.cniVersion, '1.1.0') >= 0 ? await delegateVersion(plugin, env, conf.cniVersion) : conf.cniVersion;
+  return { plugin, version };
+}
+
+/** The IPAM plugin's stdin: the network configuration with the ipam section filled in, in the version it speaks. */
+function ipamConf(conf: NetConf, ipam: Ipam, lease: string | undefined, used: string[] = []): Record<string, unknown> {
+  const raw: Record<string, unknown> = { ...conf.raw, cniVersion: ipam.version, ipam: ipamSection(conf.ipam!, lease, used) };
   delete raw.prevResult;
   return raw;
 }
@@ -92,22 +112,21 @@ async function add(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf, notes: stri
   }
   if (!sandboxExists(e.netns)) throw new CniError(ErrorCode.InvalidEnv, `CNI_NETNS ${e.netns} does not exist`);
   let fixedIp: string | undefined;
-  let plugin: string | undefined;
   const lease = status.lease?.overlay_subnet;
-  if (conf.ipam) {
-    plugin = findPlugin(conf.ipam.type, e.path);
+  const ipam = await ipamFor(env, e, conf);
+  if (ipam) {
     const { containers } = await cell<{ containers: CellContainer[] }>(addr, 'GET', '/containers');
-    const res = await runIpam({ command: 'ADD', plugin, env, conf: ipamConf(conf, lease, containers.map((c) => c.ip)) });
+    const res = await runIpam({ command: 'ADD', plugin: ipam.plugin, env, conf: ipamConf(conf, ipam, lease, containers.map((c) => c.ip)) });
     const got = firstIp(res);
     if (!got) {
-      await runIpam({ command: 'DEL', plugin, env, conf: ipamConf(conf, lease) }).catch(() => undefined);
-      throw new CniError(ErrorCode.IpamFailed, `IPAM plugin ${conf.ipam.type} returned no IPv4 address`, JSON.stringify(res).slice(0, 500));
+      await runIpam({ command: 'DEL', plugin: ipam.plugin, env, conf: ipamConf(conf, ipam, lease) }).catch(() => undefined);
+      throw new CniError(ErrorCode.IpamFailed, `IPAM plugin ${conf.ipam!.type} returned no IPv4 address`, JSON.stringify(res).slice(0, 500));
     }
     fixedIp = got.ip;
   }
   const undo = async () => {
     await cell(addr, 'POST', '/containers/delete', { container_id: e.containerId, ifname: e.ifname }).catch(() => undefined);
-    if (plugin) await runIpam({ command: 'DEL', plugin, env, conf: ipamConf(conf, lease) }).catch(() => undefined);
+    if (ipam) await runIpam({ command: 'DEL', plugin: ipam.plugin, env, conf: ipamConf(conf, ipam, lease) }).catch(() => undefined);
   };
   let info: CellContainer;
   try {
@@ -116,10 +135,11 @@ async function add(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf, notes: stri
       netns: e.netns,
       ifname: e.ifname,
       container_id: e.containerId,
+      cni_network: conf.name,
       ...(fixedIp !== undefined ? { ip: fixedIp } : {}),
     });
   } catch (err) {
-    if (plugin) await runIpam({ command: 'DEL', plugin, env, conf: ipamConf(conf, lease) }).catch(() => undefined);
+    if (ipam) await runIpam({ command: 'DEL', plugin: ipam.plugin, env, conf: ipamConf(conf, ipam, lease) }).catch(() => undefined);
     throw err;
   }
   if (conf.mtu !== undefined && conf.mtu !== cellMtu) {
@@ -131,7 +151,8 @@ async function add(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf, notes: stri
     }
   }
   notes.push(`silkworm-cni: ADD ${e.containerId} ${e.ifname}: app ${app} (from ${source}), ip ${info.ip}${fixedIp ? ` (from ${conf.ipam!.type})` : ''}`);
-  return JSON.stringify(buildResult(conf.cniVersion, { ifname: e.ifname, mac: info.mac, sandbox: e.netns, ip: info.ip }, conf.prevResult));
+  const mtu = conf.mtu ?? cellMtu;
+  return JSON.stringify(buildResult(conf.cniVersion, { ifname: e.ifname, mac: info.mac, sandbox: e.netns, ip: info.ip, ...(mtu !== undefined ? { mtu } : {}) }, conf.prevResult));
 }
 
 /** The subnet to give host-local on DEL when the cell cannot say: the previous result's address, as a /24 around it. */
@@ -158,14 +179,14 @@ async function del(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf, notes: stri
   if (!removed && e.netns && (await removeOurInterface(e.netns, e.ifname).catch(() => false))) {
     notes.push(`silkworm-cni: DEL ${e.containerId}: removed a leftover ${e.ifname}`);
   }
-  if (conf.ipam) {
-    const plugin = findPlugin(conf.ipam.type, e.path);
+  const ipam = await ipamFor(env, e, conf);
+  if (ipam) {
     const subnet = lease ?? subnetFromPrev(conf.prevResult);
-    if (conf.ipam.type === 'host-local' && conf.ipam.subnet === undefined && conf.ipam.ranges === undefined && !subnet) {
+    if (conf.ipam!.type === 'host-local' && conf.ipam!.subnet === undefined && conf.ipam!.ranges === undefined && !subnet) {
       notes.push(`silkworm-cni: DEL ${e.containerId}: neither the cell nor a prevResult tells host-local's subnet; its address stays reserved`);
       return;
     }
-    await runIpam({ command: 'DEL', plugin, env, conf: ipamConf(conf, subnet) });
+    await runIpam({ command: 'DEL', plugin: ipam.plugin, env, conf: ipamConf(conf, ipam, subnet) });
   }
 }
 
@@ -189,10 +210,109 @@ async function check(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf): Promise<
     if (conf.mtu !== undefined && state.link?.mtu !== conf.mtu) problems.push(`${e.ifname} has MTU ${state.link?.mtu}, not ${conf.mtu}`);
   }
   if (problems.length > 0) throw new CniError(ErrorCode.CheckFailed, `CHECK ${e.containerId} ${e.ifname}: ${problems[0]}`, problems.join('; '));
-  if (conf.ipam) {
+  const ipam = await ipamFor(env, e, conf);
+  if (ipam) {
     const status = await cell<CellStatus>(addr, 'GET', '/status');
-    await runIpam({ command: 'CHECK', plugin: findPlugin(conf.ipam.type, e.path), env, conf: { ...ipamConf(conf, status.lease?.overlay_subnet), prevResult: conf.prevResult } });
+    await runIpam({ command: 'CHECK', plugin: ipam.plugin, env, conf: { ...ipamConf(conf, ipam, status.lease?.overlay_subnet), prevResult: conf.prevResult } });
   }
+}
+
+/** Addresses a lease holds for containers: all but .0 (VTEP), .1 (gateway) and broadcast. */
+function leaseCapacity(lease: string | undefined): number | undefined {
+  const m = lease === undefined ? null : /\/(\d+)$/.exec(lease);
+  return m ? Math.max(0, 2 ** (32 - Number(m[1])) - 3) : undefined;
+}
+
+/**
+ * STATUS (1.1.0): can an ADD be serviced now? The cell is the data plane, so
+ * a cell that does not answer means its containers have lost connectivity
+ * too (51); a lease with no free address (50); a delegated IPAM plugin that
+ * speaks 1.1.0 is asked as well, and its error is ours (50).
+ */
+async function status(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf, notes: string[]): Promise<void> {
+  const addr = cellAddress(conf);
+  let st: CellStatus;
+  try {
+    st = await cell<CellStatus>(addr, 'GET', '/status');
+  } catch (err) {
+    const ce = err as CniError;
+    if (ce.code === ErrorCode.CellUnreachable) throw new CniError(ErrorCode.NotAvailableLimited, `the cell at ${formatAddress(addr)} is not running: no ADD, and its containers have no connectivity`, ce.details || ce.message);
+    throw new CniError(ErrorCode.NotAvailable, `the cell at ${formatAddress(addr)} cannot take an ADD now: ${ce.message}`, ce.details);
+  }
+  const lease = st.lease?.overlay_subnet;
+  const cap = leaseCapacity(lease);
+  if (cap !== undefined && typeof st.containers === 'number' && st.containers >= cap) {
+    throw new CniError(ErrorCode.NotAvailable, `no free address left in the cell's lease ${lease}`, `${st.containers} containers hold all ${cap} addresses`);
+  }
+  if (conf.ipam) {
+    let ipam: Ipam;
+    try {
+      ipam = (await ipamFor(env, e, conf))!;
+    } catch (err) {
+      throw new CniError(ErrorCode.NotAvailable, `IPAM plugin ${conf.ipam.type}: ${(err as Error).message}`, (err as CniError).details ?? '');
+    }
+    if (!allowsCommand(ipam.version, 'STATUS')) {
+      notes.push(`silkworm-cni: STATUS: IPAM plugin ${conf.ipam.type} speaks CNI ${ipam.version}, which has no STATUS; not asked`);
+      return;
+    }
+    try {
+      await runIpam({ command: 'STATUS', plugin: ipam.plugin, env, conf: ipamConf(conf, ipam, lease) });
+    } catch (err) {
+      throw new CniError(ErrorCode.NotAvailable, (err as Error).message, (err as CniError).details ?? '');
+    }
+  }
+}
+
+/**
+ * GC (1.1.0): remove every attachment the cell holds for this network (by
+ * its name) that is not in `cni.dev/valid-attachments`, as DEL would; then
+ * hand GC to a delegated IPAM plugin that speaks 1.1.0, or DEL each removed
+ * attachment from one that does not. Containers added without CNI, or on
+ * another network, are never touched. Goes on past errors and reports them
+ * all at the end.
+ */
+async function gc(env: NodeJS.ProcessEnv, e: CniEnv, conf: NetConf, notes: string[]): Promise<void> {
+  const valid = parseValidAttachments(conf.raw);
+  const addr = cellAddress(conf);
+  const errors: string[] = [];
+  let stale: CellContainer[] = [];
+  let lease: string | undefined;
+  try {
+    const { containers } = await cell<{ containers: CellContainer[] }>(addr, 'GET', '/containers');
+    stale = containers.filter((c) => c.cni_network === conf.name && c.container_id !== undefined && !valid.has(`${c.container_id}/${c.ifname ?? 'eth0'}`));
+    if (conf.ipam) lease = (await cell<CellStatus>(addr, 'GET', '/status')).lease?.overlay_subnet;
+  } catch (err) {
+    errors.push((err as Error).message);
+  }
+  const removed: CellContainer[] = [];
+  for (const c of stale) {
+    try {
+      await cell(addr, 'POST', '/containers/delete', { container_id: c.container_id, ifname: c.ifname ?? 'eth0' });
+      removed.push(c);
+      notes.push(`silkworm-cni: GC: removed ${c.container_id} ${c.ifname ?? 'eth0'} (${c.ip})`);
+    } catch (err) {
+      errors.push(`removing ${c.container_id}: ${(err as Error).message}`);
+    }
+  }
+  if (conf.ipam) {
+    try {
+      const ipam = (await ipamFor(env, e, conf))!;
+      if (allowsCommand(ipam.version, 'GC')) {
+        await runIpam({ command: 'GC', plugin: ipam.plugin, env, conf: ipamConf(conf, ipam, lease) });
+      } else {
+        // An IPAM plugin without GC releases what DEL names: each attachment removed above.
+        for (const c of removed) {
+          const one = { ...env, CNI_CONTAINERID: c.container_id, CNI_IFNAME: c.ifname ?? 'eth0' };
+          const cfg = ipamConf(conf, ipam, lease);
+          delete cfg['cni.dev/valid-attachments'];
+          await runIpam({ command: 'DEL', plugin: ipam.plugin, env: one, conf: cfg }).catch((err) => errors.push(`releasing ${c.ip}: ${(err as Error).message}`));
+        }
+      }
+    } catch (err) {
+      errors.push((err as Error).message);
+    }
+  }
+  if (errors.length > 0) throw new CniError(ErrorCode.IoFailure, `GC of ${conf.name}: ${errors[0]}`, errors.join('; '));
 }
 
 function version(stdin: string): string {
@@ -209,7 +329,7 @@ function version(stdin: string): string {
 /** One plugin invocation: what a runtime gives (environment, stdin) → what it reads (stdout, exit code). */
 export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<PluginOutcome> {
   const notes: string[] = [];
-  let errVersion = LATEST_VERSION;
+  let errVersion: string = FALLBACK_ERROR_VERSION;
   try {
     const e = parseEnv(env);
     if (e.command === 'VERSION') return { stdout: version(stdin), exitCode: 0, notes };
@@ -230,7 +350,16 @@ export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string): Promise<
       case 'CHECK':
         await check(env, e, conf);
         return { stdout: '', exitCode: 0, notes };
+      case 'STATUS':
+      case 'GC':
+        if (!allowsCommand(conf.cniVersion, e.command)) {
+          throw new CniError(ErrorCode.IncompatibleVersion, `${e.command} needs CNI version 1.1.0 or later, not ${conf.cniVersion}`);
+        }
+        if (e.command === 'STATUS') await status(env, e, conf, notes);
+        else await gc(env, e, conf, notes);
+        return { stdout: '', exitCode: 0, notes };
     }
+    throw new CniError(ErrorCode.InvalidEnv, `unknown CNI_COMMAND "${e.command as string}"`);
   } catch (err) {
     const ce = err instanceof CniError ? err : new CniError(ErrorCode.IoFailure, (err as Error)?.message ?? String(err));
     return { stdout: JSON.stringify(errorJson(ce, errVersion)), exitCode: 1, notes };

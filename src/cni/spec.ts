@@ -1,11 +1,18 @@
-// The CNI protocol as silkworm-cni speaks it (CNI specification 1.0.0,
-// github.com/containernetworking/cni SPEC.md; results back to 0.3.0): the
+// The CNI protocol as silkworm-cni speaks it (CNI specification 1.1.0 with
+// STATUS and GC, github.com/containernetworking/cni SPEC.md; results back to
+// 0.3.0): the
 // environment, the network configuration on stdin, CNI_ARGS, the app id's
 // three sources, and the result and error shapes. Pure: no I/O here.
 import { isIpv4 } from '../util/ip.js';
 
-export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] as const;
-export const LATEST_VERSION = '1.0.0';
+export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+export const LATEST_VERSION = '1.1.0';
+/**
+ * The version an error is written in when the configuration's own cannot be
+ * read (bad JSON, a version we do not speak): 1.0.0, whose error shape 1.1.0
+ * kept and which more runtimes read.
+ */
+export const FALLBACK_ERROR_VERSION = '1.0.0';
 /** silk's gateway: every container's default route goes through it (a /32 peer). */
 export const GATEWAY = '169.254.0.1';
 
@@ -19,6 +26,10 @@ export const ErrorCode = {
   DecodeFailure: 6,
   InvalidConfig: 7,
   TryAgainLater: 11,
+  /** STATUS: the plugin cannot service ADD requests. */
+  NotAvailable: 50,
+  /** STATUS: not available, and existing containers in the network may have limited connectivity. */
+  NotAvailableLimited: 51,
   CellUnreachable: 100,
   CellRefused: 101,
   LeaseExhausted: 102,
@@ -49,7 +60,25 @@ export function errorJson(err: CniError, cniVersion: string): CniErrorJson {
   return { cniVersion, code: err.code, msg: err.message, ...(err.details ? { details: err.details } : {}) };
 }
 
-export type Command = 'ADD' | 'DEL' | 'CHECK' | 'VERSION';
+export type Command = 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'STATUS' | 'GC';
+
+const COMMANDS: readonly string[] = ['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC'];
+
+/** Compare two "x.y.z" versions: negative, zero or positive. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** STATUS and GC came with 1.1.0: a configuration of an older version does not allow them. */
+export function allowsCommand(cniVersion: string, command: Command): boolean {
+  return (command !== 'STATUS' && command !== 'GC') || compareVersions(cniVersion, '1.1.0') >= 0;
+}
 
 export interface CniEnv {
   command: Command;
@@ -67,21 +96,26 @@ const env = (e: NodeJS.ProcessEnv, k: string): string => (e[k] ?? '').trim();
 export function parseEnv(e: NodeJS.ProcessEnv): CniEnv {
   const command = env(e, 'CNI_COMMAND');
   if (!command) throw new CniError(ErrorCode.InvalidEnv, 'CNI_COMMAND is not set', 'a runtime sets CNI_COMMAND to ADD, DEL, CHECK or VERSION');
-  if (command !== 'ADD' && command !== 'DEL' && command !== 'CHECK' && command !== 'VERSION') {
-    throw new CniError(ErrorCode.InvalidEnv, `unknown CNI_COMMAND "${command}"`, 'silkworm-cni knows ADD, DEL, CHECK and VERSION');
+  if (!COMMANDS.includes(command)) {
+    throw new CniError(ErrorCode.InvalidEnv, `unknown CNI_COMMAND "${command}"`, `silkworm-cni knows ${COMMANDS.join(', ')}`);
   }
   const out: CniEnv = {
-    command,
+    command: command as Command,
     containerId: env(e, 'CNI_CONTAINERID'),
     netns: env(e, 'CNI_NETNS'),
     ifname: env(e, 'CNI_IFNAME'),
     args: env(e, 'CNI_ARGS'),
     path: env(e, 'CNI_PATH').split(':').filter((p) => p.length > 0),
   };
-  if (command === 'VERSION') return out;
+  if (command === 'VERSION' || command === 'STATUS') return out;
   const need = (name: string, v: string | string[]) => {
     if (v.length === 0) throw new CniError(ErrorCode.InvalidEnv, `${name} is not set`, `${command} needs ${name}`);
   };
+  if (command === 'GC') {
+    // GC is about a network, not an attachment: only CNI_PATH is required.
+    need('CNI_PATH', out.path);
+    return out;
+  }
   need('CNI_CONTAINERID', out.containerId);
   need('CNI_IFNAME', out.ifname);
   if (command !== 'DEL') need('CNI_NETNS', out.netns);
@@ -94,6 +128,24 @@ export function parseEnv(e: NodeJS.ProcessEnv): CniEnv {
     throw new CniError(ErrorCode.InvalidEnv, `CNI_IFNAME "${out.ifname}" is not a valid interface name`);
   }
   if (out.netns && !out.netns.startsWith('/')) throw new CniError(ErrorCode.InvalidEnv, `CNI_NETNS "${out.netns}" is not an absolute path`);
+  return out;
+}
+
+/** GC's `cni.dev/valid-attachments`: the attachments still in use, as "containerID/ifname" keys. */
+export function parseValidAttachments(raw: Record<string, unknown>): Set<string> {
+  const v = raw['cni.dev/valid-attachments'];
+  const out = new Set<string>();
+  // Required: taking a missing list for "nothing is valid" would remove every attachment.
+  if (v === undefined) throw new CniError(ErrorCode.InvalidConfig, 'GC needs "cni.dev/valid-attachments" in the configuration');
+  if (!Array.isArray(v)) throw new CniError(ErrorCode.InvalidConfig, '"cni.dev/valid-attachments" must be an array');
+  for (const a of v) {
+    const id = (a as { containerID?: unknown })?.containerID;
+    const ifname = (a as { ifname?: unknown })?.ifname;
+    if (typeof id !== 'string' || typeof ifname !== 'string') {
+      throw new CniError(ErrorCode.InvalidConfig, '"cni.dev/valid-attachments" entries need string "containerID" and "ifname"');
+    }
+    out.add(`${id}/${ifname}`);
+  }
   return out;
 }
 
@@ -206,20 +258,23 @@ export interface Attachment {
   mac: string;
   sandbox: string;
   ip: string;
+  /** The interface's MTU: 1.1.0 results carry it. */
+  mtu?: number;
 }
 
 /**
  * The ADD result in the requested version's shape: our interface and address
  * appended to a chained plugin's prevResult (if any). 0.3.x/0.4.0 ips carry
- * "version": "4"; 1.0.0 dropped it.
+ * "version": "4"; 1.0.0 dropped it; 1.1.0 adds the interface's "mtu".
  */
 export function buildResult(cniVersion: string, a: Attachment, prev?: Record<string, unknown>): Record<string, unknown> {
   const interfaces = Array.isArray(prev?.interfaces) ? [...(prev!.interfaces as unknown[])] : [];
   const ips = Array.isArray(prev?.ips) ? [...(prev!.ips as unknown[])] : [];
   const routes = Array.isArray(prev?.routes) ? [...(prev!.routes as unknown[])] : [];
   const index = interfaces.length;
-  interfaces.push({ name: a.ifname, mac: a.mac, sandbox: a.sandbox });
-  const legacy = cniVersion !== '1.0.0';
+  const v11 = compareVersions(cniVersion, '1.1.0') >= 0;
+  interfaces.push({ name: a.ifname, mac: a.mac, ...(v11 && a.mtu !== undefined ? { mtu: a.mtu } : {}), sandbox: a.sandbox });
+  const legacy = compareVersions(cniVersion, '1.0.0') < 0;
   ips.push({ ...(legacy ? { version: '4' } : {}), address: `${a.ip}/32`, gateway: GATEWAY, interface: index });
   if (!routes.some((r) => (r as { dst?: string }).dst === '0.0.0.0/0')) routes.push({ dst: '0.0.0.0/0', gw: GATEWAY });
   const dns = prev?.dns && typeof prev.dns === 'object' ? prev.dns : {};

@@ -8,7 +8,7 @@
 // spec's error shape and a non-zero exit and changes nothing; host-local
 // (containernetworking-plugins) hands out addresses from the cell's lease and
 // DEL returns them; 20 concurrent ADDs get 20 distinct, reachable addresses
-// and 20 DELs leave nothing behind.
+// and 20 DELs leave nothing behind; 1.1.0's STATUS and GC with host-local.
 //
 // Root only. Every namespace made here is `<prefix>-…` and is deleted in afterAll.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,10 +73,10 @@ describe.skipIf(!isRoot())(`silkworm-cni as a runtime runs it (prefix ${P})`, ()
     expect(text).toContain(`${P}-appA-0`);
   });
 
-  it('VERSION lists 0.4.0 and 1.0.0', async () => {
+  it('VERSION lists 0.4.0, 1.0.0 and 1.1.0', async () => {
     const r = await cni('VERSION', {}, { cniVersion: '1.0.0' });
     expect(r.code).toBe(0);
-    expect(r.json).toEqual({ cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
+    expect(r.json).toEqual({ cniVersion: '1.0.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
   });
 
   // The three sources of the app id, each with its own policy: curl to appA
@@ -232,6 +232,44 @@ describe.skipIf(!isRoot())(`silkworm-cni as a runtime runs it (prefix ${P})`, ()
     for (const ip of ips) expect(cellLinks.some((l) => l.startsWith(`s-${ip.split('.').map((o) => o.padStart(3, '0')).join('')}`))).toBe(false);
     console.log(`silkworm-cni: ${N_CONCURRENT} concurrent ADDs in ${addMs.toFixed(0)} ms, ${N_CONCURRENT} concurrent DELs in ${delMs.toFixed(0)} ms`);
   }, 120_000);
+
+  it.skipIf(!fs.existsSync(HOST_LOCAL))('CNI 1.1.0 with host-local (which stops at 1.0.0): STATUS is ready; GC removes the attachment not listed as valid, its interface and its reservation, and nothing else', async () => {
+    const dataDir = path.join(RUN_DIR, P, 'ipam');
+    const name = `${P}-gc`;
+    const c11 = conf({ cniVersion: '1.1.0', app: 'cniGc', name, ipam: { type: 'host-local', dataDir } });
+    const store = path.join(dataDir, name);
+    const st = await cni('STATUS', {}, c11);
+    expect(st.code, st.stdout + st.stderr).toBe(0);
+    expect(st.stdout).toBe('');
+    expect(st.stderr).toMatch(/host-local speaks CNI 1\.0\.0, which has no STATUS/);
+    const nss = [netns('gc1'), netns('gc2')];
+    const ids = [`${P}-gc1-id`, `${P}-gc2-id`];
+    const ips: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const add = await cni('ADD', { CNI_CONTAINERID: ids[i]!, CNI_NETNS: nss[i]!.path, CNI_IFNAME: 'eth0' }, c11);
+      expect(add.code, add.stdout + add.stderr).toBe(0);
+      expect(add.json!.cniVersion).toBe('1.1.0');
+      const iface = (add.json!.interfaces as { mtu?: number }[])[0]!;
+      expect(iface.mtu).toBe(Number(ipSync(['-n', nss[i]!.name, '-j', 'link', 'show', 'dev', 'eth0']).match(/"mtu":(\d+)/)![1]));
+      ips.push((add.json!.ips as { address: string }[])[0]!.address.replace('/32', ''));
+      expect(fs.existsSync(path.join(store, ips[i]!))).toBe(true);
+    }
+    const othersBefore = (await cellList()).filter((x) => !ids.includes(x.container_id ?? '')).map((x) => x.handle).sort();
+    const gc = await cni('GC', {}, { ...c11, 'cni.dev/valid-attachments': [{ containerID: ids[0], ifname: 'eth0' }] });
+    expect(gc.code, gc.stdout + gc.stderr).toBe(0);
+    expect(gc.stdout).toBe('');
+    const after = await cellList();
+    expect(after.find((x) => x.container_id === ids[1])).toBeUndefined();
+    expect(after.find((x) => x.container_id === ids[0])?.ip).toBe(ips[0]);
+    expect(after.filter((x) => !ids.includes(x.container_id ?? '')).map((x) => x.handle).sort()).toEqual(othersBefore);
+    expect(listLinks(nss[1]!.name)).toEqual(['lo']);
+    expect(fs.existsSync(path.join(store, ips[1]!))).toBe(false); // released through host-local's DEL
+    expect(fs.existsSync(path.join(store, ips[0]!))).toBe(true);
+    const del = await cni('DEL', { CNI_CONTAINERID: ids[0]!, CNI_NETNS: nss[0]!.path, CNI_IFNAME: 'eth0' }, c11);
+    expect(del.code, del.stdout).toBe(0);
+    expect(fs.existsSync(path.join(store, ips[0]!))).toBe(false);
+    expect(listLinks(nss[0]!.name)).toEqual(['lo']);
+  }, 60_000);
 
   it('leaves no namespace of its own behind once cleaned up', async () => {
     await cleanup(P, made);

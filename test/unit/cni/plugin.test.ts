@@ -133,10 +133,10 @@ describe('silkworm-cni against a cell', () => {
     expect(gone.notes.join('\n')).toMatch(/the cell at .*cleaning up without it/);
   });
 
-  it('VERSION lists 0.4.0 and 1.0.0', async () => {
+  it('VERSION lists 0.4.0, 1.0.0 and 1.1.0', async () => {
     const out = await runPlugin({ CNI_COMMAND: 'VERSION' }, '{"cniVersion":"0.4.0"}');
     expect(out.exitCode).toBe(0);
-    expect(JSON.parse(out.stdout)).toEqual({ cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] });
+    expect(JSON.parse(out.stdout)).toEqual({ cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
   });
 
   it('20 concurrent ADDs: 20 distinct addresses; 20 DELs leave nothing', async () => {
