@@ -118,4 +118,28 @@ describe('cell records for CNI', () => {
     for (let i = 2; i < 255; i++) await cell.addContainer({ app: 'f', netns: `f${i}` });
     await expect(call('POST', '/containers', { app: 'f', netns: 'over' })).rejects.toMatchObject({ status: 507 });
   });
+
+  it('two DELs of one container id at once both succeed: the second finds nothing (looked up in the queue)', async () => {
+    const { cell, net, call } = await setup();
+    await call('POST', '/containers', { app: 'appA', netns: '/run/netns/d', container_id: 'd1', cni_network: 'silkworm' });
+    net.delayMs = 20;
+    const [a, b] = await Promise.all([
+      call('POST', '/containers/delete', { container_id: 'd1', ifname: 'eth0' }),
+      call('POST', '/containers/delete', { container_id: 'd1', ifname: 'eth0' }),
+    ]);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect([(a.body as { removed: boolean }).removed, (b.body as { removed: boolean }).removed].sort()).toEqual([false, true]);
+    expect(cell.listContainers()).toEqual([]);
+  });
+
+  it('a CNI network name is recorded with its container id, and only with one', async () => {
+    const { cell, call } = await setup();
+    const add = await call('POST', '/containers', { app: 'appA', netns: '/run/netns/n', container_id: 'n1', cni_network: 'net-a' });
+    expect(add.body).toMatchObject({ container_id: 'n1', ifname: 'eth0', cni_network: 'net-a' });
+    expect(cell.listContainers()[0]).toMatchObject({ cni_network: 'net-a' });
+    await expect(cell.addContainer({ app: 'a', netns: 'm', cniNetwork: 'net-a' })).rejects.toThrow(/comes with a container id/);
+    await expect(cell.addContainer({ app: 'a', netns: 'm', containerId: 'm1', cniNetwork: 'has space' })).rejects.toThrow(/CNI network name/);
+    const plain = await cell.addContainer({ app: 'b', netns: 'p' });
+    expect(plain.cni_network).toBeUndefined();
+  });
 });
