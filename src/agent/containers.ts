@@ -1,6 +1,6 @@
 // A cell's containers as the agent keeps them, whichever backend moves their
 // packets: the request silk-cni's ADD carries (app, netns, optional handle,
-// interface name, fixed address and CNI container id), its validation, the
+// interface name, fixed address, CNI container id and network name), its validation, the
 // record kept per container, and the answer shape (`container add|list`,
 // GET /containers) — one copy for both backends.
 import { formatMac, macFromIp, u32ToIp } from '../util/ip.js';
@@ -26,8 +26,8 @@ export interface ContainerRequest {
 
 /**
  * One attached container: its handle, app, overlay IP (u32), namespace, and
- * for a CNI attachment the runtime's identity (interface name, container id),
- * so CHECK, DEL and `container list` agree.
+ * for a CNI attachment the runtime's identity (interface name, container id,
+ * network name), so CHECK, DEL, GC and `container list` agree.
  */
 export interface ContainerRecord {
   readonly handle: string;
