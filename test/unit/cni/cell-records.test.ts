@@ -15,6 +15,10 @@ import { FakeContainerNet } from '../../../src/testing/fake-container-net.js';
 import { MemoryUnderlay } from '../../../src/testing/memory.js';
 import { adminRouter } from '../../../src/cell/admin.js';
 import type { JsonRequest } from '../../../src/net/http.js';
+import { KernelCell } from '../../../src/kernel/kernel-cell.js';
+import { FakeExec } from '../../../src/testing/fake-exec.js';
+import { fakeController } from '../../../src/testing/fake-controller.js';
+import type { Lease } from '../../../src/net/controller-client.js';
 
 let ctl: RunningController | undefined;
 const cells: Cell[] = [];
@@ -141,5 +145,36 @@ describe('cell records for CNI', () => {
     await expect(cell.addContainer({ app: 'a', netns: 'm', containerId: 'm1', cniNetwork: 'has space' })).rejects.toThrow(/CNI network name/);
     const plain = await cell.addContainer({ app: 'b', netns: 'p' });
     expect(plain.cni_network).toBeUndefined();
+  });
+
+  it('the kernel backend gives the veth the same CNI identity: CNI_IFNAME, a fixed IP, DEL by container id', async () => {
+    const ours: Lease = { underlay_ip: '198.18.0.12', overlay_subnet: '10.255.2.0/24', overlay_hardware_addr: 'ee:ee:0a:ff:02:00' };
+    const exec = new FakeExec();
+    const net = new FakeContainerNet();
+    const kc = new KernelCell({
+      name: 'cell2',
+      controller: fakeController(ours, { version: 1, leases: [ours], policies: [], tags: [] }),
+      underlayIp: '198.18.0.12',
+      underlayDev: 'eth0',
+      containerNet: net,
+      exec,
+      nowSeconds: () => 1700000000,
+      sysClassNet: '/nonexistent',
+      reapInterval: 3600,
+    });
+    await kc.start();
+    try {
+      const info = await kc.addContainer({ app: 'appK', netns: '/run/netns/cni-k', ifname: 'net1', ip: '10.255.2.40', containerId: 'k1', cniNetwork: 'silkworm' });
+      expect(info).toMatchObject({ handle: 'k1', ip: '10.255.2.40', ifname: 'net1', container_id: 'k1', cni_network: 'silkworm' });
+      expect(net.ifnames.get('/run/netns/cni-k')).toBe('net1');
+      expect(net.attached.get('/run/netns/cni-k')?.tap).toMatch(/^c-/); // the veth's container end
+      await expect(kc.addContainer({ app: 'appK', netns: 'cni-k' })).rejects.toThrow(/already has a container/);
+      expect(await kc.removeIfPresent({ containerId: 'k1', ifname: 'net1' })).toMatchObject({ ip: '10.255.2.40' });
+      expect(net.attached.size).toBe(0);
+      expect(exec.lines().some((l) => /^ip link del s-010255002040/.test(l))).toBe(true);
+      expect(await kc.removeIfPresent({ containerId: 'k1', ifname: 'net1' })).toBeUndefined();
+    } finally {
+      await kc.stop();
+    }
   });
 });
