@@ -59,7 +59,9 @@ export function describeStep(s: TraceStep): string {
         const line = renderIptables({ marks: [], accepts: [s.rule] }).find((l) => l.includes('-j ACCEPT') && l.includes('--mark'));
         return `ALLOW by policy: ${line ?? JSON.stringify(ruleJson(s.rule))}`;
       }
-      return `${s.verdict === 'allow' ? 'ALLOW' : 'DENY'}: ${WHY[s.why]}${s.verdict === 'deny' ? ' → REJECT with ICMP port unreachable' : ''}`;
+      if (s.verdict === 'allow') return `ALLOW: ${WHY[s.why]}`;
+      // An ICMP error is never answered with one (RFC 1122 §3.2.2): it is dropped, not rejected.
+      return `DENY: ${WHY[s.why]} → ${s.why === 'unrelated' ? 'DROP (an ICMP error is never answered with another)' : 'REJECT with ICMP port unreachable'}`;
     }
     case 'deliver':
       return `deliver to container ${s.container} (app ${s.app}) with TTL ${s.ttl}`;
