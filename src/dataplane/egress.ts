@@ -125,10 +125,7 @@ export class Egress {
         local.packets[2]!++;
         local.packets[3]! += frameLen;
       }
-      batch.action[i] = Action.Tap;
-      batch.outOff[i] = off;
-      batch.outLen[i] = frameLen;
-      batch.outTarget[i] = local.index;
+      batch.verdict(i, Action.Tap, off, frameLen, local.index);
       run.steps.deliver(local, ip.ttl);
       return;
     }
@@ -152,10 +149,7 @@ export class Egress {
     const ident = run.nextIdent();
     const outer = writeOuterHeaders(buf, off, frameLen, cfg.underlayIp, fdb.dst, ident, sp, cfg.vxlanPort, cfg.vni, port.tag);
     run.counters.stats[Stat.Encapsulated]!++;
-    batch.action[i] = Action.Underlay;
-    batch.outOff[i] = outer;
-    batch.outLen[i] = frameLen + OUTER_LEN;
-    batch.outTarget[i] = fdb.dst;
+    batch.verdict(i, Action.Underlay, outer, frameLen + OUTER_LEN, fdb.dst);
     run.steps.encapsulate(
       cfg.vni,
       port.tag,
@@ -176,10 +170,7 @@ export class Egress {
     writeMacFromIp(buf, off, 0xeeee, port.ip);
     writeMacFromIp(buf, off + ETH_SRC, 0xaaaa, port.ip);
     writeU16(buf, off + ETH_TYPE, ETHERTYPE_IPV4);
-    batch.action[i] = Action.Tap;
-    batch.outOff[i] = off;
-    batch.outLen[i] = ETH_HEADER_LEN + ipLen;
-    batch.outTarget[i] = port.index;
+    batch.verdict(i, Action.Tap, off, ETH_HEADER_LEN + ipLen, port.index);
     run.steps.icmpErrorToContainer(port);
   }
 }

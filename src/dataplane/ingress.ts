@@ -146,10 +146,7 @@ export class Ingress {
       port.packets[2]!++;
       port.packets[3]! += frameLen;
     }
-    batch.action[i] = Action.Tap;
-    batch.outOff[i] = eth;
-    batch.outLen[i] = frameLen;
-    batch.outTarget[i] = port.index;
+    batch.verdict(i, Action.Tap, eth, frameLen, port.index);
     run.steps.deliver(port, ip.ttl);
   }
 
@@ -166,10 +163,7 @@ export class Ingress {
     const ip = this.ip;
     const sp = sourcePortFor(flowHash(ip.srcAddr, ip.dstAddr, IPPROTO_ICMP, 0, 0), cfg.srcPortMin, cfg.srcPortMax);
     const outer = writeOuterHeaders(buf, eth, frameLen, cfg.underlayIp, to, ident, sp, cfg.vxlanPort, cfg.vni, 0);
-    batch.action[i] = Action.Underlay;
-    batch.outOff[i] = outer;
-    batch.outLen[i] = frameLen + OUTER_LEN;
-    batch.outTarget[i] = to;
+    batch.verdict(i, Action.Underlay, outer, frameLen + OUTER_LEN, to);
     run.steps.icmpErrorToUnderlay(to);
   }
 }

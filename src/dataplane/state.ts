@@ -97,9 +97,7 @@ export class Run {
   /** Frame i is dropped for `reason`: counted, and its verdict written. */
   drop(batch: FrameBatch, i: number, reason: Drop): void {
     this.counters.drop(reason);
-    batch.action[i] = Action.Drop;
-    batch.outTarget[i] = reason;
-    batch.outLen[i] = 0;
+    batch.verdict(i, Action.Drop, 0, 0, reason);
     this.steps.drop(reason);
   }
 

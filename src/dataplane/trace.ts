@@ -66,6 +66,20 @@ interface Named {
   readonly app: string;
 }
 
+/** What the encapsulate step is told, in order (a tuple, so the sink and the recorder cannot disagree). */
+export type EncapsulateArgs = [
+  vni: number,
+  groupPolicyId: number,
+  flags: number,
+  srcPort: number,
+  dstPort: number,
+  underlaySrc: number,
+  underlayDst: number,
+  innerSrcMac: Uint8Array,
+  innerDstMac: Uint8Array,
+  ttl: number,
+];
+
 /** Where the pipeline reports steps. Arguments are values the pipeline already holds: calling costs no allocation. */
 export interface StepSink {
   source(port: Named, ip: number, tag: number): void;
@@ -74,18 +88,7 @@ export interface StepSink {
   routeLocal(dst: number, local: Named): void;
   neighbor(ip: number, entry: NeighborEntry | undefined): void;
   fdb(mac: Uint8Array, entry: FdbEntry | undefined): void;
-  encapsulate(
-    vni: number,
-    groupPolicyId: number,
-    flags: number,
-    srcPort: number,
-    dstPort: number,
-    underlaySrc: number,
-    underlayDst: number,
-    innerSrcMac: Uint8Array,
-    innerDstMac: Uint8Array,
-    ttl: number,
-  ): void;
+  encapsulate(...args: EncapsulateArgs): void;
   decapsulate(from: number, vni: number, flags: number, groupPolicyId: number): void;
   lookupContainer(dst: number, port: Named | undefined): void;
   /** Allowed or denied by connection tracking alone. */
@@ -140,18 +143,7 @@ export class StepRecorder implements StepSink {
   fdb(mac: Uint8Array, entry: FdbEntry | undefined): void {
     this.steps.push({ kind: 'fdb', mac: mac.slice(), entry: entry ?? null });
   }
-  encapsulate(
-    vni: number,
-    groupPolicyId: number,
-    flags: number,
-    srcPort: number,
-    dstPort: number,
-    underlaySrc: number,
-    underlayDst: number,
-    innerSrcMac: Uint8Array,
-    innerDstMac: Uint8Array,
-    ttl: number,
-  ): void {
+  encapsulate(...[vni, groupPolicyId, flags, srcPort, dstPort, underlaySrc, underlayDst, innerSrcMac, innerDstMac, ttl]: EncapsulateArgs): void {
     this.steps.push({
       kind: 'encapsulate',
       vni,
