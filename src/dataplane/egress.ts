@@ -10,8 +10,8 @@
 // TTL drops by one per cell (64 in the source container, 63 on the wire, 62
 // in the destination container); on the wire the inner frame carries VTEP
 // MACs; the destination container sees dst ee:ee:<its ip>, src aa:aa:<its ip>.
-import { ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_ARP, ETHERTYPE_IPV4, VXLAN_FLAG_G, VXLAN_FLAG_I } from '../wire/offsets.js';
-import { readU16, writeU16 } from '../wire/bytes.js';
+import { ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, VXLAN_FLAG_G, VXLAN_FLAG_I } from '../wire/offsets.js';
+import { writeU16 } from '../wire/bytes.js';
 import { IcmpCode, IcmpType } from '../wire/icmp.js';
 import { Ipv4View } from '../wire/ipv4.js';
 import type { RouteEntry } from '../tables/route.js';
@@ -23,7 +23,7 @@ import { OUTER_LEN, writeOuterHeaders } from './encap.js';
 import { flowHash, sourcePortFor } from './flowhash.js';
 import { icmpInPlace } from './icmp.js';
 import { admit, Verdict } from './ingress.js';
-import { L4 } from './l4.js';
+import { L4, NO_DROP, wrapIpv4 } from './l4.js';
 import { GATEWAY_IP, type ControlState, type Port, type Run } from './state.js';
 
 export class Egress {
@@ -58,12 +58,10 @@ export class Egress {
     const state = this.state;
     const cfg = state.cfg;
     if (len < ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
-    const etype = readU16(buf, off + ETH_TYPE);
-    if (etype !== ETHERTYPE_IPV4) return run.drop(batch, i, etype === ETHERTYPE_ARP ? Drop.Arp : Drop.NotIpv4);
+    const ip = this.ip;
+    const bad = wrapIpv4(buf, off, len, ip);
+    if (bad !== NO_DROP) return run.drop(batch, i, bad);
     const ipOff = off + ETH_HEADER_LEN;
-    const ip = this.ip.wrap(buf, ipOff, len - ETH_HEADER_LEN);
-    if (ip.check() !== 0) return run.drop(batch, i, Drop.BadIpHeader);
-    if (!ip.verifyChecksum()) return run.drop(batch, i, Drop.BadIpChecksum);
     const src = ip.srcAddr;
     const dst = ip.dstAddr;
     run.steps.source(port, src, port.tag);

@@ -8,8 +8,8 @@
 // admit() is also the same-cell half of egress: a packet between two
 // containers of one cell meets the destination's policy exactly as one from
 // another cell does.
-import { IPPROTO_ICMP, ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_ARP, ETHERTYPE_IPV4, VXLAN_HEADER_LEN } from '../wire/offsets.js';
-import { readU16, writeU16 } from '../wire/bytes.js';
+import { IPPROTO_ICMP, ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, VXLAN_HEADER_LEN } from '../wire/offsets.js';
+import { writeU16 } from '../wire/bytes.js';
 import { IcmpCode, IcmpType, readQuotedFlow, type QuotedFlow } from '../wire/icmp.js';
 import { Ipv4View } from '../wire/ipv4.js';
 import { vxlanFlagsAcceptable, vxlanGpidAt, vxlanVniAt } from '../wire/vxlan.js';
@@ -20,7 +20,7 @@ import { Drop, Stat } from './counters.js';
 import { OUTER_LEN, writeOuterHeaders } from './encap.js';
 import { flowHash, sourcePortFor } from './flowhash.js';
 import { icmpInPlace } from './icmp.js';
-import { L4 } from './l4.js';
+import { L4, NO_DROP, wrapIpv4 } from './l4.js';
 import type { ControlState, LeaseInfo, Port, Run } from './state.js';
 
 export const enum Verdict {
@@ -107,12 +107,10 @@ export class Ingress {
     for (let k = 0; k < 6; k++) {
       if (buf[eth + k] !== vtepMac[k]) return run.drop(batch, i, Drop.WrongInnerMac);
     }
-    const etype = readU16(buf, eth + ETH_TYPE);
-    if (etype !== ETHERTYPE_IPV4) return run.drop(batch, i, etype === ETHERTYPE_ARP ? Drop.Arp : Drop.NotIpv4);
+    const ip = this.ip;
+    const bad = wrapIpv4(buf, eth, elen, ip);
+    if (bad !== NO_DROP) return run.drop(batch, i, bad);
     const ipOff = eth + ETH_HEADER_LEN;
-    const ip = this.ip.wrap(buf, ipOff, elen - ETH_HEADER_LEN);
-    if (ip.check() !== 0) return run.drop(batch, i, Drop.BadIpHeader);
-    if (!ip.verifyChecksum()) return run.drop(batch, i, Drop.BadIpChecksum);
     const src = ip.srcAddr;
     const dst = ip.dstAddr;
     if (((src & prefixMask(lease.prefixLen)) >>> 0) !== lease.subnet) return run.drop(batch, i, Drop.SpoofedInnerSource);

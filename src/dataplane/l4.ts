@@ -1,11 +1,17 @@
-// The transport fields policy and conntrack key on, read from the packet in
-// an Ipv4View (already checked): ports, TCP flags, the ICMP type and whether it
+// Reading a packet for the pipeline: the IPv4 header after an Ethernet
+// header (checked, or the reason to drop it), then the transport fields
+// policy and conntrack key on: ports, TCP flags, the ICMP type and whether it
 // is an error. Kept in fields of one reused object, not returned as a new one,
 // so reading them allocates nothing.
 import { readU16 } from '../wire/bytes.js';
+import { WireError } from '../wire/errors.js';
 import { IcmpType, isIcmpErrorType } from '../wire/icmp.js';
 import type { Ipv4View } from '../wire/ipv4.js';
 import {
+  ETH_HEADER_LEN,
+  ETH_TYPE,
+  ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
   ICMP_ECHO_ID,
   ICMP_HEADER_LEN,
   ICMP_TYPE,
@@ -20,6 +26,25 @@ import {
   UDP_SRC_PORT,
 } from '../wire/offsets.js';
 import { tcpFlagsAt } from '../wire/tcp.js';
+import { Drop } from './counters.js';
+
+/** wrapIpv4() found nothing to drop. */
+export const NO_DROP = -1;
+
+/**
+ * Wrap `ip` around the IPv4 packet after the Ethernet header at buf[eth..]
+ * (a frame of `len` bytes, at least ETH_HEADER_LEN) and check it: NO_DROP,
+ * or the reason to drop the frame (ARP or another EtherType, a malformed
+ * header, a wrong header checksum).
+ */
+export function wrapIpv4(buf: Uint8Array, eth: number, len: number, ip: Ipv4View): number {
+  const etype = readU16(buf, eth + ETH_TYPE);
+  if (etype !== ETHERTYPE_IPV4) return etype === ETHERTYPE_ARP ? Drop.Arp : Drop.NotIpv4;
+  ip.wrap(buf, eth + ETH_HEADER_LEN, len - ETH_HEADER_LEN);
+  if (ip.check() !== WireError.None) return Drop.BadIpHeader;
+  if (!ip.verifyChecksum()) return Drop.BadIpChecksum;
+  return NO_DROP;
+}
 
 export class L4 {
   /** TCP/UDP ports; for ICMP echo the identifier as sport (dport 0), as conntrack keys it; else 0. */
