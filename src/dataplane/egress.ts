@@ -21,7 +21,7 @@ import { Drop, Stat } from './counters.js';
 import { OUTER_LEN, writeOuterHeaders } from './encap.js';
 import { flowHash, sourcePortFor } from './flowhash.js';
 import { icmpInPlace } from './icmp.js';
-import { admit, Verdict } from './ingress.js';
+import { admit, deliverToPort, Verdict } from './ingress.js';
 import { L4, NO_DROP, wrapIpv4 } from './l4.js';
 import { GATEWAY_IP, type ControlState, type Port, type Run } from './state.js';
 
@@ -127,16 +127,8 @@ export class Egress {
       run.counters.drop(Drop.PolicyDenied);
       return this.replyToPort(batch, i, off, n, port, run);
     }
-    ip.decrementTtl();
-    writeMacFromIp(buf, off, 0xeeee, dst);
-    writeMacFromIp(buf, off + ETH_SRC, 0xaaaa, dst);
     run.counters.stats[Stat.DeliveredLocal]!++;
-    if (!run.dry) {
-      local.packets[2]!++;
-      local.packets[3]! += frameLen;
-    }
-    batch.verdict(i, Action.Tap, off, frameLen, local.index);
-    run.steps.deliver(local, ip.ttl);
+    deliverToPort(batch, i, off, ip, local, frameLen, run);
   }
 
   /** Another cell: route → neighbor → FDB → conntrack → encapsulation. */

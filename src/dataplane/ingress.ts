@@ -68,6 +68,24 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
   return Verdict.Allow;
 }
 
+/**
+ * Deliver the packet in `ip` (Ethernet header at `eth`, `frameLen` bytes) to
+ * container `port`: TTL - 1 (this cell routed it), the container's MACs
+ * (dst ee:ee:<ip>, src aa:aa:<ip>), counted, written to its TAP.
+ */
+export function deliverToPort(batch: FrameBatch, i: number, eth: number, ip: Ipv4View, port: Port, frameLen: number, run: Run): void {
+  const buf = batch.slab;
+  ip.decrementTtl();
+  writeMacFromIp(buf, eth, 0xeeee, port.ip);
+  writeMacFromIp(buf, eth + ETH_SRC, 0xaaaa, port.ip);
+  if (!run.dry) {
+    port.packets[2]!++;
+    port.packets[3]! += frameLen;
+  }
+  batch.verdict(i, Action.Tap, eth, frameLen, port.index);
+  run.steps.deliver(port, ip.ttl);
+}
+
 export class Ingress {
   private readonly ip = new Ipv4View();
   private readonly l4 = new L4();
@@ -135,17 +153,9 @@ export class Ingress {
       run.counters.drop(Drop.PolicyDenied);
       return this.replyToUnderlay(batch, i, eth, n, lease, from, run);
     }
-    ip.decrementTtl();
-    writeMacFromIp(buf, eth, 0xeeee, dst);
-    writeMacFromIp(buf, eth + ETH_SRC, 0xaaaa, dst);
     run.counters.stats[Stat.Decapsulated]!++;
     run.counters.stats[Stat.DeliveredRemote]!++;
-    if (!run.dry) {
-      port.packets[2]!++;
-      port.packets[3]! += frameLen;
-    }
-    batch.verdict(i, Action.Tap, eth, frameLen, port.index);
-    run.steps.deliver(port, ip.ttl);
+    deliverToPort(batch, i, eth, ip, port, frameLen, run);
   }
 
   /** An ICMP error we generated (IPv4 after the inner Ethernet header at eth) goes back, encapsulated, to the cell it came from. */
