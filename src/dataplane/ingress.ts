@@ -128,11 +128,19 @@ export class Ingress {
     const ip = this.ip;
     const bad = wrapIpv4(buf, eth, elen, ip);
     if (bad !== NO_DROP) return run.drop(batch, i, bad);
-    const ipOff = eth + ETH_HEADER_LEN;
     const src = ip.srcAddr;
-    const dst = ip.dstAddr;
     if (((src & prefixMask(lease.prefixLen)) >>> 0) !== lease.subnet) return run.drop(batch, i, Drop.SpoofedInnerSource);
     if (ip.isFragment) return run.drop(batch, i, Drop.Fragment);
+    this.toContainer(batch, i, eth, lease, from, gpid, now, run);
+  }
+
+  /** The inner packet passed the tunnel's checks: its container, TTL, policy, delivery (a method of its own: see egress.ts). */
+  private toContainer(batch: FrameBatch, i: number, eth: number, lease: LeaseInfo, from: number, gpid: number, now: number, run: Run): void {
+    const buf = batch.slab;
+    const state = this.state;
+    const ip = this.ip;
+    const ipOff = eth + ETH_HEADER_LEN;
+    const dst = ip.dstAddr;
     const l4 = this.l4;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
     const port = state.portByIp.get(dst);
