@@ -17,9 +17,9 @@ import type { OffloadStatus } from '../offload/options.js';
 import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
-import type { ContainerInfo, ContainerRecord } from '../agent/containers.js';
+import { ifnameOf, type ContainerInfo, type ContainerRecord } from '../agent/containers.js';
 import { samePolicies } from '../agent/converger.js';
-import type { ContainerNet } from '../agent/netns.js';
+import { netnsPath, type ContainerNet } from '../agent/netns.js';
 import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
 import { logger } from '../util/log.js';
 import { VTEP_DEV } from '../util/silk.js';
@@ -59,10 +59,7 @@ function addNamed(into: Float64Array, names: readonly string[], saved: Record<st
   });
 }
 
-/** A container's namespace as a path: a name is one under /run/netns (what `ip netns` makes). */
-export function netnsPath(netns: string): string {
-  return netns.startsWith('/') ? netns : `/run/netns/${netns}`;
-}
+
 
 export interface CellOptions {
   name: string;
@@ -83,6 +80,7 @@ export interface CellOptions {
 interface Attached {
   port: Port;
   netns: string;
+  ifname: string;
   dev: FrameDevice;
 }
 
@@ -154,9 +152,8 @@ export class Cell extends AgentCell {
       leasePrefixLen: subnet.len,
     };
     this.cfg = cfg;
-    this.dp = new Dataplane(cfg);
-    // The underlay socket was opened before the lease (see start) counting into this table.
-    this.dp.counters = this.counters;
+    // The underlay socket was opened before the lease (see start), counting into this table.
+    this.dp = new Dataplane(cfg, this.counters);
     this.slotSize = slotSizeFor(cfg.underlayMtu);
   }
 
@@ -278,9 +275,10 @@ export class Cell extends AgentCell {
 
   async attach(c: ContainerRecord): Promise<void> {
     const { ip, netns } = c;
+    const ifname = ifnameOf(c);
     const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops, true);
     try {
-      await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu);
+      await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu, ifname);
     } catch (err) {
       release(dev);
       throw err;
@@ -293,7 +291,7 @@ export class Cell extends AgentCell {
     if (!open) return false;
     let dev: FrameDevice;
     try {
-      dev = open(netnsPath(c.netns), 'eth0', this.slotSize, this.dp.counters.drops);
+      dev = open(netnsPath(c.netns), ifnameOf(c), this.slotSize, this.dp.counters.drops);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENODEV' || (err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
@@ -305,8 +303,9 @@ export class Cell extends AgentCell {
   /** Give the container a port and start moving its device's frames. */
   private adopt(c: ContainerRecord, dev: FrameDevice): void {
     const { handle, app, ip, netns } = c;
+    const ifname = ifnameOf(c);
     const port = this.dp.addPort(handle, app, ip);
-    this.attached.set(handle, { port, netns, dev });
+    this.attached.set(handle, { port, netns, ifname, dev });
     this.devByIndex[port.index] = dev;
     dev.start(
       (batch) => {
@@ -324,7 +323,7 @@ export class Cell extends AgentCell {
   async detach(c: ContainerRecord): Promise<void> {
     this.forget(c.handle, true);
     // Persistence off and the fd closed removes the TAP; `ip link del` makes sure.
-    await this.opts.containerNet.detach(c.netns);
+    await this.opts.containerNet.detach(c.netns, ifnameOf(c));
   }
 
   /** Stop moving a container's frames and close its fd; with `remove`, its TAP goes too (persistence off). */

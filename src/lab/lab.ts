@@ -14,7 +14,7 @@ import { fail } from './errors.js';
 import { labDir, DEFAULT_LAB } from './paths.js';
 import { buildTopology, deleteNamespaces, listNetns, netnsPids, softwareTxChecksum } from './netns.js';
 import { cmdline, isAlive, isOurs, listeningIn, probeHttp, spawnDetached, stopProcesses, waitReady } from './procs.js';
-import { cellCommand, realRunner, type CellSpec, type LabRunner } from './runner.js';
+import { cellCommand, labConflist, realRunner, type CellSpec, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
 import { labNamespaces, planLab, validatePrefix, type LabPlan, type PlanOptions } from './topology.js';
 
@@ -127,13 +127,29 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     }
     say(`cells up: ${state.cells.map((x) => `${x.name} ${x.underlayIp} ${x.dataplane ?? 'user'} (pid ${x.pid})`).join(', ')}`);
 
+    // Containers are attached through silkworm-cni, as a runtime would: one
+    // conflist per cell under the lab's directory.
+    const cniDir = path.join(plan.dir, 'cni');
+    fs.mkdirSync(cniDir, { recursive: true });
+    for (const cell of plan.cells) {
+      fs.writeFileSync(path.join(cniDir, `${cell.name}.conflist`), JSON.stringify(labConflist(`${plan.prefix}-${cell.name}`, cell.socket), null, 2) + '\n');
+    }
     // allSettled: if one add fails, the other must finish before tear-down
     // starts, or it could attach a container to a namespace being deleted.
     const settled = await Promise.allSettled(
       plan.apps.map(async (a) => {
         const cell = plan.cells.find((x) => x.name === a.cell)!;
-        const info = await runner.addContainer({ app: a.app, cell: a.cell, cellSocket: cell.socket, netns: a.netns });
-        return { app: a.app, netns: a.netns, ip: info.ip, cell: a.cell, ...(info.mac ? { mac: info.mac } : {}), ...(info.handle ? { handle: info.handle } : {}) };
+        const conflist = path.join(cniDir, `${a.cell}.conflist`);
+        const info = await runner.addContainer({ app: a.app, cell: a.cell, cellSocket: cell.socket, netns: a.netns, conflist, containerId: a.netns });
+        return {
+          app: a.app,
+          netns: a.netns,
+          ip: info.ip,
+          cell: a.cell,
+          ...(info.mac ? { mac: info.mac } : {}),
+          ...(info.handle ? { handle: info.handle } : {}),
+          ...(info.containerId ? { containerId: info.containerId } : {}),
+        };
       }),
     );
     const added = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -244,9 +260,10 @@ async function teardown(prefix: string, state: LabState | null, o: TeardownOptio
 }
 
 /**
- * Delete eth0 in every namespace a cell of this lab recorded a container in
- * (its state directory's cell.json), except the namespaces about to be
- * deleted — and only when eth0 is still a TAP, which is what the cell made.
+ * Delete the container interface (eth0, or the CNI_IFNAME it was given) in
+ * every namespace a cell of this lab recorded a container in (its state
+ * directory's cell.json), except the namespaces about to be deleted — and
+ * only when it is still a TAP, which is what the cell made.
  */
 function deleteContainerTaps(prefix: string, deleting: string[]): void {
   const dir = labDir(prefix);
@@ -258,7 +275,7 @@ function deleteContainerTaps(prefix: string, deleting: string[]): void {
   }
   const present = new Set(listNetns());
   for (const e of entries) {
-    let saved: { containers?: { netns?: unknown }[] };
+    let saved: { containers?: { netns?: unknown; ifname?: unknown }[] };
     try {
       saved = JSON.parse(fs.readFileSync(path.join(dir, e, 'cell.json'), 'utf8'));
     } catch {
@@ -266,11 +283,24 @@ function deleteContainerTaps(prefix: string, deleting: string[]): void {
     }
     for (const c of saved.containers ?? []) {
       const ns = c.netns;
-      if (typeof ns !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(ns) || deleting.includes(ns) || !present.has(ns)) continue;
+      const dev = typeof c.ifname === 'string' && /^[A-Za-z0-9_.-]{1,15}$/.test(c.ifname) ? c.ifname : 'eth0';
+      if (typeof ns !== 'string' || deleting.includes(ns)) continue;
+      // A namespace by name (ip netns) or by path (CNI_NETNS), as the cell took it.
+      let ipIn: (args: string[]) => [string, string[]];
+      if (/^[A-Za-z0-9_.-]+$/.test(ns)) {
+        if (!present.has(ns)) continue;
+        ipIn = (args) => ['ip', ['-n', ns, ...args]];
+      } else if (ns.startsWith('/') && fs.existsSync(ns)) {
+        ipIn = (args) => ['nsenter', [`--net=${ns}`, 'ip', ...args]];
+      } else {
+        continue;
+      }
       try {
-        const info = JSON.parse(execFileSync('ip', ['-n', ns, '-d', '-j', 'link', 'show', 'dev', 'eth0'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }));
+        const [cmd, args] = ipIn(['-d', '-j', 'link', 'show', 'dev', dev]);
+        const info = JSON.parse(execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }));
         if (info?.[0]?.linkinfo?.info_kind !== 'tun') continue;
-        execFileSync('ip', ['-n', ns, 'link', 'del', 'dev', 'eth0'], { stdio: 'ignore', timeout: 5000 });
+        const [dcmd, dargs] = ipIn(['link', 'del', 'dev', dev]);
+        execFileSync(dcmd, dargs, { stdio: 'ignore', timeout: 5000 });
       } catch {
         /* gone already */
       }
@@ -387,7 +417,7 @@ export interface StatusReport {
   namespaces: { name: string; exists: boolean }[];
   controller: ({ socket: string; log: string; answers: boolean } & ProcStatus) | null;
   cells: ({ name: string; netns: string; underlayIp: string; socket: string; log: string; dataplane: 'user' | 'kernel'; answers: boolean } & ProcStatus)[];
-  containers: { app: string; netns: string; ip: string; cell: string; mac?: string }[];
+  containers: { app: string; netns: string; ip: string; cell: string; mac?: string; containerId?: string }[];
   apps: ({ app: string; netns: string; port: number; log: string; listening: boolean } & ProcStatus)[];
 }
 
