@@ -431,7 +431,13 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
     ? { ...state.controller, alive: isOurs(state.controller.pid), answers: await answers(state.controller.socket) }
     : null;
   const cells = await Promise.all(
-    (state?.cells ?? []).map(async (c) => ({ ...c, dataplane: c.dataplane ?? ('user' as const), alive: isOurs(c.pid), answers: await answers(c.socket) })),
+    (state?.cells ?? []).map(async (c) => {
+      // A cell restarted by hand (the same command line) holds its state directory's lock under a new PID.
+      const sd = c.command?.indexOf('--state-dir') ?? -1;
+      const holder = sd >= 0 && c.command![sd + 1] ? lockHolder(c.command![sd + 1]!) : undefined;
+      const pid = !isOurs(c.pid) && holder !== undefined && isOurs(holder) ? holder : c.pid;
+      return { ...c, pid, dataplane: c.dataplane ?? ('user' as const), alive: isOurs(pid), answers: await answers(c.socket) };
+    }),
   );
   const apps = (state?.apps ?? []).map((a) => ({
     ...a,

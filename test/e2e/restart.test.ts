@@ -162,6 +162,9 @@ describe.skipIf(!isRoot())(`cell restart and one instance per cell (prefix ${P})
       `kill -9 + same command: last echo ${killedAt - gap![0]} ms before the kill, new process ${startedAt - killedAt} ms after it, ` +
         `cell started ${startedMsAfter(cell.log, startedAt)} ms after that; pause ${gap![1] - gap![0]} ms in all, ${gap![1] - startedAt} ms after the new process was started`,
     );
+    // lab status finds the new process (it holds the state directory's lock).
+    const st = await silkwormJson<LabStatusJson>(['lab', 'status', '--prefix', P]);
+    expect(st.cells.find((c) => c.name === 'cell1')).toMatchObject({ pid: child.pid, alive: true });
     // The new process re-attached appA without anyone running `container add`.
     const cs = await cellGet<{ containers: { app: string; ip: string }[] }>(P, 'cell1', '/containers');
     expect(cs.containers.map((c) => [c.app, c.ip])).toEqual([['appA', lab.appA.ip]]);
