@@ -6,7 +6,7 @@ import { cellRegistry } from '../cell/metrics.js';
 import { IprouteContainerNet } from '../agent/netns.js';
 import { nativeCellIo } from '../cell/io.js';
 import { ControllerClient } from '../net/controller-client.js';
-import { controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
+import { clientTls, controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
 import { isIpv4, parseCidr } from '../util/ip.js';
 import { KernelCell } from '../kernel/kernel-cell.js';
 import { serveKernelAdmin } from '../kernel/admin.js';
@@ -27,7 +27,10 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'cell name, e.g. cell1')
     .requiredOption('--underlay-ip <ip>', "this cell's underlay address (198.18.0.0/15 in the lab)")
     .option('--underlay-dev <dev>', 'underlay interface (the kernel data plane sends VXLAN through it)', 'eth0')
-    .option('--controller <addr>', 'controller address (unix socket path or host:port)')
+    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port)')
+    .option('--tls-cert <file>', "this cell's client certificate (PEM) for an https:// controller")
+    .option('--tls-key <file>', 'its private key (PEM)')
+    .option('--tls-ca <file>', "CA (PEM) the controller's certificate must be signed by")
     .option('--lab <prefix>', "use lab P's controller socket", 'sw')
     .option('--admin <addr>', 'admin socket for show/container/trace (default: the lab socket for --name)')
     .option('--mtu <n>', 'underlay MTU; containers get MTU − 50', '1500')
@@ -53,6 +56,8 @@ export function register(program: Command): void {
         '',
         'Examples (inside the cell namespace):',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell1.sock',
+        '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller https://198.18.0.1:4003 \\',
+        '      --tls-cert /run/silkworm/sw/tls/cell1.pem --tls-key /run/silkworm/sw/tls/cell1-key.pem --tls-ca /run/silkworm/sw/tls/ca.pem',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --no-offload tap-tso,udp-gso',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --offload none',
         '  ip netns exec sw-cell2 silkworm cell --name cell2 --underlay-ip 198.18.0.12 --dataplane kernel --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell2.sock',
@@ -77,7 +82,12 @@ export function register(program: Command): void {
           'offload-env-deprecated',
         );
       }
-      const client = new ControllerClient(controllerAddress(o));
+      const caddr = controllerAddress(o);
+      const tls = clientTls(caddr, o, "this cell's");
+      if (caddr.kind === 'tcp' && caddr.tls && (!tls?.cert || !tls.ca)) {
+        fail('a cell reaches an https:// controller with mutual TLS: give --tls-cert, --tls-key and --tls-ca');
+      }
+      const client = new ControllerClient(caddr, { tls });
       const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
       if (o.dataplane === 'kernel') {
         try {
