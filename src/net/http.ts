@@ -339,7 +339,8 @@ export async function serve(addr: Address, handler: JsonHandler, opts: ServeOpti
   // A socket with no traffic is not closed by itself: held long-polls are silent for ~25 s.
   server.timeout = 0;
   const listenerName = formatAddress(useTls ? { ...(addr as { kind: 'tcp'; host: string; port: number }), tls: true } : addr);
-  const admission = new Admission(lim.maxConnections ?? DEFAULT_MAX_CONNECTIONS, useTls, (f) => opts.onFlood?.({ ...f, listener: listenerName }));
+  const firstRequestMs = (lim.requestTimeoutMs ?? 30_000) + 500 + (useTls ? (lim.handshakeTimeoutMs ?? 10_000) : 0);
+  const admission = new Admission(lim.maxConnections ?? DEFAULT_MAX_CONNECTIONS, useTls, firstRequestMs, (f) => opts.onFlood?.({ ...f, listener: listenerName }));
   server.on('connection', (raw: net.Socket) => admission.admit(raw));
   if (useTls) {
     server.on('secureConnection', (t: tls.TLSSocket) => {
@@ -417,6 +418,7 @@ class Admission {
   private readonly waiting = new Set<net.Socket>();
   private readonly secure = new WeakMap<net.Socket, tls.TLSSocket>();
   private readonly all = new Set<net.Socket>();
+  private readonly served = new WeakSet<net.Socket>();
   private refused = 0;
   private firstAt = 0;
   private lastAt = 0;
@@ -425,13 +427,20 @@ class Admission {
   constructor(
     private readonly cap: number,
     private readonly tls: boolean,
+    /** A connection that has sent no complete request by then is closed (Node's own header timeout starts only at the first byte). */
+    private readonly firstRequestMs: number,
     private readonly report: (f: Omit<FloodReport, 'listener'>) => void,
   ) {}
 
   admit(raw: net.Socket): void {
     this.all.add(raw);
     this.waiting.add(raw);
+    const silent = setTimeout(() => {
+      if (!this.served.has(raw) && this.waiting.has(raw)) raw.destroy();
+    }, this.firstRequestMs);
+    silent.unref();
     raw.once('close', () => {
+      clearTimeout(silent);
       this.all.delete(raw);
       this.waiting.delete(raw);
     });
@@ -448,7 +457,9 @@ class Admission {
 
   /** A complete request is being answered on this connection. */
   busy(sock: net.Socket): void {
-    this.waiting.delete((sock as Tagged)[RAW] ?? sock);
+    const raw = (sock as Tagged)[RAW] ?? sock;
+    this.served.add(raw);
+    this.waiting.delete(raw);
   }
 
   /** The answer went out; an untrusted keep-alive connection waits again (as the newest). */
