@@ -12,6 +12,8 @@ import { KernelCell } from '../kernel/kernel-cell.js';
 import { serveKernelAdmin } from '../kernel/admin.js';
 import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads } from '../offload/options.js';
 import { logger } from '../util/log.js';
+import type { UpstreamControl } from '../agent/agent.js';
+import { detectControllerApi } from '../net/controller-client.js';
 
 // commander reads a `--no-X` flag as the negation of `--X`; this one is a list of its own.
 function noOffloadOption(): Option {
@@ -32,6 +34,14 @@ export function register(program: Command): void {
     .option('--tls-key <file>', 'its private key (PEM)')
     .option('--tls-ca <file>', "CA (PEM) the controller's certificate must be signed by")
     .option('--lab <prefix>', "use lab P's controller socket", 'sw')
+    .option(
+      '--controller-api <api>',
+      "silkworm (GET /watch), silk (an unmodified silk-controller: poll and renew as silk-daemon does) or auto (silk when /watch answers 404)",
+      'auto',
+    )
+    .option('--policy-server <addr>', "with the silk API: the policy server's internal API (https://HOST:PORT; default the --controller address), same TLS files")
+    .option('--lease-poll <s>', "with the silk API: seconds between renew + GET /leases rounds (silk-daemon's lease_poll_interval_seconds)", '30')
+    .option('--policy-poll <s>', "with the silk API: seconds between policy rounds (vxlan-policy-agent's policy_poll_interval_seconds)", '5')
     .option('--admin <addr>', 'admin socket for show/container/trace (default: the lab socket for --name)')
     .option('--mtu <n>', 'underlay MTU; containers get MTU − 50', '1500')
     .option('--vni <n>', 'VXLAN network identifier', '1')
@@ -88,6 +98,43 @@ export function register(program: Command): void {
         fail('a cell reaches an https:// controller with mutual TLS: give --tls-cert, --tls-key and --tls-ca');
       }
       const client = new ControllerClient(caddr, { tls });
+      if (!['silkworm', 'silk', 'auto'].includes(o.controllerApi)) fail(`--controller-api must be silkworm, silk or auto, got "${o.controllerApi}"`);
+      const leasePoll = parseIntStrict(o.leasePoll, '--lease-poll', 1, 86_400);
+      const policyPoll = parseIntStrict(o.policyPoll, '--policy-poll', 1, 86_400);
+      let api: 'silkworm' | 'silk' = o.controllerApi === 'auto' ? 'silkworm' : o.controllerApi;
+      if (o.controllerApi === 'auto') {
+        try {
+          api = await detectControllerApi(client);
+        } catch (err) {
+          fail(`the cell could not start: ${(err as Error).message}`);
+        }
+      }
+      let fatal: ((err: Error) => void) | undefined;
+      const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
+      let upstream: UpstreamControl | undefined;
+      if (api === 'silk') {
+        const paddr = o.policyServer ? parseAddress(o.policyServer) : caddr;
+        upstream = {
+          policyServer: new ControllerClient(paddr, { tls }),
+          leasePollS: leasePoll,
+          policyPollS: policyPoll,
+          onFatal: (err) => fatal!(err),
+        };
+        logger('cell', { cell: o.name }).info({ controller: o.controller, policyServer: o.policyServer ?? o.controller, leasePoll, policyPoll }, 'controller-api-silk');
+      } else if (o.policyServer) {
+        fail('--policy-server is for --controller-api silk (silkworm\'s controller serves the policies itself)');
+      }
+      const untilStop = () =>
+        new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGTERM', stop);
+          process.once('SIGINT', stop);
+          void fatalSeen.then((err) => {
+            process.stderr.write(`silkworm: the cell stops: ${err.message}\n`);
+            process.exitCode = 1;
+            resolve();
+          });
+        });
       const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
       if (o.dataplane === 'kernel') {
         try {
@@ -108,6 +155,7 @@ export function register(program: Command): void {
           vxlanPort: port,
           overlayNetwork: o.overlayNetwork,
           containerNet: new IprouteContainerNet(),
+          upstream,
         });
         try {
           await kcell.start();
@@ -117,10 +165,7 @@ export function register(program: Command): void {
         }
         const kserver = await serveKernelAdmin(kcell, admin);
         kcell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
-        await new Promise<void>((resolve) => {
-          process.once('SIGTERM', () => resolve());
-          process.once('SIGINT', () => resolve());
-        });
+        await untilStop();
         await kserver.close();
         await kcell.stop();
         return;
@@ -133,6 +178,7 @@ export function register(program: Command): void {
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port },
         capture: Boolean(o.capture),
+        upstream,
       });
       try {
         await cell.start();
@@ -143,11 +189,7 @@ export function register(program: Command): void {
       const server = await serveAdmin(cell, admin, registry);
       const metricsServer = o.metrics ? await serveMetrics(parseAddress(o.metrics), registry) : null;
       cell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
-      });
+      await untilStop();
       await server.close();
       await metricsServer?.close();
       await cell.stop();
