@@ -92,6 +92,8 @@ GET /watch?since=<version>; policies use cf-networking's /networking/v1/... path
           throw e;
         }
         if (!listen.some((a) => a.kind === 'tcp')) fail('--tls-cert/--tls-key/--tls-ca are for TCP listeners: add --listen HOST:PORT');
+        // The external API shares the TLS listener with clients that hold no certificate: only a token may guard it.
+        if (opts.tokenKey === undefined) fail('a TLS listener needs --token-key too: the external policy API over TCP is guarded by bearer tokens (silkworm certs create writes token-key.pub.pem)');
       }
       for (const a of listen) {
         if (a.kind === 'tcp' && a.tls && !tls) fail(`--listen ${opts.listen.find((l) => l.startsWith('https://'))} needs --tls-cert, --tls-key and --tls-ca`);
