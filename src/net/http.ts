@@ -368,8 +368,8 @@ export async function serve(addr: Address, handler: JsonHandler, opts: ServeOpti
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     if (addr.kind === 'unix') server.listen(addr.path, () => resolve());
-    // A deep accept queue: a burst of connections (a flood, a fleet of cells restarting) must not drop a newcomer's SYN.
-    else server.listen(addr.port, addr.host, 4096, () => resolve());
+    // Node's default accept queue (511): a deeper one only makes a newcomer wait behind more of a flood.
+    else server.listen(addr.port, addr.host, () => resolve());
   });
   server.on('error', () => {
     /* after listen, errors belong to single connections */
