@@ -219,7 +219,7 @@ async function inner() {
     report.rssAfterMB = rss();
     const after = await Promise.all([cli(['policy', 'list']), timed(() => get('/leases', { timeoutMs: 20_000 }))]);
     report.afterFlood = { policyListMs: Math.round(after[0].ms), leasesMs: Math.round(after[1].ms), leasesStatus: after[1].value.status };
-    // The flood's one log line comes once refusals have stopped for 2 s.
+    // The flood's one log line comes once refusals have stopped for 5 s.
     for (let i = 0; i < 100 && !fs.readFileSync(log, 'utf8').includes('"connections-refused"'); i++) await sleep(100);
     const lines = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
     report.log = {

@@ -271,7 +271,7 @@ export interface ServeOptions {
   /** Serve TLS on a TCP address with this material (cert, key, and the CA client certificates are checked against). */
   tls?: TlsMaterial;
   limits?: ServeLimits;
-  /** Told once per flood of refused connections, when it has calmed down (see ServeLimits.maxConnections). */
+  /** Told once per flood of refused connections, after 5 s without a refusal (see ServeLimits.maxConnections). */
   onFlood?: (f: FloodReport) => void;
 }
 
@@ -489,7 +489,7 @@ class Admission {
   }
 
   private maybeReport(): void {
-    if (this.refused === 0 || Date.now() - this.lastAt < 2000) return;
+    if (this.refused === 0 || Date.now() - this.lastAt < 5000) return;
     this.report({ refused: this.refused, durationMs: this.lastAt - this.firstAt, maxConnections: this.cap });
     this.refused = 0;
     if (this.timer) clearInterval(this.timer);
