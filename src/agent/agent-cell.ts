@@ -5,11 +5,12 @@
 // tests use — all answered by the one Agent.
 import type { ControllerClient, Lease, Snapshot } from '../net/controller-client.js';
 import type { Logger } from '../util/log.js';
-import { Agent } from './agent.js';
+import { Agent, type UpstreamControl } from './agent.js';
 import type { AgentHooks, Backend, DesiredState } from './backend.js';
 import type { ContainerInfo, ContainerKey, ContainerRecord, ContainerRequest } from './containers.js';
 import type { ControlLoop } from './control-loop.js';
 import type { StateDir } from './state-dir.js';
+import type { SilkPollLoop } from './silk-loop.js';
 
 export interface AgentCellOptions {
   name: string;
@@ -21,6 +22,8 @@ export interface AgentCellOptions {
   renewInterval?: number;
   /** The cell's state directory, already locked (see src/agent/state-dir.ts); none: nothing survives a restart. */
   state?: StateDir;
+  /** Poll an unmodified silk-controller and policy server instead of watching silkworm's controller. */
+  upstream?: UpstreamControl;
 }
 
 export abstract class AgentCell implements Backend {
@@ -43,10 +46,11 @@ export abstract class AgentCell implements Backend {
       backend: this,
       renewInterval: o.renewInterval,
       state: o.state,
+      upstream: o.upstream,
     });
   }
 
-  get loop(): ControlLoop {
+  get loop(): ControlLoop | SilkPollLoop {
     return this.agent.loop;
   }
   get lease(): Lease {

@@ -25,6 +25,7 @@ import {
   type ContainerRequest,
 } from './containers.js';
 import { ControlLoop } from './control-loop.js';
+import { SilkPollLoop } from './silk-loop.js';
 import { checkFixedIp, nextIp } from './ipam.js';
 import { parseLease, parseLeases } from './leases.js';
 import type { SavedCell, StateDir } from './state-dir.js';
@@ -42,11 +43,23 @@ export interface AgentOptions {
   state?: StateDir;
   /** Seconds between periodic state saves (default 5). */
   saveInterval?: number;
+  /** Join an upstream foundation: poll silk-controller and the policy server's internal API instead of watching. */
+  upstream?: UpstreamControl;
+}
+
+/** How a cell talks to an unmodified silk-controller and policy server (src/agent/silk-loop.ts). */
+export interface UpstreamControl {
+  policyServer: ControllerClient;
+  leasePollS?: number;
+  policyPollS?: number;
+  partitionToleranceS?: number;
+  /** Fatal as silk-daemon's poller makes it (409 on renew…): the CLI stops the cell and exits non-zero. */
+  onFatal: (err: Error) => void;
 }
 
 export class Agent {
   readonly name: string;
-  readonly loop: ControlLoop;
+  readonly loop: ControlLoop | SilkPollLoop;
   private readonly o: AgentOptions;
   private readonly backend: Backend;
   private readonly log: Logger;
@@ -61,13 +74,26 @@ export class Agent {
     this.name = o.name;
     this.backend = o.backend;
     this.log = o.backend.log;
-    this.loop = new ControlLoop({
-      client: o.controller,
-      underlayIp: o.underlayIp,
-      log: this.log,
-      renewInterval: o.renewInterval,
-      onSnapshot: (snap) => this.applySnapshot(snap),
-    });
+    this.loop = o.upstream
+      ? new SilkPollLoop({
+          client: o.controller,
+          policyServer: o.upstream.policyServer,
+          underlayIp: o.underlayIp,
+          log: this.log,
+          leasePollS: o.upstream.leasePollS ?? o.renewInterval,
+          policyPollS: o.upstream.policyPollS,
+          partitionToleranceS: o.upstream.partitionToleranceS,
+          localApps: () => [...this.records.values()].map((c) => c.app),
+          onSnapshot: (snap) => this.applySnapshot(snap),
+          onFatal: o.upstream.onFatal,
+        })
+      : new ControlLoop({
+          client: o.controller,
+          underlayIp: o.underlayIp,
+          log: this.log,
+          renewInterval: o.renewInterval,
+          onSnapshot: (snap) => this.applySnapshot(snap),
+        });
   }
 
   get lease(): Lease {
@@ -277,6 +303,8 @@ export class Agent {
       this.records.set(handle, c);
       this.saveNow();
       this.log.info({ handle, app, ip: u32ToIp(ip), netns, ifname: c.ifname, containerId, ...extra }, 'container-added');
+      // Polling an upstream policy server: a new app's policies are asked for now, not next round.
+      if (this.loop instanceof SilkPollLoop) this.loop.poke();
       return this.info(c);
     });
   }

@@ -14,6 +14,7 @@ import { Counters, DROP_NAMES, STAT_NAMES } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 import type { OffloadStatus } from '../offload/options.js';
+import type { UpstreamControl } from '../agent/agent.js';
 import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
@@ -70,6 +71,8 @@ export interface CellOptions {
   dataplane?: Partial<Omit<DataplaneConfig, 'underlayIp' | 'leaseSubnet' | 'leasePrefixLen'>>;
   /** Seconds between lease renewals. */
   renewInterval?: number;
+  /** Poll an unmodified silk-controller and policy server (src/agent/silk-loop.ts) instead of watching. */
+  upstream?: UpstreamControl;
   /** Open a `silk-vtep` TAP in the cell's namespace and copy every inner frame to it (for tcpdump). */
   capture?: boolean;
   /** Clock in seconds (tests pass their own). */

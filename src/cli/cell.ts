@@ -14,8 +14,9 @@ import fs from 'node:fs';
 // logger and the metrics are imported once they pass, so a refusal comes
 // quickly and a restart starts moving packets sooner.
 import { Option, type Command } from 'commander';
-import { ControllerClient } from '../net/controller-client.js';
-import { controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
+import { ControllerClient, detectControllerApi } from '../net/controller-client.js';
+import type { UpstreamControl } from '../agent/agent.js';
+import { clientTls, controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
 import { isIpv4, parseCidr } from '../util/ip.js';
 import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads } from '../offload/options.js';
 import { defaultStateDir, StateDir } from '../agent/state-dir.js';
@@ -136,8 +137,19 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'cell name, e.g. cell1')
     .requiredOption('--underlay-ip <ip>', "this cell's underlay address (198.18.0.0/15 in the lab)")
     .option('--underlay-dev <dev>', 'underlay interface (the kernel data plane sends VXLAN through it)', 'eth0')
-    .option('--controller <addr>', 'controller address (unix socket path or host:port)')
+    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port)')
+    .option('--tls-cert <file>', "this cell's client certificate (PEM) for an https:// controller")
+    .option('--tls-key <file>', 'its private key (PEM)')
+    .option('--tls-ca <file>', "CA (PEM) the controller's certificate must be signed by")
     .option('--lab <prefix>', "use lab P's controller socket", 'sw')
+    .option(
+      '--controller-api <api>',
+      "silkworm (GET /watch), silk (an unmodified silk-controller: poll and renew as silk-daemon does) or auto (silk when /watch answers 404)",
+      'auto',
+    )
+    .option('--policy-server <addr>', "with the silk API: the policy server's internal API (https://HOST:PORT; default the --controller address), same TLS files")
+    .option('--lease-poll <s>', "with the silk API: seconds between renew + GET /leases rounds (silk-daemon's lease_poll_interval_seconds)", '30')
+    .option('--policy-poll <s>', "with the silk API: seconds between policy rounds (vxlan-policy-agent's policy_poll_interval_seconds)", '5')
     .option('--admin <addr>', 'admin socket for show/container/trace (default: the lab socket for --name)')
     .option('--mtu <n>', 'underlay MTU; containers get MTU − 50', '1500')
     .option('--vni <n>', 'VXLAN network identifier', '1')
@@ -165,6 +177,8 @@ export function register(program: Command): void {
         '',
         'Examples (inside the cell namespace):',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell1.sock',
+        '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller https://198.18.0.1:4003 \\',
+        '      --tls-cert /run/silkworm/sw/tls/cell1.pem --tls-key /run/silkworm/sw/tls/cell1-key.pem --tls-ca /run/silkworm/sw/tls/ca.pem',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --no-offload tap-tso,udp-gso',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --offload none',
         '  ip netns exec sw-cell2 silkworm cell --name cell2 --underlay-ip 198.18.0.12 --dataplane kernel --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell2.sock',
@@ -195,7 +209,18 @@ export function register(program: Command): void {
         if (o.offload !== undefined || o.noOffload !== undefined) fail('--offload and --no-offload are for the userspace data plane; the kernel data plane uses the kernel\'s own offloads (ethtool -K)');
         if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.underlayDev)) fail(`--underlay-dev "${o.underlayDev}" is not an interface name`);
       }
-      const client = new ControllerClient(controllerAddress(o));
+      const caddr = controllerAddress(o);
+      const tls = clientTls(caddr, o, "this cell's");
+      if (caddr.kind === 'tcp' && caddr.tls && (!tls?.cert || !tls.ca)) {
+        fail('a cell reaches an https:// controller with mutual TLS: give --tls-cert, --tls-key and --tls-ca');
+      }
+      const client = new ControllerClient(caddr, { tls });
+      if (!['silkworm', 'silk', 'auto'].includes(o.controllerApi)) fail(`--controller-api must be silkworm, silk or auto, got "${o.controllerApi}"`);
+      const leasePoll = parseIntStrict(o.leasePoll, '--lease-poll', 1, 86_400);
+      const policyPoll = parseIntStrict(o.policyPoll, '--policy-poll', 1, 86_400);
+      if (o.controllerApi !== 'silk' && o.policyServer && o.controllerApi === 'silkworm') {
+        fail('--policy-server is for --controller-api silk (silkworm\'s controller serves the policies itself)');
+      }
       const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
       // One instance per cell: the state directory's lock, then the admin socket, then (in Cell.start) UDP 4789.
       const state = new StateDir(o.stateDir ?? defaultStateDir(o.name));
@@ -223,6 +248,40 @@ export function register(program: Command): void {
       });
       // What starts the data plane first; the admin socket and metrics (prom-client) once packets move.
       const [{ IprouteContainerNet }, { logger }] = await Promise.all([import('../agent/netns.js'), import('../util/log.js')]);
+      let api: 'silkworm' | 'silk' = o.controllerApi === 'auto' ? 'silkworm' : o.controllerApi;
+      if (o.controllerApi === 'auto') {
+        try {
+          api = await detectControllerApi(client);
+        } catch (err) {
+          await abort('the cell could not start', err, null, null, state);
+        }
+      }
+      let fatal: ((err: Error) => void) | undefined;
+      const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
+      let upstream: UpstreamControl | undefined;
+      if (api === 'silk') {
+        const paddr = o.policyServer ? parseAddress(o.policyServer) : caddr;
+        upstream = {
+          policyServer: new ControllerClient(paddr, { tls }),
+          leasePollS: leasePoll,
+          policyPollS: policyPoll,
+          onFatal: (err) => fatal!(err),
+        };
+        logger('cell', { cell: o.name }).info({ controller: o.controller, policyServer: o.policyServer ?? o.controller, leasePoll, policyPoll }, 'controller-api-silk');
+      } else if (o.policyServer) {
+        await abort('the cell could not start', new Error('--policy-server is for --controller-api silk (silkworm\'s controller serves the policies itself)'), null, null, state);
+      }
+      const untilStop = () =>
+        new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGTERM', stop);
+          process.once('SIGINT', stop);
+          void fatalSeen.then((err) => {
+            process.stderr.write(`silkworm: the cell stops: ${err.message}\n`);
+            process.exitCode = 1;
+            resolve();
+          });
+        });
       if (offloads.deprecatedEnv.length > 0) {
         logger('cell', { cell: o.name }).warn(
           { variables: offloads.deprecatedEnv, offload: formatOffloads(offloads.options), use: '--offload / --no-offload' },
@@ -241,6 +300,7 @@ export function register(program: Command): void {
           vxlanPort: port,
           overlayNetwork: o.overlayNetwork,
           containerNet: new IprouteContainerNet(),
+          upstream,
           state,
         });
         try {
@@ -251,10 +311,7 @@ export function register(program: Command): void {
         }
         const kserver = await serveKernelAdmin(kcell, admin).catch((err) => abort('the kernel cell could not serve its admin socket', err, kcell, client, state));
         kcell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
-        await new Promise<void>((resolve) => {
-          process.once('SIGTERM', () => resolve());
-          process.once('SIGINT', () => resolve());
-        });
+        await untilStop();
         await kserver.close();
         await kcell.stop();
         state.unlock((fd) => native.closeFd(fd));
@@ -271,6 +328,7 @@ export function register(program: Command): void {
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },
         capture: Boolean(o.capture),
+        upstream,
         state,
       });
       try {
@@ -289,11 +347,7 @@ export function register(program: Command): void {
           })
         : null;
       cell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
-      });
+      await untilStop();
       await server.close();
       await metricsServer?.close();
       await cell.stop();

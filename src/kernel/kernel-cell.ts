@@ -10,6 +10,7 @@
 // removes all of it; `stop()` also removes it for a cell that keeps running
 // its namespace.
 import fs from 'node:fs';
+import type { UpstreamControl } from '../agent/agent.js';
 import type { ControllerClient, Lease } from '../net/controller-client.js';
 import type { StateDir } from '../agent/state-dir.js';
 import { AgentCell } from '../agent/agent-cell.js';
@@ -56,6 +57,8 @@ export interface KernelCellOptions {
   containerNet: ContainerNet;
   exec?: Exec;
   renewInterval?: number;
+  /** Poll an unmodified silk-controller and policy server (src/agent/silk-loop.ts) instead of watching. */
+  upstream?: UpstreamControl;
   /** Seconds between checks for containers whose namespace vanished. */
   reapInterval?: number;
   /** Wall clock in seconds, for vpa--<ts> chain names (tests pass their own). */

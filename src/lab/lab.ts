@@ -17,6 +17,8 @@ import { cmdline, isAlive, isOurs, listeningIn, probeHttp, spawnDetached, stopPr
 import { cellCommand, labConflist, realRunner, type CellSpec, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
 import { labNamespaces, planLab, validatePrefix, type LabPlan, type PlanOptions } from './topology.js';
+import { createCerts, CertsError } from '../control/certs.js';
+import { execFile } from 'node:child_process';
 
 export interface UpOptions extends PlanOptions {
   /** Bound for each readiness wait (controller, each cell, each app). */
@@ -88,11 +90,26 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     if (plan.dataplane === 'mixed') for (const cell of plan.cells) if (cell.dataplane === 'kernel') softwareTxChecksum(cell.netns, cell.dev);
 
     const c = plan.controller;
-    const controllerPid = runner.spawnController({ socket: c.socket, store: c.store, log: c.log });
-    state.controller = { socket: c.socket, pid: controllerPid, log: c.log };
+    // The lab's TLS material: a CA, the controller's certificate for its underlay address, one client certificate per cell.
+    try {
+      createCerts({ dir: c.tlsDir, hosts: [c.ip], clients: plan.cells.map((x) => x.name) });
+    } catch (e) {
+      if (e instanceof CertsError) fail(`making the lab's certificates failed: ${e.message}`);
+      throw e;
+    }
+    const tlsFile = (f: string) => path.join(c.tlsDir, f);
+    const controllerPid = runner.spawnController({
+      socket: c.socket,
+      store: c.store,
+      log: c.log,
+      netns: c.netns,
+      tcp: `${c.ip}:${c.port}`,
+      tls: { cert: tlsFile('controller.pem'), key: tlsFile('controller-key.pem'), ca: tlsFile('ca.pem'), tokenKey: tlsFile('token-key.pub.pem') },
+    });
+    state.controller = { socket: c.socket, pid: controllerPid, log: c.log, url: c.url, netns: c.netns, tlsDir: c.tlsDir };
     save();
     await waitReady({ what: 'the controller', pid: controllerPid, log: c.log, timeoutMs, ready: async () => (await probeHttp(c.socket)) !== null });
-    say(`controller up (pid ${controllerPid}) on ${c.socket}`);
+    say(`controller up (pid ${controllerPid}) on ${c.socket} and ${c.url} (mutual TLS, material in ${c.tlsDir})`);
 
     // One cell at a time: a cell answers on its admin socket only after it
     // holds its lease, so cell1 always gets the first /24 (10.255.1.0/24) and
@@ -101,7 +118,8 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
       const spec: CellSpec = {
         name: cell.name,
         netns: cell.netns,
-        controllerSocket: c.socket,
+        controllerSocket: c.url,
+        tls: { cert: tlsFile(`${cell.name}.pem`), key: tlsFile(`${cell.name}-key.pem`), ca: tlsFile('ca.pem') },
         underlayIp: cell.underlayIp,
         underlayDev: cell.dev,
         adminSocket: cell.socket,
@@ -415,7 +433,18 @@ export interface StatusReport {
   /** user | kernel | mixed (user for labs started before the option existed); null with no state. */
   dataplane: 'user' | 'kernel' | 'mixed' | null;
   namespaces: { name: string; exists: boolean }[];
-  controller: ({ socket: string; log: string; answers: boolean } & ProcStatus) | null;
+  controller:
+    | ({
+        socket: string;
+        log: string;
+        answers: boolean;
+        /** The mutual-TLS listener on the underlay, and whether it answers (checked from its namespace's side, with cell1's certificate). */
+        url?: string;
+        netns?: string;
+        tlsDir?: string;
+        tlsAnswers?: boolean;
+      } & ProcStatus)
+    | null;
   cells: ({ name: string; netns: string; underlayIp: string; socket: string; log: string; dataplane: 'user' | 'kernel'; answers: boolean } & ProcStatus)[];
   containers: { app: string; netns: string; ip: string; cell: string; mac?: string; containerId?: string }[];
   apps: ({ app: string; netns: string; port: number; log: string; listening: boolean } & ProcStatus)[];
@@ -428,7 +457,14 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
   const nsNames = [...new Set([...labNamespaces(prefix), ...(state?.namespaces ?? [])])];
   const answers = async (sock: string) => (await probeHttp(sock, '/', 500)) !== null;
   const controller = state?.controller
-    ? { ...state.controller, alive: isOurs(state.controller.pid), answers: await answers(state.controller.socket) }
+    ? {
+        ...state.controller,
+        alive: isOurs(state.controller.pid),
+        answers: await answers(state.controller.socket),
+        ...(state.controller.url
+          ? { tlsAnswers: await tlsAnswers(state.controller.url, state.controller.netns, state.controller.tlsDir, state.cells[0]?.name) }
+          : {}),
+      }
     : null;
   const cells = await Promise.all(
     (state?.cells ?? []).map(async (c) => {
@@ -466,6 +502,25 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
   };
 }
 
+/**
+ * Does the controller's TLS listener answer GET /health to a client with
+ * cell1's certificate? The underlay address is reachable only inside the
+ * lab's namespaces, so curl asks from the controller's namespace (bounded).
+ */
+function tlsAnswers(url: string, netns: string | undefined, tlsDir: string | undefined, cell: string | undefined): Promise<boolean> {
+  if (!tlsDir || !cell || !netns) return Promise.resolve(false);
+  const f = (n: string) => path.join(tlsDir, n);
+  return new Promise((resolve) => {
+    execFile(
+      'ip',
+      ['netns', 'exec', netns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '2', '--cacert', f('ca.pem'),
+        '--cert', f(`${cell}.pem`), '--key', f(`${cell}-key.pem`), `${url}/healthz`],
+      { timeout: 5000, encoding: 'utf8' },
+      (err, stdout) => resolve(!err && stdout.trim() === '200'),
+    );
+  });
+}
+
 /** The "what to try next" text printed after `lab up`, with the lab's real values. */
 export function nextSteps(state: LabState): string {
   const p = state.prefix;
@@ -481,7 +536,7 @@ export function nextSteps(state: LabState): string {
   const curl = `sudo ip netns exec ${appB?.netns ?? `${p}-appB-0`} curl -s --max-time 3 ${url}`;
   const lines = [
     `lab "${p}" is up:`,
-    `  controller  ${state.controller?.socket ?? '-'}  pid ${state.controller?.pid ?? '-'}`,
+    `  controller  ${state.controller?.socket ?? '-'}${state.controller?.url ? `  ${state.controller.url} (mutual TLS, ${state.controller.netns})` : ''}  pid ${state.controller?.pid ?? '-'}`,
     ...state.cells.map((c) => `  ${c.name.padEnd(10)}  ${c.netns}  underlay ${c.underlayIp}  ${c.dataplane ?? 'user'} data plane  ${c.socket}  pid ${c.pid}`),
     ...state.containers.map((c) => {
       const a = state.apps.find((x) => x.app === c.app);
