@@ -6,7 +6,8 @@ import { logger } from '../util/log.js';
 import { parseAddress, formatAddress } from '../net/address.js';
 import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer } from '../net/http.js';
 import { Controller, ConflictError, type ControllerOptions } from './controller.js';
-import { MemoryStore, SqliteStore, type ControllerStore } from './store.js';
+import { MemoryStore, SqliteStore, StoreUnavailableError, type ControllerStore, type SharedStore } from './store.js';
+import { PgStore, isPostgresUrl } from './pg-store.js';
 import type { TokenVerifier } from './auth.js';
 import { registerUpstreamRoutes, requireToken } from './upstream.js';
 import {
@@ -36,6 +37,7 @@ function guarded(h: JsonHandler): JsonHandler {
       // The body says what upstream says for the same request (the cf CLI shows it).
       if (e instanceof ValidationError) throw new HttpError(e.status, e.upstream);
       if (e instanceof ConflictError) throw new HttpError(409, e.upstream);
+      if (e instanceof StoreUnavailableError) throw new HttpError(503, e.message);
       throw e;
     }
   };
@@ -67,15 +69,15 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
   );
   r.post(
     EXTERNAL_POLICIES,
-    auth('admin', guarded((req) => {
-      c.addPolicies(validatePoliciesBody(req.body));
+    auth('admin', guarded(async (req) => {
+      await c.addPoliciesAsync(validatePoliciesBody(req.body));
       return { status: 200, body: {} };
     })),
   );
   r.post(
     EXTERNAL_POLICIES_DELETE,
-    auth('admin', guarded((req) => {
-      c.deletePolicies(validatePoliciesBody(req.body));
+    auth('admin', guarded(async (req) => {
+      await c.deletePoliciesAsync(validatePoliciesBody(req.body));
       return { status: 200, body: {} };
     })),
   );
@@ -91,28 +93,35 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
   r.get('/leases', () => ({ status: 200, body: { leases: c.leases() } }));
   r.put(
     '/leases/acquire',
-    guarded((req) => {
+    guarded(async (req) => {
       const a = validateAcquireRequest(req.body);
-      return { status: 200, body: c.acquireLease(a.underlay_ip, a.single_overlay_ip) };
+      return { status: 200, body: await c.acquireLeaseAsync(a.underlay_ip, a.single_overlay_ip) };
     }),
   );
   r.put(
     '/leases/renew',
-    guarded((req) => ({ status: 200, body: c.renewLease(validateLeaseBody(req.body)) })),
+    guarded(async (req) => ({ status: 200, body: await c.renewLeaseAsync(validateLeaseBody(req.body)) })),
   );
   r.put(
     '/leases/release',
-    guarded((req) => {
-      c.releaseLease(validateReleaseBody(req.body));
+    guarded(async (req) => {
+      await c.releaseLeaseAsync(validateReleaseBody(req.body));
       return { status: 200, body: {} };
     }),
   );
 
   // --- watch ---
+  // With delta=1 the answer holds only the changes after `since` (see
+  // Controller.deltaJson) when this controller still has them, else the full
+  // snapshot; a client tells the two apart by the "changes" field.
   r.get('/watch', async (req) => {
     const raw = req.query.get('since') ?? '-1';
     if (!/^-?\d{1,15}$/.test(raw)) throw new HttpError(400, `since must be a version number, got "${raw}"`);
     await c.waitForChange(Number(raw), holdMs, req.signal);
+    if (req.query.get('delta') === '1') {
+      const d = c.deltaJson(Number(raw));
+      if (d) return { status: 200, raw: d };
+    }
     return { status: 200, raw: c.snapshotJson() };
   });
 
@@ -134,8 +143,8 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
 export interface StartControllerOptions extends Omit<ControllerOptions, 'store' | 'log'> {
   /** Unix socket path or host:port (or an Address). Port 0 picks a free port. */
   listen: string | Address;
-  /** A SQLite file path, ':memory:' for a throw-away store, or a store object. */
-  store: string | ControllerStore;
+  /** A SQLite file path, a postgres:// URL, ':memory:' for a throw-away store, or a store object. */
+  store: string | ControllerStore | SharedStore;
   watchHoldMs?: number;
   /** Verify bearer tokens on the external API over TCP (see auth.ts). */
   tokenVerifier?: TokenVerifier;
@@ -149,17 +158,20 @@ export interface RunningController {
 
 export async function startController(opts: StartControllerOptions): Promise<RunningController> {
   const log = logger('controller');
-  const store: ControllerStore =
+  const store: ControllerStore | SharedStore =
     typeof opts.store === 'string'
       ? opts.store === ':memory:'
         ? new MemoryStore()
-        : new SqliteStore(opts.store)
+        : isPostgresUrl(opts.store)
+          ? await PgStore.open(opts.store, { log })
+          : new SqliteStore(opts.store)
       : opts.store;
   let controller: Controller;
   try {
-    controller = new Controller({ ...opts, store, log });
+    controller = await Controller.open({ ...opts, store, log });
   } catch (e) {
-    store.close();
+    if (store.shared) await store.close();
+    else store.close();
     throw e;
   }
   const addr = typeof opts.listen === 'string' ? parseAddress(opts.listen) : opts.listen;
@@ -175,18 +187,17 @@ export async function startController(opts: StartControllerOptions): Promise<Run
   // One coarse timer reclaims expired leases (a quarter of the expiry, within 0.25–30 s).
   const sweepMs = Math.min(30_000, Math.max(250, Math.floor(controller.leaseExpiryMs / 4)));
   const sweep = setInterval(() => {
-    try {
-      controller.sweepExpiredLeases();
-    } catch (err) {
-      log.error({ err }, 'lease-sweep-failed');
-    }
+    controller.sweepExpiredLeasesAsync().catch((err: Error) => {
+      if (err instanceof StoreUnavailableError) log.warn({ err: err.message }, 'lease-sweep-failed');
+      else log.error({ err }, 'lease-sweep-failed');
+    });
   }, sweepMs);
   sweep.unref();
 
   log.info(
     {
       address: formatAddress(server.address),
-      store: typeof opts.store === 'string' ? opts.store : 'custom',
+      store: typeof opts.store === 'string' ? (store.shared ? store.description : opts.store) : 'custom',
       version: controller.version,
       policies: controller.policyCount,
       leases: controller.leases().length,
@@ -204,7 +215,7 @@ export async function startController(opts: StartControllerOptions): Promise<Run
         controller.wakeAll();
         await new Promise((r) => setImmediate(r));
         await server.close();
-        controller.close();
+        await controller.closeAsync();
         log.info({ version: controller.version }, 'controller-stopped');
       })();
       return closed;
