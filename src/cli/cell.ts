@@ -6,7 +6,7 @@ import { cellRegistry } from '../cell/metrics.js';
 import { IprouteContainerNet } from '../agent/netns.js';
 import { nativeCellIo } from '../cell/io.js';
 import { ControllerClient } from '../net/controller-client.js';
-import { controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
+import { controllerAddresses, fail, parseAddress, parseIntStrict } from './util.js';
 import { isIpv4, parseCidr } from '../util/ip.js';
 import { KernelCell } from '../kernel/kernel-cell.js';
 import { serveKernelAdmin } from '../kernel/admin.js';
@@ -27,7 +27,7 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'cell name, e.g. cell1')
     .requiredOption('--underlay-ip <ip>', "this cell's underlay address (198.18.0.0/15 in the lab)")
     .option('--underlay-dev <dev>', 'underlay interface (the kernel data plane sends VXLAN through it)', 'eth0')
-    .option('--controller <addr>', 'controller address (unix socket path or host:port)')
+    .option('--controller <addr>', 'controller address (unix socket path or host:port); A,B,… for replicas: the cell uses the first that answers and moves on when it goes')
     .option('--lab <prefix>', "use lab P's controller socket", 'sw')
     .option('--admin <addr>', 'admin socket for show/container/trace (default: the lab socket for --name)')
     .option('--mtu <n>', 'underlay MTU; containers get MTU − 50', '1500')
@@ -77,7 +77,7 @@ export function register(program: Command): void {
           'offload-env-deprecated',
         );
       }
-      const client = new ControllerClient(controllerAddress(o));
+      const client = new ControllerClient(controllerAddresses(o));
       const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
       if (o.dataplane === 'kernel') {
         try {

@@ -1,7 +1,7 @@
 // `silkworm policy add|list|remove`: cf add-network-policy and friends, against
 // the controller's cf-networking API.
 import type { Command } from 'commander';
-import { controllerAddress, fail, formatAddress, parseIntStrict, table, type Address } from './util.js';
+import { controllerAddresses, fail, formatAddress, parseIntStrict, table, type Address } from './util.js';
 import { ControllerClient, ControllerError, UnreachableError, HttpTimeoutError } from '../net/controller-client.js';
 import type { PolicyRecord } from '../net/controller-types.js';
 
@@ -15,15 +15,16 @@ interface ClientOptions {
  * sentence for the user (also used by `silkworm tags`).
  */
 export async function withController<T>(opts: ClientOptions, fn: (c: ControllerClient) => Promise<T>): Promise<T> {
-  const addr: Address = controllerAddress(opts);
+  const addrs: Address[] = controllerAddresses(opts);
+  const addr = addrs.map(formatAddress).join(', ');
   try {
-    return await fn(new ControllerClient(addr, { timeoutMs: 10_000 }));
+    return await fn(new ControllerClient(addrs, { timeoutMs: 10_000 }));
   } catch (e) {
     if (e instanceof UnreachableError) {
       const hint = opts.controller ? 'is the controller running? (silkworm controller --listen …)' : 'is the lab up? (silkworm lab up)';
-      fail(`cannot reach the controller at ${formatAddress(addr)}: ${hint}`);
+      fail(`cannot reach the controller at ${addr}: ${hint}`);
     }
-    if (e instanceof HttpTimeoutError) fail(`the controller at ${formatAddress(addr)} did not answer within 10 s`);
+    if (e instanceof HttpTimeoutError) fail(`the controller at ${addr} did not answer within 10 s`);
     if (e instanceof ControllerError) fail(`the controller refused: ${e.message}`);
     throw e;
   }
@@ -31,7 +32,7 @@ export async function withController<T>(opts: ClientOptions, fn: (c: ControllerC
 
 function addClientOptions(cmd: Command): Command {
   return cmd
-    .option('--controller <addr>', 'controller address (unix socket path or host:port)')
+    .option('--controller <addr>', 'controller address (unix socket path or host:port); A,B,… for replicas, tried in order')
     .option('--lab <prefix>', "use the lab's controller socket /run/silkworm/<prefix>/controller.sock", 'sw');
 }
 

@@ -8,7 +8,7 @@ export function register(program: Command): void {
     .command('tags')
     .description('list the 16-bit tag of every app that appears in a policy (the VXLAN Group Policy ID on the wire)')
     .option('--json', 'print JSON: {"tags":[{"id":…,"tag":"0001"}]}')
-    .option('--controller <addr>', 'controller address (unix socket path or host:port)')
+    .option('--controller <addr>', 'controller address (unix socket path or host:port); A,B,… for replicas, tried in order')
     .option('--lab <prefix>', "use the lab's controller socket /run/silkworm/<prefix>/controller.sock", 'sw')
     .addHelpText(
       'after',
