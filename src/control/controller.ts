@@ -821,6 +821,17 @@ export class Controller {
   private async run<T>(plan: () => Planned<T>, refreshLeases = false): Promise<T> {
     const store = this.store;
     if (!store.shared) return this.runSync(plan());
+    // One write of this replica at a time: writes are serialised by the
+    // store's lock anyway, and queueing here keeps waiting requests from
+    // holding every pooled connection.
+    const turn = this.writeQueue.then(() => this.runShared(store, plan, refreshLeases));
+    this.writeQueue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private writeQueue: Promise<unknown> = Promise.resolve();
+
+  private async runShared<T>(store: SharedStore, plan: () => Planned<T>, refreshLeases: boolean): Promise<T> {
     const tx = await store.begin();
     let p: Planned<T>;
     try {
@@ -963,6 +974,7 @@ export class Controller {
   private onNotice(n: StoreNotice): void {
     if (this.closed) return;
     if (n.kind === 'lease') this.noteLease(n.lease, false);
+    else if (n.kind === 'version' && n.commit && n.version === this.version_ + 1 && !this.catchingUp) this.applyCommit(n.commit);
     else if (n.kind === 'reconnected' || n.version > this.version_) this.scheduleCatchUp(n.kind === 'reconnected');
   }
 

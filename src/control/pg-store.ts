@@ -191,6 +191,14 @@ export class PgStore implements SharedStore {
       const p = m.payload;
       let n: StoreNotice | undefined;
       if (p.startsWith('v:')) n = { kind: 'version', version: Number(p.slice(2)) };
+      else if (p.startsWith('c:')) {
+        try {
+          const commit = JSON.parse(p.slice(2)) as StoreCommit;
+          n = { kind: 'version', version: commit.version, commit };
+        } catch {
+          n = undefined;
+        }
+      }
       else if (p.startsWith('l:')) {
         try {
           n = { kind: 'lease', lease: JSON.parse(p.slice(2)) as StoredLease };
@@ -396,7 +404,9 @@ class PgTx implements StoreTx {
         await q(`UPDATE meta SET value = $1 WHERE key = 'version'`, [c.version]);
         await q('INSERT INTO changes (version, body) VALUES ($1, $2)', [c.version, JSON.stringify(c)]);
         if (c.version % 256 === 0) await q('DELETE FROM changes WHERE version <= $1', [c.version - CHANGES_KEPT]);
-        await q(`SELECT pg_notify('${CHANNEL}', $1)`, [`v:${c.version}`]);
+        // A small commit rides in the notice itself (NOTIFY payloads stop at 8000 bytes): no read-back.
+        const body = JSON.stringify(c);
+        await q(`SELECT pg_notify('${CHANNEL}', $1)`, [Buffer.byteLength(body) < 7900 ? `c:${body}` : `v:${c.version}`]);
       } else {
         for (const l of pl) await q(`SELECT pg_notify('${CHANNEL}', $1)`, [`l:${JSON.stringify(l)}`]);
       }

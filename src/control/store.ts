@@ -92,7 +92,8 @@ export interface SharedStore {
 }
 
 export type StoreNotice =
-  | { kind: 'version'; version: number }
+  /** A commit made `version`; small commits come with the notice. */
+  | { kind: 'version'; version: number; commit?: StoreCommit }
   | { kind: 'lease'; lease: StoredLease }
   /** The connection that listens came back after a loss: notices may have been missed. */
   | { kind: 'reconnected' };
