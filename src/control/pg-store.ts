@@ -133,6 +133,9 @@ export class PgStore implements SharedStore {
     });
     // An idle connection the server closed (restart, failover): the pool drops it; nothing to do.
     this.pool.on('error', (err) => this.log.warn({ err: err.message }, 'store-connection-lost'));
+    // A connection lost while checked out (mid-transaction) errors its query
+    // too; this keeps the client's own 'error' event from being unhandled.
+    this.pool.on('connect', (client) => client.on('error', () => undefined));
   }
 
   /** Connect, migrate the schema (safe when several controllers start at once) and start listening. */
