@@ -16,6 +16,11 @@ import { cmdline, isAlive, isOurs, listeningIn, probeHttp, stopProcesses, waitRe
 import { realRunner, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
 import { labNamespaces, planLab, validatePrefix, type LabPlan, type PlanOptions } from './topology.js';
+import { startPgCluster } from '../control/pg-cluster.js';
+
+/** Where the controller keeps its state: a SQLite file, or a PostgreSQL server with two controller replicas. */
+export type LabStore = 'sqlite' | 'postgres';
+export const LAB_STORES: readonly LabStore[] = ['sqlite', 'postgres'];
 
 export interface UpOptions extends PlanOptions {
   /** Bound for each readiness wait (controller, each cell, each app). */
@@ -23,6 +28,8 @@ export interface UpOptions extends PlanOptions {
   runner?: LabRunner;
   /** Progress lines (stderr in the CLI). */
   progress?: (line: string) => void;
+  /** Default sqlite. */
+  store?: LabStore;
 }
 
 export interface UpResult {
@@ -87,11 +94,31 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     if (plan.dataplane === 'mixed') for (const cell of plan.cells) if (cell.dataplane === 'kernel') softwareTxChecksum(cell.netns, cell.dev);
 
     const c = plan.controller;
-    const controllerPid = runner.spawnController({ socket: c.socket, store: c.store, log: c.log });
+    let store = c.store;
+    if (opts.store === 'postgres') {
+      // Our own server under the lab directory, on a unix socket only; lab down stops it.
+      const dir = path.join(plan.dir, 'pg');
+      const cluster = await startPgCluster(dir);
+      state.postgres = { dir, pid: cluster.pid()! };
+      save();
+      store = cluster.url;
+      say(`PostgreSQL up (pid ${state.postgres.pid}) on ${dir}`);
+    }
+    const controllerPid = runner.spawnController({ socket: c.socket, store, log: c.log });
     state.controller = { socket: c.socket, pid: controllerPid, log: c.log };
     save();
     await waitReady({ what: 'the controller', pid: controllerPid, log: c.log, timeoutMs, ready: async () => (await probeHttp(c.socket)) !== null });
     say(`controller up (pid ${controllerPid}) on ${c.socket}`);
+    const controllers = [c.socket];
+    if (opts.store === 'postgres') {
+      const c2 = { socket: path.join(plan.dir, 'controller2.sock'), log: path.join(plan.dir, 'controller2.log') };
+      const pid2 = runner.spawnController({ socket: c2.socket, store, log: c2.log });
+      state.controller2 = { socket: c2.socket, pid: pid2, log: c2.log };
+      save();
+      await waitReady({ what: 'controller2', pid: pid2, log: c2.log, timeoutMs, ready: async () => (await probeHttp(c2.socket)) !== null });
+      say(`controller2 up (pid ${pid2}) on ${c2.socket}`);
+      controllers.push(c2.socket);
+    }
 
     // One cell at a time: a cell answers on its admin socket only after it
     // holds its lease, so cell1 always gets the first /24 (10.255.1.0/24) and
@@ -100,7 +127,8 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
       const pid = runner.spawnCell({
         name: cell.name,
         netns: cell.netns,
-        controllerSocket: c.socket,
+        // Every replica: the cell uses the first that answers and moves on when it goes.
+        controllerSocket: controllers.join(','),
         underlayIp: cell.underlayIp,
         underlayDev: cell.dev,
         adminSocket: cell.socket,
@@ -207,6 +235,7 @@ async function teardown(prefix: string, state: LabState | null, o: TeardownOptio
   const found = o.onlyRecorded ? { ours: [], foreign: [] } : discoverLabPids(prefix, namespaces);
   const pids = [...new Set([...(state ? recordedPids(state) : []), ...found.ours])];
   const stubborn = await stopProcesses(pids, o.graceMs ?? 3000);
+  await stopLabPostgres(prefix);
   const before = new Set(listNetns());
   // Namespaces go even if a process would not: a process keeps its network
   // alive but no longer holds the name, so a new lab can start.
@@ -225,6 +254,26 @@ async function teardown(prefix: string, state: LabState | null, o: TeardownOptio
     namespacesDeleted: namespaces.filter((n) => before.has(n)),
     foreign: found.foreign,
   };
+}
+
+/**
+ * Stop the lab's PostgreSQL server (lab up --store postgres) if it runs: the
+ * postmaster named in its data directory's postmaster.pid, and only if its
+ * command line names that directory. SIGINT is PostgreSQL's fast shutdown.
+ */
+async function stopLabPostgres(prefix: string): Promise<void> {
+  const data = path.join(labDir(prefix), 'pg', 'data');
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  if (!(pid > 0) || !isAlive(pid) || !(cmdline(pid) ?? []).some((a) => a === data)) return;
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + 10_000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 /** Take the lab down. Safe to run twice, and with no state file at all. */
@@ -310,6 +359,8 @@ export function nextSteps(state: LabState): string {
   const lines = [
     `lab "${p}" is up:`,
     `  controller  ${state.controller?.socket ?? '-'}  pid ${state.controller?.pid ?? '-'}`,
+    ...(state.controller2 ? [`  controller2 ${state.controller2.socket}  pid ${state.controller2.pid}`] : []),
+    ...(state.postgres ? [`  postgres    ${state.postgres.dir}  pid ${state.postgres.pid}`] : []),
     ...state.cells.map((c) => `  ${c.name.padEnd(10)}  ${c.netns}  underlay ${c.underlayIp}  ${c.dataplane ?? 'user'} data plane  ${c.socket}  pid ${c.pid}`),
     ...state.containers.map((c) => {
       const a = state.apps.find((x) => x.app === c.app);

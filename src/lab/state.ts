@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fail } from './errors.js';
 import { labStateFile } from './topology.js';
+import { labDir } from './paths.js';
 
 export interface ProcRecord {
   socket: string;
@@ -43,6 +44,10 @@ export interface LabState {
   namespaces: string[];
   cells: CellRecord[];
   controller: ProcRecord | null;
+  /** The second controller replica (lab up --store postgres). */
+  controller2?: ProcRecord | null;
+  /** The lab's PostgreSQL server (lab up --store postgres): its directory and postmaster PID. */
+  postgres?: { dir: string; pid: number } | null;
   containers: ContainerRecord[];
   apps: AppRecord[];
   /** user | kernel | mixed (absent = user, for older state files). */
@@ -93,6 +98,13 @@ export function validateState(v: unknown, prefix: string): LabState {
     return rec;
   });
   const controller = v.controller === null || v.controller === undefined ? null : proc(v.controller, 'controller');
+  const controller2 = v.controller2 === null || v.controller2 === undefined ? null : proc(v.controller2, 'controller2');
+  let postgres: { dir: string; pid: number } | null = null;
+  if (v.postgres !== null && v.postgres !== undefined) {
+    const pg = v.postgres;
+    if (!isObj(pg) || !isStr(pg.dir) || !isPid(pg.pid) || !pg.dir.startsWith(labDir(prefix) + path.sep)) bad('postgres is malformed');
+    postgres = { dir: (pg as { dir: string }).dir, pid: (pg as { pid: number }).pid };
+  }
   const containers = arr('containers').map((c, i): ContainerRecord => {
     if (!isObj(c) || !isStr(c.app) || !isStr(c.netns) || !isStr(c.ip) || !isStr(c.cell)) return bad(`container ${i} is malformed`);
     const r: ContainerRecord = { app: c.app, netns: c.netns, ip: c.ip, cell: c.cell };
@@ -117,6 +129,8 @@ export function validateState(v: unknown, prefix: string): LabState {
     namespaces: namespaces as string[],
     cells,
     controller,
+    ...(controller2 ? { controller2 } : {}),
+    ...(postgres ? { postgres } : {}),
     containers,
     apps,
     createdAt: isStr(v.createdAt) ? v.createdAt : '',
@@ -144,5 +158,10 @@ export function readState(prefix: string, file: string = labStateFile(prefix)): 
 
 /** Every PID the state records, apps first (they depend on cells, cells on the controller). */
 export function recordedPids(s: LabState): number[] {
-  return [...s.apps.map((a) => a.pid), ...s.cells.map((c) => c.pid), ...(s.controller ? [s.controller.pid] : [])];
+  return [
+    ...s.apps.map((a) => a.pid),
+    ...s.cells.map((c) => c.pid),
+    ...(s.controller ? [s.controller.pid] : []),
+    ...(s.controller2 ? [s.controller2.pid] : []),
+  ];
 }
