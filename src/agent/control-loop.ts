@@ -36,6 +36,7 @@ export class ControlLoop {
 
   constructor(o: ControlLoopOptions) {
     this.o = o;
+    o.client.onFailover ??= (from, to) => o.log.warn({ from, to }, 'controller-failover');
   }
 
   /** Acquire the lease (throws if the controller refuses). Does not start watching. */
@@ -92,10 +93,8 @@ export class ControlLoop {
     let backoff = 100;
     while (!this.stopped) {
       try {
-        const from = this.o.client.addr;
         const ans = await this.o.client.watchDelta(this.version, this.abort.signal);
         if (this.stopped) return;
-        if (this.o.client.addr !== from) this.o.log.warn({ from, to: this.o.client.addr }, 'controller-failover');
         if ('changes' in ans) {
           if (ans.version !== this.version) await this.handleDelta(ans);
         } else if (ans.version !== this.version) await this.handle(ans);

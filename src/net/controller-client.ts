@@ -47,6 +47,8 @@ export class ControllerClient {
   private current = 0;
   /** How many times a call moved to another replica. */
   failovers = 0;
+  /** Told when calls move to another replica (the one before is gone or answered 503). */
+  onFailover: ((from: Address, to: Address) => void) | undefined;
 
   constructor(
     addr: Address | readonly Address[],
@@ -90,8 +92,10 @@ export class ControllerClient {
 
   private moveTo(at: number): void {
     if (at !== this.current) {
+      const from = this.addr;
       this.current = at;
       this.failovers++;
+      this.onFailover?.(from, this.addr);
     }
   }
 
