@@ -15,8 +15,12 @@ export interface ControlLoopOptions {
   log: Logger;
   /** Seconds between lease renewals (silk-daemon: lease_poll_interval). */
   renewInterval?: number;
-  /** Called with every snapshot whose version differs from the last one, in order, never concurrently with itself. */
-  onSnapshot: (snap: Snapshot) => Promise<void> | void;
+  /**
+   * Called with every snapshot whose version differs from the last one, in
+   * order, never concurrently with itself. After a delta, `touchedApps` names
+   * the apps whose policies or tags changed (absent: anything may have).
+   */
+  onSnapshot: (snap: Snapshot, touchedApps?: ReadonlySet<string>) => Promise<void> | void;
 }
 
 export class ControlLoop {
@@ -75,11 +79,11 @@ export class ControlLoop {
       return;
     }
     this.deltasApplied++;
-    await this.deliver(this.state.snapshot());
+    await this.deliver(this.state.snapshot(), this.state.lastTouched ?? undefined);
   }
 
-  private async deliver(snap: Snapshot): Promise<void> {
-    await this.o.onSnapshot(snap);
+  private async deliver(snap: Snapshot, touchedApps?: ReadonlySet<string>): Promise<void> {
+    await this.o.onSnapshot(snap, touchedApps);
     this.version = snap.version;
     this.lastSnapshotAt = Date.now();
     const ours = snap.leases.some((l) => l.underlay_ip === this.o.underlayIp && l.overlay_subnet === this.lease.overlay_subnet);

@@ -20,6 +20,12 @@ export class WatchState {
   private policyList: PolicyRecord[] | null = null;
   private leaseList: Lease[] | null = null;
   private tagList: TagRecord[] | null = null;
+  /**
+   * Apps named by the policies and tags the last apply() changed; null after
+   * reset() (everything may have changed). A backend whose containers belong
+   * to none of them keeps its rules as they are.
+   */
+  lastTouched: Set<string> | null = null;
 
   /** Replace everything with a full snapshot. */
   reset(snap: Snapshot): void {
@@ -32,6 +38,7 @@ export class WatchState {
     this.policyList = snap.policies;
     this.leaseList = snap.leases;
     this.tagList = snap.tags;
+    this.lastTouched = null;
   }
 
   /**
@@ -45,19 +52,33 @@ export class WatchState {
       if (c.version !== v + 1) return false;
       v = c.version;
     }
+    const touched = new Set<string>();
     for (const c of d.changes) {
       if (c.delete_policies?.length || c.add_policies?.length) this.policyList = null;
-      for (const p of c.delete_policies ?? []) this.policies.delete(policyKey(p));
+      for (const p of c.delete_policies ?? []) {
+        this.policies.delete(policyKey(p));
+        touched.add(p.source.id).add(p.destination.id);
+      }
       if (c.delete_tags?.length || c.add_tags?.length) this.tagList = null;
-      for (const id of c.delete_tags ?? []) this.tags.delete(id);
-      for (const t of c.add_tags ?? []) this.tags.set(t.id, t.tag);
-      for (const p of c.add_policies ?? []) this.policies.set(policyKey(p), p);
+      for (const id of c.delete_tags ?? []) {
+        this.tags.delete(id);
+        touched.add(id);
+      }
+      for (const t of c.add_tags ?? []) {
+        this.tags.set(t.id, t.tag);
+        touched.add(t.id);
+      }
+      for (const p of c.add_policies ?? []) {
+        this.policies.set(policyKey(p), p);
+        touched.add(p.source.id).add(p.destination.id);
+      }
       if (c.delete_leases?.length || c.add_leases?.length) this.leaseList = null;
       for (const ip of c.delete_leases ?? []) this.leases.delete(ip);
       for (const l of c.add_leases ?? []) this.leases.set(l.underlay_ip, l);
     }
     this.version = d.version;
     this.changedAt = d.changed_at;
+    this.lastTouched = touched;
     return true;
   }
 
