@@ -29,7 +29,6 @@ import {
   type StoreState,
   type StoreTx,
 } from './store.js';
-import type { PolicyKey } from './validate.js';
 
 const CHANNEL = 'silkworm_changes';
 /** pg_advisory_lock key held while migrating ("silkworm" in ASCII, folded to 63 bits). */
@@ -63,6 +62,58 @@ const MIGRATIONS: Migration[] = [
         overlay_subnet text NOT NULL UNIQUE,
         expires_at bigint NOT NULL);
       CREATE TABLE changes (version bigint PRIMARY KEY, body text NOT NULL);
+    `,
+  },
+  {
+    // One commit in one statement: each statement is a round trip to the
+    // server, and on a busy machine every round trip waits for a turn on a
+    // CPU. BEGIN + lock, this, COMMIT: three in all.
+    version: 2,
+    sql: `
+      CREATE FUNCTION silkworm_commit(body text, bump boolean, kept bigint) RETURNS void LANGUAGE plpgsql AS $f$
+      DECLARE
+        c jsonb := body::jsonb;
+        v bigint := (c->>'version')::bigint;
+      BEGIN
+        DELETE FROM policies p
+          USING jsonb_to_recordset(coalesce(c->'deletePolicies', '[]')) AS d(source text, dest text, protocol text, start int, "end" int)
+          WHERE p.source_id = d.source AND p.dest_id = d.dest AND p.protocol = d.protocol AND p.start_port = d.start AND p.end_port = d."end";
+        -- Tags before policies' additions: a freed tag can be reused by an add in the same commit.
+        DELETE FROM tags WHERE id IN (SELECT jsonb_array_elements_text(coalesce(c->'deleteTags', '[]')));
+        -- Plain INSERT: a tag already held by another app must fail the commit, never be taken over.
+        INSERT INTO tags (id, tag, type, pinned)
+          SELECT t.id, t.tag, coalesce(t.type, 'app'), coalesce(t.pinned, false)
+          FROM jsonb_to_recordset(coalesce(c->'addTags', '[]')) AS t(id text, tag int, type text, pinned boolean);
+        UPDATE tags SET pinned = false WHERE id IN (SELECT jsonb_array_elements_text(coalesce(c->'unpinTags', '[]')));
+        INSERT INTO policies (source_id, dest_id, protocol, start_port, end_port)
+          SELECT d.source, d.dest, d.protocol, d.start, d."end"
+          FROM ROWS FROM (jsonb_to_recordset(coalesce(c->'addPolicies', '[]')) AS (source text, dest text, protocol text, start int, "end" int))
+            WITH ORDINALITY AS d(source, dest, protocol, start, "end", n)
+          ORDER BY d.n
+          ON CONFLICT DO NOTHING;
+        DELETE FROM leases WHERE underlay_ip IN (SELECT jsonb_array_elements_text(coalesce(c->'deleteLeases', '[]')));
+        INSERT INTO leases (underlay_ip, overlay_subnet, expires_at)
+          SELECT l."underlayIp", l.subnet, l."expiresAt"
+          FROM jsonb_to_recordset(coalesce(c->'putLeases', '[]')) AS l("underlayIp" text, subnet text, "expiresAt" bigint)
+          ON CONFLICT (underlay_ip) DO UPDATE SET overlay_subnet = EXCLUDED.overlay_subnet, expires_at = EXCLUDED.expires_at;
+        IF bump THEN
+          UPDATE meta SET value = v WHERE key = 'version';
+          INSERT INTO changes (version, body) VALUES (v, body);
+          IF v % 256 = 0 THEN
+            DELETE FROM changes WHERE version <= v - kept;
+          END IF;
+          -- A small commit rides in the notice itself (payloads stop at 8000 bytes): no read-back.
+          IF octet_length(body) < 7900 THEN
+            PERFORM pg_notify('silkworm_changes', 'c:' || body);
+          ELSE
+            PERFORM pg_notify('silkworm_changes', 'v:' || v);
+          END IF;
+        ELSE
+          PERFORM pg_notify('silkworm_changes', 'l:' || l::text)
+            FROM jsonb_array_elements(coalesce(c->'putLeases', '[]')) AS l;
+        END IF;
+      END
+      $f$;
     `,
   },
 ];
@@ -365,54 +416,7 @@ class PgTx implements StoreTx {
       throw new Error(`commit of version ${c.version} planned on a store at version ${this.version}`);
     }
     try {
-      const dp = c.deletePolicies ?? [];
-      if (dp.length) {
-        await q(
-          `DELETE FROM policies p USING unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[]) AS d(s, t, pr, a, b)
-           WHERE p.source_id = d.s AND p.dest_id = d.t AND p.protocol = d.pr AND p.start_port = d.a AND p.end_port = d.b`,
-          policyColumns(dp),
-        );
-      }
-      // Tags before policies' additions: a freed tag can be reused by an add in the same commit.
-      if (c.deleteTags?.length) await q('DELETE FROM tags WHERE id = ANY($1::text[])', [c.deleteTags]);
-      const at = c.addTags ?? [];
-      if (at.length) {
-        await q(
-          // Plain INSERT: a tag already held by another app must fail the commit, never be taken over.
-          'INSERT INTO tags (id, tag, type, pinned) SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[])',
-          [at.map((t) => t.id), at.map((t) => t.tag), at.map((t) => t.type ?? 'app'), at.map((t) => !!t.pinned)],
-        );
-      }
-      if (c.unpinTags?.length) await q('UPDATE tags SET pinned = false WHERE id = ANY($1::text[])', [c.unpinTags]);
-      const ap = c.addPolicies ?? [];
-      if (ap.length) {
-        await q(
-          `INSERT INTO policies (source_id, dest_id, protocol, start_port, end_port)
-           SELECT s, t, pr, a, b FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[]) WITH ORDINALITY AS u(s, t, pr, a, b, n)
-           ORDER BY n ON CONFLICT DO NOTHING`,
-          policyColumns(ap),
-        );
-      }
-      if (c.deleteLeases?.length) await q('DELETE FROM leases WHERE underlay_ip = ANY($1::text[])', [c.deleteLeases]);
-      const pl = c.putLeases ?? [];
-      if (pl.length) {
-        await q(
-          `INSERT INTO leases (underlay_ip, overlay_subnet, expires_at)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-           ON CONFLICT (underlay_ip) DO UPDATE SET overlay_subnet = EXCLUDED.overlay_subnet, expires_at = EXCLUDED.expires_at`,
-          [pl.map((l) => l.underlayIp), pl.map((l) => l.subnet), pl.map((l) => l.expiresAt)],
-        );
-      }
-      if (bumps) {
-        await q(`UPDATE meta SET value = $1 WHERE key = 'version'`, [c.version]);
-        await q('INSERT INTO changes (version, body) VALUES ($1, $2)', [c.version, JSON.stringify(c)]);
-        if (c.version % 256 === 0) await q('DELETE FROM changes WHERE version <= $1', [c.version - CHANGES_KEPT]);
-        // A small commit rides in the notice itself (NOTIFY payloads stop at 8000 bytes): no read-back.
-        const body = JSON.stringify(c);
-        await q(`SELECT pg_notify('${CHANNEL}', $1)`, [Buffer.byteLength(body) < 7900 ? `c:${body}` : `v:${c.version}`]);
-      } else {
-        for (const l of pl) await q(`SELECT pg_notify('${CHANNEL}', $1)`, [`l:${JSON.stringify(l)}`]);
-      }
+      await q('SELECT silkworm_commit($1, $2, $3)', [JSON.stringify(c), bumps, CHANGES_KEPT]);
       await q('COMMIT');
     } catch (e) {
       this.done = true;
@@ -434,10 +438,6 @@ class PgTx implements StoreTx {
       this.client.release(true);
     }
   }
-}
-
-function policyColumns(ps: PolicyKey[]): unknown[] {
-  return [ps.map((p) => p.source), ps.map((p) => p.dest), ps.map((p) => p.protocol), ps.map((p) => p.start), ps.map((p) => p.end)];
 }
 
 function readLeases(rows: { underlay_ip: string; overlay_subnet: string; expires_at: string }[]): StoredLease[] {
