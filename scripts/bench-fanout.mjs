@@ -96,12 +96,18 @@ async function runOnce(n) {
     const watchers = [];
     let renewals = 0;
     let renewFailures = 0;
+    // Leases first (each is a change every watcher would see), then the watches.
+    const cells = [];
     for (let i = 0; i < n; i++) {
       const sock = socks[i % 2];
       const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
       const ip = `198.18.${100 + (i >> 8)}.${i & 255}`;
       const lease = JSON.parse((await request(agent, sock, 'PUT', '/leases/acquire', { underlay_ip: ip })).text);
       if (!lease.overlay_subnet) throw new Error(`cell ${i}: no lease: ${JSON.stringify(lease)}`);
+      cells.push({ sock, agent, lease });
+    }
+    await sleep(500);
+    for (const { sock, agent, lease } of cells) {
       const w = { agent, sock, version: -1 };
       watchers.push(w);
       const first = JSON.parse((await request(agent, sock, 'GET', '/watch?since=-1')).text);
@@ -181,16 +187,16 @@ async function runOnce(n) {
 }
 
 const results = [];
-for (const n of CELLS) results.push(await runOnce(n));
-if (JSON_OUT) console.log(JSON.stringify(results));
-else {
-  console.log(`fan-out: 2 controller replicas on PostgreSQL, cells split over both, a change every ${EVERY} ms to replica 0, leases renewed every ${RENEW_S} s`);
-  for (const r of results) {
+if (!JSON_OUT) console.log(`fan-out: 2 controller replicas on PostgreSQL, cells split over both, a change every ${EVERY} ms to replica 0, leases renewed every ${RENEW_S} s`);
+for (const n of CELLS) {
+  const r = await runOnce(n);
+  results.push(r);
+  if (!JSON_OUT) {
     console.log(
       `  ${String(r.cells).padStart(5)} cells: change → last watcher p50 ${r.toLastWatcherMs.p50} ms, p99 ${r.toLastWatcherMs.p99} ms, max ${r.toLastWatcherMs.max} ms;` +
         ` replica CPU ${r.replicaCpuPercent.join(' / ')} % of a core, RSS ${r.replicaRssMiB.join(' / ')} MiB; renewals ${r.renewals} (${r.renewFailures} failed)`,
     );
   }
-  process.exit(0);
 }
+if (JSON_OUT) console.log(JSON.stringify(results));
 process.exit(0);

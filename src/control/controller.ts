@@ -785,11 +785,19 @@ export class Controller {
    */
   deltaJson(since: number): Buffer | undefined {
     if (!Number.isInteger(since) || since < this.deltaBase || since > this.version_) return undefined;
-    const from = since - this.deltaBase;
-    return Buffer.from(
-      `{"version":${this.version_},"changed_at":${this.changedAt},"since":${since},"changes":[${this.deltas.slice(from).join(',')}]}`,
-    );
+    // Cells watching together ask from the same version: one buffer for all of them.
+    if (this.deltaCache?.version !== this.version_) this.deltaCache = { version: this.version_, bySince: new Map() };
+    let json = this.deltaCache.bySince.get(since);
+    if (!json) {
+      const from = since - this.deltaBase;
+      json = Buffer.from(
+        `{"version":${this.version_},"changed_at":${this.changedAt},"since":${since},"changes":[${this.deltas.slice(from).join(',')}]}`,
+      );
+      if (this.deltaCache.bySince.size < 64) this.deltaCache.bySince.set(since, json);
+    }
+    return json;
   }
+  private deltaCache: { version: number; bySince: Map<number, Buffer> } | undefined;
 
   /** The oldest version a delta watch can start from. */
   get deltaFrom(): number {
@@ -1034,7 +1042,7 @@ export class Controller {
     this.takenBlocks.clear();
     this.takenSingles.clear();
     this.fragments = new Map();
-    this.snapshotCache = this.internalCache = this.externalCache = undefined;
+    this.snapshotCache = this.internalCache = this.externalCache = this.deltaCache = undefined;
     this.loadState(state, false);
     // No delta reaches across a reload: every delta watcher gets a full snapshot.
     this.deltas = [];
