@@ -5,10 +5,11 @@
 // tests use — all answered by the one Agent.
 import type { ControllerClient, Lease, Snapshot } from '../net/controller-client.js';
 import type { Logger } from '../util/log.js';
-import { Agent } from './agent.js';
+import { Agent, type UpstreamControl } from './agent.js';
 import type { AgentHooks, Backend, DesiredState } from './backend.js';
-import type { ContainerInfo, ContainerRecord, ContainerRequest } from './containers.js';
+import type { ContainerInfo, ContainerKey, ContainerRecord, ContainerRequest } from './containers.js';
 import type { ControlLoop } from './control-loop.js';
+import type { SilkPollLoop } from './silk-loop.js';
 
 export interface AgentCellOptions {
   name: string;
@@ -18,6 +19,8 @@ export interface AgentCellOptions {
   containerNet: { exists(netns: string): boolean };
   /** Seconds between lease renewals. */
   renewInterval?: number;
+  /** Poll an unmodified silk-controller and policy server instead of watching silkworm's controller. */
+  upstream?: UpstreamControl;
 }
 
 export abstract class AgentCell implements Backend {
@@ -39,10 +42,11 @@ export abstract class AgentCell implements Backend {
       netnsExists: (ns) => o.containerNet.exists(ns),
       backend: this,
       renewInterval: o.renewInterval,
+      upstream: o.upstream,
     });
   }
 
-  get loop(): ControlLoop {
+  get loop(): ControlLoop | SilkPollLoop {
     return this.agent.loop;
   }
   get lease(): Lease {
@@ -77,7 +81,7 @@ export abstract class AgentCell implements Backend {
   listContainers(): ContainerInfo[] {
     return this.agent.listContainers();
   }
-  findContainer(key: { handle?: string; netns?: string }): string | undefined {
+  findContainer(key: ContainerKey): string | undefined {
     return this.agent.findContainer(key);
   }
   addContainer(req: ContainerRequest): Promise<ContainerInfo> {
@@ -85,6 +89,9 @@ export abstract class AgentCell implements Backend {
   }
   removeContainer(handle: string): Promise<ContainerInfo> {
     return this.agent.removeContainer(handle);
+  }
+  removeIfPresent(key: ContainerKey): Promise<ContainerInfo | undefined> {
+    return this.agent.removeIfPresent(key);
   }
 
   // The Backend: what each data plane does.

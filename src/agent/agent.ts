@@ -8,9 +8,18 @@ import type { ControllerClient, Lease, Snapshot } from '../net/controller-client
 import { u32ToIp } from '../util/ip.js';
 import type { Logger } from '../util/log.js';
 import type { AgentHooks, Backend, DesiredState } from './backend.js';
-import { checkContainerRequest, containerInfo, type ContainerInfo, type ContainerRecord, type ContainerRequest } from './containers.js';
+import {
+  checkContainerRequest,
+  containerInfo,
+  matchesKey,
+  type ContainerInfo,
+  type ContainerKey,
+  type ContainerRecord,
+  type ContainerRequest,
+} from './containers.js';
 import { ControlLoop } from './control-loop.js';
-import { nextIp } from './ipam.js';
+import { SilkPollLoop } from './silk-loop.js';
+import { checkFixedIp, nextIp } from './ipam.js';
 import { parseLease, parseLeases } from './leases.js';
 
 export interface AgentOptions {
@@ -22,11 +31,23 @@ export interface AgentOptions {
   backend: Backend;
   /** Seconds between lease renewals. */
   renewInterval?: number;
+  /** Join an upstream foundation: poll silk-controller and the policy server's internal API instead of watching. */
+  upstream?: UpstreamControl;
+}
+
+/** How a cell talks to an unmodified silk-controller and policy server (src/agent/silk-loop.ts). */
+export interface UpstreamControl {
+  policyServer: ControllerClient;
+  leasePollS?: number;
+  policyPollS?: number;
+  partitionToleranceS?: number;
+  /** Fatal as silk-daemon's poller makes it (409 on renew…): the CLI stops the cell and exits non-zero. */
+  onFatal: (err: Error) => void;
 }
 
 export class Agent {
   readonly name: string;
-  readonly loop: ControlLoop;
+  readonly loop: ControlLoop | SilkPollLoop;
   private readonly o: AgentOptions;
   private readonly backend: Backend;
   private readonly log: Logger;
@@ -39,13 +60,26 @@ export class Agent {
     this.name = o.name;
     this.backend = o.backend;
     this.log = o.backend.log;
-    this.loop = new ControlLoop({
-      client: o.controller,
-      underlayIp: o.underlayIp,
-      log: this.log,
-      renewInterval: o.renewInterval,
-      onSnapshot: (snap, touchedApps) => this.applySnapshot(snap, touchedApps),
-    });
+    this.loop = o.upstream
+      ? new SilkPollLoop({
+          client: o.controller,
+          policyServer: o.upstream.policyServer,
+          underlayIp: o.underlayIp,
+          log: this.log,
+          leasePollS: o.upstream.leasePollS ?? o.renewInterval,
+          policyPollS: o.upstream.policyPollS,
+          partitionToleranceS: o.upstream.partitionToleranceS,
+          localApps: () => [...this.records.values()].map((c) => c.app),
+          onSnapshot: (snap) => this.applySnapshot(snap),
+          onFatal: o.upstream.onFatal,
+        })
+      : new ControlLoop({
+          client: o.controller,
+          underlayIp: o.underlayIp,
+          log: this.log,
+          renewInterval: o.renewInterval,
+          onSnapshot: (snap, touchedApps) => this.applySnapshot(snap, touchedApps),
+        });
   }
 
   get lease(): Lease {
@@ -94,20 +128,38 @@ export class Agent {
     return [...this.records.values()].map((c) => this.info(c));
   }
 
-  findContainer(key: { handle?: string; netns?: string }): string | undefined {
-    for (const c of this.records.values()) if (c.handle === key.handle || c.netns === key.netns) return c.handle;
+  /** The handle of the container `key` names: by handle or namespace (name or path), or by CNI container id. */
+  findContainer(key: ContainerKey): string | undefined {
+    for (const c of this.records.values()) if (matchesKey(c, key)) return c.handle;
     return undefined;
   }
 
   addContainer(req: ContainerRequest): Promise<ContainerInfo> {
     return this.serial(async () => {
-      const { handle, app, netns } = checkContainerRequest(req, this.records.values(), this.o.netnsExists);
+      const { handle, app, netns, ifname, containerId, cniNetwork } = checkContainerRequest(req, this.records.values(), this.o.netnsExists);
       const used = new Set([...this.records.values()].map((c) => c.ip));
-      const ip = nextIp(this.lease.overlay_subnet, (a) => used.has(a));
-      const c: ContainerRecord = { handle, app, ip, netns };
+      let ip: number;
+      if (req.ip !== undefined) {
+        ip = checkFixedIp(req.ip, this.lease.overlay_subnet);
+        if (used.has(ip)) throw new Error(`ip ${req.ip} is already in use on cell ${this.name}`);
+      } else {
+        ip = nextIp(this.lease.overlay_subnet, (a) => used.has(a));
+      }
+      // A CNI attachment keeps its interface name and container id; a plain
+      // add keeps an interface name only when it is not eth0.
+      const c: ContainerRecord = {
+        handle,
+        app,
+        ip,
+        netns,
+        ...(containerId !== undefined ? { ifname: ifname ?? 'eth0', containerId } : ifname !== undefined && ifname !== 'eth0' ? { ifname } : {}),
+        ...(cniNetwork !== undefined ? { cniNetwork } : {}),
+      };
       const extra = await this.backend.attach(c);
       this.records.set(handle, c);
-      this.log.info({ handle, app, ip: u32ToIp(ip), netns, ...extra }, 'container-added');
+      this.log.info({ handle, app, ip: u32ToIp(ip), netns, ifname: c.ifname, containerId, ...extra }, 'container-added');
+      // Polling an upstream policy server: a new app's policies are asked for now, not next round.
+      if (this.loop instanceof SilkPollLoop) this.loop.poke();
       return this.info(c);
     });
   }
@@ -120,6 +172,24 @@ export class Agent {
       this.records.delete(handle);
       await this.backend.detach(c);
       this.log.info({ handle }, 'container-removed');
+      return info;
+    });
+  }
+
+  /**
+   * Remove the container `key` names, if there is one (CNI DEL): looked up in
+   * the queue, so two DELs of one container at once both succeed and the
+   * second finds nothing. Undefined when there was nothing to remove.
+   */
+  removeIfPresent(key: ContainerKey): Promise<ContainerInfo | undefined> {
+    return this.serial(async () => {
+      const handle = this.findContainer(key);
+      const c = handle === undefined ? undefined : this.records.get(handle);
+      if (!c) return undefined;
+      const info = this.info(c);
+      this.records.delete(c.handle);
+      await this.backend.detach(c);
+      this.log.info({ handle: c.handle, containerId: c.containerId }, 'container-removed');
       return info;
     });
   }

@@ -6,12 +6,14 @@ import { cellRegistry } from '../cell/metrics.js';
 import { IprouteContainerNet } from '../agent/netns.js';
 import { nativeCellIo } from '../cell/io.js';
 import { ControllerClient } from '../net/controller-client.js';
-import { controllerAddresses, fail, parseAddress, parseIntStrict } from './util.js';
+import { clientTls, controllerAddresses, fail, parseAddress, parseIntStrict } from './util.js';
 import { isIpv4, parseCidr } from '../util/ip.js';
 import { KernelCell } from '../kernel/kernel-cell.js';
 import { serveKernelAdmin } from '../kernel/admin.js';
 import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads } from '../offload/options.js';
 import { logger } from '../util/log.js';
+import type { UpstreamControl } from '../agent/agent.js';
+import { detectControllerApi } from '../net/controller-client.js';
 
 // commander reads a `--no-X` flag as the negation of `--X`; this one is a list of its own.
 function noOffloadOption(): Option {
@@ -27,8 +29,19 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'cell name, e.g. cell1')
     .requiredOption('--underlay-ip <ip>', "this cell's underlay address (198.18.0.0/15 in the lab)")
     .option('--underlay-dev <dev>', 'underlay interface (the kernel data plane sends VXLAN through it)', 'eth0')
-    .option('--controller <addr>', 'controller address (unix socket path or host:port); A,B,… for replicas: the cell uses the first that answers and moves on when it goes')
+    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port); A,B,… for replicas: the cell uses the first that answers and moves on when it goes')
+    .option('--tls-cert <file>', "this cell's client certificate (PEM) for an https:// controller")
+    .option('--tls-key <file>', 'its private key (PEM)')
+    .option('--tls-ca <file>', "CA (PEM) the controller's certificate must be signed by")
     .option('--lab <prefix>', "use lab P's controller socket", 'sw')
+    .option(
+      '--controller-api <api>',
+      "silkworm (GET /watch), silk (an unmodified silk-controller: poll and renew as silk-daemon does) or auto (silk when /watch answers 404)",
+      'auto',
+    )
+    .option('--policy-server <addr>', "with the silk API: the policy server's internal API (https://HOST:PORT; default the --controller address), same TLS files")
+    .option('--lease-poll <s>', "with the silk API: seconds between renew + GET /leases rounds (silk-daemon's lease_poll_interval_seconds)", '30')
+    .option('--policy-poll <s>', "with the silk API: seconds between policy rounds (vxlan-policy-agent's policy_poll_interval_seconds)", '5')
     .option('--admin <addr>', 'admin socket for show/container/trace (default: the lab socket for --name)')
     .option('--mtu <n>', 'underlay MTU; containers get MTU − 50', '1500')
     .option('--vni <n>', 'VXLAN network identifier', '1')
@@ -53,6 +66,8 @@ export function register(program: Command): void {
         '',
         'Examples (inside the cell namespace):',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell1.sock',
+        '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller https://198.18.0.1:4003 \\',
+        '      --tls-cert /run/silkworm/sw/tls/cell1.pem --tls-key /run/silkworm/sw/tls/cell1-key.pem --tls-ca /run/silkworm/sw/tls/ca.pem',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --no-offload tap-tso,udp-gso',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --offload none',
         '  ip netns exec sw-cell2 silkworm cell --name cell2 --underlay-ip 198.18.0.12 --dataplane kernel --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell2.sock',
@@ -77,7 +92,50 @@ export function register(program: Command): void {
           'offload-env-deprecated',
         );
       }
-      const client = new ControllerClient(controllerAddresses(o));
+      const caddrs = controllerAddresses(o);
+      const caddr = caddrs[0]!;
+      const tls = clientTls(caddr, o, "this cell's");
+      if (caddr.kind === 'tcp' && caddr.tls && (!tls?.cert || !tls.ca)) {
+        fail('a cell reaches an https:// controller with mutual TLS: give --tls-cert, --tls-key and --tls-ca');
+      }
+      const client = new ControllerClient(caddrs, { tls });
+      if (!['silkworm', 'silk', 'auto'].includes(o.controllerApi)) fail(`--controller-api must be silkworm, silk or auto, got "${o.controllerApi}"`);
+      const leasePoll = parseIntStrict(o.leasePoll, '--lease-poll', 1, 86_400);
+      const policyPoll = parseIntStrict(o.policyPoll, '--policy-poll', 1, 86_400);
+      let api: 'silkworm' | 'silk' = o.controllerApi === 'auto' ? 'silkworm' : o.controllerApi;
+      if (o.controllerApi === 'auto') {
+        try {
+          api = await detectControllerApi(client);
+        } catch (err) {
+          fail(`the cell could not start: ${(err as Error).message}`);
+        }
+      }
+      let fatal: ((err: Error) => void) | undefined;
+      const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
+      let upstream: UpstreamControl | undefined;
+      if (api === 'silk') {
+        const paddr = o.policyServer ? parseAddress(o.policyServer) : caddr;
+        upstream = {
+          policyServer: new ControllerClient(paddr, { tls }),
+          leasePollS: leasePoll,
+          policyPollS: policyPoll,
+          onFatal: (err) => fatal!(err),
+        };
+        logger('cell', { cell: o.name }).info({ controller: o.controller, policyServer: o.policyServer ?? o.controller, leasePoll, policyPoll }, 'controller-api-silk');
+      } else if (o.policyServer) {
+        fail('--policy-server is for --controller-api silk (silkworm\'s controller serves the policies itself)');
+      }
+      const untilStop = () =>
+        new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGTERM', stop);
+          process.once('SIGINT', stop);
+          void fatalSeen.then((err) => {
+            process.stderr.write(`silkworm: the cell stops: ${err.message}\n`);
+            process.exitCode = 1;
+            resolve();
+          });
+        });
       const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
       if (o.dataplane === 'kernel') {
         try {
@@ -98,6 +156,7 @@ export function register(program: Command): void {
           vxlanPort: port,
           overlayNetwork: o.overlayNetwork,
           containerNet: new IprouteContainerNet(),
+          upstream,
         });
         try {
           await kcell.start();
@@ -107,10 +166,7 @@ export function register(program: Command): void {
         }
         const kserver = await serveKernelAdmin(kcell, admin);
         kcell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
-        await new Promise<void>((resolve) => {
-          process.once('SIGTERM', () => resolve());
-          process.once('SIGINT', () => resolve());
-        });
+        await untilStop();
         await kserver.close();
         await kcell.stop();
         return;
@@ -119,10 +175,13 @@ export function register(program: Command): void {
         name: o.name,
         controller: client,
         underlayIp: o.underlayIp,
-        io: nativeCellIo(offloads.options),
+        // SILKWORM_NATIVE_BYTES=0: segmentation and checksum verification in TypeScript instead of the
+        // addon's byte primitives (for paired measurements, scripts/bench-compare.sh --paired).
+        io: nativeCellIo(offloads.options, { nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0' }),
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port },
         capture: Boolean(o.capture),
+        upstream,
       });
       try {
         await cell.start();
@@ -133,11 +192,7 @@ export function register(program: Command): void {
       const server = await serveAdmin(cell, admin, registry);
       const metricsServer = o.metrics ? await serveMetrics(parseAddress(o.metrics), registry) : null;
       cell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
-      });
+      await untilStop();
       await server.close();
       await metricsServer?.close();
       await cell.stop();

@@ -16,7 +16,10 @@ export function formatStatus(r: StatusReport): string {
   out.push('');
   out.push(table(['NAMESPACE', 'EXISTS'], r.namespaces.map((n) => [n.name, yesNo(n.exists)])));
   const procs: string[][] = [];
-  if (r.controller) procs.push(['controller', '-', '-', String(r.controller.pid), yesNo(r.controller.alive), r.controller.socket, yesNo(r.controller.answers)]);
+  if (r.controller) {
+    procs.push(['controller', r.controller.netns ?? '-', '-', String(r.controller.pid), yesNo(r.controller.alive), r.controller.socket, yesNo(r.controller.answers)]);
+    if (r.controller.url) procs.push(['controller (mTLS)', r.controller.netns ?? '-', r.controller.url, String(r.controller.pid), yesNo(r.controller.alive), '-', yesNo(r.controller.tlsAnswers ?? false)]);
+  }
   for (const c of r.cells) procs.push([`${c.name} (${c.dataplane})`, c.netns, c.underlayIp, String(c.pid), yesNo(c.alive), c.socket, yesNo(c.answers)]);
   for (const a of r.apps) procs.push([`app ${a.app}`, a.netns, `:${a.port}`, String(a.pid), yesNo(a.alive), '-', yesNo(a.listening)]);
   if (procs.length > 0) {
@@ -25,7 +28,7 @@ export function formatStatus(r: StatusReport): string {
   }
   if (r.containers.length > 0) {
     out.push('');
-    out.push(table(['CONTAINER', 'NETNS', 'IP', 'CELL'], r.containers.map((c) => [c.app, c.netns, c.ip, c.cell])));
+    out.push(table(['CONTAINER', 'NETNS', 'IP', 'CELL', 'CNI CONTAINER ID'], r.containers.map((c) => [c.app, c.netns, c.ip, c.cell, c.containerId ?? '-'])));
   }
   return out.join('\n') + '\n';
 }

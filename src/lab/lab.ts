@@ -13,7 +13,7 @@ import { fail } from './errors.js';
 import { labDir, DEFAULT_LAB } from './paths.js';
 import { buildTopology, deleteNamespaces, listNetns, netnsPids, softwareTxChecksum } from './netns.js';
 import { cmdline, isAlive, isOurs, listeningIn, probeHttp, stopProcesses, waitReady } from './procs.js';
-import { realRunner, type LabRunner } from './runner.js';
+import { labConflist, realRunner, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
 import { labNamespaces, planLab, validatePrefix, type LabPlan, type PlanOptions } from './topology.js';
 import { startPgCluster } from '../control/pg-cluster.js';
@@ -21,6 +21,8 @@ import { startPgCluster } from '../control/pg-cluster.js';
 /** Where the controller keeps its state: a SQLite file, or a PostgreSQL server with two controller replicas. */
 export type LabStore = 'sqlite' | 'postgres';
 export const LAB_STORES: readonly LabStore[] = ['sqlite', 'postgres'];
+import { createCerts, CertsError } from '../control/certs.js';
+import { execFile } from 'node:child_process';
 
 export interface UpOptions extends PlanOptions {
   /** Bound for each readiness wait (controller, each cell, each app). */
@@ -104,20 +106,47 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
       store = cluster.url;
       say(`PostgreSQL up (pid ${state.postgres.pid}) on ${dir}`);
     }
-    const controllerPid = runner.spawnController({ socket: c.socket, store, log: c.log });
-    state.controller = { socket: c.socket, pid: controllerPid, log: c.log };
+    // The lab's TLS material: a CA, the controller's certificate for its underlay address, one client certificate per cell.
+    try {
+      createCerts({ dir: c.tlsDir, hosts: [c.ip], clients: plan.cells.map((x) => x.name) });
+    } catch (e) {
+      if (e instanceof CertsError) fail(`making the lab's certificates failed: ${e.message}`);
+      throw e;
+    }
+    const tlsFile = (f: string) => path.join(c.tlsDir, f);
+    const controllerPid = runner.spawnController({
+      socket: c.socket,
+      store,
+      log: c.log,
+      netns: c.netns,
+      tcp: `${c.ip}:${c.port}`,
+      tls: { cert: tlsFile('controller.pem'), key: tlsFile('controller-key.pem'), ca: tlsFile('ca.pem'), tokenKey: tlsFile('token-key.pub.pem') },
+    });
+    state.controller = { socket: c.socket, pid: controllerPid, log: c.log, url: c.url, netns: c.netns, tlsDir: c.tlsDir };
     save();
     await waitReady({ what: 'the controller', pid: controllerPid, log: c.log, timeoutMs, ready: async () => (await probeHttp(c.socket)) !== null });
-    say(`controller up (pid ${controllerPid}) on ${c.socket}`);
-    const controllers = [c.socket];
+    say(`controller up (pid ${controllerPid}) on ${c.socket} and ${c.url} (mutual TLS, material in ${c.tlsDir})`);
+    const controllers = [c.url];
     if (opts.store === 'postgres') {
-      const c2 = { socket: path.join(plan.dir, 'controller2.sock'), log: path.join(plan.dir, 'controller2.log') };
-      const pid2 = runner.spawnController({ socket: c2.socket, store, log: c2.log });
-      state.controller2 = { socket: c2.socket, pid: pid2, log: c2.log };
+      // The second replica: the same namespace and address, the next port, the same certificate.
+      const c2 = {
+        socket: path.join(plan.dir, 'controller2.sock'),
+        log: path.join(plan.dir, 'controller2.log'),
+        url: `https://${c.ip}:${c.port + 1}`,
+      };
+      const pid2 = runner.spawnController({
+        socket: c2.socket,
+        store,
+        log: c2.log,
+        netns: c.netns,
+        tcp: `${c.ip}:${c.port + 1}`,
+        tls: { cert: tlsFile('controller.pem'), key: tlsFile('controller-key.pem'), ca: tlsFile('ca.pem'), tokenKey: tlsFile('token-key.pub.pem') },
+      });
+      state.controller2 = { socket: c2.socket, pid: pid2, log: c2.log, url: c2.url, netns: c.netns, tlsDir: c.tlsDir };
       save();
       await waitReady({ what: 'controller2', pid: pid2, log: c2.log, timeoutMs, ready: async () => (await probeHttp(c2.socket)) !== null });
-      say(`controller2 up (pid ${pid2}) on ${c2.socket}`);
-      controllers.push(c2.socket);
+      say(`controller2 up (pid ${pid2}) on ${c2.socket} and ${c2.url}`);
+      controllers.push(c2.url);
     }
 
     // One cell at a time: a cell answers on its admin socket only after it
@@ -129,6 +158,7 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
         netns: cell.netns,
         // Every replica: the cell uses the first that answers and moves on when it goes.
         controllerSocket: controllers.join(','),
+        tls: { cert: tlsFile(`${cell.name}.pem`), key: tlsFile(`${cell.name}-key.pem`), ca: tlsFile('ca.pem') },
         underlayIp: cell.underlayIp,
         underlayDev: cell.dev,
         adminSocket: cell.socket,
@@ -143,13 +173,29 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     }
     say(`cells up: ${state.cells.map((x) => `${x.name} ${x.underlayIp} ${x.dataplane ?? 'user'} (pid ${x.pid})`).join(', ')}`);
 
+    // Containers are attached through silkworm-cni, as a runtime would: one
+    // conflist per cell under the lab's directory.
+    const cniDir = path.join(plan.dir, 'cni');
+    fs.mkdirSync(cniDir, { recursive: true });
+    for (const cell of plan.cells) {
+      fs.writeFileSync(path.join(cniDir, `${cell.name}.conflist`), JSON.stringify(labConflist(`${plan.prefix}-${cell.name}`, cell.socket), null, 2) + '\n');
+    }
     // allSettled: if one add fails, the other must finish before tear-down
     // starts, or it could attach a container to a namespace being deleted.
     const settled = await Promise.allSettled(
       plan.apps.map(async (a) => {
         const cell = plan.cells.find((x) => x.name === a.cell)!;
-        const info = await runner.addContainer({ app: a.app, cell: a.cell, cellSocket: cell.socket, netns: a.netns });
-        return { app: a.app, netns: a.netns, ip: info.ip, cell: a.cell, ...(info.mac ? { mac: info.mac } : {}), ...(info.handle ? { handle: info.handle } : {}) };
+        const conflist = path.join(cniDir, `${a.cell}.conflist`);
+        const info = await runner.addContainer({ app: a.app, cell: a.cell, cellSocket: cell.socket, netns: a.netns, conflist, containerId: a.netns });
+        return {
+          app: a.app,
+          netns: a.netns,
+          ip: info.ip,
+          cell: a.cell,
+          ...(info.mac ? { mac: info.mac } : {}),
+          ...(info.handle ? { handle: info.handle } : {}),
+          ...(info.containerId ? { containerId: info.containerId } : {}),
+        };
       }),
     );
     const added = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -298,9 +344,20 @@ export interface StatusReport {
   /** user | kernel | mixed (user for labs started before the option existed); null with no state. */
   dataplane: 'user' | 'kernel' | 'mixed' | null;
   namespaces: { name: string; exists: boolean }[];
-  controller: ({ socket: string; log: string; answers: boolean } & ProcStatus) | null;
+  controller:
+    | ({
+        socket: string;
+        log: string;
+        answers: boolean;
+        /** The mutual-TLS listener on the underlay, and whether it answers (checked from its namespace's side, with cell1's certificate). */
+        url?: string;
+        netns?: string;
+        tlsDir?: string;
+        tlsAnswers?: boolean;
+      } & ProcStatus)
+    | null;
   cells: ({ name: string; netns: string; underlayIp: string; socket: string; log: string; dataplane: 'user' | 'kernel'; answers: boolean } & ProcStatus)[];
-  containers: { app: string; netns: string; ip: string; cell: string; mac?: string }[];
+  containers: { app: string; netns: string; ip: string; cell: string; mac?: string; containerId?: string }[];
   apps: ({ app: string; netns: string; port: number; log: string; listening: boolean } & ProcStatus)[];
 }
 
@@ -311,7 +368,14 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
   const nsNames = [...new Set([...labNamespaces(prefix), ...(state?.namespaces ?? [])])];
   const answers = async (sock: string) => (await probeHttp(sock, '/', 500)) !== null;
   const controller = state?.controller
-    ? { ...state.controller, alive: isOurs(state.controller.pid), answers: await answers(state.controller.socket) }
+    ? {
+        ...state.controller,
+        alive: isOurs(state.controller.pid),
+        answers: await answers(state.controller.socket),
+        ...(state.controller.url
+          ? { tlsAnswers: await tlsAnswers(state.controller.url, state.controller.netns, state.controller.tlsDir, state.cells[0]?.name) }
+          : {}),
+      }
     : null;
   const cells = await Promise.all(
     (state?.cells ?? []).map(async (c) => ({ ...c, dataplane: c.dataplane ?? ('user' as const), alive: isOurs(c.pid), answers: await answers(c.socket) })),
@@ -343,6 +407,25 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
   };
 }
 
+/**
+ * Does the controller's TLS listener answer GET /health to a client with
+ * cell1's certificate? The underlay address is reachable only inside the
+ * lab's namespaces, so curl asks from the controller's namespace (bounded).
+ */
+function tlsAnswers(url: string, netns: string | undefined, tlsDir: string | undefined, cell: string | undefined): Promise<boolean> {
+  if (!tlsDir || !cell || !netns) return Promise.resolve(false);
+  const f = (n: string) => path.join(tlsDir, n);
+  return new Promise((resolve) => {
+    execFile(
+      'ip',
+      ['netns', 'exec', netns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '2', '--cacert', f('ca.pem'),
+        '--cert', f(`${cell}.pem`), '--key', f(`${cell}-key.pem`), `${url}/healthz`],
+      { timeout: 5000, encoding: 'utf8' },
+      (err, stdout) => resolve(!err && stdout.trim() === '200'),
+    );
+  });
+}
+
 /** The "what to try next" text printed after `lab up`, with the lab's real values. */
 export function nextSteps(state: LabState): string {
   const p = state.prefix;
@@ -358,8 +441,8 @@ export function nextSteps(state: LabState): string {
   const curl = `sudo ip netns exec ${appB?.netns ?? `${p}-appB-0`} curl -s --max-time 3 ${url}`;
   const lines = [
     `lab "${p}" is up:`,
-    `  controller  ${state.controller?.socket ?? '-'}  pid ${state.controller?.pid ?? '-'}`,
-    ...(state.controller2 ? [`  controller2 ${state.controller2.socket}  pid ${state.controller2.pid}`] : []),
+    `  controller  ${state.controller?.socket ?? '-'}${state.controller?.url ? `  ${state.controller.url} (mutual TLS, ${state.controller.netns})` : ''}  pid ${state.controller?.pid ?? '-'}`,
+    ...(state.controller2 ? [`  controller2 ${state.controller2.socket}${state.controller2.url ? `  ${state.controller2.url}` : ''}  pid ${state.controller2.pid}`] : []),
     ...(state.postgres ? [`  postgres    ${state.postgres.dir}  pid ${state.postgres.pid}`] : []),
     ...state.cells.map((c) => `  ${c.name.padEnd(10)}  ${c.netns}  underlay ${c.underlayIp}  ${c.dataplane ?? 'user'} data plane  ${c.socket}  pid ${c.pid}`),
     ...state.containers.map((c) => {

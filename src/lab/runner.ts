@@ -14,12 +14,26 @@ export interface ControllerSpec {
   socket: string;
   store: string;
   log: string;
+  /** Run inside this namespace (the underlay), listening also on `tcp` with mutual TLS. */
+  netns?: string;
+  /** host:port of the TLS listener. */
+  tcp?: string;
+  tls?: LabTlsFiles & { tokenKey: string };
+}
+
+export interface LabTlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
 }
 
 export interface CellSpec {
   name: string;
   netns: string;
+  /** The controller's address as the cell is given it: a socket path or https://ip:port. */
   controllerSocket: string;
+  /** The cell's client certificate, key and the CA, for an https:// controller. */
+  tls?: LabTlsFiles;
   underlayIp: string;
   underlayDev: string;
   adminSocket: string;
@@ -37,12 +51,23 @@ export interface ContainerSpec {
   cell: string;
   cellSocket: string;
   netns: string;
+  /** The cell's CNI network configuration list (the lab attaches through silkworm-cni). */
+  conflist?: string;
+  /** CNI_CONTAINERID. */
+  containerId?: string;
 }
 
 export interface ContainerInfo {
   ip: string;
   mac?: string;
   handle?: string;
+  /** The CNI container id, when attached through silkworm-cni. */
+  containerId?: string;
+}
+
+/** A conflist with the one silkworm-cni plugin for a cell (what a runtime keeps in /etc/cni/net.d). */
+export function labConflist(name: string, cellSocket: string): Record<string, unknown> {
+  return { cniVersion: '1.0.0', name, plugins: [{ type: 'silkworm-cni', cell: cellSocket }] };
 }
 
 export interface AppSpec {
@@ -53,7 +78,7 @@ export interface AppSpec {
 }
 
 export interface LabRunner {
-  /** Start the controller detached (root namespace: it only has a unix socket); returns its PID. */
+  /** Start the controller detached (in the underlay namespace when spec.netns is set); returns its PID. */
   spawnController(spec: ControllerSpec): number;
   /** Start a cell detached inside its namespace; returns its PID. */
   spawnCell(spec: CellSpec): number;
@@ -111,7 +136,11 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
   return {
     spawnController(s) {
       need(silkworm);
-      return spawnDetached(node, [silkworm, 'controller', '--listen', s.socket, '--store', s.store], s.log);
+      const args = [silkworm, 'controller', '--listen', s.socket, '--store', s.store];
+      if (s.tcp) args.push('--listen', s.tcp);
+      if (s.tls) args.push('--tls-cert', s.tls.cert, '--tls-key', s.tls.key, '--tls-ca', s.tls.ca, '--token-key', s.tls.tokenKey);
+      // `ip netns exec` execs the command in place, so the PID is the controller's own.
+      return s.netns ? spawnDetached('ip', ['netns', 'exec', s.netns, node, ...args], s.log) : spawnDetached(node, args, s.log);
     },
     spawnCell(s) {
       need(silkworm);
@@ -119,6 +148,7 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
       return spawnDetached(
         'ip',
         ['netns', 'exec', s.netns, node, silkworm, 'cell', '--name', s.name, '--controller', s.controllerSocket,
+          ...(s.tls ? ['--tls-cert', s.tls.cert, '--tls-key', s.tls.key, '--tls-ca', s.tls.ca] : []),
           '--underlay-ip', s.underlayIp, '--underlay-dev', s.underlayDev, '--admin', s.adminSocket,
           // Only when not the default, so the documented command line stays the plain one.
           ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : []),
@@ -128,6 +158,7 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
       );
     },
     addContainer(s) {
+      if (s.conflist) return cniAdd(node, path.join(root, 'bin', 'silkworm-cni'), s, containerTimeoutMs);
       need(silkworm);
       const what = `container add ${s.app} on ${s.cell}`;
       return new Promise((resolve, reject) => {
@@ -155,4 +186,48 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
       return spawnDetached('ip', ['netns', 'exec', s.netns, node, appServer, '--name', s.app, '--port', String(s.port)], s.log);
     },
   };
+}
+
+/**
+ * ADD through silkworm-cni as a runtime does it (libcni): the conflist's one
+ * plugin gets the list's name and cniVersion, the CNI_* environment, and the
+ * app id in CNI_ARGS; the result's first interface and address come back.
+ */
+function cniAdd(node: string, plugin: string, s: ContainerSpec, timeoutMs: number): Promise<ContainerInfo> {
+  if (!fs.existsSync(plugin)) fail(`${plugin} is missing`);
+  const what = `silkworm-cni ADD ${s.app} on ${s.cell}`;
+  const list = JSON.parse(fs.readFileSync(s.conflist!, 'utf8')) as { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
+  const conf = { cniVersion: list.cniVersion, name: list.name, ...list.plugins[0] };
+  const containerId = s.containerId ?? s.netns;
+  const env = {
+    ...process.env,
+    CNI_COMMAND: 'ADD',
+    CNI_CONTAINERID: containerId,
+    CNI_NETNS: `/run/netns/${s.netns}`,
+    CNI_IFNAME: 'eth0',
+    CNI_ARGS: `IgnoreUnknown=1;SILKWORM_APP=${s.app}`,
+    CNI_PATH: path.dirname(plugin),
+  };
+  return new Promise((resolve, reject) => {
+    const child = execFile(node, [plugin], { encoding: 'utf8', timeout: timeoutMs, env }, (err, stdout) => {
+      let r: { msg?: string; interfaces?: { mac?: string }[]; ips?: { address?: string }[] } = {};
+      try {
+        r = JSON.parse(stdout);
+      } catch {
+        /* reported below */
+      }
+      if (err) {
+        reject(new Error(`${what} failed: ${r.msg ?? (stdout.trim() || err.message)}`));
+        return;
+      }
+      const ip = r.ips?.[0]?.address?.split('/')[0];
+      if (!ip || !isIpv4(ip)) {
+        reject(new Error(`${what} printed no address: ${stdout.trim().slice(0, 200)}`));
+        return;
+      }
+      const mac = r.interfaces?.[0]?.mac;
+      resolve({ ip, ...(mac ? { mac } : {}), handle: containerId, containerId });
+    });
+    child.stdin?.end(JSON.stringify(conf));
+  });
 }

@@ -14,6 +14,13 @@ export interface ProcRecord {
   log: string;
 }
 
+/** The controller: its unix socket (the local CLI) and, in labs since TLS, its https:// URL on the underlay. */
+export interface ControllerRecord extends ProcRecord {
+  url?: string;
+  netns?: string;
+  tlsDir?: string;
+}
+
 export interface CellRecord extends ProcRecord {
   name: string;
   underlayIp: string;
@@ -29,6 +36,8 @@ export interface ContainerRecord {
   cell: string;
   mac?: string;
   handle?: string;
+  /** CNI_CONTAINERID when attached through silkworm-cni. */
+  containerId?: string;
 }
 
 export interface AppRecord {
@@ -43,9 +52,9 @@ export interface LabState {
   prefix: string;
   namespaces: string[];
   cells: CellRecord[];
-  controller: ProcRecord | null;
+  controller: ControllerRecord | null;
   /** The second controller replica (lab up --store postgres). */
-  controller2?: ProcRecord | null;
+  controller2?: ControllerRecord | null;
   /** The lab's PostgreSQL server (lab up --store postgres): its directory and postmaster PID. */
   postgres?: { dir: string; pid: number } | null;
   containers: ContainerRecord[];
@@ -97,8 +106,19 @@ export function validateState(v: unknown, prefix: string): LabState {
     if (o.dataplane === 'user' || o.dataplane === 'kernel') rec.dataplane = o.dataplane;
     return rec;
   });
-  const controller = v.controller === null || v.controller === undefined ? null : proc(v.controller, 'controller');
-  const controller2 = v.controller2 === null || v.controller2 === undefined ? null : proc(v.controller2, 'controller2');
+  const controllerRec = (raw: unknown, what: string): ControllerRecord => {
+    const rec: ControllerRecord = proc(raw, what);
+    const o = raw as Record<string, unknown>;
+    if (isStr(o.url)) rec.url = o.url;
+    if (isStr(o.netns)) {
+      if (!o.netns.startsWith(`${prefix}-`)) bad(`${what} namespace ${JSON.stringify(o.netns)} is not ${prefix}-*`);
+      rec.netns = o.netns;
+    }
+    if (isStr(o.tlsDir)) rec.tlsDir = o.tlsDir;
+    return rec;
+  };
+  const controller = v.controller === null || v.controller === undefined ? null : controllerRec(v.controller, 'controller');
+  const controller2 = v.controller2 === null || v.controller2 === undefined ? null : controllerRec(v.controller2, 'controller2');
   let postgres: { dir: string; pid: number } | null = null;
   if (v.postgres !== null && v.postgres !== undefined) {
     const pg = v.postgres;
@@ -110,6 +130,7 @@ export function validateState(v: unknown, prefix: string): LabState {
     const r: ContainerRecord = { app: c.app, netns: c.netns, ip: c.ip, cell: c.cell };
     if (isStr(c.mac)) r.mac = c.mac;
     if (isStr(c.handle)) r.handle = c.handle;
+    if (isStr(c.containerId)) r.containerId = c.containerId;
     return r;
   });
   const apps = arr('apps').map((a, i): AppRecord => {
