@@ -10,7 +10,7 @@
 // TTL drops by one per cell (64 in the source container, 63 on the wire, 62
 // in the destination container); on the wire the inner frame carries VTEP
 // MACs; the destination container sees dst ee:ee:<its ip>, src aa:aa:<its ip>.
-import { ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, VXLAN_FLAG_G, VXLAN_FLAG_I } from '../wire/offsets.js';
+import { ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, IPV4_DST, IPV4_PROTOCOL, IPV4_SRC, VXLAN_FLAG_G, VXLAN_FLAG_I } from '../wire/offsets.js';
 import { writeU16 } from '../wire/bytes.js';
 import { IcmpCode, IcmpType } from '../wire/icmp.js';
 import { Ipv4View } from '../wire/ipv4.js';
@@ -59,9 +59,14 @@ export class Egress {
     const ip = this.ip;
     const bad = wrapIpv4(buf, off, len, ip);
     if (bad !== NO_DROP) return run.drop(batch, i, bad);
-    const src = ip.srcAddr;
-    const dst = ip.dstAddr;
-    run.steps.source(port, src, port.tag);
+    // The addresses read by hand at their offsets (what Ipv4View's srcAddr
+    // and dstAddr do), and handed to the path: with wrapIpv4, L4 reading and
+    // the table lookups inlined here, V8 leaves the getters as real calls
+    // (scripts/bench-dataplane.mjs, --trace-turbo-inlining).
+    const ipOff = off + ETH_HEADER_LEN;
+    const src = ((buf[ipOff + IPV4_SRC]! << 24) | (buf[ipOff + IPV4_SRC + 1]! << 16) | (buf[ipOff + IPV4_SRC + 2]! << 8) | buf[ipOff + IPV4_SRC + 3]!) >>> 0;
+    const dst = ((buf[ipOff + IPV4_DST]! << 24) | (buf[ipOff + IPV4_DST + 1]! << 16) | (buf[ipOff + IPV4_DST + 2]! << 8) | buf[ipOff + IPV4_DST + 3]!) >>> 0;
+    if (run.tracing) run.steps.source(port, src, port.tag);
     if (src !== port.ip) return run.drop(batch, i, Drop.SpoofedSource);
     if (ip.isFragment) return run.drop(batch, i, Drop.Fragment);
     // Trim Ethernet padding: the kernel forwards the IP datagram, not the pad.
@@ -72,7 +77,7 @@ export class Egress {
     // (scripts/bench-dataplane.mjs).
     const local = state.portByIp.get(dst);
     if (local !== undefined) return this.toLocal(batch, i, off, port, local, frameLen, now, run);
-    return this.toRemote(batch, i, off, port, frameLen, now, run);
+    return this.toRemote(batch, i, off, port, src, dst, frameLen, now, run);
   }
 
   /**
@@ -114,7 +119,7 @@ export class Egress {
     const ipOff = off + ETH_HEADER_LEN;
     const dst = local.ip;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
-    run.steps.routeLocal(dst, local);
+    if (run.tracing) run.steps.routeLocal(dst, local);
     if (this.forwardLimits(batch, i, off, port, now, run)) return;
     // Same cell: the packet never touches the wire, but the destination's
     // policy applies exactly as for a packet from another cell.
@@ -132,19 +137,17 @@ export class Egress {
   }
 
   /** Another cell: route → neighbor → FDB → conntrack → encapsulation. */
-  private toRemote(batch: FrameBatch, i: number, off: number, port: Port, frameLen: number, now: number, run: Run): void {
+  private toRemote(batch: FrameBatch, i: number, off: number, port: Port, src: number, dst: number, frameLen: number, now: number, run: Run): void {
     const buf = batch.slab;
     const state = this.state;
     const cfg = state.cfg;
     const ip = this.ip;
     const l4 = this.l4;
-    const src = ip.srcAddr;
-    const dst = ip.dstAddr;
-    const proto = ip.protocol;
+    const proto = buf[off + ETH_HEADER_LEN + IPV4_PROTOCOL]!;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
     if (dst === state.vtepIp || dst === GATEWAY_IP) return run.drop(batch, i, Drop.ToCell);
     const route = state.routes.lookup(dst);
-    run.steps.route(dst, route);
+    if (run.tracing) run.steps.route(dst, route);
     if (route === undefined || route.via === 0) {
       const n = icmpInPlace(buf, off + ETH_HEADER_LEN, ip, l4, IcmpType.DestUnreachable, IcmpCode.NetUnreachable, 0, GATEWAY_IP, now, run);
       if (n === 0) return run.drop(batch, i, Drop.NoRoute);
@@ -154,10 +157,10 @@ export class Egress {
     if (this.forwardLimits(batch, i, off, port, now, run)) return;
     const via = route.via;
     const neigh = state.neighbors.get(via);
-    run.steps.neighbor(via, neigh);
+    if (run.tracing) run.steps.neighbor(via, neigh);
     if (neigh === undefined) return run.drop(batch, i, Drop.NoNeighbor);
     const fdb = state.fdb.getByKey(macKey(neigh.mac, 0));
-    run.steps.fdb(neigh.mac, fdb);
+    if (run.tracing) run.steps.fdb(neigh.mac, fdb);
     if (fdb === undefined) return run.drop(batch, i, Drop.NoFdb);
     // Track the flow so the reply is let in on the way back (ESTABLISHED).
     // ICMP errors are never tracked themselves (they are RELATED to a flow), and
@@ -171,7 +174,7 @@ export class Egress {
     const outer = writeOuterHeaders(buf, off, frameLen, cfg.underlayIp, fdb.dst, ident, sp, cfg.vxlanPort, cfg.vni, port.tag);
     run.counters.stats[Stat.Encapsulated]!++;
     batch.verdict(i, Action.Underlay, outer, frameLen + OUTER_LEN, fdb.dst);
-    run.steps.encapsulate(
+    if (run.tracing) run.steps.encapsulate(
       cfg.vni,
       port.tag,
       port.tag !== 0 ? VXLAN_FLAG_G | VXLAN_FLAG_I : VXLAN_FLAG_I,
@@ -192,6 +195,6 @@ export class Egress {
     writeMacFromIp(buf, off + ETH_SRC, 0xaaaa, port.ip);
     writeU16(buf, off + ETH_TYPE, ETHERTYPE_IPV4);
     batch.verdict(i, Action.Tap, off, ETH_HEADER_LEN + ipLen, port.index);
-    run.steps.icmpErrorToContainer(port);
+    if (run.tracing) run.steps.icmpErrorToContainer(port);
   }
 }

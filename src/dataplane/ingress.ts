@@ -41,7 +41,7 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
   const proto = ip.protocol;
   if (l4.icmpError) {
     const ok = readQuotedFlow(buf, ip.payloadOffset, ip.payloadLen, quoted) && state.conntrack.related(quoted.src, quoted.dst, quoted.protocol, quoted.sport, quoted.dport, now);
-    run.steps.policyTracked(ok ? 'related' : 'unrelated');
+    if (run.tracing) run.steps.policyTracked(ok ? 'related' : 'unrelated');
     if (!ok) return Verdict.Unrelated;
     run.counters.stats[Stat.ConntrackAllowed]!++;
     return Verdict.Allow;
@@ -49,12 +49,12 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
   const st = state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, false);
   if (st !== CtState.New) {
     run.counters.stats[Stat.ConntrackAllowed]!++;
-    run.steps.policyTracked(st === CtState.Reply ? 'reply' : 'established');
+    if (run.tracing) run.steps.policyTracked(st === CtState.Reply ? 'reply' : 'established');
     return Verdict.Allow;
   }
   const rule = tag === 0 || proto === IPPROTO_ICMP ? -1 : state.policy.match(ip.dstAddr, proto, l4.dport, tag);
   if (rule < 0) {
-    run.steps.policyDenied(tag === 0 ? 'no-tag' : 'no-rule', tag, dst);
+    if (run.tracing) run.steps.policyDenied(tag === 0 ? 'no-tag' : 'no-rule', tag, dst);
     return Verdict.Deny;
   }
   run.counters.stats[Stat.PolicyAllowed]!++;
@@ -64,7 +64,7 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
     // here the allowed packet opens the connection.
     state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, true);
   }
-  run.steps.policyRule(state.policy.plan.accepts[rule]!, sameCell);
+  if (run.tracing) run.steps.policyRule(state.policy.plan.accepts[rule]!, sameCell);
   return Verdict.Allow;
 }
 
@@ -83,7 +83,7 @@ export function deliverToPort(batch: FrameBatch, i: number, eth: number, ip: Ipv
     port.packets[3]! += frameLen;
   }
   batch.verdict(i, Action.Tap, eth, frameLen, port.index);
-  run.steps.deliver(port, ip.ttl);
+  if (run.tracing) run.steps.deliver(port, ip.ttl);
 }
 
 export class Ingress {
@@ -114,7 +114,7 @@ export class Ingress {
     const vni = vxlanVniAt(buf, off);
     if (vni !== cfg.vni) return run.drop(batch, i, Drop.WrongVni);
     const gpid = vxlanGpidAt(buf, off);
-    run.steps.decapsulate(from, vni, flags, gpid);
+    if (run.tracing) run.steps.decapsulate(from, vni, flags, gpid);
     // VXLAN has no authentication: only lease holders may send to us.
     const lease = state.leaseByUnderlay.get(from);
     if (lease === undefined || from === cfg.underlayIp) return run.drop(batch, i, Drop.UnknownUnderlaySource);
@@ -144,7 +144,7 @@ export class Ingress {
     const l4 = this.l4;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
     const port = state.portByIp.get(dst);
-    run.steps.lookupContainer(dst, port);
+    if (run.tracing) run.steps.lookupContainer(dst, port);
     if (port === undefined) return run.drop(batch, i, dst === state.vtepIp ? Drop.ToCell : Drop.NoContainer);
     const frameLen = ETH_HEADER_LEN + ip.totalLen;
     if (ip.ttl <= 1) {
@@ -180,6 +180,6 @@ export class Ingress {
     const sp = sourcePortFor(flowHash(ip.srcAddr, ip.dstAddr, IPPROTO_ICMP, 0, 0), cfg.srcPortMin, cfg.srcPortMax);
     const outer = writeOuterHeaders(buf, eth, frameLen, cfg.underlayIp, to, ident, sp, cfg.vxlanPort, cfg.vni, 0);
     batch.verdict(i, Action.Underlay, outer, frameLen + OUTER_LEN, to);
-    run.steps.icmpErrorToUnderlay(to);
+    if (run.tracing) run.steps.icmpErrorToUnderlay(to);
   }
 }

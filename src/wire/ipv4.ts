@@ -333,17 +333,25 @@ export function writeIpv4Header(
   dst: number,
   dscpEcn = 0,
 ): void {
-  buf[off + IPV4_VER_IHL] = IPV4_VER_IHL_NO_OPTIONS;
-  buf[off + IPV4_DSCP_ECN] = dscpEcn & 0xff;
+  const w0 = (IPV4_VER_IHL_NO_OPTIONS << 8) | (dscpEcn & 0xff);
+  const w4 = ((ttl & 0xff) << 8) | (protocol & 0xff);
+  // The checksum from the values in hand (RFC 1071: the ten 16-bit words of
+  // the header, the checksum word 0), not by reading the written bytes back:
+  // this runs once per encapsulated packet.
+  let sum = w0 + (totalLen & 0xffff) + (ident & 0xffff) + (flagsFrag & 0xffff) + w4 + (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff);
+  sum = (sum & 0xffff) + (sum >>> 16);
+  sum = (sum & 0xffff) + (sum >>> 16);
+  const csum = ~sum & 0xffff;
+  buf[off + IPV4_VER_IHL] = w0 >>> 8;
+  buf[off + IPV4_DSCP_ECN] = w0 & 0xff;
   writeU16(buf, off + IPV4_TOTAL_LEN, totalLen);
   writeU16(buf, off + IPV4_IDENT, ident);
   writeU16(buf, off + IPV4_FLAGS_FRAG, flagsFrag);
-  buf[off + IPV4_TTL] = ttl & 0xff;
-  buf[off + IPV4_PROTOCOL] = protocol & 0xff;
-  writeU16(buf, off + IPV4_CHECKSUM, 0);
+  buf[off + IPV4_TTL] = w4 >>> 8;
+  buf[off + IPV4_PROTOCOL] = w4 & 0xff;
+  writeU16(buf, off + IPV4_CHECKSUM, csum);
   writeU32(buf, off + IPV4_SRC, src);
   writeU32(buf, off + IPV4_DST, dst);
-  writeU16(buf, off + IPV4_CHECKSUM, internetChecksum(buf, off, IPV4_HEADER_LEN));
 }
 
 /** Bytes of the whole datagram the repr describes: header + options + payload. */
