@@ -10,7 +10,7 @@
 // TTL drops by one per cell (64 in the source container, 63 on the wire, 62
 // in the destination container); on the wire the inner frame carries VTEP
 // MACs; the destination container sees dst ee:ee:<its ip>, src aa:aa:<its ip>.
-import { ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, IPV4_DST, IPV4_PROTOCOL, IPV4_SRC, VXLAN_FLAG_G, VXLAN_FLAG_I } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { writeU16 } from '../wire/bytes.js';
 import { IcmpCode, IcmpType } from '../wire/icmp.js';
 import { Ipv4View } from '../wire/ipv4.js';
@@ -55,7 +55,7 @@ export class Egress {
   private one(batch: FrameBatch, i: number, off: number, len: number, port: Port, now: number, run: Run): void {
     const buf = batch.slab;
     const state = this.state;
-    if (len < ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
+    if (len < Wire.ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
     const ip = this.ip;
     const bad = wrapIpv4(buf, off, len, ip);
     if (bad !== NO_DROP) return run.drop(batch, i, bad);
@@ -63,14 +63,14 @@ export class Egress {
     // and dstAddr do), and handed to the path: with wrapIpv4, L4 reading and
     // the table lookups inlined here, V8 leaves the getters as real calls
     // (scripts/bench-dataplane.mjs, --trace-turbo-inlining).
-    const ipOff = off + ETH_HEADER_LEN;
-    const src = ((buf[ipOff + IPV4_SRC]! << 24) | (buf[ipOff + IPV4_SRC + 1]! << 16) | (buf[ipOff + IPV4_SRC + 2]! << 8) | buf[ipOff + IPV4_SRC + 3]!) >>> 0;
-    const dst = ((buf[ipOff + IPV4_DST]! << 24) | (buf[ipOff + IPV4_DST + 1]! << 16) | (buf[ipOff + IPV4_DST + 2]! << 8) | buf[ipOff + IPV4_DST + 3]!) >>> 0;
+    const ipOff = off + Wire.ETH_HEADER_LEN;
+    const src = ((buf[ipOff + Wire.IPV4_SRC]! << 24) | (buf[ipOff + Wire.IPV4_SRC + 1]! << 16) | (buf[ipOff + Wire.IPV4_SRC + 2]! << 8) | buf[ipOff + Wire.IPV4_SRC + 3]!) >>> 0;
+    const dst = ((buf[ipOff + Wire.IPV4_DST]! << 24) | (buf[ipOff + Wire.IPV4_DST + 1]! << 16) | (buf[ipOff + Wire.IPV4_DST + 2]! << 8) | buf[ipOff + Wire.IPV4_DST + 3]!) >>> 0;
     if (run.tracing) run.steps.source(port, src, port.tag);
     if (src !== port.ip) return run.drop(batch, i, Drop.SpoofedSource);
     if (ip.isFragment) return run.drop(batch, i, Drop.Fragment);
     // Trim Ethernet padding: the kernel forwards the IP datagram, not the pad.
-    const frameLen = ETH_HEADER_LEN + ip.totalLen;
+    const frameLen = Wire.ETH_HEADER_LEN + ip.totalLen;
     // Two paths, each its own method (reading L4 first) so each is optimized
     // with its own inlining budget: one function doing everything kept the
     // wire getters out of line and cost a fifth of egress throughput
@@ -88,7 +88,7 @@ export class Egress {
     const buf = batch.slab;
     const ip = this.ip;
     const l4 = this.l4;
-    const ipOff = off + ETH_HEADER_LEN;
+    const ipOff = off + Wire.ETH_HEADER_LEN;
     if (ip.ttl <= 1) {
       const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.TimeExceeded, IcmpCode.TtlExceeded, 0, GATEWAY_IP, now, run);
       if (n === 0) run.drop(batch, i, Drop.TtlExceeded);
@@ -116,7 +116,7 @@ export class Egress {
     const buf = batch.slab;
     const ip = this.ip;
     const l4 = this.l4;
-    const ipOff = off + ETH_HEADER_LEN;
+    const ipOff = off + Wire.ETH_HEADER_LEN;
     const dst = local.ip;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
     if (run.tracing) run.steps.routeLocal(dst, local);
@@ -143,13 +143,13 @@ export class Egress {
     const cfg = state.cfg;
     const ip = this.ip;
     const l4 = this.l4;
-    const proto = buf[off + ETH_HEADER_LEN + IPV4_PROTOCOL]!;
+    const proto = buf[off + Wire.ETH_HEADER_LEN + Wire.IPV4_PROTOCOL]!;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
     if (dst === state.vtepIp || dst === GATEWAY_IP) return run.drop(batch, i, Drop.ToCell);
     const route = state.routes.lookup(dst);
     if (run.tracing) run.steps.route(dst, route);
     if (route === undefined || route.via === 0) {
-      const n = icmpInPlace(buf, off + ETH_HEADER_LEN, ip, l4, IcmpType.DestUnreachable, IcmpCode.NetUnreachable, 0, GATEWAY_IP, now, run);
+      const n = icmpInPlace(buf, off + Wire.ETH_HEADER_LEN, ip, l4, IcmpType.DestUnreachable, IcmpCode.NetUnreachable, 0, GATEWAY_IP, now, run);
       if (n === 0) return run.drop(batch, i, Drop.NoRoute);
       run.counters.drop(Drop.NoRoute);
       return this.replyToPort(batch, i, off, n, port, run);
@@ -168,7 +168,7 @@ export class Egress {
     if (!l4.icmpError) state.conntrack.process(src, dst, proto, l4.sport, l4.dport, l4.tcpFlags, now, !run.dry && l4.opensFlow(proto));
     ip.decrementTtl();
     buf.set(neigh.mac, off);
-    buf.set(state.vtepMac, off + ETH_SRC);
+    buf.set(state.vtepMac, off + Wire.ETH_SRC);
     const sp = sourcePortFor(flowHash(src, dst, proto, l4.sport, l4.dport), cfg.srcPortMin, cfg.srcPortMax);
     const ident = run.nextIdent();
     const outer = writeOuterHeaders(buf, off, frameLen, cfg.underlayIp, fdb.dst, ident, sp, cfg.vxlanPort, cfg.vni, port.tag);
@@ -177,7 +177,7 @@ export class Egress {
     if (run.tracing) run.steps.encapsulate(
       cfg.vni,
       port.tag,
-      port.tag !== 0 ? VXLAN_FLAG_G | VXLAN_FLAG_I : VXLAN_FLAG_I,
+      port.tag !== 0 ? Wire.VXLAN_FLAG_G | Wire.VXLAN_FLAG_I : Wire.VXLAN_FLAG_I,
       sp,
       cfg.vxlanPort,
       cfg.underlayIp,
@@ -192,9 +192,9 @@ export class Egress {
   private replyToPort(batch: FrameBatch, i: number, off: number, ipLen: number, port: Port, run: Run): void {
     const buf = batch.slab;
     writeMacFromIp(buf, off, 0xeeee, port.ip);
-    writeMacFromIp(buf, off + ETH_SRC, 0xaaaa, port.ip);
-    writeU16(buf, off + ETH_TYPE, ETHERTYPE_IPV4);
-    batch.verdict(i, Action.Tap, off, ETH_HEADER_LEN + ipLen, port.index);
+    writeMacFromIp(buf, off + Wire.ETH_SRC, 0xaaaa, port.ip);
+    writeU16(buf, off + Wire.ETH_TYPE, Wire.ETHERTYPE_IPV4);
+    batch.verdict(i, Action.Tap, off, Wire.ETH_HEADER_LEN + ipLen, port.index);
     if (run.tracing) run.steps.icmpErrorToContainer(port);
   }
 }

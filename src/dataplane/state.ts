@@ -17,7 +17,7 @@ import { ConnTrack, DEFAULT_CONNTRACK_MAX } from '../policy/conntrack.js';
 import type { PolicyRecord, LocalContainer } from '../policy/types.js';
 import { macFromIp, silkIfName } from '../util/ip.js';
 import { GATEWAY_IP, VTEP_DEV } from '../util/silk.js';
-import { VXLAN_OVERHEAD } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { Action, type FrameBatch } from './batch.js';
 import { Counters, type Drop } from './counters.js';
 import type { IcmpLimiter } from './icmp.js';
@@ -179,7 +179,7 @@ export class ControlState {
     this.cfg = cfg;
     this.vtepIp = cfg.leaseSubnet >>> 0;
     this.vtepMac = macFromIp(0xeeee, this.vtepIp);
-    this.innerMtu = cfg.underlayMtu - VXLAN_OVERHEAD;
+    this.innerMtu = cfg.underlayMtu - Wire.VXLAN_OVERHEAD;
     this.conntrack = new ConnTrack({ capacity: cfg.conntrackCapacity });
   }
 
