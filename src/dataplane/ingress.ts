@@ -140,14 +140,15 @@ export class Ingress {
     const state = this.state;
     const ip = this.ip;
     const ipOff = eth + Wire.ETH_HEADER_LEN;
-    const dst = ip.dstAddr;
+    // By hand (Ipv4View's dstAddr): the getter is left as a real call here (see egress.ts one()).
+    const dst = ((buf[ipOff + Wire.IPV4_DST]! << 24) | (buf[ipOff + Wire.IPV4_DST + 1]! << 16) | (buf[ipOff + Wire.IPV4_DST + 2]! << 8) | buf[ipOff + Wire.IPV4_DST + 3]!) >>> 0;
     const l4 = this.l4;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
     const port = state.portByIp.get(dst);
     if (run.tracing) run.steps.lookupContainer(dst, port);
     if (port === undefined) return run.drop(batch, i, dst === state.vtepIp ? Drop.ToCell : Drop.NoContainer);
-    const frameLen = Wire.ETH_HEADER_LEN + ip.totalLen;
-    if (ip.ttl <= 1) {
+    const frameLen = Wire.ETH_HEADER_LEN + ((buf[ipOff + Wire.IPV4_TOTAL_LEN]! << 8) | buf[ipOff + Wire.IPV4_TOTAL_LEN + 1]!);
+    if (buf[ipOff + Wire.IPV4_TTL]! <= 1) {
       const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.TimeExceeded, IcmpCode.TtlExceeded, 0, state.vtepIp, now, run);
       if (n === 0) return run.drop(batch, i, Drop.TtlExceeded);
       run.counters.drop(Drop.TtlExceeded);
