@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Fan-out as a foundation sees it (issue 13): N simulated cells on two
+// Fan-out as a foundation sees it: N simulated cells on two
 // controller replicas over one PostgreSQL server (its own, started here; root
 // and the postgresql package needed). Each simulated cell is a light watcher
 // in this process: it acquires a lease from its replica (cell i → replica

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Propagation benchmark (issue 3): how long from a policy add (the HTTP POST
+// Propagation benchmark: how long from a policy add (the HTTP POST
 // of `silkworm policy add`) returning until a watching client holds a snapshot
 // with that policy. Spawns a real controller on a temp socket and SQLite file
 // (synchronous=FULL, so every add pays its fsync), runs W watchers doing

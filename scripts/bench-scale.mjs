@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Scale benchmark (issue 3): 10,000 apps and 60,000 policies (silk's validated
+// Scale benchmark: 10,000 apps and 60,000 policies (silk's validated
 // scale is 20k apps / 60k policies). Spawns a real controller on a temp socket
 // and SQLite file and reports: time to load the policies over the API, time
 // for a restart to load them from the store, internal-policies response time
