@@ -36,7 +36,7 @@ export async function withController<T>(opts: ClientOptions, fn: (c: ControllerC
     if (e instanceof TlsError || e instanceof ProtocolError) fail(e.message);
     if (e instanceof UnreachableError) {
       const hint = opts.controller ? 'is the controller running? (silkworm controller --listen …)' : 'is the lab up? (silkworm lab up)';
-      fail(`cannot reach the controller at ${addr}: ${hint}`);
+      fail(`cannot reach the controller at ${where}: ${hint}`);
     }
     if (e instanceof HttpTimeoutError) fail(`the controller at ${where} did not answer within 10 s`);
     if (e instanceof ControllerError) {
