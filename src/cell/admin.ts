@@ -162,6 +162,7 @@ function describeResult(cell: Cell, r: { action: string; target: number; hex: st
     const p = cell.dp.port(r.target);
     return { action: r.action, container: p?.handle, app: p?.app, frame_hex: r.hex };
   }
+  if (r.action === 'held') return { action: r.action };
   return { action: r.action, reason: DROP_NAMES[r.target] };
 }
 
