@@ -91,6 +91,8 @@ export class FrameBatch {
   /** Input (datagrams only): source underlay IPv4 and UDP port of frame i. */
   readonly srcIp: Uint32Array;
   readonly srcPort: Uint16Array;
+  /** Input (datagrams only): the outer IPv4 DS byte of datagram i (IP_RECVTOS), for RFC 6040 decapsulation. */
+  readonly tos: Uint8Array;
   /** Output, set by the pipeline for each frame i. */
   readonly action: Uint8Array;
   readonly outOff: Uint32Array;
@@ -106,6 +108,7 @@ export class FrameBatch {
     this.len = new Uint32Array(capacity);
     this.srcIp = new Uint32Array(capacity);
     this.srcPort = new Uint16Array(capacity);
+    this.tos = new Uint8Array(capacity);
     this.action = new Uint8Array(capacity);
     this.outOff = new Uint32Array(capacity);
     this.outLen = new Uint32Array(capacity);
@@ -131,13 +134,14 @@ export class FrameBatch {
   }
 
   /** Test/fake helper: append a copy of `frame` (returns false when full or too big). */
-  push(frame: Uint8Array, srcIp = 0, srcPort = 0): boolean {
+  push(frame: Uint8Array, srcIp = 0, srcPort = 0, tos = 0): boolean {
     if (this.count >= this.capacity || frame.length > this.maxFrame) return false;
     const i = this.count++;
     this.slab.set(frame, this.inOff(i));
     this.len[i] = frame.length;
     this.srcIp[i] = srcIp;
     this.srcPort[i] = srcPort;
+    this.tos[i] = tos;
     return true;
   }
 

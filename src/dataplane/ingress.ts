@@ -18,6 +18,7 @@ import { prefixMask, writeMacFromIp } from '../util/ip.js';
 import { Action, type FrameBatch } from './batch.js';
 import { Drop, Stat } from './counters.js';
 import type { Defrag } from './defrag.js';
+import { EcnDecap, ecnDecapsulateIpv4 } from './ecn.js';
 import { OUTER_LEN, writeOuterHeaders } from './encap.js';
 import { flowHash, sourcePortFor } from './flowhash.js';
 import { icmpInPlace } from './icmp.js';
@@ -90,6 +91,8 @@ export function deliverToPort(batch: FrameBatch, i: number, eth: number, ip: Ipv
 export class Ingress {
   private readonly ip = new Ipv4View();
   private readonly l4 = new L4();
+  /** The outer DS byte of the datagram in hand. */
+  private tos = 0;
 
   constructor(
     private readonly state: ControlState,
@@ -103,6 +106,7 @@ export class Ingress {
       const len = batch.len[i]!;
       stats[Stat.IngressPackets]!++;
       stats[Stat.IngressBytes]! += len;
+      this.tos = batch.tos[i]!;
       this.one(batch, i, batch.inOff(i), len, batch.srcIp[i]! >>> 0, now, run);
       if (this.frag.split) this.frag.splitSlot(batch, i, run);
     }
@@ -136,6 +140,7 @@ export class Ingress {
     const ip = this.ip;
     const bad = wrapIpv4(buf, eth, elen, ip);
     if (bad !== NO_DROP) return run.drop(batch, i, bad);
+    if (this.tos & 3 && this.ecn(buf, eth)) return run.drop(batch, i, Drop.EcnCeOnNotEct);
     const src = ip.srcAddr;
     if (((src & prefixMask(lease.prefixLen)) >>> 0) !== lease.subnet) return run.drop(batch, i, Drop.SpoofedInnerSource);
     if (ip.isFragment) return this.fragment(batch, i, off, from, now, run);
@@ -182,6 +187,20 @@ export class Ingress {
     deliverToPort(batch, i, eth, ip, port, frameLen, run);
   }
 
+  /**
+   * RFC 6040 decapsulation, as vxlan_rcv → INET_ECN_decapsulate (ecn.ts):
+   * the outer CE reaches an ECT inner packet (per fragment, before
+   * reassembly, as in the kernel), outer ECT(1) turns inner ECT(0) into
+   * ECT(1). True when the packet must be dropped: CE outside, Not-ECT inside.
+   */
+  private ecn(buf: Uint8Array, eth: number): boolean {
+    const d = ecnDecapsulateIpv4(this.tos, buf, eth + ETH_HEADER_LEN);
+    if (d === EcnDecap.DropCeOnNotEct) return true;
+    // A reassembled datagram is decapsulated once, per fragment: never again.
+    this.tos = 0;
+    return false;
+  }
+
   /** Over the MTU: sent on in fragments when they fit or DF is clear (as egress.ts cutLater). */
   private cutLater(mtu: number): boolean {
     if (this.frag.fitsCurrent(mtu)) return true;
@@ -210,6 +229,7 @@ export class Ingress {
     rb.slab[r + 2] = (first >>> 8) & 0xff;
     rb.slab[r + 3] = first & 0xff;
     d.current = q;
+    this.tos = 0;
     this.one(rb, 0, r, len, from, now, run);
     d.finish(batch, i, q, run);
   }
