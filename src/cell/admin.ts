@@ -119,7 +119,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
         };
       }),
     );
-    return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions, io: cell.ioStats() } };
+    return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions, fragments: cell.dp.fragments, io: cell.ioStats() } };
   });
   containerRoutes(r, cell.agent);
   r.post('/trace/egress', (req) => {
