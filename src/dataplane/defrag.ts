@@ -160,7 +160,7 @@ export class Defrag {
   private isDatagram(buf: Uint8Array, ip: number, q: number): boolean {
     const t = this.table;
     const first = this.probe;
-    t.writeReassembled(q, first, 0, 20);
+    t.writeReassembled(q, first, 0, 60); // the header, options included (up to 60 bytes)
     for (let k = 0; k < KEY_BYTES.length; k++) if (buf[ip + KEY_BYTES[k]!] !== first[KEY_BYTES[k]!]) return false;
     return true;
   }
