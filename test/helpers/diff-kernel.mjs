@@ -2,8 +2,8 @@
 // inner traffic sent from appB's container through a kernel-mode lab
 // (`lab up --dataplane kernel`: Linux vxlan gbp + iptables, as silk) and a
 // user-mode lab (silkworm), capturing what reaches appA's container and what
-// crosses the underlay into appA's cell, then compared packet by packet and
-// byte by byte.
+// crosses the underlay into appA's cell (and the ICMP errors that come back
+// to appB), then compared packet by packet and byte by byte.
 //
 // Used by scripts/diff-kernel.mjs (the large random run) and by
 // test/interop/diff-kernel.test.ts (a fixed corpus). Plain JavaScript so the
@@ -289,7 +289,7 @@ for line in sys.stdin:
   try: s.sendto(b,(dst,0))
   except OSError as e: bad+=1
   n+=1
-  if n%20==0: time.sleep(0.004)
+  if n%10==0: time.sleep(0.016)
 print(n,bad)`;
 
 function tcpdumpStart(ns, iface, filter, file, seconds) {
@@ -325,24 +325,34 @@ export async function runLab(prefix, mode, makeCases, log = () => {}) {
     const b = status.containers.find((c) => c.app === 'appB');
     await silkworm(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '8080', '--lab', prefix]);
     await silkworm(['policy', 'add', 'appB', 'appA', '--protocol', 'udp', '--port', '7000', '--lab', prefix]);
+    // ICMP errors are rate limited differently (the kernel per destination,
+    // icmp_ratelimit 1 s with a burst of 6; silkworm one bucket per cell,
+    // 1,000/s, burst 50): lift the kernels' limits in every namespace of the
+    // lab and send slower than silkworm's, so that both answer every packet.
+    for (const ns of [...status.cells.map((c) => c.netns ?? `${prefix}-${c.name}`), a.netns, b.netns]) {
+      await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.icmp_ratelimit=0', 'net.ipv4.icmp_msgs_per_sec=100000', 'net.ipv4.icmp_msgs_burst=100000'], 10_000);
+    }
     await new Promise((r) => setTimeout(r, 3000));
     const cases = makeCases(b.ip, a.ip);
     const lines = [];
     for (const c of cases) for (const p of c.packets) lines.push(Buffer.from(p).toString('hex'));
-    const seconds = Math.ceil(lines.length / 2000) + 30;
+    const seconds = Math.ceil(lines.length / 400) + 30;
     const dstFile = path.join(tmp, 'dst.pcap');
     const ulFile = path.join(tmp, 'underlay.pcap');
     const cellNs = `${prefix}-${a.cell}`;
     const capA = tcpdumpStart(a.netns, 'eth0', `ip and src host ${b.ip}`, dstFile, seconds);
     const capU = tcpdumpStart(cellNs, 'eth0', 'udp dst port 4789', ulFile, seconds);
-    await Promise.all([capA.ready, capU.ready]);
+    const srcFile = path.join(tmp, 'src.pcap');
+    const capB = tcpdumpStart(b.netns, 'eth0', 'icmp', srcFile, seconds);
+    await Promise.all([capA.ready, capU.ready, capB.ready]);
     log(`${prefix}: sending ${lines.length} packets (${cases.length} cases)`);
     const sent = await run('ip', ['netns', 'exec', b.netns, 'python3', '-c', SENDER], seconds * 1000, lines.join('\n') + '\n');
     await new Promise((r) => setTimeout(r, 2000));
     capA.stop();
     capU.stop();
-    await Promise.all([capA.done, capU.done]);
-    return { dst: readPcap(dstFile), underlay: readPcap(ulFile), sent: sent.stdout.trim(), cases, addrs: { a: a.ip, b: b.ip } };
+    capB.stop();
+    await Promise.all([capA.done, capU.done, capB.done]);
+    return { dst: readPcap(dstFile), underlay: readPcap(ulFile), src: readPcap(srcFile), sent: sent.stdout.trim(), cases, addrs: { a: a.ip, b: b.ip } };
   } finally {
     await run(process.execPath, [CLI, 'lab', 'down', '--prefix', prefix], 60_000);
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -367,8 +377,16 @@ function key(ip) {
  * into its datagrams by the inner packets' own lengths, each given the
  * outer headers with its own lengths, as it is on a wire.
  */
-function innersOf(rec, underlay) {
+function innersOf(rec, underlay, side) {
   const b = rec.bytes;
+  if (side === 'src') {
+    // An ICMP error back to the sender: keyed by the packet it quotes.
+    if (b[12] !== 0x08 || b[13] !== 0 || b.length < 14 + 20 + 8 + 20) return [];
+    const hl = (b[14] & 15) * 4;
+    if (b[23] !== 1) return [];
+    const q = 14 + hl + 8;
+    return [{ frame: b, ip: b.subarray(q) }];
+  }
   if (!underlay) return b[12] === 0x08 && b[13] === 0 && b.length >= 34 ? [{ frame: b, ip: b.subarray(14) }] : [];
   const ohl = (b[14] & 15) * 4;
   const udp = 14 + ohl;
@@ -422,12 +440,12 @@ export function compare(kernel, user) {
   const byId = new Map(kernel.cases.map((c) => [c.id, c]));
   const differences = [];
   const totals = {};
-  for (const side of ['dst', 'underlay']) {
+  for (const side of ['dst', 'underlay', 'src']) {
     const isU = side === 'underlay';
     const collect = (recs) => {
       const m = new Map();
       for (const r of recs)
-        for (const x of innersOf(r, isU)) {
+        for (const x of innersOf(r, isU, side)) {
         if (x.ip.length < 20) continue;
         const k = key(x.ip);
         if (!byId.has(Number(k.split('/')[0]))) continue;
@@ -482,6 +500,22 @@ function classify(side, kind, a, b, c) {
 }
 
 function explainBytes(side, diffs, x, y, c) {
+  if (side === 'src') {
+    // An ICMP error: silkworm quotes the header + 8 bytes (RFC 792) where the
+    // kernel quotes up to 576 bytes in all (RFC 1812 4.3.2.3), and sends it
+    // with DF and id 0 (RFC 6864 atomic) where the kernel sends DF clear and
+    // an id of its own. Masked: total length, id, flags, both checksums, and
+    // the quote past header + 8.
+    const hl = (x[14] & 15) * 4;
+    const qhl = (x[14 + hl + 8] & 15) * 4;
+    const end = 14 + hl + 8 + qhl + 8;
+    // Also the quoted TTL and header checksum: the kernel's REJECT runs in
+    // FORWARD, after ip_forward's TTL decrement, and quotes that; silkworm
+    // quotes the header as it arrived.
+    const q = 14 + hl + 8;
+    const masked = new Set([16, 17, 18, 19, 20, 21, 24, 25, 14 + hl + 2, 14 + hl + 3, q + 8, q + 10, q + 11]);
+    if (diffs.every((i) => i >= end || masked.has(i)) && x.length >= end && y.length >= end) return 'icmp-error-quote';
+  }
   return null;
 }
 
