@@ -49,6 +49,7 @@ export function run(cmd, args, timeoutMs = 60_000, input) {
       clearTimeout(t);
       resolve({ code, stdout, stderr });
     });
+    c.stdin.on('error', () => {}); // a command that exits without reading its input
     c.stdin.end(input ?? '');
   });
 }
