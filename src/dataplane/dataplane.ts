@@ -54,9 +54,13 @@ export class Dataplane {
    */
   readonly side = new SideOut();
 
-  constructor(cfg: DataplaneConfig, frag: FragmentTableOptions = {}) {
+  /**
+   * `counters`: a table made earlier (the cell opens its underlay, which
+   * counts into it, before the lease). `frag`: the reassembly tables' limits.
+   */
+  constructor(cfg: DataplaneConfig, counters: Counters = new Counters(), frag: FragmentTableOptions = {}) {
     this.state = new ControlState(cfg);
-    this.live = new Run(new Counters(), NO_STEPS, new IcmpLimiter(cfg.icmpRate, cfg.icmpBurst), false);
+    this.live = new Run(counters, NO_STEPS, new IcmpLimiter(cfg.icmpRate, cfg.icmpBurst), false);
     const drops = this.live.counters.drops;
     this.egressFrags = new Defrag(drops, this.side, this.state.innerMtu, frag);
     this.ingressFrags = new Defrag(drops, this.side, this.state.innerMtu, frag);
