@@ -293,6 +293,42 @@ describe('the outer header and the VXLAN header, as the kernel', () => {
     expect(outer).toEqual([0x00, 0x01, 0x02, 0x02, 0x00, 0x01, 0x02, 0x02]);
   });
 
+  it('RFC 6040 at decapsulation, with the outer DS byte the socket reported: CE reaches ECT inner packets, CE over Not-ECT is dropped, ECT(1) over ECT(0) gives ECT(1)', () => {
+    const t = topology(POL);
+    const cases: [number, number, number | 'drop'][] = [
+      [0x03, 0x02, 0x03],
+      [0x03, 0xba, 0xbb],
+      [0x03, 0x01, 0x03],
+      [0x03, 0x00, 'drop'],
+      [0x03, 0xb8, 'drop'],
+      [0x01, 0x02, 0x01],
+      [0x02, 0x00, 0x00],
+      [0x00, 0x03, 0x03],
+    ];
+    for (const [outer, inner, want] of cases) {
+      const p = ipPacket(A0, B0, { proto: 'udp', dport: 5000, payload: payloadOf(20), ttl: 63 });
+      p[1] = inner;
+      p[10] = 0;
+      p[11] = 0;
+      const c = internetChecksum(p, 0, 20);
+      p[10] = c >>> 8;
+      p[11] = c & 0xff;
+      const b = new FrameBatch(1, BIG);
+      b.push(vxlanPayload({ fromVtep: '10.255.1.0', toVtep: '10.255.2.0', gpid: TAG.appA, inner: p }), U1, 40000, outer);
+      const before = snap(t.c2);
+      t.c2.ingress(b, 10);
+      if (want === 'drop') {
+        expect(b.action[0], `outer ${outer} inner ${inner}`).toBe(Action.Drop);
+        expect(dropDelta(t.c2, before)).toEqual({ 'ecn-ce-on-not-ect': 1 });
+      } else {
+        expect(b.action[0], `outer ${outer} inner ${inner}`).toBe(Action.Tap);
+        const ip = b.output(0).subarray(14);
+        expect(ip[1], `outer ${outer} inner ${inner}`).toBe(want);
+        expect(internetChecksum(ip, 0, 20)).toBe(0);
+      }
+    }
+  });
+
   it('a non-zero reserved byte after the VNI is dropped (vxlan_rcv), counted as bad-vxlan-reserved', () => {
     const t = topology(POL);
     const vx = vxlanPayload({ fromVtep: '10.255.1.0', toVtep: '10.255.2.0', gpid: TAG.appA, inner: ipPacket(A0, B0, { proto: 'udp', dport: 5000 }) });
