@@ -12,12 +12,12 @@
 // vxlan_xmit_one → ip_tunnel_ecn_encap writes it.
 import { internetChecksum } from '../wire/checksum.js';
 import { writeIpv4Header } from '../wire/ipv4.js';
-import { IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN, VXLAN_ENCAP_LEN } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { writeUdpHeader } from '../wire/udp.js';
 import { writeVxlanHeader } from '../wire/vxlan.js';
 
 /** Outer IPv4 + UDP + VXLAN: 36 bytes. */
-export const OUTER_LEN = VXLAN_ENCAP_LEN;
+export const OUTER_LEN = Wire.VXLAN_ENCAP_LEN;
 /** TTL of the outer header (the kernel's VXLAN default, ip4_dst_hoplimit). */
 const OUTER_TTL = 64;
 
@@ -40,10 +40,10 @@ export function writeOuterHeaders(
 ): number {
   const ip = innerOff - OUTER_LEN;
   const total = OUTER_LEN + innerLen;
-  writeIpv4Header(buf, ip, total, ident, 0, OUTER_TTL, IPPROTO_UDP, srcIp, dstIp, tos);
-  const udp = ip + IPV4_HEADER_LEN;
-  writeUdpHeader(buf, udp, srcPort, dstPort, total - IPV4_HEADER_LEN);
-  writeVxlanHeader(buf, udp + UDP_HEADER_LEN, vni, gpid);
+  writeIpv4Header(buf, ip, total, ident, 0, OUTER_TTL, Wire.IPPROTO_UDP, srcIp, dstIp, tos);
+  const udp = ip + Wire.IPV4_HEADER_LEN;
+  writeUdpHeader(buf, udp, srcPort, dstPort, total - Wire.IPV4_HEADER_LEN);
+  writeVxlanHeader(buf, udp + Wire.UDP_HEADER_LEN, vni, gpid);
   return ip;
 }
 
@@ -62,10 +62,10 @@ export function patchOuterHeaders(buf: Uint8Array, ip: number, innerLen: number,
   buf[ip + 5] = ident & 0xff;
   buf[ip + 10] = 0;
   buf[ip + 11] = 0;
-  const c = internetChecksum(buf, ip, IPV4_HEADER_LEN);
+  const c = internetChecksum(buf, ip, Wire.IPV4_HEADER_LEN);
   buf[ip + 10] = c >>> 8;
   buf[ip + 11] = c & 0xff;
-  const udpLen = total - IPV4_HEADER_LEN;
-  buf[ip + IPV4_HEADER_LEN + 4] = udpLen >>> 8;
-  buf[ip + IPV4_HEADER_LEN + 5] = udpLen & 0xff;
+  const udpLen = total - Wire.IPV4_HEADER_LEN;
+  buf[ip + Wire.IPV4_HEADER_LEN + 4] = udpLen >>> 8;
+  buf[ip + Wire.IPV4_HEADER_LEN + 5] = udpLen & 0xff;
 }
