@@ -204,7 +204,11 @@ describe.skipIf(!isRoot())(`cell restart and one instance per cell (prefix ${P})
       300,
     );
     expect(refused.echoed).toBe(0);
-    await sleep(500);
+    // kill -9 keeps what the cell last saved: its conntrack is written every
+    // few seconds, so wait until a save taken after the connection was made.
+    const saved = path.join(DIR, 'cell1', 'conntrack.bin');
+    const after = Date.now();
+    await waitFor('a conntrack save after the policy was removed', async () => (fs.existsSync(saved) && fs.statSync(saved).mtimeMs > after ? true : undefined), 15_000, 200);
     const t = Date.now();
     await silkwormOk(['lab', 'restart', 'cell1', '--kill', '--prefix', P], { timeoutMs: 40_000 });
     const r = await client;
