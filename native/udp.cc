@@ -132,7 +132,9 @@ Napi::Function UdpReceiver::Define(Napi::Env env) {
 }
 
 // new UdpReceiver(bindIp, port, slab, slotSize, headroom, maxFrames, lengths, srcIps, srcPorts, onBatch, gro = false,
-//                 drops?, oversizeIdx?)
+//                 drops?, oversizeIdx?, tos?)
+// tos: a Uint8Array of maxFrames entries; when given, IP_RECVTOS is set and
+// each datagram's outer DS byte is written there (0 when the kernel gives none).
 UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpReceiver>(info) {
   Napi::Env env = info.Env();
   uint32_t bindIp, port, slot, headroom, maxFrames;
@@ -195,6 +197,23 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
     fd_ = -1;
     return;
   }
+  if (info.Length() > 13 && info[13].IsTypedArray()) {
+    size_t tosLen = 0;
+    if (!GetBytes(env, info[13], "tos", &tos_, &tosLen)) {
+      close(fd_);
+      fd_ = -1;
+      return;
+    }
+    if (tosLen < maxFrames) {
+      Napi::RangeError::New(env, "UdpReceiver: tos needs maxFrames entries").ThrowAsJavaScriptException();
+      close(fd_);
+      fd_ = -1;
+      return;
+    }
+    int on = 1;
+    setsockopt(fd_, IPPROTO_IP, IP_RECVTOS, &on, sizeof on);
+    tosRef_ = Napi::Persistent(info[13].As<Napi::Object>());
+  }
   if (gro_) {
     // 64 messages per recvmmsg at most (4 MiB of scratch); bigger batches loop.
     groBufs_ = std::min<uint32_t>(maxFrames, 64);
@@ -204,6 +223,7 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
     gaddrs_.resize(groBufs_);
     gctrl_.resize(static_cast<size_t>(groBufs_) * kCtrlBuf);
     gseg_.resize(groBufs_);
+    gtos_.resize(groBufs_);
     for (uint32_t i = 0; i < groBufs_; i++) {
       giov_[i].iov_base = scratch_.data() + static_cast<size_t>(i) * kGroBuf;
       giov_[i].iov_len = kGroBuf;
@@ -223,6 +243,7 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
   msgs_.resize(maxFrames);
   iov_.resize(maxFrames);
   addrs_.resize(maxFrames);
+  if (tos_ != nullptr) ctrl_.resize(static_cast<size_t>(maxFrames) * kCtrlBuf);
   for (uint32_t i = 0; i < maxFrames; i++) {
     iov_[i].iov_base = slab_ + static_cast<size_t>(i) * slot_ + headroom_;
     iov_[i].iov_len = slot_ - headroom_;
@@ -230,6 +251,7 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
     msgs_[i].msg_hdr.msg_name = &addrs_[i];
     msgs_[i].msg_hdr.msg_iov = &iov_[i];
     msgs_[i].msg_hdr.msg_iovlen = 1;
+    if (tos_ != nullptr) msgs_[i].msg_hdr.msg_control = ctrl_.data() + static_cast<size_t>(i) * kCtrlBuf;
   }
   slabRef_ = Napi::Persistent(info[2].As<Napi::Object>());
   lengthsRef_ = Napi::Persistent(info[6].As<Napi::Object>());
@@ -287,12 +309,21 @@ Napi::Value UdpReceiver::Counters(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The IP_TOS control message IP_RECVTOS asks for: the datagram's DS byte.
+static uint8_t TosOf(struct msghdr* h) {
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(h); c != nullptr; c = CMSG_NXTHDR(h, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) return *CMSG_DATA(c);
+  }
+  return 0;
+}
+
 uint32_t UdpReceiver::ReadBatch(int* /*err*/) {
   if (fd_ < 0) return 0;
   if (gro_) return ReadBatchGro();
   for (uint32_t i = 0; i < maxFrames_; i++) {
     msgs_[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);  // value-result
     msgs_[i].msg_hdr.msg_flags = 0;
+    if (tos_ != nullptr) msgs_[i].msg_hdr.msg_controllen = kCtrlBuf;
   }
   int r;
   do {
@@ -324,6 +355,7 @@ uint32_t UdpReceiver::ReadBatch(int* /*err*/) {
     lengths_[n] = len;
     srcIps_[n] = ntohl(addrs_[i].sin_addr.s_addr);
     srcPorts_[n] = ntohs(addrs_[i].sin_port);
+    if (tos_ != nullptr) tos_[n] = TosOf(&msgs_[i].msg_hdr);
     n++;
   }
   // If truncation shrank a full batch, the drain loop stops early; epoll is
@@ -362,6 +394,7 @@ uint32_t UdpReceiver::PlacePending(uint32_t n) {
         lengths_[n] = piece;
         srcIps_[n] = ip;
         srcPorts_[n] = port;
+        if (tos_ != nullptr) tos_[n] = gtos_[pend_];
         n++;
       }
       pendOff_ += piece;
@@ -399,6 +432,8 @@ uint32_t UdpReceiver::ReadBatchGro() {
     for (uint32_t i = 0; i < got; i++) {
       gseg_[i] = 0;
       struct msghdr* h = &gmsgs_[i].msg_hdr;
+      // UDP GRO merges only datagrams with one TOS (inet_gro_receive flushes on a change).
+      gtos_[i] = tos_ != nullptr ? TosOf(h) : 0;
       for (struct cmsghdr* c = CMSG_FIRSTHDR(h); c != nullptr; c = CMSG_NXTHDR(h, c)) {
         if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
           int gs;

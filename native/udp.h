@@ -59,6 +59,11 @@ class UdpReceiver : public Napi::ObjectWrap<UdpReceiver>, public PollReader {
   std::vector<struct sockaddr_in> gaddrs_;
   std::vector<uint8_t> gctrl_;
   std::vector<uint32_t> gseg_;  // gso_size per received message, 0 = plain datagram
+  // IP_RECVTOS: the outer DS byte of each datagram (RFC 6040 decapsulation needs it), when asked for.
+  uint8_t* tos_ = nullptr;
+  std::vector<uint8_t> ctrl_;   // plain path: one kCtrlBuf control buffer per message
+  std::vector<uint8_t> gtos_;   // GRO path: the DS byte per received message
+  Napi::ObjectReference tosRef_;
   // Messages [pend_, pendGot_) of the last recvmmsg are not placed yet (the
   // batch filled); message pend_ from byte pendOff_. Served before the next
   // recvmmsg; flush_ makes sure that happens even if the socket goes quiet.

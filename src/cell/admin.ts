@@ -127,7 +127,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
         };
       }),
     );
-    return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions, io: cell.ioStats() } };
+    return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions, fragments: cell.dp.fragments, io: cell.ioStats() } };
   });
   containerRoutes(r, cell.agent);
   r.post('/trace/egress', (req) => {
@@ -170,6 +170,7 @@ function describeResult(cell: Cell, r: { action: string; target: number; hex: st
     const p = cell.dp.port(r.target);
     return { action: r.action, container: p?.handle, app: p?.app, frame_hex: r.hex };
   }
+  if (r.action === 'held') return { action: r.action };
   return { action: r.action, reason: DROP_NAMES[r.target] };
 }
 

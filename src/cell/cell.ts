@@ -241,6 +241,7 @@ export class Cell extends AgentCell {
       if (this.capture !== null) this.captureIngress(batch);
       this.dp.ingress(batch, this.now());
       this.dispatch(batch);
+      this.dispatchSide();
     });
     // One coarse tick drives every expiry (conntrack), never a timer per flow.
     this.timers.push(setInterval(() => this.dp.tick(this.now()), 1000).unref());
@@ -320,6 +321,7 @@ export class Cell extends AgentCell {
       (batch) => {
         this.dp.egress(batch, port.index, this.now());
         this.dispatch(batch);
+        this.dispatchSide();
       },
       (err) => {
         // The namespace was deleted under us: the container is gone.
@@ -375,6 +377,52 @@ export class Cell extends AgentCell {
       n++;
     }
     if (n > 0) this.capture!.write(batch.slab, this.cOff, this.cLen, n);
+  }
+
+  /**
+   * Send what the pipeline put in its side area (the fragments of datagrams),
+   * in chunks of a batch: one underlay send, one write per TAP, per chunk.
+   */
+  private dispatchSide(): void {
+    const side = this.dp.side;
+    const total = side.count;
+    for (let base = 0; base < total; base += BATCH) {
+      const end = Math.min(total, base + BATCH);
+      let nu = 0;
+      for (let k = base; k < end; k++) {
+        if (side.action[k] !== Action.Underlay) continue;
+        this.sOff[nu] = side.off[k]!;
+        this.sLen[nu] = side.len[k]!;
+        this.sDst[nu] = side.target[k]!;
+        nu++;
+      }
+      if (nu > 0) {
+        this.underlay.send(side.slab, this.sOff, this.sLen, this.sDst, nu);
+        if (this.capture !== null) {
+          for (let k = 0; k < nu; k++) {
+            this.cOff[k] = this.sOff[k]! + 36;
+            this.cLen[k] = this.sLen[k]! - 36;
+          }
+          this.capture.write(side.slab, this.cOff, this.cLen, nu);
+        }
+      }
+      for (let k = base; k < end; k++) {
+        if (side.action[k] !== Action.Tap) continue;
+        const target = side.target[k]!;
+        let nt = 0;
+        for (let j = k; j < end; j++) {
+          if (side.action[j] === Action.Tap && side.target[j] === target) {
+            this.tOff[nt] = side.off[j]!;
+            this.tLen[nt] = side.len[j]!;
+            nt++;
+            side.action[j] = Action.Drop; // handled
+          }
+        }
+        const dev = this.devByIndex[target];
+        if (dev !== undefined) dev.write(side.slab, this.tOff, this.tLen, nt);
+      }
+    }
+    side.reset();
   }
 
   /** Carry out the pipeline's verdicts: one underlay send, one write per TAP. */

@@ -67,6 +67,12 @@ export function describeStep(s: TraceStep): string {
       return `deliver to container ${s.container} (app ${s.app}) with TTL ${s.ttl}`;
     case 'icmp-error':
       return `answer with an ICMP error to ${'toContainer' in s ? s.toContainer : u32ToIp(s.toUnderlay)}`;
+    case 'fragment':
+      if (s.outcome === 'held')
+        return `IPv4 fragment (id ${s.id}, offset ${s.offset}${s.more ? ', MF' : ''}): held for reassembly; policy judges the whole datagram when its last fragment arrives`;
+      return s.outcome === 'forward'
+        ? `datagram ${s.id} reassembled: its ${s.fragments} fragments go on as they came (the first fragment's header on each)`
+        : `datagram ${s.id} larger than the MTU and without DF: split into ${s.fragments} fragments`;
     case 'drop':
       return `DROP: ${dropName(s.reason)}`;
     default:
@@ -127,6 +133,8 @@ export function stepDetail(s: TraceStep): Record<string, unknown> {
       return { container: s.container, app: s.app, ttl: s.ttl };
     case 'icmp-error':
       return { to: 'toContainer' in s ? s.toContainer : u32ToIp(s.toUnderlay) };
+    case 'fragment':
+      return { id: s.id, offset: s.offset, more: s.more, outcome: s.outcome, fragments: s.fragments };
     case 'drop':
       return { reason: dropName(s.reason) };
     default:

@@ -15,6 +15,66 @@ export const enum Action {
   Underlay = 1,
   /** Write `outLen` bytes at `outOff` (an Ethernet frame) to local TAP index `outTarget`. */
   Tap = 2,
+  /**
+   * Consumed, nothing to send from this slot: a fragment held for
+   * reassembly, or a packet whose output (its fragments) went to the
+   * pipeline's side area (SideOut) instead.
+   */
+  Held = 3,
+}
+
+/**
+ * Output frames that do not fit the one-slot-one-verdict layout of a batch:
+ * the fragments of a reassembled or split datagram (one input frame, many
+ * outputs). One per Dataplane, allocated once, emptied at the start of each
+ * egress/ingress call; the cell sends what it holds right after the batch.
+ */
+export class SideOut {
+  readonly slab: Uint8Array;
+  readonly action: Uint8Array;
+  readonly off: Uint32Array;
+  readonly len: Uint32Array;
+  readonly target: Uint32Array;
+  count = 0;
+  private used = 0;
+
+  constructor(bytes = 1 << 20, maxFrames = 1024) {
+    this.slab = new Uint8Array(bytes);
+    this.action = new Uint8Array(maxFrames);
+    this.off = new Uint32Array(maxFrames);
+    this.len = new Uint32Array(maxFrames);
+    this.target = new Uint32Array(maxFrames);
+  }
+
+  reset(): void {
+    this.count = 0;
+    this.used = 0;
+  }
+
+  /** Room for `frames` more frames of up to `each` bytes? */
+  fits(frames: number, each: number): boolean {
+    return this.count + frames <= this.action.length && this.used + frames * each <= this.slab.length;
+  }
+
+  /** Where the next frame starts (call fits() first). */
+  get next(): number {
+    return this.used;
+  }
+
+  /** Commit a frame of `len` bytes written at `next`. */
+  commit(action: Action, len: number, target: number): void {
+    const k = this.count++;
+    this.action[k] = action;
+    this.off[k] = this.used;
+    this.len[k] = len;
+    this.target[k] = target;
+    this.used += (len + 7) & ~7;
+  }
+
+  /** Test helper: a copy of side frame k. */
+  output(k: number): Uint8Array {
+    return this.slab.slice(this.off[k]!, this.off[k]! + this.len[k]!);
+  }
 }
 
 export const DEFAULT_HEADROOM = 64;
@@ -31,6 +91,8 @@ export class FrameBatch {
   /** Input (datagrams only): source underlay IPv4 and UDP port of frame i. */
   readonly srcIp: Uint32Array;
   readonly srcPort: Uint16Array;
+  /** Input (datagrams only): the outer IPv4 DS byte of datagram i (IP_RECVTOS), for RFC 6040 decapsulation. */
+  readonly tos: Uint8Array;
   /** Output, set by the pipeline for each frame i. */
   readonly action: Uint8Array;
   readonly outOff: Uint32Array;
@@ -46,6 +108,7 @@ export class FrameBatch {
     this.len = new Uint32Array(capacity);
     this.srcIp = new Uint32Array(capacity);
     this.srcPort = new Uint16Array(capacity);
+    this.tos = new Uint8Array(capacity);
     this.action = new Uint8Array(capacity);
     this.outOff = new Uint32Array(capacity);
     this.outLen = new Uint32Array(capacity);
@@ -71,13 +134,14 @@ export class FrameBatch {
   }
 
   /** Test/fake helper: append a copy of `frame` (returns false when full or too big). */
-  push(frame: Uint8Array, srcIp = 0, srcPort = 0): boolean {
+  push(frame: Uint8Array, srcIp = 0, srcPort = 0, tos = 0): boolean {
     if (this.count >= this.capacity || frame.length > this.maxFrame) return false;
     const i = this.count++;
     this.slab.set(frame, this.inOff(i));
     this.len[i] = frame.length;
     this.srcIp[i] = srcIp;
     this.srcPort[i] = srcPort;
+    this.tos[i] = tos;
     return true;
   }
 

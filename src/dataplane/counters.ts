@@ -47,6 +47,20 @@ export const enum Drop {
   UnderlayRxOversize,
   UnderlayTxFull,
   UnderlayTxRefused,
+  // ---- fragments and ECN (src/dataplane/defrag.ts): appended so the numbers
+  // above never change. The eight fragment reasons are in FragDrop's order
+  // (fragments.ts): the reassembly tables count straight into this table.
+  FragmentOverlap,
+  FragmentDuplicate,
+  FragmentInvalid,
+  FragmentOversize,
+  FragmentEcn,
+  FragmentMemory,
+  FragmentTimeout,
+  FragmentTooMany,
+  FragmentNoRoom,
+  EcnCeOnNotEct,
+  BadVxlanReserved,
   Count,
 }
 
@@ -64,7 +78,7 @@ export const DROPS: { readonly [K in Exclude<Drop, Drop.Count>]: DropInfo } = {
   [Drop.Arp]: { name: 'arp', help: 'ARP frame: containers are NOARP with a permanent neighbor, so none is answered' },
   [Drop.BadIpHeader]: { name: 'bad-ip-header', help: 'IPv4 header malformed: version, header length or total length' },
   [Drop.BadIpChecksum]: { name: 'bad-ip-checksum', help: 'IPv4 header checksum is wrong' },
-  [Drop.Fragment]: { name: 'fragment', help: 'IPv4 fragment: policy needs ports, and fragments are not reassembled' },
+  [Drop.Fragment]: { name: 'fragment', help: 'IPv4 fragment that cannot be split further (less than 8 bytes of room after the header at this MTU)' },
   [Drop.SpoofedSource]: { name: 'spoofed-source', help: "a container sent a packet whose source is not its own IP" },
   [Drop.NoRoute]: { name: 'no-route', help: 'no route to the destination (answered with ICMP net unreachable when the rate limit allows)' },
   [Drop.NoNeighbor]: { name: 'no-neighbor', help: "no neighbor entry for the route's next hop (remote VTEP)" },
@@ -94,6 +108,18 @@ export const DROPS: { readonly [K in Exclude<Drop, Drop.Count>]: DropInfo } = {
   [Drop.UnderlayRxOversize]: { name: 'underlay-rx-oversize', help: 'a datagram received on the underlay was longer than a slot (MSG_TRUNC)' },
   [Drop.UnderlayTxFull]: { name: 'underlay-tx-full', help: "not sent on the underlay: the socket's send buffer was full (EAGAIN)" },
   [Drop.UnderlayTxRefused]: { name: 'underlay-tx-refused', help: 'not sent on the underlay: the kernel refused the packet (EMSGSIZE, ENETUNREACH, ...)' },
+  // ---- fragments and ECN
+  [Drop.FragmentOverlap]: { name: 'fragment-overlap', help: 'IPv4 fragment overlapping data already held; the whole datagram was dropped' },
+  [Drop.FragmentDuplicate]: { name: 'fragment-duplicate', help: 'IPv4 fragment repeating data already held, or arriving after its datagram completed' },
+  [Drop.FragmentInvalid]: { name: 'fragment-invalid', help: 'IPv4 fragment inconsistent with the others (zero length, two different ends, data past the end); the datagram was dropped' },
+  [Drop.FragmentOversize]: { name: 'fragment-oversize', help: 'IPv4 fragments adding up to more than 65535 bytes; the datagram was dropped' },
+  [Drop.FragmentEcn]: { name: 'fragment-ecn', help: 'IPv4 fragments mixing Not-ECT and ECT codepoints (RFC 3168 5.3); the datagram was dropped' },
+  [Drop.FragmentMemory]: { name: 'fragment-memory', help: 'IPv4 fragment dropped: the reassembly memory budget (ipfrag_high_thresh) or queue table was full' },
+  [Drop.FragmentTimeout]: { name: 'fragment-timeout', help: 'IPv4 fragments of a datagram that did not complete within the reassembly timeout (ipfrag_time)' },
+  [Drop.FragmentTooMany]: { name: 'fragment-too-many', help: 'IPv4 datagram in more fragments than one reassembly queue holds; the datagram was dropped' },
+  [Drop.FragmentNoRoom]: { name: 'fragment-no-room', help: "a datagram's fragments did not fit the pipeline's output area for this batch" },
+  [Drop.EcnCeOnNotEct]: { name: 'ecn-ce-on-not-ect', help: 'VXLAN with CE on the outer header around a Not-ECT inner packet (RFC 6040 4.2; the kernel drops it too)' },
+  [Drop.BadVxlanReserved]: { name: 'bad-vxlan-reserved', help: 'VXLAN with a non-zero reserved byte after the VNI (the kernel drops these too)' },
 };
 
 function column<T>(n: number, row: (i: number) => T): readonly T[] {

@@ -10,6 +10,8 @@
 //               Policy ID against the compiled rules) → delivery or a reject
 //   icmp.ts     ICMP errors written in place, and their rate limit
 //   l4.ts       ports, TCP flags and ICMP type of a packet
+//   defrag.ts   IPv4 fragments: held, reassembled for the decision, sent on
+//               as they came (fragments.ts), or cut at the MTU (fragment-out.ts)
 //   trace.ts    typed trace steps
 //   counters.ts the drop-reason table and the counters
 //
@@ -18,7 +20,8 @@
 // code runs in unit tests with in-memory devices, in the real cell, and under
 // `silkworm trace` (a dry Run with a StepRecorder, the only time it allocates
 // per packet).
-import { Action, DEFAULT_HEADROOM, FrameBatch } from './batch.js';
+import { Action, DEFAULT_HEADROOM, FrameBatch, SideOut } from './batch.js';
+import { Defrag } from './defrag.js';
 import { Counters } from './counters.js';
 import { Egress } from './egress.js';
 import { IcmpLimiter } from './icmp.js';
@@ -32,6 +35,7 @@ import type { Plan } from '../policy/planner.js';
 import type { CompiledPolicy } from '../policy/compiled.js';
 import type { ConnTrack } from '../policy/conntrack.js';
 import type { PolicyRecord } from '../policy/types.js';
+import type { FragmentTableOptions } from './fragments.js';
 
 export { DEFAULT_CONFIG, GATEWAY_IP, VTEP_DEV, type DataplaneConfig, type LeaseInfo, type Port } from './state.js';
 export type { TraceResult, TraceStep } from './trace.js';
@@ -41,13 +45,34 @@ export class Dataplane {
   private readonly live: Run;
   private readonly egressRoom: Egress;
   private readonly ingressRoom: Ingress;
+  private readonly egressFrags: Defrag;
+  private readonly ingressFrags: Defrag;
+  /**
+   * Frames a batch produced beyond one per slot (the fragments of a
+   * datagram): emptied at the start of every egress()/ingress() call; the
+   * cell sends them right after the batch's own verdicts.
+   */
+  readonly side = new SideOut();
 
-  /** `counters`: a table made earlier (the cell opens its underlay, which counts into it, before the lease). */
-  constructor(cfg: DataplaneConfig, counters: Counters = new Counters()) {
+  /**
+   * `counters`: a table made earlier (the cell opens its underlay, which
+   * counts into it, before the lease). `frag`: the reassembly tables' limits.
+   */
+  constructor(cfg: DataplaneConfig, counters: Counters = new Counters(), frag: FragmentTableOptions = {}) {
     this.state = new ControlState(cfg);
     this.live = new Run(counters, NO_STEPS, new IcmpLimiter(cfg.icmpRate, cfg.icmpBurst), false);
-    this.egressRoom = new Egress(this.state);
-    this.ingressRoom = new Ingress(this.state);
+    const drops = this.live.counters.drops;
+    this.egressFrags = new Defrag(drops, this.side, this.state.innerMtu, frag);
+    this.ingressFrags = new Defrag(drops, this.side, this.state.innerMtu, frag);
+    this.egressRoom = new Egress(this.state, this.egressFrags);
+    this.ingressRoom = new Ingress(this.state, this.ingressFrags);
+  }
+
+  /** Datagrams being reassembled and bytes held for them, both directions. */
+  get fragments(): { queues: number; bytes: number; reassembled: number } {
+    const e = this.egressFrags.table;
+    const i = this.ingressFrags.table;
+    return { queues: e.queues + i.queues, bytes: e.bytesUsed + i.bytesUsed, reassembled: e.reassembled + i.reassembled };
   }
 
   // ---------------------------------------------------------------- state
@@ -130,11 +155,13 @@ export class Dataplane {
   // ---------------------------------------------------------------- packets
   /** Frames a local container sent (all from TAP `portIndex`): sets batch.action[i] and the output fields. */
   egress(batch: FrameBatch, portIndex: number, now: number): void {
+    this.side.reset();
     this.egressRoom.run(batch, portIndex, now, this.live);
   }
 
   /** VXLAN datagrams received on the underlay (payload = VXLAN header first; srcIp set). */
   ingress(batch: FrameBatch, now: number): void {
+    this.side.reset();
     this.ingressRoom.run(batch, now, this.live);
   }
 
@@ -154,14 +181,16 @@ export class Dataplane {
     const action = batch.action[0];
     return {
       steps: recorder.steps,
-      action: action === Action.Underlay ? 'underlay' : action === Action.Tap ? 'tap' : 'drop',
+      action: action === Action.Underlay ? 'underlay' : action === Action.Tap ? 'tap' : action === Action.Held ? 'held' : 'drop',
       target: batch.outTarget[0]!,
       output: action === Action.Drop ? new Uint8Array(0) : batch.output(0),
     };
   }
 
-  /** One coarse tick for every expiry (conntrack). */
+  /** One coarse tick for every expiry (conntrack, fragment queues). */
   tick(now: number): void {
     this.state.conntrack.tick(now);
+    this.egressFrags.expire(now);
+    this.ingressFrags.expire(now);
   }
 }

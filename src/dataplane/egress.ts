@@ -1,5 +1,6 @@
 // Egress: frames a local container sent (read from its TAP) → checks (IPv4,
-// header and checksum, its own source address, no fragments) → route →
+// header and checksum, its own source address; fragments are reassembled
+// first, defrag.ts) → route →
 // neighbor → FDB → the app's tag in the VXLAN Group Policy ID →
 // encapsulation toward the remote cell. A destination on this cell goes
 // through the destination's policy (ingress.ts admit) and straight to its TAP.
@@ -18,6 +19,8 @@ import { macKey } from '../tables/fdb.js';
 import { writeMacFromIp } from '../util/ip.js';
 import { Action, type FrameBatch } from './batch.js';
 import { Drop, Stat } from './counters.js';
+import type { Defrag } from './defrag.js';
+import { vxlanOuterTos } from './ecn.js';
 import { writeOuterHeaders } from './encap.js';
 import { flowHash, sourcePortFor } from './flowhash.js';
 import { icmpInPlace } from './icmp.js';
@@ -29,7 +32,10 @@ export class Egress {
   private readonly ip = new Ipv4View();
   private readonly l4 = new L4();
 
-  constructor(private readonly state: ControlState) {}
+  constructor(
+    private readonly state: ControlState,
+    private readonly frag: Defrag,
+  ) {}
 
   /** Frames from TAP `portIndex`. For each frame i sets batch.action[i] and the output fields. */
   run(batch: FrameBatch, portIndex: number, now: number, run: Run): void {
@@ -49,6 +55,7 @@ export class Egress {
         port.packets[1]! += len;
       }
       this.one(batch, i, off, len, port, now, run);
+      if (this.frag.split) this.frag.splitSlot(batch, i, run);
     }
   }
 
@@ -68,7 +75,7 @@ export class Egress {
     const dst = ((buf[ipOff + Wire.IPV4_DST]! << 24) | (buf[ipOff + Wire.IPV4_DST + 1]! << 16) | (buf[ipOff + Wire.IPV4_DST + 2]! << 8) | buf[ipOff + Wire.IPV4_DST + 3]!) >>> 0;
     if (run.tracing) run.steps.source(port, src, port.tag);
     if (src !== port.ip) return run.drop(batch, i, Drop.SpoofedSource);
-    if (ip.isFragment) return run.drop(batch, i, Drop.Fragment);
+    if (ip.isFragment) return this.fragment(batch, i, off, port, now, run);
     // Trim Ethernet padding: the kernel forwards the IP datagram, not the pad.
     const frameLen = Wire.ETH_HEADER_LEN + ip.totalLen;
     // Two paths, each its own method (reading L4 first) so each is optimized
@@ -101,7 +108,7 @@ export class Egress {
       return true;
     }
     const mtu = this.state.innerMtu;
-    if (((buf[ipOff + Wire.IPV4_TOTAL_LEN]! << 8) | buf[ipOff + Wire.IPV4_TOTAL_LEN + 1]!) > mtu) {
+    if (((buf[ipOff + Wire.IPV4_TOTAL_LEN]! << 8) | buf[ipOff + Wire.IPV4_TOTAL_LEN + 1]!) > mtu && !this.cutLater(mtu)) {
       const n = ip.dontFrag ? icmpInPlace(buf, ipOff, ip, l4, IcmpType.DestUnreachable, IcmpCode.FragNeeded, mtu, GATEWAY_IP, now, run) : 0;
       if (n === 0) run.drop(batch, i, Drop.TooBig);
       else {
@@ -111,6 +118,30 @@ export class Egress {
       return true;
     }
     return false;
+  }
+
+  /**
+   * A packet over the MTU goes on in fragments (defrag.ts) instead of being
+   * refused: a reassembled datagram whose fragments each fit (ip_do_fragment's
+   * fast path), or any packet without DF (ip_forward → ip_fragment).
+   */
+  private cutLater(mtu: number): boolean {
+    if (this.frag.fitsCurrent(mtu)) return true;
+    if (this.ip.dontFrag) return false;
+    this.frag.split = true;
+    return true;
+  }
+
+  /** An IPv4 fragment: held until its datagram is whole, which then takes the ordinary path (defrag.ts). */
+  private fragment(batch: FrameBatch, i: number, off: number, port: Port, now: number, run: Run): void {
+    const d = this.frag;
+    const q = d.offer(batch, i, off + Wire.ETH_HEADER_LEN, now, run, 0);
+    if (q < 0) return;
+    const rb = d.reasm;
+    const len = d.load(q, batch.slab, off, Wire.ETH_HEADER_LEN);
+    d.current = q;
+    this.one(rb, 0, rb.inOff(0), len, port, now, run);
+    d.finish(batch, i, q, run);
   }
 
   /** Same cell: the destination's policy, then straight to its TAP. */
@@ -178,7 +209,7 @@ export class Egress {
     }
     const sp = sourcePortFor(flowHash(src, dst, proto, l4.sport, l4.dport), cfg.srcPortMin, cfg.srcPortMax);
     const ident = run.nextIdent();
-    const outer = writeOuterHeaders(buf, off, frameLen, cfg.underlayIp, fdb.dst, ident, sp, cfg.vxlanPort, cfg.vni, port.tag);
+    const outer = writeOuterHeaders(buf, off, frameLen, cfg.underlayIp, fdb.dst, ident, sp, cfg.vxlanPort, cfg.vni, port.tag, vxlanOuterTos(ip.dscpEcn));
     run.counters.stats[Stat.Encapsulated]!++;
     batch.verdict(i, Action.Underlay, outer, frameLen + Wire.VXLAN_ENCAP_LEN, fdb.dst);
     if (run.tracing) run.steps.encapsulate(

@@ -7,7 +7,10 @@
 // RFC 7348 section 5: outer UDP checksum SHOULD be 0 for IPv4 (we send 0;
 // older kernels send 0 too, newer ones a real checksum — receivers must accept
 // both). The outer IPv4 DF bit is left clear, as the kernel's VXLAN device
-// does by default (tcpdump shows "flags [none]"), and TTL is 64.
+// does by default (tcpdump shows "flags [none]"), and TTL is 64. The outer DS
+// byte is the caller's: vxlanOuterTos (ecn.ts) of the inner one, as
+// vxlan_xmit_one → ip_tunnel_ecn_encap writes it.
+import { internetChecksum } from '../wire/checksum.js';
 import { writeIpv4Header } from '../wire/ipv4.js';
 import { Wire } from '../wire/offsets.js';
 import { writeUdpHeader } from '../wire/udp.js';
@@ -33,12 +36,36 @@ export function writeOuterHeaders(
   dstPort: number,
   vni: number,
   gpid: number,
+  tos = 0,
 ): number {
   const ip = innerOff - OUTER_LEN;
   const total = OUTER_LEN + innerLen;
-  writeIpv4Header(buf, ip, total, ident, 0, OUTER_TTL, Wire.IPPROTO_UDP, srcIp, dstIp);
+  writeIpv4Header(buf, ip, total, ident, 0, OUTER_TTL, Wire.IPPROTO_UDP, srcIp, dstIp, tos);
   const udp = ip + Wire.IPV4_HEADER_LEN;
   writeUdpHeader(buf, udp, srcPort, dstPort, total - Wire.IPV4_HEADER_LEN);
   writeVxlanHeader(buf, udp + Wire.UDP_HEADER_LEN, vni, gpid);
   return ip;
+}
+
+/**
+ * Outer headers copied from another packet of the same flow (at buf[ip..],
+ * 36 bytes): set the lengths for an inner frame of `innerLen` bytes and a
+ * new identification, and recompute the header checksum. Every fragment of a
+ * datagram is its own VXLAN packet, as the kernel's device sends each skb of
+ * the fragment list.
+ */
+export function patchOuterHeaders(buf: Uint8Array, ip: number, innerLen: number, ident: number): void {
+  const total = OUTER_LEN + innerLen;
+  buf[ip + 2] = total >>> 8;
+  buf[ip + 3] = total & 0xff;
+  buf[ip + 4] = ident >>> 8;
+  buf[ip + 5] = ident & 0xff;
+  buf[ip + 10] = 0;
+  buf[ip + 11] = 0;
+  const c = internetChecksum(buf, ip, Wire.IPV4_HEADER_LEN);
+  buf[ip + 10] = c >>> 8;
+  buf[ip + 11] = c & 0xff;
+  const udpLen = total - Wire.IPV4_HEADER_LEN;
+  buf[ip + Wire.IPV4_HEADER_LEN + 4] = udpLen >>> 8;
+  buf[ip + Wire.IPV4_HEADER_LEN + 5] = udpLen & 0xff;
 }

@@ -126,6 +126,8 @@ export interface FragmentTableOptions {
   blockSize?: number;
   /** Hash seed (random by default so that ids cannot be chosen to collide). */
   seed?: number;
+  /** Count drops into this array (FragDrop.Count entries; e.g. a subarray of the pipeline's drop table). */
+  drops?: Float64Array;
 }
 
 const MAX_IP_LEN = 65535;
@@ -150,7 +152,7 @@ export class FragmentTable {
   readonly blockSize: number;
   readonly budgetBytes: number;
   /** Frames dropped, by FragDrop. */
-  readonly drops = new Float64Array(FragDrop.Count);
+  readonly drops: Float64Array;
   /** Datagrams completed (add() returned Complete). */
   reassembled = 0;
   /** After add() returns Complete: the queue handle to read, forward and release. */
@@ -183,6 +185,7 @@ export class FragmentTable {
   private readonly qMaxSize: Int32Array; // largest fragment (header + payload)
   private readonly qMaxDfSize: Int32Array; // largest fragment with DF
   private readonly qCount: Int32Array;
+  private readonly qMeta: Uint32Array; // the caller's word for the first fragment (add()'s meta)
   private readonly qFirst: Int32Array; // lowest-offset fragment
   private readonly qTail: Int32Array; // fragments_tail: the highest-offset fragment
   private readonly qRunHead: Int32Array; // last_run_head
@@ -205,6 +208,7 @@ export class FragmentTable {
   private readonly seed: number;
 
   constructor(opts: FragmentTableOptions = {}) {
+    this.drops = opts.drops ?? new Float64Array(FragDrop.Count);
     this.budgetBytes = opts.budgetBytes ?? 4 * 1024 * 1024;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.maxFragmentsPerQueue = opts.maxFragmentsPerQueue ?? 1024;
@@ -240,6 +244,7 @@ export class FragmentTable {
     this.qMaxSize = new Int32Array(maxQueues);
     this.qMaxDfSize = new Int32Array(maxQueues);
     this.qCount = new Int32Array(maxQueues);
+    this.qMeta = new Uint32Array(maxQueues);
     this.qFirst = new Int32Array(maxQueues);
     this.qTail = new Int32Array(maxQueues);
     this.qRunHead = new Int32Array(maxQueues);
@@ -281,7 +286,7 @@ export class FragmentTable {
    * writeReassembled()/writeFragment() and then release(). Drops are counted
    * here, in `drops` — the caller must not count the frame again.
    */
-  add(buf: Uint8Array, off: number, now: number): FragOutcome {
+  add(buf: Uint8Array, off: number, now: number, meta = 0): FragOutcome {
     this.completed = NONE;
     const hl = (buf[off]! & 0x0f) << 2;
     const total = (buf[off + 2]! << 8) | buf[off + 3]!;
@@ -384,7 +389,10 @@ export class FragmentTable {
     this.qEcn[q] = this.qEcn[q]! | (1 << (buf[off + 1]! & 3));
     if (stored > this.qMaxSize[q]!) this.qMaxSize[q] = stored;
     if (ff & 0x4000 && stored > this.qMaxDfSize[q]!) this.qMaxDfSize[q] = stored;
-    if (offset === 0) this.qFlags[q] = this.qFlags[q]! | F_FIRST_IN;
+    if (offset === 0) {
+      this.qFlags[q] = this.qFlags[q]! | F_FIRST_IN;
+      this.qMeta[q] = meta >>> 0;
+    }
 
     if (this.qFlags[q] === (F_FIRST_IN | F_LAST_IN) && this.qMeat[q] === this.qLen[q]) {
       // ip_frag_reasm: the queue leaves the hash whatever happens next.
@@ -398,6 +406,16 @@ export class FragmentTable {
       return FragOutcome.Complete;
     }
     return FragOutcome.Held;
+  }
+
+  /**
+   * The `meta` word add() was given with the first fragment (offset 0) of
+   * queue q: what the kernel's reassembled skb keeps of its head fragment
+   * (ip_frag_reasm → skb_morph copies the head's mark, the GBP ID on a VXLAN
+   * cell).
+   */
+  meta(q: number): number {
+    return this.qMeta[q]!;
   }
 
   /** Fragments a completed queue holds (and writeFragment emits). */

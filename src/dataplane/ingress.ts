@@ -17,6 +17,8 @@ import { CtState } from '../policy/conntrack.js';
 import { prefixMask, writeMacFromIp } from '../util/ip.js';
 import { Action, type FrameBatch } from './batch.js';
 import { Drop, Stat } from './counters.js';
+import type { Defrag } from './defrag.js';
+import { EcnDecap, ecnDecapsulateIpv4 } from './ecn.js';
 import { OUTER_LEN, writeOuterHeaders } from './encap.js';
 import { flowHash, sourcePortFor } from './flowhash.js';
 import { icmpInPlace } from './icmp.js';
@@ -89,8 +91,13 @@ export function deliverToPort(batch: FrameBatch, i: number, eth: number, ip: Ipv
 export class Ingress {
   private readonly ip = new Ipv4View();
   private readonly l4 = new L4();
+  /** The outer DS byte of the datagram in hand. */
+  private tos = 0;
 
-  constructor(private readonly state: ControlState) {}
+  constructor(
+    private readonly state: ControlState,
+    private readonly frag: Defrag,
+  ) {}
 
   /** VXLAN datagrams received on the underlay (payload = VXLAN header first; srcIp set). */
   run(batch: FrameBatch, now: number, run: Run): void {
@@ -99,7 +106,9 @@ export class Ingress {
       const len = batch.len[i]!;
       stats[Stat.IngressPackets]!++;
       stats[Stat.IngressBytes]! += len;
+      this.tos = batch.tos[i]!;
       this.one(batch, i, batch.inOff(i), len, batch.srcIp[i]! >>> 0, now, run);
+      if (this.frag.split) this.frag.splitSlot(batch, i, run);
     }
   }
 
@@ -111,6 +120,9 @@ export class Ingress {
     const flags = buf[off]!;
     // Like the kernel, refuse headers with flags it would not accept (wire/vxlan.ts).
     if (!vxlanFlagsAcceptable(flags)) return run.drop(batch, i, Drop.BadVxlanFlags);
+    // vxlan_rcv drops a header whose reserved bits after the VNI are set
+    // (`unparsed.vx_vni & ~VXLAN_VNI_MASK`): no extension silk enables uses them.
+    if (buf[off + Wire.VXLAN_RESERVED] !== 0) return run.drop(batch, i, Drop.BadVxlanReserved);
     const vni = vxlanVniAt(buf, off);
     if (vni !== cfg.vni) return run.drop(batch, i, Drop.WrongVni);
     const gpid = vxlanGpidAt(buf, off);
@@ -128,9 +140,10 @@ export class Ingress {
     const ip = this.ip;
     const bad = wrapIpv4(buf, eth, elen, ip);
     if (bad !== NO_DROP) return run.drop(batch, i, bad);
+    if (this.tos & 3 && this.ecn(buf, eth)) return run.drop(batch, i, Drop.EcnCeOnNotEct);
     const src = ip.srcAddr;
     if (((src & prefixMask(lease.prefixLen)) >>> 0) !== lease.subnet) return run.drop(batch, i, Drop.SpoofedInnerSource);
-    if (ip.isFragment) return run.drop(batch, i, Drop.Fragment);
+    if (ip.isFragment) return this.fragment(batch, i, off, from, now, run);
     this.toContainer(batch, i, eth, lease, from, gpid, now, run);
   }
 
@@ -154,6 +167,14 @@ export class Ingress {
       run.counters.drop(Drop.TtlExceeded);
       return this.replyToUnderlay(batch, i, eth, n, lease, from, run);
     }
+    const mtu = state.innerMtu;
+    if (ip.totalLen > mtu && !this.cutLater(mtu)) {
+      // ip_forward: DF set and larger than the container's link → Fragmentation Needed to the sender.
+      const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.DestUnreachable, IcmpCode.FragNeeded, mtu, state.vtepIp, now, run);
+      if (n === 0) return run.drop(batch, i, Drop.TooBig);
+      run.counters.drop(Drop.TooBig);
+      return this.replyToUnderlay(batch, i, eth, n, lease, from, run);
+    }
     const v = admit(state, buf, ip, l4, port, gpid, now, false, run);
     if (v === Verdict.Unrelated) return run.drop(batch, i, Drop.UnrelatedIcmpError);
     if (v === Verdict.Deny) {
@@ -165,6 +186,53 @@ export class Ingress {
     run.counters.stats[Stat.Decapsulated]!++;
     run.counters.stats[Stat.DeliveredRemote]!++;
     deliverToPort(batch, i, eth, ip, port, frameLen, run);
+  }
+
+  /**
+   * RFC 6040 decapsulation, as vxlan_rcv → INET_ECN_decapsulate (ecn.ts):
+   * the outer CE reaches an ECT inner packet (per fragment, before
+   * reassembly, as in the kernel), outer ECT(1) turns inner ECT(0) into
+   * ECT(1). True when the packet must be dropped: CE outside, Not-ECT inside.
+   */
+  private ecn(buf: Uint8Array, eth: number): boolean {
+    const d = ecnDecapsulateIpv4(this.tos, buf, eth + Wire.ETH_HEADER_LEN);
+    if (d === EcnDecap.DropCeOnNotEct) return true;
+    // A reassembled datagram is decapsulated once, per fragment: never again.
+    this.tos = 0;
+    return false;
+  }
+
+  /** Over the MTU: sent on in fragments when they fit or DF is clear (as egress.ts cutLater). */
+  private cutLater(mtu: number): boolean {
+    if (this.frag.fitsCurrent(mtu)) return true;
+    if (this.ip.dontFrag) return false;
+    this.frag.split = true;
+    return true;
+  }
+
+  /**
+   * An inner IPv4 fragment: held until its datagram is whole; the datagram
+   * then takes the ordinary path with the first fragment's VXLAN word (flags
+   * and Group Policy ID: the kernel's reassembled skb keeps its head's mark).
+   */
+  private fragment(batch: FrameBatch, i: number, off: number, from: number, now: number, run: Run): void {
+    const d = this.frag;
+    const buf = batch.slab;
+    const word = ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) >>> 0;
+    const q = d.offer(batch, i, off + Wire.VXLAN_HEADER_LEN + Wire.ETH_HEADER_LEN, now, run, word);
+    if (q < 0) return;
+    const rb = d.reasm;
+    const len = d.load(q, buf, off, Wire.VXLAN_HEADER_LEN + Wire.ETH_HEADER_LEN);
+    const first = d.table.meta(q);
+    const r = rb.inOff(0);
+    rb.slab[r] = first >>> 24;
+    rb.slab[r + 1] = (first >>> 16) & 0xff;
+    rb.slab[r + 2] = (first >>> 8) & 0xff;
+    rb.slab[r + 3] = first & 0xff;
+    d.current = q;
+    this.tos = 0;
+    this.one(rb, 0, r, len, from, now, run);
+    d.finish(batch, i, q, run);
   }
 
   /** An ICMP error we generated (IPv4 after the inner Ethernet header at eth) goes back, encapsulated, to the cell it came from. */

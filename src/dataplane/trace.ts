@@ -57,6 +57,12 @@ export type TraceStep =
   /** An ICMP error generated in place: back out of a container's TAP, or encapsulated to a cell. */
   | { kind: 'icmp-error'; toContainer: string }
   | { kind: 'icmp-error'; toUnderlay: number }
+  /**
+   * An IPv4 fragment or an oversize packet: `held` for reassembly (offset and
+   * MF of this fragment, the datagram's id), or a datagram sent on as
+   * `fragments` pieces (`split` when cut afresh at the MTU).
+   */
+  | { kind: 'fragment'; id: number; offset: number; more: boolean; outcome: 'held' | 'forward' | 'split'; fragments: number }
   | { kind: 'drop'; reason: Drop };
 
 export type TraceStepKind = TraceStep['kind'];
@@ -99,6 +105,7 @@ export interface StepSink {
   deliver(port: Named, ttl: number): void;
   icmpErrorToContainer(port: Named): void;
   icmpErrorToUnderlay(ip: number): void;
+  fragment(id: number, offset: number, more: boolean, outcome: 'held' | 'forward' | 'split', fragments: number): void;
   drop(reason: Drop): void;
 }
 
@@ -120,6 +127,7 @@ export const NO_STEPS: StepSink = Object.freeze({
   deliver: nothing,
   icmpErrorToContainer: nothing,
   icmpErrorToUnderlay: nothing,
+  fragment: nothing,
   drop: nothing,
 });
 
@@ -183,6 +191,9 @@ export class StepRecorder implements StepSink {
   icmpErrorToUnderlay(ip: number): void {
     this.steps.push({ kind: 'icmp-error', toUnderlay: ip });
   }
+  fragment(id: number, offset: number, more: boolean, outcome: 'held' | 'forward' | 'split', fragments: number): void {
+    this.steps.push({ kind: 'fragment', id, offset, more, outcome, fragments });
+  }
   drop(reason: Drop): void {
     this.steps.push({ kind: 'drop', reason });
   }
@@ -190,7 +201,7 @@ export class StepRecorder implements StepSink {
 
 /** What a traced packet came to: sent on the underlay, written to a TAP, or dropped. */
 export interface TraceResult {
-  action: 'underlay' | 'tap' | 'drop';
+  action: 'underlay' | 'tap' | 'drop' | 'held';
   /** Underlay IP, TAP index, or the drop reason. */
   target: number;
   output: Uint8Array;

@@ -177,6 +177,8 @@ export interface NativeAddon {
     /** The cell's drop-reason table: the receiver adds 1 at drops[oversizeIdx] per datagram it drops. */
     drops?: Float64Array,
     oversizeIdx?: number,
+    /** When given (maxFrames entries): IP_RECVTOS, and each datagram's outer DS byte written here. */
+    tos?: Uint8Array,
   ) => NativeUdpReceiver;
   /** getsockopt(UDP_SEGMENT) on a fresh UDP socket: 0 when the kernel has UDP GSO, else the errno. */
   probeUdpSegment?: () => number;

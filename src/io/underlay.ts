@@ -146,6 +146,7 @@ export class UdpUnderlay implements DatagramSocket {
         wantGro,
         opts.drops,
         Drop.UnderlayRxOversize,
+        b.tos,
       );
     } catch (err) {
       native.closeFd(this.rawFd);

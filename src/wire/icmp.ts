@@ -215,6 +215,9 @@ const quoteScratch = new Uint8Array(MAX_QUOTE);
 
 /** TOS of the errors we generate: precedence 6, internetwork control, as Linux's icmp_send() uses. */
 const ICMP_ERROR_TOS = 0xc0;
+/** The RFC 1349 TOS bits of the DS byte (include/uapi/linux/ip.h IPTOS_TOS_MASK). */
+const IPTOS_TOS_MASK = 0x1e;
+const IPV4_DSCP_ECN_OFF = 1;
 
 /**
  * Write a complete IPv4 datagram carrying an ICMP error at buf[off..]: a
@@ -249,8 +252,11 @@ export function writeIcmpError(
 
   for (let i = 0; i < qlen; i++) quoteScratch[i] = quoted[quotedOff + i]!;
 
-  // IPv4 header.
-  writeIpv4Header(buf, off, total, 0, Wire.IPV4_FLAG_DF, ttl, Wire.IPPROTO_ICMP, srcIp, dstIp, ICMP_ERROR_TOS);
+  // IPv4 header. DS byte as net/ipv4/icmp.c __icmp_send sets it for an
+  // error: RT_TOS of the offending packet (its TOS bits, 0x1e) | precedence
+  // Internet Control (0xc0).
+  const tos = ICMP_ERROR_TOS | (quoteScratch[IPV4_DSCP_ECN_OFF]! & IPTOS_TOS_MASK);
+  writeIpv4Header(buf, off, total, 0, Wire.IPV4_FLAG_DF, ttl, Wire.IPPROTO_ICMP, srcIp, dstIp, tos);
 
   // ICMP header + quote.
   const o = off + Wire.IPV4_HEADER_LEN;

@@ -100,8 +100,7 @@ const INGRESS_CASES: IngressCase[] = [
   { name: 'total length shorter than the header', reason: 'bad-ip-header', make: edit((p) => ((p[IP + 2] = 0), (p[IP + 3] = 19)), true) },
   { name: 'IP header cut at 12 bytes', reason: 'bad-ip-header', make: () => goodDatagram().slice(0, IP + 12) },
   { name: 'bad header checksum', reason: 'bad-ip-checksum', make: edit((p) => (p[IP + 11] ^= 0x01)) },
-  { name: 'first fragment (MF set)', reason: 'fragment', make: edit((p) => (p[IP + 6] = 0x20), true) },
-  { name: 'later fragment (offset 1480)', reason: 'fragment', make: edit((p) => ((p[IP + 6] = 0x00), (p[IP + 7] = 185)), true) },
+  // Fragments are no longer dropped: they are held for reassembly (test/unit/dataplane/defrag.test.ts).
   { name: 'TCP header cut at 10 bytes', reason: 'bad-l4-header', make: edit((p) => ((p[IP + 2] = 0), (p[IP + 3] = 30)), true) },
   // Destination.
   { name: 'to an address with no container (10.255.1.77)', reason: 'no-container', make: () => goodDatagram({ dst: '10.255.1.77' }) },
@@ -183,8 +182,7 @@ const EGRESS_CASES: EgressCase[] = [
   { name: 'IHL 15 past the packet end', reason: 'bad-ip-header', make: egEdit((p) => (p[14] = 0x4f), true) },
   { name: 'total length lying (longer than the frame)', reason: 'bad-ip-header', make: egEdit((p) => (p[17] += 40), true) },
   { name: 'bad header checksum', reason: 'bad-ip-checksum', make: egEdit((p) => (p[24] ^= 0x80)) },
-  { name: 'a fragment (MF)', reason: 'fragment', make: egEdit((p) => (p[20] |= 0x20), true) },
-  { name: 'a later fragment (offset 8)', reason: 'fragment', make: egEdit((p) => (p[21] = 1), true) },
+  // Fragments are held for reassembly, not dropped (test/unit/dataplane/defrag.test.ts).
   { name: 'UDP header cut at 4 bytes', reason: 'bad-l4-header', make: () => {
     const f = containerFrame(A0, B0, { proto: 'udp', sport: 1, dport: 5000 });
     f[17] = 24;

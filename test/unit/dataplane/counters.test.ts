@@ -41,6 +41,18 @@ describe('drop reasons', () => {
       'underlay-rx-oversize',
       'underlay-tx-full',
       'underlay-tx-refused',
+      // fragments and ECN, appended after the io layer's
+      'fragment-overlap',
+      'fragment-duplicate',
+      'fragment-invalid',
+      'fragment-oversize',
+      'fragment-ecn',
+      'fragment-memory',
+      'fragment-timeout',
+      'fragment-too-many',
+      'fragment-no-room',
+      'ecn-ce-on-not-ect',
+      'bad-vxlan-reserved',
     ]);
     expect(DROP_NAMES.length).toBe(Drop.Count);
     expect(Object.keys(DROPS).length).toBe(Drop.Count);
