@@ -64,7 +64,9 @@ describe.skipIf(!isRoot() || !haveTshark())(`decode -r on a lab capture (prefix 
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const frames = r.stdout.trimEnd().split('\n\n');
-      expect(frames.length).toBeGreaterThanOrEqual(10); // handshake, request, response, teardown, both ways
+      // At least handshake (3), request, response and a FIN each way; delayed ACKs and
+      // piggybacked FINs make the exact count vary from run to run.
+      expect(frames.length).toBeGreaterThanOrEqual(7);
       frames.forEach((f, i) => {
         expect(f.split('\n')[0]).toMatch(new RegExp(`^Frame ${i + 1}: \\d+ bytes on wire`));
         expect(f).toMatch(/\nVXLAN    @42   GBP, flags 0x88 \[G I\], GBP flags 0x00 \[none\], Group Policy ID \d+ \([0-9A-F]{4}\), VNI 1\n/);
