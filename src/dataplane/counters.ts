@@ -103,6 +103,8 @@ export const enum Stat {
   IcmpSent,
   PolicyAllowed,
   ConntrackAllowed,
+  /** A TCP/UDP checksum a kernel sender left partial (CHECKSUM_PARTIAL), finished before delivery. */
+  ChecksumCompleted,
   Count,
 }
 
@@ -118,6 +120,7 @@ export const STAT_NAMES: readonly string[] = [
   'icmp-sent',
   'policy-allowed',
   'conntrack-allowed',
+  'checksum-completed',
 ];
 
 export class Counters {

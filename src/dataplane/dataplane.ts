@@ -25,6 +25,7 @@ import { flowHash, sourcePortFor } from './flowhash.js';
 import { OUTER_LEN, writeOuterHeaders } from './encap.js';
 import { Ipv4View } from '../wire/ipv4.js';
 import { writeIcmpError, IcmpType, IcmpCode } from '../wire/icmp.js';
+import { completePartialChecksum } from '../wire/checksum.js';
 import { RouteTable, type RouteEntry } from '../tables/route.js';
 import { NeighborTable } from '../tables/neighbor.js';
 import { Fdb, macKey } from '../tables/fdb.js';
@@ -591,6 +592,9 @@ export class Dataplane {
       this.counters.drop(Drop.PolicyDenied);
       return this.replyToUnderlay(batch, i, eth, n, lease, from);
     }
+    // A kernel peer on this host (veth, virtio) may have left the TCP/UDP
+    // checksum for the NIC to finish; the container's stack would drop it.
+    if (completePartialChecksum(buf, ip.payloadOffset, ip.payloadLen, ip.protocol, src, dst)) this.counters.stats[Stat.ChecksumCompleted]!++;
     ip.decrementTtl();
     writeMacFromIp(buf, eth, 0xeeee, dst);
     writeMacFromIp(buf, eth + 6, 0xaaaa, dst);
