@@ -95,10 +95,10 @@ export function cellRegistry(cell: Cell): client.Registry {
   });
   new client.Gauge({
     name: 'silkworm_watch_staleness_seconds',
-    help: 'Seconds since the last controller snapshot was applied (long-polls return at least every ~25 s)',
+    help: "Seconds since the last successful round-trip with the controller (a watch that returned, changed or not): under the controller's watch hold (~25 s) plus a round-trip on a healthy cell; -1 before the first",
     registers: [reg],
     collect() {
-      this.set(cell.lastSnapshotAt ? (Date.now() - cell.lastSnapshotAt) / 1000 : -1);
+      this.set(cell.lastContactAt ? (Date.now() - cell.lastContactAt) / 1000 : -1);
     },
   });
   new client.Gauge({
