@@ -351,6 +351,17 @@ uint32_t UdpReceiver::PlacePending(uint32_t n) {
     }
     const uint32_t ip = ntohl(gaddrs_[pend_].sin_addr.s_addr);
     const uint16_t port = ntohs(gaddrs_[pend_].sin_port);
+    if (gmsgs_[pend_].msg_len == 0 && !(h.msg_flags & MSG_TRUNC)) {
+      // A zero-length datagram still takes a slot, as on the plain path, so
+      // the pipeline counts it under a reason (it is no VXLAN packet).
+      lengths_[n] = 0;
+      srcIps_[n] = ip;
+      srcPorts_[n] = port;
+      n++;
+      pend_++;
+      pendOff_ = 0;
+      continue;
+    }
     while (pendOff_ < len && n < maxFrames_) {
       const uint32_t piece = std::min(seg, len - pendOff_);
       if (piece > room) {

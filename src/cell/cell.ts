@@ -6,6 +6,7 @@
 //   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
+import { Drop, Stat } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 import type { OffloadStatus } from '../offload/options.js';
@@ -238,8 +239,11 @@ export class Cell extends AgentCell {
         nu++;
       }
     }
+    // Final outcomes: what the devices took is delivered or sent; what they
+    // refused they count under their own drop reasons (never both).
+    const stats = this.dp.counters.stats;
     if (nu > 0) {
-      this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
+      stats[Stat.Sent]! += this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
       if (this.capture !== null) {
         // What the kernel's silk-vtep transmits: the inner frame, VTEP MACs, TTL already decremented.
         for (let k = 0; k < nu; k++) {
@@ -262,7 +266,8 @@ export class Cell extends AgentCell {
         }
       }
       const dev = this.devByIndex[target];
-      if (dev !== undefined) dev.write(batch.slab, this.tOff, this.tLen, nt);
+      if (dev !== undefined) stats[Stat.Delivered]! += dev.write(batch.slab, this.tOff, this.tLen, nt);
+      else this.dp.counters.drops[Drop.TapTxGone]! += nt;
     }
   }
 }

@@ -1,6 +1,22 @@
 // Every frame the pipeline does not deliver ends in a numbered reason, counted
 // here. Counters are Float64Arrays (exact to 2^53) indexed by small integers,
 // so counting costs one typed-array increment and never allocates.
+//
+// Every frame read from a container's TAP and every datagram received on the
+// underlay ends in exactly one final outcome: `delivered` (written to a
+// container's TAP), `sent` (sent on the underlay), or one drop reason. An ICMP
+// error the cell generates replaces the packet that caused it — that packet
+// is counted under its drop reason — and is itself a new packet with an
+// outcome of its own. So, at any moment between two batches:
+//
+//   frames read from TAPs + datagrams received + icmp-sent
+//     = delivered + sent + Σ drops
+//
+// where "read"/"received" include those a device dropped before the pipeline
+// saw them (tap-rx-*, underlay-rx-oversize); egress-packets and
+// ingress-packets count the rest. An ICMP error the rate limit suppressed is
+// no packet: `icmp-rate-limited` is a stat, not a second drop of the packet
+// that would have caused it.
 
 export const enum Drop {
   Truncated = 0,
@@ -26,7 +42,6 @@ export const enum Drop {
   PolicyDenied,
   BadL4Header,
   UnrelatedIcmpError,
-  IcmpRateLimited,
   PortGone,
   // --- io layer: drops made by the devices (src/io, src/offload), not the pipeline ---
   /** A frame read from a container's TAP was longer than a slot (or than a segment's slot, with TSO). */
@@ -76,7 +91,6 @@ export const DROP_NAMES: readonly string[] = [
   'policy-denied',
   'bad-l4-header',
   'unrelated-icmp-error',
-  'icmp-rate-limited',
   'port-gone',
   // --- io layer block (see the Drop enum) ---
   'tap-rx-oversize',
@@ -105,6 +119,12 @@ export const enum Stat {
   ConntrackAllowed,
   /** A TCP/UDP checksum a kernel sender left partial (CHECKSUM_PARTIAL), finished before delivery. */
   ChecksumCompleted,
+  /** An ICMP error the token bucket suppressed (the packet that caused it is counted under its drop reason). */
+  IcmpRateLimited,
+  /** Final outcome: frames the devices wrote to a container's TAP (deliveries and ICMP errors), counted by the cell. */
+  Delivered,
+  /** Final outcome: packets the underlay socket sent (encapsulated frames and ICMP errors), counted by the cell. */
+  Sent,
   Count,
 }
 
@@ -121,6 +141,9 @@ export const STAT_NAMES: readonly string[] = [
   'policy-allowed',
   'conntrack-allowed',
   'checksum-completed',
+  'icmp-rate-limited',
+  'delivered',
+  'sent',
 ];
 
 export class Counters {

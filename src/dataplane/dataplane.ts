@@ -324,7 +324,7 @@ export class Dataplane {
     if (this.icmpError) return 0;
     if (ip.isFragment && ip.fragOffset !== 0) return 0;
     if (!this.takeIcmpToken(now)) {
-      this.counters.drop(Drop.IcmpRateLimited);
+      this.counters.stats[Stat.IcmpRateLimited]!++;
       return 0;
     }
     const to = ip.srcAddr;
