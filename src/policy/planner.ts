@@ -2,7 +2,7 @@
 // server's internal shape) + the containers on this cell → the rules this
 // cell enforces. The planner never touches the data path; the data path
 // compiles the plan (compiled.ts) and swaps it in whole (make before break),
-// and tests assert the exact rule lists (STYLE.md, "silk-release").
+// and tests assert the exact rule lists (as silk-release's planner tests do).
 //
 // What silk does (vxlan-policy-agent planner_linux.go + lib/rules/rules.go):
 // - for each local container of a policy's *source* app: one rule
@@ -17,8 +17,8 @@
 //
 // What silkworm chose, and why:
 // - Mark rules for every local container whose app has a tag, whether the app
-//   appears as source or destination: DESIGN.md "Policy" says every packet
-//   from a tagged app carries the tag. (silk marks only sources; a
+//   appears as source or destination: every packet from a tagged app
+//   carries the tag (docs/ARCHITECTURE.md, "Policy"). (silk marks only sources; a
 //   destination-only app's tag then just rides on reply packets, which
 //   conntrack admits anyway, so the wire behaviour toward a kernel silk peer
 //   is the same.)

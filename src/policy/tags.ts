@@ -1,7 +1,7 @@
 // Policy tags: the 16-bit number that identifies a source app on the wire
 // (the VXLAN Group Policy ID, draft-smith-vxlan-group-policy §2.1) and in
 // silk's iptables marks. The policy server shows them as four upper-case hex
-// digits ("0004", seed 000). Tag 0 is never handed out: a packet with GBP ID 0
+// digits ("0004", as cf-networking's policy server prints them). Tag 0 is never handed out: a packet with GBP ID 0
 // (or no G bit) means "no tag", as the kernel does for mark 0.
 
 export const MIN_TAG = 1;

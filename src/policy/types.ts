@@ -1,7 +1,7 @@
 // Policy shapes shared by the controller, the cell and the planner.
 //
-// PolicyRecord is cf-networking's internal policy API shape (seed 000,
-// `GET /networking/v1/internal/policies`): app GUIDs as ids, tags as 4-digit
+// PolicyRecord is cf-networking's internal policy API shape
+// (`GET /networking/v1/internal/policies`): app GUIDs as ids, tags as 4-digit
 // upper-case hex strings ("%04X", e.g. "0004"), protocol and a port range.
 
 export type PolicyProtocol = 'tcp' | 'udp';

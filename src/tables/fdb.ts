@@ -1,6 +1,6 @@
 // The VTEP's forwarding database: inner destination MAC → underlay IP of the
-// cell that owns it (seed 002: "ee:ee:0a:ff:2b:00 dev silk-vtep dst 10.0.16.14
-// self permanent"). silk runs the VTEP with `nolearning` and installs every
+// cell that owns it (silk's walkthrough shows `bridge fdb`: "ee:ee:0a:ff:2b:00
+// dev silk-vtep dst 10.0.16.14 self permanent"). silk runs the VTEP with `nolearning` and installs every
 // entry, so entries are static: no ageing, no learning.
 //
 // A MAC is keyed as one number, hi16 * 2^32 + lo32 (exact in a double, 48

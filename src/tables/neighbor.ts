@@ -1,6 +1,6 @@
 // The cell's neighbor (ARP) table: overlay IP → MAC on a device. silk installs
-// one PERMANENT entry per remote VTEP (seed 002: "10.255.43.0 dev silk-vtep
-// lladdr ee:ee:0a:ff:2b:00 PERMANENT") and never runs ARP on the overlay, so
+// one PERMANENT entry per remote VTEP (`ip neigh` on a silk cell: "10.255.43.0 dev
+// silk-vtep lladdr ee:ee:0a:ff:2b:00 PERMANENT") and never runs ARP on the overlay, so
 // there is no resolution state machine here: an entry exists or it does not.
 //
 // Keyed by the IPv4 address as u32 in a U32Map, so a per-packet `get`

@@ -1,7 +1,7 @@
 // The cell's IPv4 route table: longest-prefix match, as the kernel's FIB does
-// for silk (seed 002: "10.255.43.0/24 via 10.255.43.0 dev silk-vtep src
-// 10.255.108.0"; seed 004: overlay packets reach the VTEP through an ordinary
-// route table).
+// for silk (`ip route` on a silk cell: "10.255.43.0/24 via 10.255.43.0 dev
+// silk-vtep src 10.255.108.0": overlay packets reach the VTEP through an
+// ordinary route table).
 //
 // Structure: one hash table per prefix length (key = masked prefix), probed
 // from the longest populated length to the shortest. A lookup costs one
