@@ -10,7 +10,7 @@
 //   - a drop whose reason's counter moved.
 // Accounting per batch: Σ drop counters moved == drops + ICMP errors sent.
 // (A reject is both a counted drop of the offending packet and an output, so
-// the brief's "drops + outputs == inputs" is checked in this form: outputs
+// "drops + outputs == inputs" is checked in this form: outputs
 // that are generated ICMP errors are subtracted. An error suppressed by the
 // rate limit is the stat icmp-rate-limited, never a second drop.)
 // The PRNG is seeded; a violation reports the seed, the iteration and the
