@@ -12,7 +12,7 @@
 // sport, dport, state (a TCP state name), mark, limit, format (text|json).
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { HttpError } from '../control/http.js';
+import { HttpError } from '../net/http.js';
 import {
   CT_LIST_DONE,
   TCP_STATE_NAMES,

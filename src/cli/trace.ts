@@ -4,12 +4,13 @@
 // and the destination cell runs the resulting VXLAN datagram through its
 // ingress code. Nothing is sent and no state changes.
 import type { Command } from 'commander';
-import { httpJson, UnreachableError } from '../control/http.js';
+import { httpJson, UnreachableError } from '../net/http.js';
 import { fail, formatAddress, parseAddress, type Address, DEFAULT_LAB } from './util.js';
 import { readState } from '../lab/state.js';
+import type { CellTraceStep } from '../cell/trace.js';
 
-interface Step { step: string; text: string; detail: Record<string, unknown> }
-interface Hop { cell: string; steps: Step[]; result: Record<string, any> }
+/** One cell's part of the walk, as its admin socket's /trace/egress or /trace/ingress returns it. */
+interface Hop { cell: string; steps: CellTraceStep[]; result: Record<string, any> }
 
 async function call(addr: Address, method: string, path: string, body?: unknown) {
   try {

@@ -6,6 +6,7 @@
 // The pipeline never allocates: it reads the frames and writes its verdict for
 // each into the result arrays below; the cell runtime then hands the outputs to
 // the devices in one call per destination.
+import { ETH_HEADER_LEN } from '../wire/offsets.js';
 
 export const enum Action {
   /** Dropped; `outTarget` holds the DropReason. */
@@ -51,6 +52,14 @@ export class FrameBatch {
     this.outTarget = new Uint32Array(capacity);
   }
 
+  /** Set frame i's verdict: `action`, and `len` bytes at `off` for `target` (see Action). */
+  verdict(i: number, action: Action, off: number, len: number, target: number): void {
+    this.action[i] = action;
+    this.outOff[i] = off;
+    this.outLen[i] = len;
+    this.outTarget[i] = target;
+  }
+
   /** Where frame i's bytes start. */
   inOff(i: number): number {
     return i * this.slotSize + this.headroom;
@@ -80,5 +89,5 @@ export class FrameBatch {
 
 /** Slot size for an underlay MTU: headroom + the largest Ethernet frame, rounded to 64. */
 export function slotSizeFor(underlayMtu: number, headroom = DEFAULT_HEADROOM): number {
-  return Math.ceil((headroom + underlayMtu + 14 + 64) / 64) * 64;
+  return Math.ceil((headroom + underlayMtu + ETH_HEADER_LEN + 64) / 64) * 64;
 }

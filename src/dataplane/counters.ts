@@ -2,6 +2,12 @@
 // here. Counters are Float64Arrays (exact to 2^53) indexed by small integers,
 // so counting costs one typed-array increment and never allocates.
 //
+// One table says everything about a reason: its number (the enum), its stable
+// name (printed by `show counters`, the `reason` label of Prometheus's
+// silkworm_drops_total, `trace`'s DROP line) and a one-line help text. The
+// table is typed by the enum, so a reason without a row, or a row without a
+// reason, does not compile. Names are a contract: never rename one.
+//
 // Every frame read from a container's TAP and every datagram received on the
 // underlay ends in exactly one final outcome: `delivered` (written to a
 // container's TAP), `sent` (sent on the underlay), or one drop reason. An ICMP
@@ -16,9 +22,11 @@
 // saw them (tap-rx-*, underlay-rx-oversize); egress-packets and
 // ingress-packets count the rest. An ICMP error the rate limit suppressed is
 // no packet: `icmp-rate-limited` is a stat, not a second drop of the packet
-// that would have caused it.
+// that would have caused it (it was a drop reason, between
+// unrelated-icmp-error and port-gone, until that double count was found).
 
 export const enum Drop {
+  // ---- pipeline (src/dataplane): frames from a TAP or datagrams from UDP 4789
   Truncated = 0,
   NotIpv4,
   Arp,
@@ -43,67 +51,79 @@ export const enum Drop {
   BadL4Header,
   UnrelatedIcmpError,
   PortGone,
-  // --- io layer: drops made by the devices (src/io, src/offload), not the pipeline ---
-  /** A frame read from a container's TAP was longer than a slot (or than a segment's slot, with TSO). */
+  // ---- io layer (src/io, src/offload): drops made by the devices, not the
+  // pipeline; appended after PortGone so the numbers above never change. The
+  // native readers count into the same table by these numbers.
   TapRxOversize,
-  /** A TAP frame with a virtio_net_hdr the cell did not ask for, or inconsistent with the frame. */
   TapRxBadVnet,
-  /** A TAP super-frame of a GSO type the cell cannot segment (not plain TCPv4). */
   TapRxUnsupportedGso,
-  /** Not written to a container's TAP: its queue was full (EAGAIN). */
   TapTxFull,
-  /** Not written to a container's TAP: the kernel refused the frame (EINVAL). */
   TapTxRefused,
-  /** Not written to a container's TAP: the device is gone (its namespace was deleted). */
   TapTxGone,
-  /** A datagram received on the underlay was longer than a slot (MSG_TRUNC). */
   UnderlayRxOversize,
-  /** Not sent on the underlay: the socket's send buffer was full (EAGAIN). */
   UnderlayTxFull,
-  /** Not sent on the underlay: the kernel refused the packet (EMSGSIZE, ENETUNREACH...). */
   UnderlayTxRefused,
-  // --- end of the io layer block ---
   Count,
 }
 
-/** Stable names, printed by `show counters` and used as metric labels. */
-export const DROP_NAMES: readonly string[] = [
-  'truncated',
-  'not-ipv4',
-  'arp',
-  'bad-ip-header',
-  'bad-ip-checksum',
-  'fragment',
-  'spoofed-source',
-  'no-route',
-  'no-neighbor',
-  'no-fdb',
-  'ttl-exceeded',
-  'too-big',
-  'to-cell',
-  'bad-vxlan',
-  'bad-vxlan-flags',
-  'wrong-vni',
-  'unknown-underlay-source',
-  'spoofed-inner-source',
-  'wrong-inner-mac',
-  'no-container',
-  'policy-denied',
-  'bad-l4-header',
-  'unrelated-icmp-error',
-  'port-gone',
-  // --- io layer block (see the Drop enum) ---
-  'tap-rx-oversize',
-  'tap-rx-bad-vnet',
-  'tap-rx-unsupported-gso',
-  'tap-tx-full',
-  'tap-tx-refused',
-  'tap-tx-gone',
-  'underlay-rx-oversize',
-  'underlay-tx-full',
-  'underlay-tx-refused',
-  // --- end of the io layer block ---
-];
+export interface DropInfo {
+  /** Stable kebab-case name. */
+  readonly name: string;
+  /** One line for humans: what happened to the frame and why. */
+  readonly help: string;
+}
+
+/** The reason table, one row per Drop; `Count` is not a reason. */
+export const DROPS: { readonly [K in Exclude<Drop, Drop.Count>]: DropInfo } = {
+  [Drop.Truncated]: { name: 'truncated', help: 'frame shorter than the Ethernet (or inner Ethernet) header' },
+  [Drop.NotIpv4]: { name: 'not-ipv4', help: 'EtherType is neither IPv4 nor ARP (IPv6 is not routed)' },
+  [Drop.Arp]: { name: 'arp', help: 'ARP frame: containers are NOARP with a permanent neighbor, so none is answered' },
+  [Drop.BadIpHeader]: { name: 'bad-ip-header', help: 'IPv4 header malformed: version, header length or total length' },
+  [Drop.BadIpChecksum]: { name: 'bad-ip-checksum', help: 'IPv4 header checksum is wrong' },
+  [Drop.Fragment]: { name: 'fragment', help: 'IPv4 fragment: policy needs ports, and fragments are not reassembled' },
+  [Drop.SpoofedSource]: { name: 'spoofed-source', help: "a container sent a packet whose source is not its own IP" },
+  [Drop.NoRoute]: { name: 'no-route', help: 'no route to the destination (answered with ICMP net unreachable when the rate limit allows)' },
+  [Drop.NoNeighbor]: { name: 'no-neighbor', help: "no neighbor entry for the route's next hop (remote VTEP)" },
+  [Drop.NoFdb]: { name: 'no-fdb', help: "no FDB entry for the next hop's MAC: no underlay address to send to" },
+  [Drop.TtlExceeded]: { name: 'ttl-exceeded', help: 'TTL 1 or 0 on arrival (answered with ICMP time exceeded when the rate limit allows)' },
+  [Drop.TooBig]: { name: 'too-big', help: 'packet larger than the container MTU (DF set: answered with fragmentation needed)' },
+  [Drop.ToCell]: { name: 'to-cell', help: 'addressed to the cell itself (VTEP or gateway address), which runs no services' },
+  [Drop.BadVxlan]: { name: 'bad-vxlan', help: 'UDP datagram shorter than a VXLAN header' },
+  [Drop.BadVxlanFlags]: { name: 'bad-vxlan-flags', help: 'VXLAN flags without I, or with bits other than I and G (the kernel drops these too)' },
+  [Drop.WrongVni]: { name: 'wrong-vni', help: "VXLAN Network Identifier is not this network's" },
+  [Drop.UnknownUnderlaySource]: { name: 'unknown-underlay-source', help: 'VXLAN from an underlay address that holds no lease (or from this cell)' },
+  [Drop.SpoofedInnerSource]: { name: 'spoofed-inner-source', help: "inner source is outside the sending cell's lease" },
+  [Drop.WrongInnerMac]: { name: 'wrong-inner-mac', help: "inner destination MAC is not this cell's VTEP MAC" },
+  [Drop.NoContainer]: { name: 'no-container', help: 'no container with the destination IP on this cell' },
+  [Drop.PolicyDenied]: { name: 'policy-denied', help: 'no tracked connection and no policy allows it (rejected with ICMP port unreachable when the rate limit allows)' },
+  [Drop.BadL4Header]: { name: 'bad-l4-header', help: 'TCP, UDP or ICMP header shorter than its fixed part' },
+  [Drop.UnrelatedIcmpError]: { name: 'unrelated-icmp-error', help: 'ICMP error that quotes no tracked connection' },
+  [Drop.PortGone]: { name: 'port-gone', help: "frame from a container's TAP after the container was removed" },
+  // ---- io layer
+  [Drop.TapRxOversize]: { name: 'tap-rx-oversize', help: "a frame read from a container's TAP was longer than a slot (or a segment's slot, with TSO)" },
+  [Drop.TapRxBadVnet]: { name: 'tap-rx-bad-vnet', help: 'a TAP frame with a virtio_net_hdr the cell did not ask for, or inconsistent with the frame' },
+  [Drop.TapRxUnsupportedGso]: { name: 'tap-rx-unsupported-gso', help: 'a TAP super-frame of a GSO type the cell cannot segment (not plain TCPv4)' },
+  [Drop.TapTxFull]: { name: 'tap-tx-full', help: "not written to a container's TAP: its queue was full (EAGAIN)" },
+  [Drop.TapTxRefused]: { name: 'tap-tx-refused', help: "not written to a container's TAP: the kernel refused the frame (EINVAL)" },
+  [Drop.TapTxGone]: { name: 'tap-tx-gone', help: "not written to a container's TAP: the device is gone (its namespace was deleted)" },
+  [Drop.UnderlayRxOversize]: { name: 'underlay-rx-oversize', help: 'a datagram received on the underlay was longer than a slot (MSG_TRUNC)' },
+  [Drop.UnderlayTxFull]: { name: 'underlay-tx-full', help: "not sent on the underlay: the socket's send buffer was full (EAGAIN)" },
+  [Drop.UnderlayTxRefused]: { name: 'underlay-tx-refused', help: 'not sent on the underlay: the kernel refused the packet (EMSGSIZE, ENETUNREACH, ...)' },
+};
+
+function column<T>(n: number, row: (i: number) => T): readonly T[] {
+  return Object.freeze(Array.from({ length: n }, (_, i) => row(i)));
+}
+
+/** Stable names by reason number: `show counters`, metric labels, `trace`. */
+export const DROP_NAMES: readonly string[] = column(Drop.Count, (i) => DROPS[i as Exclude<Drop, Drop.Count>].name);
+/** Help text by reason number. */
+export const DROP_HELP: readonly string[] = column(Drop.Count, (i) => DROPS[i as Exclude<Drop, Drop.Count>].help);
+
+/** The name of drop reason `r` (a number from a batch's outTarget), or `reason-<r>` for one out of range. */
+export function dropName(r: number): string {
+  return DROP_NAMES[r] ?? `reason-${r}`;
+}
 
 export const enum Stat {
   EgressPackets = 0,
@@ -128,23 +148,26 @@ export const enum Stat {
   Count,
 }
 
-export const STAT_NAMES: readonly string[] = [
-  'egress-packets',
-  'egress-bytes',
-  'ingress-packets',
-  'ingress-bytes',
-  'encapsulated',
-  'decapsulated',
-  'delivered-same-cell',
-  'delivered-from-remote',
-  'icmp-sent',
-  'policy-allowed',
-  'conntrack-allowed',
-  'checksum-completed',
-  'icmp-rate-limited',
-  'delivered',
-  'sent',
-];
+/** Stable names of the stats, by number (typed by the enum like DROPS). */
+const STATS: { readonly [K in Exclude<Stat, Stat.Count>]: string } = {
+  [Stat.EgressPackets]: 'egress-packets',
+  [Stat.EgressBytes]: 'egress-bytes',
+  [Stat.IngressPackets]: 'ingress-packets',
+  [Stat.IngressBytes]: 'ingress-bytes',
+  [Stat.Encapsulated]: 'encapsulated',
+  [Stat.Decapsulated]: 'decapsulated',
+  [Stat.DeliveredLocal]: 'delivered-same-cell',
+  [Stat.DeliveredRemote]: 'delivered-from-remote',
+  [Stat.IcmpSent]: 'icmp-sent',
+  [Stat.PolicyAllowed]: 'policy-allowed',
+  [Stat.ConntrackAllowed]: 'conntrack-allowed',
+  [Stat.ChecksumCompleted]: 'checksum-completed',
+  [Stat.IcmpRateLimited]: 'icmp-rate-limited',
+  [Stat.Delivered]: 'delivered',
+  [Stat.Sent]: 'sent',
+};
+
+export const STAT_NAMES: readonly string[] = column(Stat.Count, (i) => STATS[i as Exclude<Stat, Stat.Count>]);
 
 export class Counters {
   readonly drops = new Float64Array(Drop.Count);

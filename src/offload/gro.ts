@@ -66,7 +66,7 @@ import {
   TCP_FLAGS,
   TCP_HEADER_LEN,
   TCP_SEQ,
-} from './fields.js';
+} from '../wire/offsets.js';
 
 /** 16- and 32-bit views of one slab, made once per slab (the cell hands over the same few slabs). */
 interface SlabViews {

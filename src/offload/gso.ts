@@ -53,7 +53,7 @@ import {
   TCP_FLAGS,
   TCP_HEADER_LEN,
   TCP_SEQ,
-} from './fields.js';
+} from '../wire/offsets.js';
 
 export interface GsoCounters {
   /** Raw packets accepted with gso_type TCPV4. */

@@ -27,7 +27,7 @@ import {
   UDP_HEADER_LEN,
   UDP_LENGTH,
   UDP_SRC_PORT,
-} from '../offload/fields.js';
+} from '../wire/offsets.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 
 const DEFAULT_CAPACITY = BATCH_SIZE;

@@ -27,15 +27,14 @@ import { ICMP_HEADER_LEN, IcmpType, IcmpView, isIcmpErrorType } from './icmp.js'
 import { IPV4_HEADER_LEN, IpProtocol, Ipv4View } from './ipv4.js';
 import { TCP_HEADER_LEN, TcpFlags, TcpView } from './tcp.js';
 import { UDP_HEADER_LEN, UdpView } from './udp.js';
-import { VXLAN_HEADER_LEN, VXLAN_PORT, VxlanFlags, VxlanGbpFlags, VxlanView } from './vxlan.js';
+import { VXLAN_FLAGS_KNOWN, VXLAN_HEADER_LEN, VXLAN_PORT, VxlanFlags, VxlanGbpFlags, VxlanView } from './vxlan.js';
 import { readU16, readU32 } from './bytes.js';
 
-// TODO(merge): the shared header constants (another branch adds them to
-// src/wire); replace these with its exports.
+// Constants only the dissector needs (the pipeline's live in offsets.ts).
 /** IEEE 802.1Q tag: TCI (2 bytes) + the real EtherType (2 bytes). */
 const VLAN_TAG_LEN = 4;
-/** The flag bits Linux's vxlan_rcv accepts on a GBP device: G and I. Any other bit in byte 0 makes it drop the packet. */
-const VXLAN_KERNEL_FLAGS = VxlanFlags.G | VxlanFlags.I;
+/** The flag bits Linux's vxlan_rcv accepts on a GBP device: G and I; the pipeline decides by the same constant. */
+const VXLAN_KERNEL_FLAGS = VXLAN_FLAGS_KNOWN;
 /** RFC 791 §3.1 option types. */
 const IPOPT_EOL = 0;
 const IPOPT_NOP = 1;

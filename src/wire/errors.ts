@@ -1,7 +1,6 @@
 // Why a received header was refused. Views return these from check() instead
 // of throwing: on the hot path a malformed packet is a counted drop (the
-// numeric value indexes a counter array), never an exception (STYLE.md,
-// "Drops are numeric reasons"). The numbers are part of the contract with the
+// numeric value indexes a counter array), never an exception. The numbers are part of the contract with the
 // data plane's drop counters — append, never renumber.
 
 export const enum WireError {

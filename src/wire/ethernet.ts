@@ -25,9 +25,11 @@
 // packet sockets strip it). Unknown EtherTypes are plain numbers, not errors.
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16 } from './bytes.js';
+import { ETH_DST, ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN } from './offsets.js';
 
-export const ETH_HEADER_LEN = 14;
-export const EtherType = { Ipv4: 0x0800, Arp: 0x0806, Vlan: 0x8100, Ipv6: 0x86dd } as const;
+export { ETH_HEADER_LEN };
+/** The EtherTypes silkworm names (offsets.ts holds the numbers). */
+export const EtherType = { Ipv4: ETHERTYPE_IPV4, Arp: ETHERTYPE_ARP, Vlan: ETHERTYPE_VLAN, Ipv6: ETHERTYPE_IPV6 } as const;
 
 const EMPTY = new Uint8Array(0);
 
@@ -53,32 +55,32 @@ export class EthernetView {
 
   /** Copy the destination MAC into out[outOff..outOff+6). */
   dstMac(out: Uint8Array, outOff = 0): void {
-    copy6(this.buf, this.off, out, outOff);
+    copy6(this.buf, this.off + ETH_DST, out, outOff);
   }
   /** Copy the source MAC into out[outOff..outOff+6). */
   srcMac(out: Uint8Array, outOff = 0): void {
-    copy6(this.buf, this.off + 6, out, outOff);
+    copy6(this.buf, this.off + ETH_SRC, out, outOff);
   }
   setDstMac(src: Uint8Array, srcOff = 0): void {
-    copy6(src, srcOff, this.buf, this.off);
+    copy6(src, srcOff, this.buf, this.off + ETH_DST);
   }
   setSrcMac(src: Uint8Array, srcOff = 0): void {
-    copy6(src, srcOff, this.buf, this.off + 6);
+    copy6(src, srcOff, this.buf, this.off + ETH_SRC);
   }
   /** Destination MAC as a 48-bit integer (see macKeyAt). */
   get dstKey(): number {
-    return macKeyAt(this.buf, this.off);
+    return macKeyAt(this.buf, this.off + ETH_DST);
   }
   /** Source MAC as a 48-bit integer (see macKeyAt). */
   get srcKey(): number {
-    return macKeyAt(this.buf, this.off + 6);
+    return macKeyAt(this.buf, this.off + ETH_SRC);
   }
   /** EtherType: the protocol of the payload. */
   get etherType(): number {
-    return readU16(this.buf, this.off + 12);
+    return readU16(this.buf, this.off + ETH_TYPE);
   }
   set etherType(v: number) {
-    writeU16(this.buf, this.off + 12, v);
+    writeU16(this.buf, this.off + ETH_TYPE, v);
   }
   /** Absolute offset of the payload in buf. */
   get payloadOffset(): number {
@@ -108,6 +110,11 @@ export function macKeyAt(buf: Uint8Array, off: number): number {
     ((buf[off]! << 8) | buf[off + 1]!) * 0x100000000 +
     (((buf[off + 2]! << 24) | (buf[off + 3]! << 16) | (buf[off + 4]! << 8) | buf[off + 5]!) >>> 0)
   );
+}
+
+/** The EtherType of the Ethernet frame at buf[off..] (the caller checked it holds ETH_HEADER_LEN bytes). */
+export function etherTypeAt(buf: Uint8Array, off: number): number {
+  return readU16(buf, off + ETH_TYPE);
 }
 
 /** Write a macKeyAt() integer back as 6 bytes. */
@@ -150,10 +157,9 @@ export function parseEthernet(view: EthernetView): EthernetRepr {
 
 /** Write the 14-byte header at buf[off..]; returns ETH_HEADER_LEN. The payload is the caller's. */
 export function emitEthernet(repr: EthernetRepr, buf: Uint8Array, off: number): number {
-  writeMacKey(buf, off, macKeyFromString(repr.dst));
-  writeMacKey(buf, off + 6, macKeyFromString(repr.src));
-  buf[off + 12] = (repr.etherType >>> 8) & 0xff;
-  buf[off + 13] = repr.etherType & 0xff;
+  writeMacKey(buf, off + ETH_DST, macKeyFromString(repr.dst));
+  writeMacKey(buf, off + ETH_SRC, macKeyFromString(repr.src));
+  writeU16(buf, off + ETH_TYPE, repr.etherType);
   return ETH_HEADER_LEN;
 }
 

@@ -27,10 +27,28 @@
 // quoted, so compare addresses and ports, not lengths).
 import { foldChecksum, internetChecksum, onesComplementSum } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
-import { IPV4_HEADER_LEN, IpProtocol, readU32, writeU32 } from './ipv4.js';
-import { readU16, writeU16 } from './bytes.js';
+import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
+import { writeIpv4Header } from './ipv4.js';
+import {
+  ICMP_CHECKSUM,
+  ICMP_CODE,
+  ICMP_ECHO_ID,
+  ICMP_ECHO_SEQ,
+  ICMP_HEADER_LEN,
+  ICMP_NEXT_HOP_MTU,
+  ICMP_TYPE,
+  IPPROTO_ICMP,
+  IPV4_DST,
+  IPV4_FLAG_DF,
+  IPV4_HEADER_LEN,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IPV4_VER_IHL,
+  TCP_DST_PORT,
+  TCP_SRC_PORT,
+} from './offsets.js';
 
-export const ICMP_HEADER_LEN = 8;
+export { ICMP_HEADER_LEN };
 export const IcmpType = {
   EchoReply: 0,
   DestUnreachable: 3,
@@ -50,9 +68,25 @@ export const IcmpCode = {
   TtlExceeded: 0,
 } as const;
 
-/** Error types carry a quoted datagram after the 8-byte header (RFC 792, RFC 1812 §4.3.2.3). */
+/**
+ * Is an ICMP message of this type an error, quoting the datagram that caused
+ * it (RFC 792, RFC 1812 §4.3.2.3)? The one place this is decided: the
+ * pipeline (never answer an error with an error, RFC 1122 §3.2.2; an error is
+ * only let in as RELATED to a tracked flow), `trace` and `decode` all ask here.
+ * The same five types as the Linux kernel's icmp_is_err()
+ * (include/linux/icmp.h), which nf_conntrack_icmpv4_error() uses to decide
+ * which messages it looks up as RELATED: Destination Unreachable, Source
+ * Quench, Redirect, Time Exceeded and Parameter Problem. Everything else
+ * (echo, timestamp, the obsolete and unassigned types) is a query or unknown.
+ */
 export function isIcmpErrorType(type: number): boolean {
-  return type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
+  return (
+    type === IcmpType.DestUnreachable ||
+    type === IcmpType.SourceQuench ||
+    type === IcmpType.Redirect ||
+    type === IcmpType.TimeExceeded ||
+    type === IcmpType.ParameterProblem
+  );
 }
 
 const EMPTY = new Uint8Array(0);
@@ -77,38 +111,38 @@ export class IcmpView {
 
   /** Type. */
   get type(): number {
-    return this.buf[this.off]!;
+    return this.buf[this.off + ICMP_TYPE]!;
   }
   set type(v: number) {
-    this.buf[this.off] = v & 0xff;
+    this.buf[this.off + ICMP_TYPE] = v & 0xff;
   }
   /** Code. */
   get code(): number {
-    return this.buf[this.off + 1]!;
+    return this.buf[this.off + ICMP_CODE]!;
   }
   set code(v: number) {
-    this.buf[this.off + 1] = v & 0xff;
+    this.buf[this.off + ICMP_CODE] = v & 0xff;
   }
   /** Checksum. */
   get checksum(): number {
-    return readU16(this.buf, this.off + 2);
+    return readU16(this.buf, this.off + ICMP_CHECKSUM);
   }
   set checksum(v: number) {
-    writeU16(this.buf, this.off + 2, v);
+    writeU16(this.buf, this.off + ICMP_CHECKSUM, v);
   }
   /** Echo / echo reply: Identifier. */
   get echoId(): number {
-    return readU16(this.buf, this.off + 4);
+    return readU16(this.buf, this.off + ICMP_ECHO_ID);
   }
   set echoId(v: number) {
-    writeU16(this.buf, this.off + 4, v);
+    writeU16(this.buf, this.off + ICMP_ECHO_ID, v);
   }
   /** Echo / echo reply: Sequence Number. */
   get echoSeq(): number {
-    return readU16(this.buf, this.off + 6);
+    return readU16(this.buf, this.off + ICMP_ECHO_SEQ);
   }
   set echoSeq(v: number) {
-    writeU16(this.buf, this.off + 6, v);
+    writeU16(this.buf, this.off + ICMP_ECHO_SEQ, v);
   }
   /** Destination Unreachable / Fragmentation Needed: Next-Hop MTU (RFC 1191 §4). */
   get nextHopMtu(): number {
@@ -119,10 +153,10 @@ export class IcmpView {
   }
   /** Bytes 4..7 as one u32 ("rest of header"). */
   get restOfHeader(): number {
-    return readU32(this.buf, this.off + 4);
+    return readU32(this.buf, this.off + ICMP_ECHO_ID);
   }
   set restOfHeader(v: number) {
-    writeU32(this.buf, this.off + 4, v);
+    writeU32(this.buf, this.off + ICMP_ECHO_ID, v);
   }
   /** An error message (quotes the offending datagram). */
   get isError(): boolean {
@@ -171,14 +205,11 @@ export function parseIcmp(view: IcmpView): IcmpRepr {
  * repr.payloadLen bytes that must already follow it. Returns ICMP_HEADER_LEN.
  */
 export function emitIcmp(repr: IcmpRepr, buf: Uint8Array, off: number): number {
-  buf[off] = repr.type & 0xff;
-  buf[off + 1] = repr.code & 0xff;
-  buf[off + 2] = 0;
-  buf[off + 3] = 0;
-  writeU32(buf, off + 4, repr.restOfHeader);
-  const c = internetChecksum(buf, off, ICMP_HEADER_LEN + repr.payloadLen);
-  buf[off + 2] = c >>> 8;
-  buf[off + 3] = c & 0xff;
+  buf[off + ICMP_TYPE] = repr.type & 0xff;
+  buf[off + ICMP_CODE] = repr.code & 0xff;
+  writeU16(buf, off + ICMP_CHECKSUM, 0);
+  writeU32(buf, off + ICMP_ECHO_ID, repr.restOfHeader);
+  writeU16(buf, off + ICMP_CHECKSUM, internetChecksum(buf, off, ICMP_HEADER_LEN + repr.payloadLen));
   return ICMP_HEADER_LEN;
 }
 
@@ -226,7 +257,7 @@ export function writeIcmpError(
   ttl = 64,
 ): number {
   if (quotedLen <= 0 || quotedOff < 0 || quotedOff + quotedLen > quoted.length) return 0;
-  let hl = (quoted[quotedOff]! & 0x0f) << 2;
+  let hl = (quoted[quotedOff + IPV4_VER_IHL]! & 0x0f) << 2;
   if (hl < IPV4_HEADER_LEN) hl = IPV4_HEADER_LEN;
   let qlen = hl + ICMP_QUOTE_DATA_LEN;
   if (qlen > quotedLen) qlen = quotedLen;
@@ -236,38 +267,59 @@ export function writeIcmpError(
   for (let i = 0; i < qlen; i++) quoteScratch[i] = quoted[quotedOff + i]!;
 
   // IPv4 header.
-  buf[off] = 0x45;
-  buf[off + 1] = ICMP_ERROR_TOS;
-  buf[off + 2] = total >>> 8;
-  buf[off + 3] = total & 0xff;
-  buf[off + 4] = 0;
-  buf[off + 5] = 0;
-  buf[off + 6] = 0x40; // DF
-  buf[off + 7] = 0;
-  buf[off + 8] = ttl & 0xff;
-  buf[off + 9] = IpProtocol.Icmp;
-  buf[off + 10] = 0;
-  buf[off + 11] = 0;
-  writeU32(buf, off + 12, srcIp);
-  writeU32(buf, off + 16, dstIp);
-  const ipc = internetChecksum(buf, off, IPV4_HEADER_LEN);
-  buf[off + 10] = ipc >>> 8;
-  buf[off + 11] = ipc & 0xff;
+  writeIpv4Header(buf, off, total, 0, IPV4_FLAG_DF, ttl, IPPROTO_ICMP, srcIp, dstIp, ICMP_ERROR_TOS);
 
   // ICMP header + quote.
   const o = off + IPV4_HEADER_LEN;
   const isFragNeeded = type === IcmpType.DestUnreachable && code === IcmpCode.FragNeeded;
-  buf[o] = type & 0xff;
-  buf[o + 1] = code & 0xff;
-  buf[o + 2] = 0;
-  buf[o + 3] = 0;
-  buf[o + 4] = 0;
-  buf[o + 5] = 0;
-  buf[o + 6] = isFragNeeded ? (mtu >>> 8) & 0xff : 0;
-  buf[o + 7] = isFragNeeded ? mtu & 0xff : 0;
+  buf[o + ICMP_TYPE] = type & 0xff;
+  buf[o + ICMP_CODE] = code & 0xff;
+  writeU16(buf, o + ICMP_CHECKSUM, 0);
+  writeU16(buf, o + ICMP_ECHO_ID, 0);
+  writeU16(buf, o + ICMP_NEXT_HOP_MTU, isFragNeeded ? mtu : 0);
   for (let i = 0; i < qlen; i++) buf[o + ICMP_HEADER_LEN + i] = quoteScratch[i]!;
-  const c = internetChecksum(buf, o, ICMP_HEADER_LEN + qlen);
-  buf[o + 2] = c >>> 8;
-  buf[o + 3] = c & 0xff;
+  writeU16(buf, o + ICMP_CHECKSUM, internetChecksum(buf, o, ICMP_HEADER_LEN + qlen));
   return total;
+}
+
+/** The flow an ICMP error quotes, read by readQuotedFlow() into a caller-owned object (reused, so nothing is allocated). */
+export interface QuotedFlow {
+  /** Source and destination of the quoted (offending) datagram, as it was sent. */
+  src: number;
+  dst: number;
+  protocol: number;
+  /** TCP/UDP ports; for a quoted ICMP echo, the identifier as sport and 0 as dport. */
+  sport: number;
+  dport: number;
+}
+
+/**
+ * Read the flow an ICMP error quotes (RFC 792: the offending IP header plus
+ * at least 8 bytes of its payload) from the error message at
+ * buf[icmpOff..icmpOff+icmpLen). False, and `out` untouched, when the quote
+ * is not an IPv4 header followed by 8 bytes; nothing outside the message is
+ * read. The quote's own lengths and checksum are not checked: it is usually
+ * truncated, and only addresses, protocol and ports identify the flow.
+ */
+export function readQuotedFlow(buf: Uint8Array, icmpOff: number, icmpLen: number, out: QuotedFlow): boolean {
+  const q = icmpOff + ICMP_HEADER_LEN;
+  const avail = icmpLen - ICMP_HEADER_LEN;
+  if (avail < IPV4_HEADER_LEN) return false;
+  const b0 = buf[q + IPV4_VER_IHL]!;
+  const ihl = (b0 & 0x0f) << 2;
+  if (b0 >>> 4 !== 4 || ihl < IPV4_HEADER_LEN || avail < ihl + 8) return false;
+  const proto = buf[q + IPV4_PROTOCOL]!;
+  const l4 = q + ihl;
+  out.src = readU32(buf, q + IPV4_SRC);
+  out.dst = readU32(buf, q + IPV4_DST);
+  out.protocol = proto;
+  if (proto === IPPROTO_ICMP) {
+    out.sport = readU16(buf, l4 + ICMP_ECHO_ID);
+    out.dport = 0;
+  } else {
+    // TCP and UDP put the ports at the same offsets (and so do SCTP, DCCP, UDP-Lite).
+    out.sport = readU16(buf, l4 + TCP_SRC_PORT);
+    out.dport = readU16(buf, l4 + TCP_DST_PORT);
+  }
+  return true;
 }

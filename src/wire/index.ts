@@ -11,3 +11,4 @@ export * from './tcp.js';
 export * from './vxlan.js';
 export * from './hex.js';
 export * from './bytes.js';
+export * from './offsets.js';

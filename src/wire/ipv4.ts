@@ -41,14 +41,32 @@
 import { foldChecksum, internetChecksum, onesComplementSum, updateChecksum16, updateChecksum32 } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
+import {
+  IPPROTO_ICMP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPV4_CHECKSUM,
+  IPV4_DSCP_ECN,
+  IPV4_DST,
+  IPV4_FLAG_DF as FLAG_DF,
+  IPV4_FLAG_MF as FLAG_MF,
+  IPV4_FLAG_RESERVED,
+  IPV4_FLAGS_FRAG,
+  IPV4_FRAG_OFFSET_MASK as FRAG_MASK,
+  IPV4_HEADER_LEN,
+  IPV4_IDENT,
+  IPV4_MAX_HEADER_LEN,
+  IPV4_PROTOCOL,
+  IPV4_SRC,
+  IPV4_TOTAL_LEN,
+  IPV4_TTL,
+  IPV4_VER_IHL,
+  IPV4_VER_IHL_NO_OPTIONS,
+} from './offsets.js';
 
-export const IPV4_HEADER_LEN = 20;
-export const IPV4_MAX_HEADER_LEN = 60;
-export const IpProtocol = { Icmp: 1, Tcp: 6, Udp: 17 } as const;
-
-const FLAG_DF = 0x4000;
-const FLAG_MF = 0x2000;
-const FRAG_MASK = 0x1fff;
+export { IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN };
+/** The IP protocols silkworm names (offsets.ts holds the numbers). */
+export const IpProtocol = { Icmp: IPPROTO_ICMP, Tcp: IPPROTO_TCP, Udp: IPPROTO_UDP } as const;
 
 const EMPTY = new Uint8Array(0);
 
@@ -67,7 +85,7 @@ export class Ipv4View {
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
     if (this.len < IPV4_HEADER_LEN) return WireError.Truncated;
-    const b0 = this.buf[this.off]!;
+    const b0 = this.buf[this.off + IPV4_VER_IHL]!;
     if (b0 >>> 4 !== 4) return WireError.BadVersion;
     const hl = (b0 & 0x0f) << 2;
     if (hl < IPV4_HEADER_LEN || hl > this.len) return WireError.BadHeaderLength;
@@ -79,44 +97,44 @@ export class Ipv4View {
   // --- fields -------------------------------------------------------------
   /** Version: 4. */
   get version(): number {
-    return this.buf[this.off]! >>> 4;
+    return this.buf[this.off + IPV4_VER_IHL]! >>> 4;
   }
   set version(v: number) {
-    this.buf[this.off] = ((v & 0x0f) << 4) | (this.buf[this.off]! & 0x0f);
+    this.buf[this.off + IPV4_VER_IHL] = ((v & 0x0f) << 4) | (this.buf[this.off + IPV4_VER_IHL]! & 0x0f);
   }
   /** Internet Header Length, in bytes (IHL * 4). */
   get headerLen(): number {
-    return (this.buf[this.off]! & 0x0f) << 2;
+    return (this.buf[this.off + IPV4_VER_IHL]! & 0x0f) << 2;
   }
   set headerLen(bytes: number) {
-    this.buf[this.off] = (this.buf[this.off]! & 0xf0) | ((bytes >>> 2) & 0x0f);
+    this.buf[this.off + IPV4_VER_IHL] = (this.buf[this.off + IPV4_VER_IHL]! & 0xf0) | ((bytes >>> 2) & 0x0f);
   }
   /** Differentiated Services field + ECN (the old Type of Service byte). */
   get dscpEcn(): number {
-    return this.buf[this.off + 1]!;
+    return this.buf[this.off + IPV4_DSCP_ECN]!;
   }
   set dscpEcn(v: number) {
-    this.buf[this.off + 1] = v & 0xff;
+    this.buf[this.off + IPV4_DSCP_ECN] = v & 0xff;
   }
   /** Total Length: header + data, in bytes. */
   get totalLen(): number {
-    return readU16(this.buf, this.off + 2);
+    return readU16(this.buf, this.off + IPV4_TOTAL_LEN);
   }
   set totalLen(v: number) {
-    writeU16(this.buf, this.off + 2, v);
+    writeU16(this.buf, this.off + IPV4_TOTAL_LEN, v);
   }
   /** Identification. */
   get ident(): number {
-    return readU16(this.buf, this.off + 4);
+    return readU16(this.buf, this.off + IPV4_IDENT);
   }
   set ident(v: number) {
-    writeU16(this.buf, this.off + 4, v);
+    writeU16(this.buf, this.off + IPV4_IDENT, v);
   }
   private get flagsFrag(): number {
-    return readU16(this.buf, this.off + 6);
+    return readU16(this.buf, this.off + IPV4_FLAGS_FRAG);
   }
   private set flagsFrag(v: number) {
-    writeU16(this.buf, this.off + 6, v);
+    writeU16(this.buf, this.off + IPV4_FLAGS_FRAG, v);
   }
   /** Flags bit 1: Don't Fragment. */
   get dontFrag(): boolean {
@@ -134,7 +152,7 @@ export class Ipv4View {
   }
   /** Flags bit 0: reserved, must be zero (RFC 791). Exposed so a decoder can show it. */
   get reservedFlag(): boolean {
-    return (this.flagsFrag & 0x8000) !== 0;
+    return (this.flagsFrag & IPV4_FLAG_RESERVED) !== 0;
   }
   /** Fragment Offset, converted to bytes (the field counts 8-byte units). */
   get fragOffset(): number {
@@ -153,38 +171,38 @@ export class Ipv4View {
   }
   /** Time to Live. */
   get ttl(): number {
-    return this.buf[this.off + 8]!;
+    return this.buf[this.off + IPV4_TTL]!;
   }
   set ttl(v: number) {
-    this.buf[this.off + 8] = v & 0xff;
+    this.buf[this.off + IPV4_TTL] = v & 0xff;
   }
   /** Protocol of the payload (IpProtocol). */
   get protocol(): number {
-    return this.buf[this.off + 9]!;
+    return this.buf[this.off + IPV4_PROTOCOL]!;
   }
   set protocol(v: number) {
-    this.buf[this.off + 9] = v & 0xff;
+    this.buf[this.off + IPV4_PROTOCOL] = v & 0xff;
   }
   /** Header Checksum. */
   get checksum(): number {
-    return readU16(this.buf, this.off + 10);
+    return readU16(this.buf, this.off + IPV4_CHECKSUM);
   }
   set checksum(v: number) {
-    writeU16(this.buf, this.off + 10, v);
+    writeU16(this.buf, this.off + IPV4_CHECKSUM, v);
   }
   /** Source Address (u32, host order). */
   get srcAddr(): number {
-    return readU32(this.buf, this.off + 12);
+    return readU32(this.buf, this.off + IPV4_SRC);
   }
   set srcAddr(v: number) {
-    writeU32(this.buf, this.off + 12, v);
+    writeU32(this.buf, this.off + IPV4_SRC, v);
   }
   /** Destination Address (u32, host order). */
   get dstAddr(): number {
-    return readU32(this.buf, this.off + 16);
+    return readU32(this.buf, this.off + IPV4_DST);
   }
   set dstAddr(v: number) {
-    writeU32(this.buf, this.off + 16, v);
+    writeU32(this.buf, this.off + IPV4_DST, v);
   }
   /** Bytes of options (headerLen - 20). */
   get optionsLen(): number {
@@ -233,7 +251,6 @@ export class Ipv4View {
   }
 }
 
-export { readU32, writeU32 };
 
 /** An IPv4 header's values. The checksum is not here: emit computes it, verifyChecksum() checks it. */
 export interface Ipv4Repr {
@@ -284,26 +301,49 @@ export function emitIpv4(repr: Ipv4Repr, buf: Uint8Array, off: number): number {
   const hl = IPV4_HEADER_LEN + optLen;
   const total = hl + repr.payloadLen;
   if (total > 0xffff) throw new Error(`IPv4 total length ${total} exceeds 65535`);
-  buf[off] = 0x40 | (hl >>> 2);
-  buf[off + 1] = repr.dscpEcn & 0xff;
-  buf[off + 2] = total >>> 8;
-  buf[off + 3] = total & 0xff;
-  buf[off + 4] = (repr.ident >>> 8) & 0xff;
-  buf[off + 5] = repr.ident & 0xff;
-  const ff = (repr.dontFrag ? FLAG_DF : 0) | (repr.moreFrags ? FLAG_MF : 0) | ((repr.fragOffset >>> 3) & FRAG_MASK);
-  buf[off + 6] = ff >>> 8;
-  buf[off + 7] = ff & 0xff;
-  buf[off + 8] = repr.ttl & 0xff;
-  buf[off + 9] = repr.protocol & 0xff;
-  buf[off + 10] = 0;
-  buf[off + 11] = 0;
-  writeU32(buf, off + 12, repr.src);
-  writeU32(buf, off + 16, repr.dst);
+  buf[off + IPV4_VER_IHL] = 0x40 | (hl >>> 2);
+  buf[off + IPV4_DSCP_ECN] = repr.dscpEcn & 0xff;
+  writeU16(buf, off + IPV4_TOTAL_LEN, total);
+  writeU16(buf, off + IPV4_IDENT, repr.ident);
+  writeU16(buf, off + IPV4_FLAGS_FRAG, (repr.dontFrag ? FLAG_DF : 0) | (repr.moreFrags ? FLAG_MF : 0) | ((repr.fragOffset >>> 3) & FRAG_MASK));
+  buf[off + IPV4_TTL] = repr.ttl & 0xff;
+  buf[off + IPV4_PROTOCOL] = repr.protocol & 0xff;
+  writeU16(buf, off + IPV4_CHECKSUM, 0);
+  writeU32(buf, off + IPV4_SRC, repr.src);
+  writeU32(buf, off + IPV4_DST, repr.dst);
   for (let i = 0; i < optLen; i++) buf[off + IPV4_HEADER_LEN + i] = repr.options[i]!;
-  const c = internetChecksum(buf, off, hl);
-  buf[off + 10] = c >>> 8;
-  buf[off + 11] = c & 0xff;
+  writeU16(buf, off + IPV4_CHECKSUM, internetChecksum(buf, off, hl));
   return hl;
+}
+
+/**
+ * The hot path's emitter: a 20-byte header without options at buf[off..],
+ * checksum filled, no repr and no allocation. `flagsFrag` is the 16-bit
+ * flags/fragment word (IPV4_FLAG_DF, or 0). Writes all 20 bytes.
+ */
+export function writeIpv4Header(
+  buf: Uint8Array,
+  off: number,
+  totalLen: number,
+  ident: number,
+  flagsFrag: number,
+  ttl: number,
+  protocol: number,
+  src: number,
+  dst: number,
+  dscpEcn = 0,
+): void {
+  buf[off + IPV4_VER_IHL] = IPV4_VER_IHL_NO_OPTIONS;
+  buf[off + IPV4_DSCP_ECN] = dscpEcn & 0xff;
+  writeU16(buf, off + IPV4_TOTAL_LEN, totalLen);
+  writeU16(buf, off + IPV4_IDENT, ident);
+  writeU16(buf, off + IPV4_FLAGS_FRAG, flagsFrag);
+  buf[off + IPV4_TTL] = ttl & 0xff;
+  buf[off + IPV4_PROTOCOL] = protocol & 0xff;
+  writeU16(buf, off + IPV4_CHECKSUM, 0);
+  writeU32(buf, off + IPV4_SRC, src);
+  writeU32(buf, off + IPV4_DST, dst);
+  writeU16(buf, off + IPV4_CHECKSUM, internetChecksum(buf, off, IPV4_HEADER_LEN));
 }
 
 /** Bytes of the whole datagram the repr describes: header + options + payload. */

@@ -35,10 +35,22 @@
 // guarantees length >= 20 and 20 <= data offset * 4 <= length.
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
-import { IpProtocol, readU32, writeU32 } from './ipv4.js';
-import { readU16, writeU16 } from './bytes.js';
+import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
+import {
+  IPPROTO_TCP,
+  TCP_ACK,
+  TCP_CHECKSUM,
+  TCP_DATA_OFF,
+  TCP_DST_PORT,
+  TCP_FLAGS,
+  TCP_HEADER_LEN,
+  TCP_SEQ,
+  TCP_SRC_PORT,
+  TCP_URGENT,
+  TCP_WINDOW,
+} from './offsets.js';
 
-export const TCP_HEADER_LEN = 20;
+export { TCP_HEADER_LEN };
 export const TcpFlags = {
   Fin: 0x001,
   Syn: 0x002,
@@ -75,67 +87,67 @@ export class TcpView {
 
   /** Source Port. */
   get srcPort(): number {
-    return readU16(this.buf, this.off);
+    return readU16(this.buf, this.off + TCP_SRC_PORT);
   }
   set srcPort(v: number) {
-    writeU16(this.buf, this.off, v);
+    writeU16(this.buf, this.off + TCP_SRC_PORT, v);
   }
   /** Destination Port. */
   get dstPort(): number {
-    return readU16(this.buf, this.off + 2);
+    return readU16(this.buf, this.off + TCP_DST_PORT);
   }
   set dstPort(v: number) {
-    writeU16(this.buf, this.off + 2, v);
+    writeU16(this.buf, this.off + TCP_DST_PORT, v);
   }
   /** Sequence Number (u32). */
   get seq(): number {
-    return readU32(this.buf, this.off + 4);
+    return readU32(this.buf, this.off + TCP_SEQ);
   }
   set seq(v: number) {
-    writeU32(this.buf, this.off + 4, v);
+    writeU32(this.buf, this.off + TCP_SEQ, v);
   }
   /** Acknowledgment Number (u32; meaningful when ACK is set). */
   get ack(): number {
-    return readU32(this.buf, this.off + 8);
+    return readU32(this.buf, this.off + TCP_ACK);
   }
   set ack(v: number) {
-    writeU32(this.buf, this.off + 8, v);
+    writeU32(this.buf, this.off + TCP_ACK, v);
   }
   /** Data Offset, converted to bytes. */
   get headerLen(): number {
-    return (this.buf[this.off + 12]! >>> 4) << 2;
+    return (this.buf[this.off + TCP_DATA_OFF]! >>> 4) << 2;
   }
   set headerLen(bytes: number) {
-    this.buf[this.off + 12] = (((bytes >>> 2) & 0x0f) << 4) | (this.buf[this.off + 12]! & 0x0f);
+    this.buf[this.off + TCP_DATA_OFF] = (((bytes >>> 2) & 0x0f) << 4) | (this.buf[this.off + TCP_DATA_OFF]! & 0x0f);
   }
   /** Control bits, NS (0x100) down to FIN (0x001): TcpFlags. */
   get flags(): number {
-    return ((this.buf[this.off + 12]! & 0x01) << 8) | this.buf[this.off + 13]!;
+    return tcpFlagsAt(this.buf, this.off);
   }
   set flags(v: number) {
-    this.buf[this.off + 12] = (this.buf[this.off + 12]! & 0xf0) | ((v >>> 8) & 0x01);
-    this.buf[this.off + 13] = v & 0xff;
+    this.buf[this.off + TCP_DATA_OFF] = (this.buf[this.off + TCP_DATA_OFF]! & 0xf0) | ((v >>> 8) & 0x01);
+    this.buf[this.off + TCP_FLAGS] = v & 0xff;
   }
   /** Window. */
   get window(): number {
-    return readU16(this.buf, this.off + 14);
+    return readU16(this.buf, this.off + TCP_WINDOW);
   }
   set window(v: number) {
-    writeU16(this.buf, this.off + 14, v);
+    writeU16(this.buf, this.off + TCP_WINDOW, v);
   }
   /** Checksum. */
   get checksum(): number {
-    return readU16(this.buf, this.off + 16);
+    return readU16(this.buf, this.off + TCP_CHECKSUM);
   }
   set checksum(v: number) {
-    writeU16(this.buf, this.off + 16, v);
+    writeU16(this.buf, this.off + TCP_CHECKSUM, v);
   }
   /** Urgent Pointer. */
   get urgent(): number {
-    return readU16(this.buf, this.off + 18);
+    return readU16(this.buf, this.off + TCP_URGENT);
   }
   set urgent(v: number) {
-    writeU16(this.buf, this.off + 18, v);
+    writeU16(this.buf, this.off + TCP_URGENT, v);
   }
   /** Bytes of options (headerLen - 20). */
   get optionsLen(): number {
@@ -154,7 +166,7 @@ export class TcpView {
   computeChecksum(srcIp: number, dstIp: number, len = this.len): number {
     const saved = this.checksum;
     this.checksum = 0;
-    const c = foldChecksum(onesComplementSum(this.buf, this.off, len, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Tcp, len)));
+    const c = foldChecksum(onesComplementSum(this.buf, this.off, len, pseudoHeaderSum(srcIp, dstIp, IPPROTO_TCP, len)));
     this.checksum = saved;
     return c;
   }
@@ -164,9 +176,14 @@ export class TcpView {
   }
   /** True if the checksum is correct (TCP's is mandatory: 0 is not "none"). */
   verifyChecksum(srcIp: number, dstIp: number, len = this.len): boolean {
-    const sum = onesComplementSum(this.buf, this.off, len, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Tcp, len));
+    const sum = onesComplementSum(this.buf, this.off, len, pseudoHeaderSum(srcIp, dstIp, IPPROTO_TCP, len));
     return foldChecksum(sum) === 0;
   }
+}
+
+/** Control bits (NS..FIN, TcpFlags) of the TCP header at buf[off..]; the caller checked it holds TCP_HEADER_LEN bytes. */
+export function tcpFlagsAt(buf: Uint8Array, off: number): number {
+  return ((buf[off + TCP_DATA_OFF]! & 0x01) << 8) | buf[off + TCP_FLAGS]!;
 }
 
 export interface TcpRepr {
@@ -211,25 +228,18 @@ export function emitTcp(repr: TcpRepr, buf: Uint8Array, off: number, srcIp: numb
     throw new Error(`TCP options must be a multiple of 4 bytes and at most 40, got ${optLen}`);
   }
   const hl = TCP_HEADER_LEN + optLen;
-  buf[off] = (repr.srcPort >>> 8) & 0xff;
-  buf[off + 1] = repr.srcPort & 0xff;
-  buf[off + 2] = (repr.dstPort >>> 8) & 0xff;
-  buf[off + 3] = repr.dstPort & 0xff;
-  writeU32(buf, off + 4, repr.seq);
-  writeU32(buf, off + 8, repr.ack);
-  buf[off + 12] = ((hl >>> 2) << 4) | ((repr.flags >>> 8) & 0x01);
-  buf[off + 13] = repr.flags & 0xff;
-  buf[off + 14] = (repr.window >>> 8) & 0xff;
-  buf[off + 15] = repr.window & 0xff;
-  buf[off + 16] = 0;
-  buf[off + 17] = 0;
-  buf[off + 18] = (repr.urgent >>> 8) & 0xff;
-  buf[off + 19] = repr.urgent & 0xff;
+  writeU16(buf, off + TCP_SRC_PORT, repr.srcPort);
+  writeU16(buf, off + TCP_DST_PORT, repr.dstPort);
+  writeU32(buf, off + TCP_SEQ, repr.seq);
+  writeU32(buf, off + TCP_ACK, repr.ack);
+  buf[off + TCP_DATA_OFF] = ((hl >>> 2) << 4) | ((repr.flags >>> 8) & 0x01);
+  buf[off + TCP_FLAGS] = repr.flags & 0xff;
+  writeU16(buf, off + TCP_WINDOW, repr.window);
+  writeU16(buf, off + TCP_CHECKSUM, 0);
+  writeU16(buf, off + TCP_URGENT, repr.urgent);
   for (let i = 0; i < optLen; i++) buf[off + TCP_HEADER_LEN + i] = repr.options[i]!;
   const len = hl + repr.payloadLen;
-  const c = foldChecksum(onesComplementSum(buf, off, len, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Tcp, len)));
-  buf[off + 16] = c >>> 8;
-  buf[off + 17] = c & 0xff;
+  writeU16(buf, off + TCP_CHECKSUM, foldChecksum(onesComplementSum(buf, off, len, pseudoHeaderSum(srcIp, dstIp, IPPROTO_TCP, len))));
   return hl;
 }
 

@@ -27,10 +27,10 @@
 // verifyChecksum() accepts it.
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
-import { IpProtocol } from './ipv4.js';
 import { readU16, writeU16 } from './bytes.js';
+import { IPPROTO_UDP, UDP_CHECKSUM, UDP_DST_PORT, UDP_HEADER_LEN, UDP_LENGTH, UDP_SRC_PORT } from './offsets.js';
 
-export const UDP_HEADER_LEN = 8;
+export { UDP_HEADER_LEN };
 
 const EMPTY = new Uint8Array(0);
 
@@ -56,31 +56,31 @@ export class UdpView {
 
   /** Source Port. */
   get srcPort(): number {
-    return readU16(this.buf, this.off);
+    return readU16(this.buf, this.off + UDP_SRC_PORT);
   }
   set srcPort(v: number) {
-    writeU16(this.buf, this.off, v);
+    writeU16(this.buf, this.off + UDP_SRC_PORT, v);
   }
   /** Destination Port. */
   get dstPort(): number {
-    return readU16(this.buf, this.off + 2);
+    return readU16(this.buf, this.off + UDP_DST_PORT);
   }
   set dstPort(v: number) {
-    writeU16(this.buf, this.off + 2, v);
+    writeU16(this.buf, this.off + UDP_DST_PORT, v);
   }
   /** Length: header + data, in bytes. */
   get length(): number {
-    return readU16(this.buf, this.off + 4);
+    return readU16(this.buf, this.off + UDP_LENGTH);
   }
   set length(v: number) {
-    writeU16(this.buf, this.off + 4, v);
+    writeU16(this.buf, this.off + UDP_LENGTH, v);
   }
   /** Checksum (0 = none). */
   get checksum(): number {
-    return readU16(this.buf, this.off + 6);
+    return readU16(this.buf, this.off + UDP_CHECKSUM);
   }
   set checksum(v: number) {
-    writeU16(this.buf, this.off + 6, v);
+    writeU16(this.buf, this.off + UDP_CHECKSUM, v);
   }
   /** Absolute offset of the data in buf. */
   get payloadOffset(): number {
@@ -96,7 +96,7 @@ export class UdpView {
     const l = this.length;
     const saved = this.checksum;
     this.checksum = 0;
-    const c = foldChecksum(onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Udp, l)));
+    const c = foldChecksum(onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, IPPROTO_UDP, l)));
     this.checksum = saved;
     return c === 0 ? 0xffff : c;
   }
@@ -108,7 +108,7 @@ export class UdpView {
   verifyChecksum(srcIp: number, dstIp: number): boolean {
     if (this.checksum === 0) return true;
     const l = this.length;
-    const sum = onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Udp, l));
+    const sum = onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, IPPROTO_UDP, l));
     return foldChecksum(sum) === 0;
   }
 }
@@ -141,21 +141,24 @@ export function emitUdp(
 ): number {
   const l = UDP_HEADER_LEN + repr.payloadLen;
   if (l > 0xffff) throw new Error(`UDP length ${l} exceeds 65535`);
-  buf[off] = (repr.srcPort >>> 8) & 0xff;
-  buf[off + 1] = repr.srcPort & 0xff;
-  buf[off + 2] = (repr.dstPort >>> 8) & 0xff;
-  buf[off + 3] = repr.dstPort & 0xff;
-  buf[off + 4] = l >>> 8;
-  buf[off + 5] = l & 0xff;
-  buf[off + 6] = 0;
-  buf[off + 7] = 0;
+  writeUdpHeader(buf, off, repr.srcPort, repr.dstPort, l);
   if (checksum) {
-    let c = foldChecksum(onesComplementSum(buf, off, l, pseudoHeaderSum(srcIp, dstIp, IpProtocol.Udp, l)));
-    if (c === 0) c = 0xffff;
-    buf[off + 6] = c >>> 8;
-    buf[off + 7] = c & 0xff;
+    const c = foldChecksum(onesComplementSum(buf, off, l, pseudoHeaderSum(srcIp, dstIp, IPPROTO_UDP, l)));
+    writeU16(buf, off + UDP_CHECKSUM, c === 0 ? 0xffff : c);
   }
   return UDP_HEADER_LEN;
+}
+
+/**
+ * The hot path's emitter: the 8-byte header at buf[off..] with checksum 0
+ * (none, as VXLAN senders may send, RFC 7348 §5). `length` is header + data.
+ * Writes all 8 bytes; no repr, no allocation.
+ */
+export function writeUdpHeader(buf: Uint8Array, off: number, srcPort: number, dstPort: number, length: number): void {
+  writeU16(buf, off + UDP_SRC_PORT, srcPort);
+  writeU16(buf, off + UDP_DST_PORT, dstPort);
+  writeU16(buf, off + UDP_LENGTH, length);
+  writeU16(buf, off + UDP_CHECKSUM, 0);
 }
 
 /** Bytes of the whole datagram: header + data. */

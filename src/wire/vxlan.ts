@@ -25,14 +25,55 @@
 // caller wraps the UDP payload. check() must return WireError.None before any
 // accessor is used: it guarantees length >= 8 and the I flag set (RFC 7348 §5:
 // "The I flag MUST be set to 1 for a valid VXLAN Network ID"). Other reserved
-// bits are ignored on receipt, as RFC 7348 asks.
+// bits are ignored by check(), as RFC 7348 asks of receivers; the Linux
+// kernel is stricter, and vxlanFlagsAcceptable() says what it accepts.
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16 } from './bytes.js';
+import {
+  VXLAN_FLAG_G,
+  VXLAN_FLAG_I,
+  VXLAN_FLAGS,
+  VXLAN_GBP_FLAG_A,
+  VXLAN_GBP_FLAG_D,
+  VXLAN_GBP_FLAGS,
+  VXLAN_GPID,
+  VXLAN_HEADER_LEN,
+  VXLAN_PORT,
+  VXLAN_RESERVED,
+  VXLAN_VNI,
+} from './offsets.js';
 
-export const VXLAN_HEADER_LEN = 8;
-export const VXLAN_PORT = 4789;
-export const VxlanFlags = { G: 0x80, I: 0x08 } as const;
-export const VxlanGbpFlags = { D: 0x40, A: 0x08 } as const;
+export { VXLAN_HEADER_LEN, VXLAN_PORT };
+/** Byte 0 flags by name (offsets.ts holds the numbers). */
+export const VxlanFlags = { G: VXLAN_FLAG_G, I: VXLAN_FLAG_I } as const;
+/** Byte 1 (GBP) flags by name. */
+export const VxlanGbpFlags = { D: VXLAN_GBP_FLAG_D, A: VXLAN_GBP_FLAG_A } as const;
+
+/** The byte-0 flags a `vxlan ... gbp` device understands: I and G. */
+export const VXLAN_FLAGS_KNOWN = VXLAN_FLAG_I | VXLAN_FLAG_G;
+
+/**
+ * Would the Linux kernel's vxlan_rcv() (drivers/net/vxlan/vxlan_core.c) on a
+ * `vxlan ... gbp` device accept a header with this byte-0 `flags`? I must be
+ * set, and no flag it does not understand may be: it drops a header that
+ * uses any bit beyond I and G (those of the extensions it is not configured
+ * for) as malformed. silkworm's ingress drops exactly these (reason
+ * bad-vxlan-flags), and `decode` uses this to say "the kernel would drop
+ * this". RFC 7348 alone would ignore the reserved bits; check() does.
+ */
+export function vxlanFlagsAcceptable(flags: number): boolean {
+  return (flags & VXLAN_FLAG_I) !== 0 && (flags & ~VXLAN_FLAGS_KNOWN & 0xff) === 0;
+}
+
+/** Group Policy ID of the VXLAN header at buf[off..], or 0 when G is clear (the kernel sets no mark then). */
+export function vxlanGpidAt(buf: Uint8Array, off: number): number {
+  return (buf[off + VXLAN_FLAGS]! & VXLAN_FLAG_G) !== 0 ? readU16(buf, off + VXLAN_GPID) : 0;
+}
+
+/** VNI (24 bits) of the VXLAN header at buf[off..]. */
+export function vxlanVniAt(buf: Uint8Array, off: number): number {
+  return (buf[off + VXLAN_VNI]! << 16) | readU16(buf, off + VXLAN_VNI + 1);
+}
 
 const EMPTY = new Uint8Array(0);
 
@@ -51,50 +92,54 @@ export class VxlanView {
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
     if (this.len < VXLAN_HEADER_LEN) return WireError.Truncated;
-    if ((this.buf[this.off]! & VxlanFlags.I) === 0) return WireError.BadFlags;
+    if ((this.buf[this.off + VXLAN_FLAGS]! & VXLAN_FLAG_I) === 0) return WireError.BadFlags;
     return WireError.None;
   }
 
   /** Flags (byte 0): VxlanFlags. */
   get flags(): number {
-    return this.buf[this.off]!;
+    return this.buf[this.off + VXLAN_FLAGS]!;
   }
   set flags(v: number) {
-    this.buf[this.off] = v & 0xff;
+    this.buf[this.off + VXLAN_FLAGS] = v & 0xff;
   }
   /** GBP flags (byte 1): VxlanGbpFlags. */
   get gbpFlags(): number {
-    return this.buf[this.off + 1]!;
+    return this.buf[this.off + VXLAN_GBP_FLAGS]!;
   }
   set gbpFlags(v: number) {
-    this.buf[this.off + 1] = v & 0xff;
+    this.buf[this.off + VXLAN_GBP_FLAGS] = v & 0xff;
   }
   /** Group Policy ID (bytes 2-3): the source's 16-bit tag. Meaningful when hasGbp. */
   get groupPolicyId(): number {
-    return readU16(this.buf, this.off + 2);
+    return readU16(this.buf, this.off + VXLAN_GPID);
   }
   set groupPolicyId(v: number) {
-    writeU16(this.buf, this.off + 2, v);
+    writeU16(this.buf, this.off + VXLAN_GPID, v);
   }
   /** VXLAN Network Identifier (24 bits). */
   get vni(): number {
-    return (this.buf[this.off + 4]! << 16) | readU16(this.buf, this.off + 5);
+    return vxlanVniAt(this.buf, this.off);
   }
   set vni(v: number) {
-    this.buf[this.off + 4] = (v >>> 16) & 0xff;
-    writeU16(this.buf, this.off + 5, v);
+    this.buf[this.off + VXLAN_VNI] = (v >>> 16) & 0xff;
+    writeU16(this.buf, this.off + VXLAN_VNI + 1, v);
   }
   /** Reserved (byte 7). */
   get reserved(): number {
-    return this.buf[this.off + 7]!;
+    return this.buf[this.off + VXLAN_RESERVED]!;
   }
   /** G flag: a Group Policy ID is present. */
   get hasGbp(): boolean {
-    return (this.buf[this.off]! & VxlanFlags.G) !== 0;
+    return (this.buf[this.off + VXLAN_FLAGS]! & VXLAN_FLAG_G) !== 0;
   }
   /** I flag: the VNI is valid. */
   get hasVni(): boolean {
-    return (this.buf[this.off]! & VxlanFlags.I) !== 0;
+    return (this.buf[this.off + VXLAN_FLAGS]! & VXLAN_FLAG_I) !== 0;
+  }
+  /** Would the Linux kernel accept these flags? (vxlanFlagsAcceptable) */
+  get kernelAccepts(): boolean {
+    return vxlanFlagsAcceptable(this.flags);
   }
   /** Absolute offset of the inner Ethernet frame. */
   get payloadOffset(): number {
@@ -111,14 +156,12 @@ export class VxlanView {
  * GBP flags 0 and the Group Policy ID. Writes all 8 bytes.
  */
 export function writeVxlanHeader(buf: Uint8Array, off: number, vni: number, gpid: number): void {
-  buf[off] = gpid === 0 ? VxlanFlags.I : VxlanFlags.G | VxlanFlags.I;
-  buf[off + 1] = 0;
-  buf[off + 2] = (gpid >>> 8) & 0xff;
-  buf[off + 3] = gpid & 0xff;
-  buf[off + 4] = (vni >>> 16) & 0xff;
-  buf[off + 5] = (vni >>> 8) & 0xff;
-  buf[off + 6] = vni & 0xff;
-  buf[off + 7] = 0;
+  buf[off + VXLAN_FLAGS] = gpid === 0 ? VXLAN_FLAG_I : VXLAN_FLAG_G | VXLAN_FLAG_I;
+  buf[off + VXLAN_GBP_FLAGS] = 0;
+  writeU16(buf, off + VXLAN_GPID, gpid);
+  buf[off + VXLAN_VNI] = (vni >>> 16) & 0xff;
+  writeU16(buf, off + VXLAN_VNI + 1, vni);
+  buf[off + VXLAN_RESERVED] = 0;
 }
 
 export interface VxlanRepr {
@@ -145,15 +188,13 @@ export function parseVxlan(view: VxlanView): VxlanRepr {
 
 /** Write the header at buf[off..] (reserved bits zero); returns VXLAN_HEADER_LEN. */
 export function emitVxlan(repr: VxlanRepr, buf: Uint8Array, off: number): number {
-  const g = (repr.flags & VxlanFlags.G) !== 0;
-  buf[off] = repr.flags & 0xff;
-  buf[off + 1] = g ? repr.gbpFlags & 0xff : 0;
-  buf[off + 2] = g ? (repr.groupPolicyId >>> 8) & 0xff : 0;
-  buf[off + 3] = g ? repr.groupPolicyId & 0xff : 0;
-  buf[off + 4] = (repr.vni >>> 16) & 0xff;
-  buf[off + 5] = (repr.vni >>> 8) & 0xff;
-  buf[off + 6] = repr.vni & 0xff;
-  buf[off + 7] = 0;
+  const g = (repr.flags & VXLAN_FLAG_G) !== 0;
+  buf[off + VXLAN_FLAGS] = repr.flags & 0xff;
+  buf[off + VXLAN_GBP_FLAGS] = g ? repr.gbpFlags & 0xff : 0;
+  writeU16(buf, off + VXLAN_GPID, g ? repr.groupPolicyId : 0);
+  buf[off + VXLAN_VNI] = (repr.vni >>> 16) & 0xff;
+  writeU16(buf, off + VXLAN_VNI + 1, repr.vni);
+  buf[off + VXLAN_RESERVED] = 0;
   return VXLAN_HEADER_LEN;
 }
 

@@ -9,7 +9,7 @@ import { ControlLoop } from '../../../src/agent/control-loop.js';
 import type { ControllerClient, Lease, Snapshot } from '../../../src/net/controller-client.js';
 import { logger } from '../../../src/util/log.js';
 
-const HOLD = 40;
+const HOLD = 100;
 const lease: Lease = { underlay_ip: '198.18.0.11', overlay_subnet: '10.255.1.0/24', overlay_hardware_addr: 'ee:ee:0a:ff:01:00' };
 const snap: Snapshot = { version: 7, leases: [lease], policies: [], tags: [] };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -67,9 +67,10 @@ describe('watch staleness', () => {
         await sleep(HOLD / 4);
         worst = Math.max(worst, Date.now() - l.lastContactAt);
       }
-      expect(c.watches).toBeGreaterThanOrEqual(5);
-      // The watch came back unchanged every HOLD ms: each return counts as contact.
-      expect(worst).toBeLessThan(2 * HOLD + 60);
+      expect(c.watches).toBeGreaterThanOrEqual(4);
+      // The watch came back unchanged every HOLD ms: each return counts as contact
+      // (the bound leaves a loaded machine one HOLD of slack).
+      expect(worst).toBeLessThan(2 * HOLD + HOLD);
       // The version never moved, so a change-based clock would read the whole run.
       expect(l.version).toBe(7);
       expect(Date.now() - l.lastSnapshotAt).toBeGreaterThanOrEqual(10 * HOLD - 5);

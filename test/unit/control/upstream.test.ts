@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Controller, DEFAULT_LEASE_EXPIRY_SECONDS } from '../../../src/control/controller.js';
 import { MemoryStore } from '../../../src/control/store.js';
 import { controllerRouter, startController } from '../../../src/control/server.js';
-import { HttpError, type JsonRequest } from '../../../src/control/http.js';
+import { HttpError, type JsonRequest } from '../../../src/net/http.js';
 import { TokenVerifier, signToken } from '../../../src/control/auth.js';
 
 const PS = 'cf-networking-release: src/code.cloudfoundry.org/policy-server/';

@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConntrackQuery, streamConntrack, type ConntrackStreamResult, type ConntrackStreamOptions } from '../../../src/cell/conntrack-stream.js';
-import { HttpError } from '../../../src/control/http.js';
+import { HttpError } from '../../../src/net/http.js';
 import { ConnTrack, TCP_ACK, TCP_SYN, conntrackJson, formatConntrack } from '../../../src/policy/conntrack.js';
 import { ipToU32 as ip } from '../../../src/util/ip.js';
 

@@ -1,0 +1,197 @@
+// Egress: frames a local container sent (read from its TAP) → checks (IPv4,
+// header and checksum, its own source address, no fragments) → route →
+// neighbor → FDB → the app's tag in the VXLAN Group Policy ID →
+// encapsulation toward the remote cell. A destination on this cell goes
+// through the destination's policy (ingress.ts admit) and straight to its TAP.
+// Errors the kernel would answer (no route, TTL, too big, a same-cell reject)
+// are answered with ICMP from the gateway address, back out of the same TAP.
+//
+// As the kernel does for silk, each cell routes the packet once, so the inner
+// TTL drops by one per cell (64 in the source container, 63 on the wire, 62
+// in the destination container); on the wire the inner frame carries VTEP
+// MACs; the destination container sees dst ee:ee:<its ip>, src aa:aa:<its ip>.
+import { ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, VXLAN_FLAG_G, VXLAN_FLAG_I } from '../wire/offsets.js';
+import { writeU16 } from '../wire/bytes.js';
+import { IcmpCode, IcmpType } from '../wire/icmp.js';
+import { Ipv4View } from '../wire/ipv4.js';
+import { macKey } from '../tables/fdb.js';
+import { writeMacFromIp } from '../util/ip.js';
+import { Action, type FrameBatch } from './batch.js';
+import { Drop, Stat } from './counters.js';
+import { OUTER_LEN, writeOuterHeaders } from './encap.js';
+import { flowHash, sourcePortFor } from './flowhash.js';
+import { icmpInPlace } from './icmp.js';
+import { admit, deliverToPort, Verdict } from './ingress.js';
+import { L4, NO_DROP, wrapIpv4 } from './l4.js';
+import { GATEWAY_IP, type ControlState, type Port, type Run } from './state.js';
+
+export class Egress {
+  private readonly ip = new Ipv4View();
+  private readonly l4 = new L4();
+
+  constructor(private readonly state: ControlState) {}
+
+  /** Frames from TAP `portIndex`. For each frame i sets batch.action[i] and the output fields. */
+  run(batch: FrameBatch, portIndex: number, now: number, run: Run): void {
+    const port = this.state.ports[portIndex];
+    const stats = run.counters.stats;
+    for (let i = 0; i < batch.count; i++) {
+      const off = batch.inOff(i);
+      const len = batch.len[i]!;
+      stats[Stat.EgressPackets]!++;
+      stats[Stat.EgressBytes]! += len;
+      if (port === undefined) {
+        run.drop(batch, i, Drop.PortGone);
+        continue;
+      }
+      if (!run.dry) {
+        port.packets[0]!++;
+        port.packets[1]! += len;
+      }
+      this.one(batch, i, off, len, port, now, run);
+    }
+  }
+
+  private one(batch: FrameBatch, i: number, off: number, len: number, port: Port, now: number, run: Run): void {
+    const buf = batch.slab;
+    const state = this.state;
+    if (len < ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
+    const ip = this.ip;
+    const bad = wrapIpv4(buf, off, len, ip);
+    if (bad !== NO_DROP) return run.drop(batch, i, bad);
+    const src = ip.srcAddr;
+    const dst = ip.dstAddr;
+    run.steps.source(port, src, port.tag);
+    if (src !== port.ip) return run.drop(batch, i, Drop.SpoofedSource);
+    if (ip.isFragment) return run.drop(batch, i, Drop.Fragment);
+    // Trim Ethernet padding: the kernel forwards the IP datagram, not the pad.
+    const frameLen = ETH_HEADER_LEN + ip.totalLen;
+    // Two paths, each its own method (reading L4 first) so each is optimized
+    // with its own inlining budget: one function doing everything kept the
+    // wire getters out of line and cost a fifth of egress throughput
+    // (scripts/bench-dataplane.mjs).
+    const local = state.portByIp.get(dst);
+    if (local !== undefined) return this.toLocal(batch, i, off, port, local, frameLen, now, run);
+    return this.toRemote(batch, i, off, port, frameLen, now, run);
+  }
+
+  /**
+   * The checks after routing, as the kernel's ip_forward makes them: TTL, then
+   * the MTU. True if the frame was answered or dropped here.
+   */
+  private forwardLimits(batch: FrameBatch, i: number, off: number, port: Port, now: number, run: Run): boolean {
+    const buf = batch.slab;
+    const ip = this.ip;
+    const l4 = this.l4;
+    const ipOff = off + ETH_HEADER_LEN;
+    if (ip.ttl <= 1) {
+      const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.TimeExceeded, IcmpCode.TtlExceeded, 0, GATEWAY_IP, now, run);
+      if (n === 0) run.drop(batch, i, Drop.TtlExceeded);
+      else {
+        run.counters.drop(Drop.TtlExceeded);
+        this.replyToPort(batch, i, off, n, port, run);
+      }
+      return true;
+    }
+    const mtu = this.state.innerMtu;
+    if (ip.totalLen > mtu) {
+      const n = ip.dontFrag ? icmpInPlace(buf, ipOff, ip, l4, IcmpType.DestUnreachable, IcmpCode.FragNeeded, mtu, GATEWAY_IP, now, run) : 0;
+      if (n === 0) run.drop(batch, i, Drop.TooBig);
+      else {
+        run.counters.drop(Drop.TooBig);
+        this.replyToPort(batch, i, off, n, port, run);
+      }
+      return true;
+    }
+    return false;
+  }
+
+  /** Same cell: the destination's policy, then straight to its TAP. */
+  private toLocal(batch: FrameBatch, i: number, off: number, port: Port, local: Port, frameLen: number, now: number, run: Run): void {
+    const buf = batch.slab;
+    const ip = this.ip;
+    const l4 = this.l4;
+    const ipOff = off + ETH_HEADER_LEN;
+    const dst = local.ip;
+    if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
+    run.steps.routeLocal(dst, local);
+    if (this.forwardLimits(batch, i, off, port, now, run)) return;
+    // Same cell: the packet never touches the wire, but the destination's
+    // policy applies exactly as for a packet from another cell.
+    const v = admit(this.state, buf, ip, l4, local, port.tag, now, true, run);
+    if (v === Verdict.Unrelated) return run.drop(batch, i, Drop.UnrelatedIcmpError);
+    if (v === Verdict.Deny) {
+      // The kernel answers a same-cell reject from the host side of the veth: 169.254.0.1.
+      const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.DestUnreachable, IcmpCode.PortUnreachable, 0, GATEWAY_IP, now, run);
+      if (n === 0) return run.drop(batch, i, Drop.PolicyDenied);
+      run.counters.drop(Drop.PolicyDenied);
+      return this.replyToPort(batch, i, off, n, port, run);
+    }
+    run.counters.stats[Stat.DeliveredLocal]!++;
+    deliverToPort(batch, i, off, ip, local, frameLen, run);
+  }
+
+  /** Another cell: route → neighbor → FDB → conntrack → encapsulation. */
+  private toRemote(batch: FrameBatch, i: number, off: number, port: Port, frameLen: number, now: number, run: Run): void {
+    const buf = batch.slab;
+    const state = this.state;
+    const cfg = state.cfg;
+    const ip = this.ip;
+    const l4 = this.l4;
+    const src = ip.srcAddr;
+    const dst = ip.dstAddr;
+    const proto = ip.protocol;
+    if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
+    if (dst === state.vtepIp || dst === GATEWAY_IP) return run.drop(batch, i, Drop.ToCell);
+    const route = state.routes.lookup(dst);
+    run.steps.route(dst, route);
+    if (route === undefined || route.via === 0) {
+      const n = icmpInPlace(buf, off + ETH_HEADER_LEN, ip, l4, IcmpType.DestUnreachable, IcmpCode.NetUnreachable, 0, GATEWAY_IP, now, run);
+      if (n === 0) return run.drop(batch, i, Drop.NoRoute);
+      run.counters.drop(Drop.NoRoute);
+      return this.replyToPort(batch, i, off, n, port, run);
+    }
+    if (this.forwardLimits(batch, i, off, port, now, run)) return;
+    const via = route.via;
+    const neigh = state.neighbors.get(via);
+    run.steps.neighbor(via, neigh);
+    if (neigh === undefined) return run.drop(batch, i, Drop.NoNeighbor);
+    const fdb = state.fdb.getByKey(macKey(neigh.mac, 0));
+    run.steps.fdb(neigh.mac, fdb);
+    if (fdb === undefined) return run.drop(batch, i, Drop.NoFdb);
+    // Track the flow so the reply is let in on the way back (ESTABLISHED).
+    // ICMP errors are never tracked themselves (they are RELATED to a flow), and
+    // of the rest of ICMP only an echo request opens an entry, as in the kernel.
+    if (!l4.icmpError) state.conntrack.process(src, dst, proto, l4.sport, l4.dport, l4.tcpFlags, now, !run.dry && l4.opensFlow(proto));
+    ip.decrementTtl();
+    buf.set(neigh.mac, off);
+    buf.set(state.vtepMac, off + ETH_SRC);
+    const sp = sourcePortFor(flowHash(src, dst, proto, l4.sport, l4.dport), cfg.srcPortMin, cfg.srcPortMax);
+    const ident = run.nextIdent();
+    const outer = writeOuterHeaders(buf, off, frameLen, cfg.underlayIp, fdb.dst, ident, sp, cfg.vxlanPort, cfg.vni, port.tag);
+    run.counters.stats[Stat.Encapsulated]!++;
+    batch.verdict(i, Action.Underlay, outer, frameLen + OUTER_LEN, fdb.dst);
+    run.steps.encapsulate(
+      cfg.vni,
+      port.tag,
+      port.tag !== 0 ? VXLAN_FLAG_G | VXLAN_FLAG_I : VXLAN_FLAG_I,
+      sp,
+      cfg.vxlanPort,
+      cfg.underlayIp,
+      fdb.dst,
+      state.vtepMac,
+      neigh.mac,
+      ip.ttl,
+    );
+  }
+
+  /** An ICMP error we generated (IPv4 after the Ethernet header at off) goes back out of the TAP it came from. */
+  private replyToPort(batch: FrameBatch, i: number, off: number, ipLen: number, port: Port, run: Run): void {
+    const buf = batch.slab;
+    writeMacFromIp(buf, off, 0xeeee, port.ip);
+    writeMacFromIp(buf, off + ETH_SRC, 0xaaaa, port.ip);
+    writeU16(buf, off + ETH_TYPE, ETHERTYPE_IPV4);
+    batch.verdict(i, Action.Tap, off, ETH_HEADER_LEN + ipLen, port.index);
+    run.steps.icmpErrorToContainer(port);
+  }
+}

@@ -1,0 +1,189 @@
+// Ingress: VXLAN datagrams received on UDP 4789 (payload = VXLAN header
+// first, the sender's underlay address in batch.srcIp) → checks (flags the
+// kernel accepts, VNI, a lease-holding sender, the inner frame addressed to
+// our VTEP, an inner source inside the sender's lease) → the destination
+// container's policy (admit) → delivery to its TAP, or an ICMP error
+// encapsulated back to the sending cell.
+//
+// admit() is also the same-cell half of egress: a packet between two
+// containers of one cell meets the destination's policy exactly as one from
+// another cell does.
+import { IPPROTO_ICMP, ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, VXLAN_HEADER_LEN } from '../wire/offsets.js';
+import { writeU16 } from '../wire/bytes.js';
+import { completePartialChecksum } from '../wire/checksum.js';
+import { IcmpCode, IcmpType, readQuotedFlow, type QuotedFlow } from '../wire/icmp.js';
+import { Ipv4View } from '../wire/ipv4.js';
+import { vxlanFlagsAcceptable, vxlanGpidAt, vxlanVniAt } from '../wire/vxlan.js';
+import { CtState } from '../policy/conntrack.js';
+import { prefixMask, writeMacFromIp } from '../util/ip.js';
+import { Action, type FrameBatch } from './batch.js';
+import { Drop, Stat } from './counters.js';
+import { OUTER_LEN, writeOuterHeaders } from './encap.js';
+import { flowHash, sourcePortFor } from './flowhash.js';
+import { icmpInPlace } from './icmp.js';
+import { L4, NO_DROP, wrapIpv4 } from './l4.js';
+import type { ControlState, LeaseInfo, Port, Run } from './state.js';
+
+export const enum Verdict {
+  Deny = 0,
+  Allow = 1,
+  /** An ICMP error that belongs to no tracked flow: dropped silently (never answer an error with one). */
+  Unrelated = 2,
+}
+
+const quoted: QuotedFlow = { src: 0, dst: 0, protocol: 0, sport: 0, dport: 0 };
+
+/**
+ * The ingress decision for the packet in `ip` (L4 fields in `l4`) to local
+ * container `dst`, carrying Group Policy ID `tag` (0 = none): a related ICMP
+ * error, a tracked connection, or a policy rule; else deny.
+ */
+export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4, dst: Port, tag: number, now: number, sameCell: boolean, run: Run): Verdict {
+  const proto = ip.protocol;
+  if (l4.icmpError) {
+    const ok = readQuotedFlow(buf, ip.payloadOffset, ip.payloadLen, quoted) && state.conntrack.related(quoted.src, quoted.dst, quoted.protocol, quoted.sport, quoted.dport, now);
+    run.steps.policyTracked(ok ? 'related' : 'unrelated');
+    if (!ok) return Verdict.Unrelated;
+    run.counters.stats[Stat.ConntrackAllowed]!++;
+    return Verdict.Allow;
+  }
+  const st = state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, false);
+  if (st !== CtState.New) {
+    run.counters.stats[Stat.ConntrackAllowed]!++;
+    run.steps.policyTracked(st === CtState.Reply ? 'reply' : 'established');
+    return Verdict.Allow;
+  }
+  const rule = tag === 0 || proto === IPPROTO_ICMP ? -1 : state.policy.match(ip.dstAddr, proto, l4.dport, tag);
+  if (rule < 0) {
+    run.steps.policyDenied(tag === 0 ? 'no-tag' : 'no-rule', tag, dst);
+    return Verdict.Deny;
+  }
+  run.counters.stats[Stat.PolicyAllowed]!++;
+  if (!run.dry) {
+    state.ruleHits[rule]!++;
+    // Same-cell packets are not tracked at egress (only remote ones are);
+    // here the allowed packet opens the connection.
+    state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, true);
+  }
+  run.steps.policyRule(state.policy.plan.accepts[rule]!, sameCell);
+  return Verdict.Allow;
+}
+
+/**
+ * Deliver the packet in `ip` (Ethernet header at `eth`, `frameLen` bytes) to
+ * container `port`: TTL - 1 (this cell routed it), the container's MACs
+ * (dst ee:ee:<ip>, src aa:aa:<ip>), counted, written to its TAP.
+ */
+export function deliverToPort(batch: FrameBatch, i: number, eth: number, ip: Ipv4View, port: Port, frameLen: number, run: Run): void {
+  const buf = batch.slab;
+  ip.decrementTtl();
+  writeMacFromIp(buf, eth, 0xeeee, port.ip);
+  writeMacFromIp(buf, eth + ETH_SRC, 0xaaaa, port.ip);
+  if (!run.dry) {
+    port.packets[2]!++;
+    port.packets[3]! += frameLen;
+  }
+  batch.verdict(i, Action.Tap, eth, frameLen, port.index);
+  run.steps.deliver(port, ip.ttl);
+}
+
+export class Ingress {
+  private readonly ip = new Ipv4View();
+  private readonly l4 = new L4();
+
+  constructor(private readonly state: ControlState) {}
+
+  /** VXLAN datagrams received on the underlay (payload = VXLAN header first; srcIp set). */
+  run(batch: FrameBatch, now: number, run: Run): void {
+    const stats = run.counters.stats;
+    for (let i = 0; i < batch.count; i++) {
+      const len = batch.len[i]!;
+      stats[Stat.IngressPackets]!++;
+      stats[Stat.IngressBytes]! += len;
+      this.one(batch, i, batch.inOff(i), len, batch.srcIp[i]! >>> 0, now, run);
+    }
+  }
+
+  private one(batch: FrameBatch, i: number, off: number, len: number, from: number, now: number, run: Run): void {
+    const buf = batch.slab;
+    const state = this.state;
+    const cfg = state.cfg;
+    if (len < VXLAN_HEADER_LEN) return run.drop(batch, i, Drop.BadVxlan);
+    const flags = buf[off]!;
+    // Like the kernel, refuse headers with flags it would not accept (wire/vxlan.ts).
+    if (!vxlanFlagsAcceptable(flags)) return run.drop(batch, i, Drop.BadVxlanFlags);
+    const vni = vxlanVniAt(buf, off);
+    if (vni !== cfg.vni) return run.drop(batch, i, Drop.WrongVni);
+    const gpid = vxlanGpidAt(buf, off);
+    run.steps.decapsulate(from, vni, flags, gpid);
+    // VXLAN has no authentication: only lease holders may send to us.
+    const lease = state.leaseByUnderlay.get(from);
+    if (lease === undefined || from === cfg.underlayIp) return run.drop(batch, i, Drop.UnknownUnderlaySource);
+    const eth = off + VXLAN_HEADER_LEN;
+    const elen = len - VXLAN_HEADER_LEN;
+    if (elen < ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
+    const vtepMac = state.vtepMac;
+    for (let k = 0; k < 6; k++) {
+      if (buf[eth + k] !== vtepMac[k]) return run.drop(batch, i, Drop.WrongInnerMac);
+    }
+    const ip = this.ip;
+    const bad = wrapIpv4(buf, eth, elen, ip);
+    if (bad !== NO_DROP) return run.drop(batch, i, bad);
+    const src = ip.srcAddr;
+    if (((src & prefixMask(lease.prefixLen)) >>> 0) !== lease.subnet) return run.drop(batch, i, Drop.SpoofedInnerSource);
+    if (ip.isFragment) return run.drop(batch, i, Drop.Fragment);
+    this.toContainer(batch, i, eth, lease, from, gpid, now, run);
+  }
+
+  /** The inner packet passed the tunnel's checks: its container, TTL, policy, delivery (a method of its own: see egress.ts). */
+  private toContainer(batch: FrameBatch, i: number, eth: number, lease: LeaseInfo, from: number, gpid: number, now: number, run: Run): void {
+    const buf = batch.slab;
+    const state = this.state;
+    const ip = this.ip;
+    const ipOff = eth + ETH_HEADER_LEN;
+    const dst = ip.dstAddr;
+    const l4 = this.l4;
+    if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
+    const port = state.portByIp.get(dst);
+    run.steps.lookupContainer(dst, port);
+    if (port === undefined) return run.drop(batch, i, dst === state.vtepIp ? Drop.ToCell : Drop.NoContainer);
+    const frameLen = ETH_HEADER_LEN + ip.totalLen;
+    if (ip.ttl <= 1) {
+      const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.TimeExceeded, IcmpCode.TtlExceeded, 0, state.vtepIp, now, run);
+      if (n === 0) return run.drop(batch, i, Drop.TtlExceeded);
+      run.counters.drop(Drop.TtlExceeded);
+      return this.replyToUnderlay(batch, i, eth, n, lease, from, run);
+    }
+    const v = admit(state, buf, ip, l4, port, gpid, now, false, run);
+    if (v === Verdict.Unrelated) return run.drop(batch, i, Drop.UnrelatedIcmpError);
+    if (v === Verdict.Deny) {
+      const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.DestUnreachable, IcmpCode.PortUnreachable, 0, state.vtepIp, now, run);
+      if (n === 0) return run.drop(batch, i, Drop.PolicyDenied);
+      run.counters.drop(Drop.PolicyDenied);
+      return this.replyToUnderlay(batch, i, eth, n, lease, from, run);
+    }
+    // A kernel peer on this host (veth, virtio) may have left the TCP/UDP
+    // checksum for the NIC to finish; the container's stack would drop it.
+    if (completePartialChecksum(buf, ip.payloadOffset, ip.payloadLen, ip.protocol, ip.srcAddr, dst)) run.counters.stats[Stat.ChecksumCompleted]!++;
+    run.counters.stats[Stat.Decapsulated]!++;
+    run.counters.stats[Stat.DeliveredRemote]!++;
+    deliverToPort(batch, i, eth, ip, port, frameLen, run);
+  }
+
+  /** An ICMP error we generated (IPv4 after the inner Ethernet header at eth) goes back, encapsulated, to the cell it came from. */
+  private replyToUnderlay(batch: FrameBatch, i: number, eth: number, ipLen: number, lease: LeaseInfo, to: number, run: Run): void {
+    const buf = batch.slab;
+    const state = this.state;
+    const cfg = state.cfg;
+    writeMacFromIp(buf, eth, 0xeeee, lease.subnet);
+    buf.set(state.vtepMac, eth + ETH_SRC);
+    writeU16(buf, eth + ETH_TYPE, ETHERTYPE_IPV4);
+    const frameLen = ETH_HEADER_LEN + ipLen;
+    const ident = run.nextIdent();
+    const ip = this.ip;
+    const sp = sourcePortFor(flowHash(ip.srcAddr, ip.dstAddr, IPPROTO_ICMP, 0, 0), cfg.srcPortMin, cfg.srcPortMax);
+    const outer = writeOuterHeaders(buf, eth, frameLen, cfg.underlayIp, to, ident, sp, cfg.vxlanPort, cfg.vni, 0);
+    batch.verdict(i, Action.Underlay, outer, frameLen + OUTER_LEN, to);
+    run.steps.icmpErrorToUnderlay(to);
+  }
+}
