@@ -4,7 +4,9 @@
 // What the addon does: syscalls (TAP open/ioctl, batched read/readv/writev,
 // raw-socket sendmmsg, UDP recvmmsg, UDP GSO sendmmsg, getsockopt probes) and
 // byte primitives (copies into slab slots, splitting a UDP_GRO message into
-// datagrams at the kernel's gso_size, counting drops at indexes it is given).
+// datagrams at the kernel's gso_size, counting drops at indexes it is given,
+// and bytes.cc's copySum/sumRanges: copies and one's complement sums over
+// ranges TypeScript describes, called once per batch).
 // Forwarding, policy and encapsulation decisions are all made in TypeScript.
 //
 // The header fields it does read, and why:

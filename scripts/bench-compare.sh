@@ -5,6 +5,10 @@
 # and once with the kernel's TSO/GSO/GRO off on every veth (kernel-nooffload:
 # the fair comparison for a TAP read without IFF_VNET_HDR, DESIGN.md). In each:
 #   - iperf3 single-stream TCP appB → appA, BENCH_SECONDS (10) s, BENCH_RUNS (3) runs, median;
+#     over those runs, CPU seconds per GB that arrived: the cells' user+sys (/proc/PID/stat) and the
+#     whole machine's softirq time (/proc/stat), each divided by the bytes iperf3 received;
+#   - 4 parallel TCP streams (iperf3 -P 4) and the reverse direction (iperf3 -R: appA sends),
+#     BENCH_SECONDS each, one run;
 #   - UDP request/response latency (scripts/udp-ping.mjs), BENCH_PROBES (1000) probes, p50/p99;
 #   - 64-byte frames (18-byte UDP payload) with iperf3 -u -b 0 for BENCH_PPS_SECONDS (5) s:
 #     packets per second that arrived.
@@ -12,8 +16,16 @@
 #
 #   sudo scripts/bench-compare.sh            # needs a build (npm run build), iperf3, ethtool
 #   BENCH_SECONDS=3 BENCH_RUNS=1 sudo scripts/bench-compare.sh   # quick look
+#   BENCH_MODES="user user-off" BENCH_OFF_ENV="SILKWORM_NATIVE_BYTES=0" sudo scripts/bench-compare.sh
+#       # paired on/off: user-off is the user mode with the cells started under BENCH_OFF_ENV
+#       # (space-separated VAR=value words) and/or from the build at BENCH_OFF_ROOT (another
+#       # checkout with its dist/ and build/); the two alternate BENCH_PAIRS (1) times
 #
-# Network safety: its own lab prefixes (kbu, kbk, kbn), underlay 198.18.9.0/24,
+# BENCH_MODES (default "user kernel kernel-nooffload") picks the modes, in order; each one's figures
+# come from the same machine minutes apart, so ratios are the comparable numbers on a busy box.
+# The softirq figure is the whole machine's: on a shared machine other work's softirq counts too.
+#
+# Network safety: its own lab prefixes (kbu, kbo, kbk, kbn), underlay 198.18.9.0/24,
 # every load bounded in time, every lab taken down on exit (also on Ctrl-C),
 # and only the PIDs it started are signalled.
 set -euo pipefail
@@ -24,6 +36,11 @@ SECONDS_TCP=${BENCH_SECONDS:-10}
 RUNS=${BENCH_RUNS:-3}
 PROBES=${BENCH_PROBES:-1000}
 PPS_SECONDS=${BENCH_PPS_SECONDS:-5}
+MODES=${BENCH_MODES:-user kernel kernel-nooffload}
+OFF_ENV=${BENCH_OFF_ENV:-}
+OFF_ROOT=${BENCH_OFF_ROOT:-$ROOT}
+[ -f "$OFF_ROOT/bin/silkworm.js" ] || { echo "bench-compare: BENCH_OFF_ROOT $OFF_ROOT has no bin/silkworm.js" >&2; exit 1; }
+PAIRS=${BENCH_PAIRS:-1}
 BASE=198.18.9.11/24
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/silkworm-bench-compare.XXXXXX)}
 mkdir -p "$OUT"
@@ -47,6 +64,20 @@ trap cleanup EXIT INT TERM
 
 say() { echo "bench-compare: $*" >&2; }
 
+# "CELL_TICKS SOFTIRQ_TICKS CLK_TCK": user+sys ticks of the lab's cell processes (from its state file),
+# and the machine's softirq ticks (/proc/stat, all CPUs).
+cpu_snapshot() {
+  local state=$1 pid t=0 u s
+  for pid in $(node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(s.cells.map(c=>c.pid).join(" "))' "$state"); do
+    if [ -r "/proc/$pid/stat" ]; then
+      # fields 14 and 15 after the command name (which may hold spaces, so cut after the last ')')
+      read -r u s < <(sed -E 's/^.*\) //' "/proc/$pid/stat" | awk '{print $12, $13}')
+      t=$((t + u + s))
+    fi
+  done
+  echo "$t $(awk '/^cpu /{print $8}' /proc/stat) $(getconf CLK_TCK)"
+}
+
 # ethtool -K on every veth of a lab: containers' eth0, the cells' s-* and eth0, the bridge ports.
 offloads_off() {
   local pre=$1 ns dev
@@ -59,10 +90,15 @@ offloads_off() {
 
 run_mode() {
   local mode=$1 pre=$2 dataplane=$3
+  local -a envs=() sw=("${SW[@]}")
+  if [ "$mode" = user-off ]; then
+    read -r -a envs <<<"$OFF_ENV"
+    sw=(node "$OFF_ROOT/bin/silkworm.js")
+  fi
   PREFIXES+=("$pre")
   "${SW[@]}" lab down --prefix "$pre" >/dev/null 2>&1 || true
-  say "$mode: lab up --prefix $pre --dataplane $dataplane"
-  "${SW[@]}" lab up --prefix "$pre" --dataplane "$dataplane" --underlay-base "$BASE" --json >"$OUT/$pre-state.json"
+  say "$mode: lab up --prefix $pre --dataplane $dataplane ${envs[*]} (${sw[*]})"
+  env "${envs[@]}" "${sw[@]}" lab up --prefix "$pre" --dataplane "$dataplane" --underlay-base "$BASE" --json >"$OUT/$pre-state.json"
   local ipA
   ipA=$(node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(s.containers.find(c=>c.app==="appA").ip)' "$OUT/$pre-state.json")
   [ "$mode" = kernel-nooffload ] && offloads_off "$pre"
@@ -79,9 +115,13 @@ run_mode() {
   sleep 1
 
   local i
+  cpu_snapshot "$OUT/$pre-state.json" >"$OUT/$pre-cpu-before.txt"
   for i in $(seq 1 "$RUNS"); do
     ip netns exec "$pre-appB-0" timeout $((SECONDS_TCP + 20)) iperf3 -c "$ipA" -p 5201 -t "$SECONDS_TCP" -J >"$OUT/$pre-tcp-$i.json" || say "$mode: iperf3 TCP run $i failed (see $OUT/$pre-tcp-$i.json)"
   done
+  cpu_snapshot "$OUT/$pre-state.json" >"$OUT/$pre-cpu-after.txt"
+  ip netns exec "$pre-appB-0" timeout $((SECONDS_TCP + 20)) iperf3 -c "$ipA" -p 5201 -P 4 -t "$SECONDS_TCP" -J >"$OUT/$pre-tcp4.json" || say "$mode: iperf3 -P 4 failed"
+  ip netns exec "$pre-appB-0" timeout $((SECONDS_TCP + 20)) iperf3 -c "$ipA" -p 5201 -R -t "$SECONDS_TCP" -J >"$OUT/$pre-tcprev.json" || say "$mode: iperf3 -R failed"
   ip netns exec "$pre-appB-0" timeout 120 node "$SCRIPTS/udp-ping.mjs" client --host "$ipA" --port 7007 --count "$PROBES" --size 64 --timeout-ms 1000 --json >"$OUT/$pre-rtt.json" || say "$mode: udp-ping failed"
   ip netns exec "$pre-appB-0" timeout $((PPS_SECONDS + 20)) iperf3 -c "$ipA" -p 5201 -u -l 18 -b 0 -t "$PPS_SECONDS" -J >"$OUT/$pre-pps.json" || say "$mode: iperf3 UDP failed"
 
@@ -92,9 +132,17 @@ run_mode() {
   say "$mode: $(tail -1 "$RESULTS")"
 }
 
-run_mode user kbu user
-run_mode kernel kbk kernel
-run_mode kernel-nooffload kbn kernel
+for p in $(seq 1 "$PAIRS"); do
+  for mode in $MODES; do
+    case $mode in
+      user) run_mode user kbu user ;;
+      user-off) run_mode user-off kbo user ;;
+      kernel) run_mode kernel kbk kernel ;;
+      kernel-nooffload) run_mode kernel-nooffload kbn kernel ;;
+      *) echo "bench-compare: unknown mode \"$mode\" in BENCH_MODES (user, user-off, kernel, kernel-nooffload)" >&2; exit 2 ;;
+    esac
+  done
+done
 
 node "$SCRIPTS/bench-compare-collect.mjs" --table "$RESULTS" "$SECONDS_TCP" "$RUNS" "$PROBES" "$PPS_SECONDS"
 say "raw results in $OUT"

@@ -7,7 +7,7 @@ import type { ControllerClient, Lease, Snapshot } from '../net/controller-client
 import type { Logger } from '../util/log.js';
 import { Agent } from './agent.js';
 import type { AgentHooks, Backend, DesiredState } from './backend.js';
-import type { ContainerInfo, ContainerRecord, ContainerRequest } from './containers.js';
+import type { ContainerInfo, ContainerKey, ContainerRecord, ContainerRequest } from './containers.js';
 import type { ControlLoop } from './control-loop.js';
 
 export interface AgentCellOptions {
@@ -81,7 +81,7 @@ export abstract class AgentCell implements Backend {
   listContainers(): ContainerInfo[] {
     return this.agent.listContainers();
   }
-  findContainer(key: { handle?: string; netns?: string }): string | undefined {
+  findContainer(key: ContainerKey): string | undefined {
     return this.agent.findContainer(key);
   }
   addContainer(req: ContainerRequest): Promise<ContainerInfo> {
@@ -89,6 +89,9 @@ export abstract class AgentCell implements Backend {
   }
   removeContainer(handle: string): Promise<ContainerInfo> {
     return this.agent.removeContainer(handle);
+  }
+  removeIfPresent(key: ContainerKey): Promise<ContainerInfo | undefined> {
+    return this.agent.removeIfPresent(key);
   }
 
   // The Backend: what each data plane does.

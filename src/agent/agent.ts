@@ -8,9 +8,17 @@ import type { ControllerClient, Lease, Snapshot } from '../net/controller-client
 import { u32ToIp } from '../util/ip.js';
 import type { Logger } from '../util/log.js';
 import type { AgentHooks, Backend } from './backend.js';
-import { checkContainerRequest, containerInfo, type ContainerInfo, type ContainerRecord, type ContainerRequest } from './containers.js';
+import {
+  checkContainerRequest,
+  containerInfo,
+  matchesKey,
+  type ContainerInfo,
+  type ContainerKey,
+  type ContainerRecord,
+  type ContainerRequest,
+} from './containers.js';
 import { ControlLoop } from './control-loop.js';
-import { nextIp } from './ipam.js';
+import { checkFixedIp, nextIp } from './ipam.js';
 import { parseLease, parseLeases } from './leases.js';
 
 export interface AgentOptions {
@@ -92,20 +100,36 @@ export class Agent {
     return [...this.records.values()].map((c) => this.info(c));
   }
 
-  findContainer(key: { handle?: string; netns?: string }): string | undefined {
-    for (const c of this.records.values()) if (c.handle === key.handle || c.netns === key.netns) return c.handle;
+  /** The handle of the container `key` names: by handle or namespace (name or path), or by CNI container id. */
+  findContainer(key: ContainerKey): string | undefined {
+    for (const c of this.records.values()) if (matchesKey(c, key)) return c.handle;
     return undefined;
   }
 
   addContainer(req: ContainerRequest): Promise<ContainerInfo> {
     return this.serial(async () => {
-      const { handle, app, netns } = checkContainerRequest(req, this.records.values(), this.o.netnsExists);
+      const { handle, app, netns, ifname, containerId, cniNetwork } = checkContainerRequest(req, this.records.values(), this.o.netnsExists);
       const used = new Set([...this.records.values()].map((c) => c.ip));
-      const ip = nextIp(this.lease.overlay_subnet, (a) => used.has(a));
-      const c: ContainerRecord = { handle, app, ip, netns };
+      let ip: number;
+      if (req.ip !== undefined) {
+        ip = checkFixedIp(req.ip, this.lease.overlay_subnet);
+        if (used.has(ip)) throw new Error(`ip ${req.ip} is already in use on cell ${this.name}`);
+      } else {
+        ip = nextIp(this.lease.overlay_subnet, (a) => used.has(a));
+      }
+      // A CNI attachment keeps its interface name and container id; a plain
+      // add keeps an interface name only when it is not eth0.
+      const c: ContainerRecord = {
+        handle,
+        app,
+        ip,
+        netns,
+        ...(containerId !== undefined ? { ifname: ifname ?? 'eth0', containerId } : ifname !== undefined && ifname !== 'eth0' ? { ifname } : {}),
+        ...(cniNetwork !== undefined ? { cniNetwork } : {}),
+      };
       const extra = await this.backend.attach(c);
       this.records.set(handle, c);
-      this.log.info({ handle, app, ip: u32ToIp(ip), netns, ...extra }, 'container-added');
+      this.log.info({ handle, app, ip: u32ToIp(ip), netns, ifname: c.ifname, containerId, ...extra }, 'container-added');
       return this.info(c);
     });
   }
@@ -118,6 +142,24 @@ export class Agent {
       this.records.delete(handle);
       await this.backend.detach(c);
       this.log.info({ handle }, 'container-removed');
+      return info;
+    });
+  }
+
+  /**
+   * Remove the container `key` names, if there is one (CNI DEL): looked up in
+   * the queue, so two DELs of one container at once both succeed and the
+   * second finds nothing. Undefined when there was nothing to remove.
+   */
+  removeIfPresent(key: ContainerKey): Promise<ContainerInfo | undefined> {
+    return this.serial(async () => {
+      const handle = this.findContainer(key);
+      const c = handle === undefined ? undefined : this.records.get(handle);
+      if (!c) return undefined;
+      const info = this.info(c);
+      this.records.delete(c.handle);
+      await this.backend.detach(c);
+      this.log.info({ handle: c.handle, containerId: c.containerId }, 'container-removed');
       return info;
     });
   }

@@ -18,14 +18,16 @@ import { formatMac, u32ToIp, formatCidr } from '../util/ip.js';
 import { DROP_NAMES } from '../dataplane/counters.js';
 import { buildProbe } from '../dataplane/probe.js';
 import { runTrace } from './trace.js';
+import { ipIn } from '../agent/netns.js';
 import { ipToU32, isIpv4 } from '../util/ip.js';
 
 const execFileP = promisify(execFile);
 
-/** eth0's TX drops inside a container namespace (`ip -s link`), or null if it cannot be read. */
-async function tapQueueDrops(netns: string): Promise<number | null> {
+/** The container interface's TX drops inside a container namespace (`ip -s link`), or null if it cannot be read. */
+async function tapQueueDrops(netns: string, ifname: string): Promise<number | null> {
   try {
-    const { stdout } = await execFileP('ip', ['-n', netns, '-s', '-j', 'link', 'show', 'dev', 'eth0'], { timeout: 2000 });
+    const [cmd, argv] = ipIn(netns, ['-s', '-j', 'link', 'show', 'dev', ifname]);
+    const { stdout } = await execFileP(cmd, argv, { timeout: 2000 });
     const j = JSON.parse(stdout)[0];
     return Number(j?.stats64?.tx?.dropped ?? j?.stats?.tx?.dropped ?? 0);
   } catch {
@@ -104,7 +106,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
     const snap = cell.dp.counters.snapshot();
     const containers = await Promise.all(
       cell.dp.listPorts().map(async (p) => {
-        const netns = cell.listContainers().find((c) => c.handle === p.handle)?.netns;
+        const c = cell.listContainers().find((x) => x.handle === p.handle);
         return {
           handle: p.handle,
           app: p.app,
@@ -115,7 +117,7 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
           rx_bytes: p.packets[3],
           // Frames the container's kernel dropped because our TAP queue was full
           // (we were behind): counted by the kernel, not by the pipeline.
-          tap_queue_drops: netns ? await tapQueueDrops(netns) : null,
+          tap_queue_drops: c ? await tapQueueDrops(c.netns, c.ifname ?? 'eth0') : null,
         };
       }),
     );

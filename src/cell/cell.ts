@@ -13,7 +13,7 @@ import type { OffloadStatus } from '../offload/options.js';
 import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
-import type { ContainerInfo, ContainerRecord } from '../agent/containers.js';
+import { ifnameOf, type ContainerInfo, type ContainerRecord } from '../agent/containers.js';
 import { samePolicies } from '../agent/converger.js';
 import type { ContainerNet } from '../agent/netns.js';
 import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
@@ -49,6 +49,7 @@ export interface CellOptions {
 interface Attached {
   port: Port;
   netns: string;
+  ifname: string;
   dev: FrameDevice;
 }
 
@@ -127,7 +128,7 @@ export class Cell extends AgentCell {
     for (const a of [...this.attached.values()]) {
       this.forget(a.port.handle);
       await this.opts.containerNet
-        .detach(a.netns)
+        .detach(a.netns, a.ifname)
         .then(() => this.log.info({ handle: a.port.handle }, 'container-removed'))
         .catch(() => undefined);
     }
@@ -158,15 +159,16 @@ export class Cell extends AgentCell {
 
   async attach(c: ContainerRecord): Promise<void> {
     const { handle, app, ip, netns } = c;
+    const ifname = ifnameOf(c);
     const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops);
     try {
-      await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu);
+      await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu, ifname);
     } catch (err) {
       dev.close();
       throw err;
     }
     const port = this.dp.addPort(handle, app, ip);
-    this.attached.set(handle, { port, netns, dev });
+    this.attached.set(handle, { port, netns, ifname, dev });
     this.devByIndex[port.index] = dev;
     dev.start(
       (batch) => {
@@ -183,7 +185,7 @@ export class Cell extends AgentCell {
 
   async detach(c: ContainerRecord): Promise<void> {
     this.forget(c.handle);
-    await this.opts.containerNet.detach(c.netns);
+    await this.opts.containerNet.detach(c.netns, ifnameOf(c));
   }
 
   private forget(handle: string): Attached | undefined {

@@ -7,11 +7,16 @@ import { UdpUnderlay } from '../io/underlay.js';
 import { BATCH_SIZE } from '../io/types.js';
 import { ALL_OFFLOADS, OffloadNegotiation, type OffloadOptions } from '../offload/options.js';
 
-export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS): CellIo {
+/** How the devices do their byte work: nativeBytes (default true) uses the addon's copy/checksum primitives. */
+export interface IoTuning {
+  nativeBytes?: boolean;
+}
+
+export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS, tuning: IoTuning = {}): CellIo {
   const neg = new OffloadNegotiation(offload);
   return {
     openTap: (name, slotSize, drops) => {
-      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops });
+      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, nativeBytes: tuning.nativeBytes });
       if (offload.tapGro) neg.record('tap-gro', dev.vnetHdr, dev.vnetRefusal);
       if (offload.tapTso) neg.record('tap-tso', dev.tso, dev.tsoRefusal);
       return dev;

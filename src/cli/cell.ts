@@ -119,7 +119,9 @@ export function register(program: Command): void {
         name: o.name,
         controller: client,
         underlayIp: o.underlayIp,
-        io: nativeCellIo(offloads.options),
+        // SILKWORM_NATIVE_BYTES=0: segmentation and checksum verification in TypeScript instead of the
+        // addon's byte primitives (for paired measurements, scripts/bench-compare.sh --paired).
+        io: nativeCellIo(offloads.options, { nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0' }),
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port },
         capture: Boolean(o.capture),

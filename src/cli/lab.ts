@@ -25,7 +25,7 @@ export function formatStatus(r: StatusReport): string {
   }
   if (r.containers.length > 0) {
     out.push('');
-    out.push(table(['CONTAINER', 'NETNS', 'IP', 'CELL'], r.containers.map((c) => [c.app, c.netns, c.ip, c.cell])));
+    out.push(table(['CONTAINER', 'NETNS', 'IP', 'CELL', 'CNI CONTAINER ID'], r.containers.map((c) => [c.app, c.netns, c.ip, c.cell, c.containerId ?? '-'])));
   }
   return out.join('\n') + '\n';
 }

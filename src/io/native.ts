@@ -180,6 +180,13 @@ export interface NativeAddon {
   probeUdpSegment?: () => number;
   /** UDP GSO sender: pool of UDP sockets bound to (srcIp, sport), up to maxSockets; rawFd for the rest. */
   UdpGsoSender: new (srcIp: number, rawFd: number, maxSockets: number) => NativeUdpGsoSender;
+  /**
+   * Byte primitives (native/bytes.cc; absent from addons built before them): desc[3k..3k+2] =
+   * [srcOff, dstOff, len] copied src → dst, sums[k] = the folded one's complement sum of the bytes.
+   */
+  copySum?: (src: Uint8Array, dst: Uint8Array, desc: Uint32Array, n: number, sums: Uint32Array) => void;
+  /** desc[2k..2k+1] = [off, len]: sums[k] = the folded one's complement sum of buf[off, +len). */
+  sumRanges?: (buf: Uint8Array, desc: Uint32Array, n: number, sums: Uint32Array) => void;
   /** Largest batch one sendBatch call or reader accepts (1024). */
   maxBatch: number;
 }

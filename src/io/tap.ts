@@ -34,6 +34,7 @@ import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
 import { Drop } from '../dataplane/counters.js';
 import { GroPlanner, VNET_HDR_LEN, type GroCounters } from '../offload/gro.js';
 import { GsoSegmenter, type GsoCounters } from '../offload/gso.js';
+import type { ByteOps } from '../offload/bytes.js';
 import { BATCH_SIZE, type FrameDevice } from './types.js';
 import { errnoError, errnoName, isDeviceGone, loadNative, type NativeAddon, type NativeTapReader, type ReaderCounters, type TapHandle } from './native.js';
 
@@ -68,6 +69,11 @@ export interface TapOptions {
   groVerify?: boolean;
   /** The cell's drop-reason table (indexed by Drop): this device's drops are counted there too. */
   drops?: Float64Array;
+  /**
+   * Segment (tso) and verify (gro) with the addon's copySum/sumRanges, once per batch (default true;
+   * false keeps that byte work in TypeScript, for paired measurements).
+   */
+  nativeBytes?: boolean;
 }
 
 export interface TapStats {
@@ -199,11 +205,16 @@ export class TapDevice implements FrameDevice {
       throw err;
     }
     // `batch` packets / 4 × `batch` frames per plan: a whole cell batch in one native call.
-    this.gro = vnetHdr ? new GroPlanner(batch, 4 * batch, opts.groVerify ?? true, opts.gro ?? true) : undefined;
+    // An addon built before the byte primitives has no copySum: the TypeScript paths then do the work.
+    const bytes: ByteOps | undefined =
+      (opts.nativeBytes ?? true) && native.copySum !== undefined && native.sumRanges !== undefined
+        ? { copySum: native.copySum, sumRanges: native.sumRanges }
+        : undefined;
+    this.gro = vnetHdr ? new GroPlanner(batch, 4 * batch, opts.groVerify ?? true, opts.gro ?? true, bytes) : undefined;
     if (tso) {
       this.raw = new Uint8Array(RAW_BYTES);
       this.rawMeta = new Uint32Array(2 * batch);
-      this.gsoSeg = new GsoSegmenter(this.raw, this.batch, opts.drops);
+      this.gsoSeg = new GsoSegmenter(this.raw, this.batch, opts.drops, bytes);
     }
   }
 

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import type { ControllerClient, Lease } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
-import type { ContainerRecord } from '../agent/containers.js';
+import { ifnameOf, type ContainerRecord } from '../agent/containers.js';
 import { Converger } from '../agent/converger.js';
 import type { ContainerNet } from '../agent/netns.js';
 import { plan as planRules, validatePolicy, type Plan } from '../policy/planner.js';
@@ -204,12 +204,12 @@ export class KernelCell extends AgentCell {
     await this.ip(cmds.create);
     try {
       // The container side exactly as the userspace cell sets up its TAP.
-      await this.o.containerNet.attach(peer, netns, ip, this.innerMtu);
+      await this.o.containerNet.attach(peer, netns, ip, this.innerMtu, ifnameOf(c));
       await this.exec.run('sysctl', ['-q', '-w', `net.ipv6.conf.${host}.disable_ipv6=1`]).catch(() => undefined);
       for (const a of cmds.configure) await this.ip(a);
     } catch (err) {
       await this.ip(['link', 'del', host]).catch(() => undefined);
-      await this.o.containerNet.detach(netns).catch(() => undefined);
+      await this.o.containerNet.detach(netns, ifnameOf(c)).catch(() => undefined);
       throw err instanceof ExecError ? new Error(err.message) : err;
     }
     this.containers.set(c.handle, c);
@@ -226,7 +226,7 @@ export class KernelCell extends AgentCell {
 
   private async removeVeth(c: ContainerRecord): Promise<void> {
     this.containers.delete(c.handle);
-    await this.o.containerNet.detach(c.netns).catch(() => undefined);
+    await this.o.containerNet.detach(c.netns, ifnameOf(c)).catch(() => undefined);
     await this.ip(['link', 'del', vethNames(c.ip).host]).catch(() => undefined);
   }
 

@@ -13,7 +13,7 @@ import { fail } from './errors.js';
 import { labDir, DEFAULT_LAB } from './paths.js';
 import { buildTopology, deleteNamespaces, listNetns, netnsPids } from './netns.js';
 import { cmdline, isAlive, isOurs, listeningIn, probeHttp, stopProcesses, waitReady } from './procs.js';
-import { realRunner, type LabRunner } from './runner.js';
+import { labConflist, realRunner, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
 import { labNamespaces, planLab, validatePrefix, type LabPlan, type PlanOptions } from './topology.js';
 
@@ -116,13 +116,29 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     }
     say(`cells up: ${state.cells.map((x) => `${x.name} ${x.underlayIp} ${x.dataplane ?? 'user'} (pid ${x.pid})`).join(', ')}`);
 
+    // Containers are attached through silkworm-cni, as a runtime would: one
+    // conflist per cell under the lab's directory.
+    const cniDir = path.join(plan.dir, 'cni');
+    fs.mkdirSync(cniDir, { recursive: true });
+    for (const cell of plan.cells) {
+      fs.writeFileSync(path.join(cniDir, `${cell.name}.conflist`), JSON.stringify(labConflist(`${plan.prefix}-${cell.name}`, cell.socket), null, 2) + '\n');
+    }
     // allSettled: if one add fails, the other must finish before tear-down
     // starts, or it could attach a container to a namespace being deleted.
     const settled = await Promise.allSettled(
       plan.apps.map(async (a) => {
         const cell = plan.cells.find((x) => x.name === a.cell)!;
-        const info = await runner.addContainer({ app: a.app, cell: a.cell, cellSocket: cell.socket, netns: a.netns });
-        return { app: a.app, netns: a.netns, ip: info.ip, cell: a.cell, ...(info.mac ? { mac: info.mac } : {}), ...(info.handle ? { handle: info.handle } : {}) };
+        const conflist = path.join(cniDir, `${a.cell}.conflist`);
+        const info = await runner.addContainer({ app: a.app, cell: a.cell, cellSocket: cell.socket, netns: a.netns, conflist, containerId: a.netns });
+        return {
+          app: a.app,
+          netns: a.netns,
+          ip: info.ip,
+          cell: a.cell,
+          ...(info.mac ? { mac: info.mac } : {}),
+          ...(info.handle ? { handle: info.handle } : {}),
+          ...(info.containerId ? { containerId: info.containerId } : {}),
+        };
       }),
     );
     const added = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -252,7 +268,7 @@ export interface StatusReport {
   namespaces: { name: string; exists: boolean }[];
   controller: ({ socket: string; log: string; answers: boolean } & ProcStatus) | null;
   cells: ({ name: string; netns: string; underlayIp: string; socket: string; log: string; dataplane: 'user' | 'kernel'; answers: boolean } & ProcStatus)[];
-  containers: { app: string; netns: string; ip: string; cell: string; mac?: string }[];
+  containers: { app: string; netns: string; ip: string; cell: string; mac?: string; containerId?: string }[];
   apps: ({ app: string; netns: string; port: number; log: string; listening: boolean } & ProcStatus)[];
 }
 

@@ -37,12 +37,23 @@ export interface ContainerSpec {
   cell: string;
   cellSocket: string;
   netns: string;
+  /** The cell's CNI network configuration list (the lab attaches through silkworm-cni). */
+  conflist?: string;
+  /** CNI_CONTAINERID. */
+  containerId?: string;
 }
 
 export interface ContainerInfo {
   ip: string;
   mac?: string;
   handle?: string;
+  /** The CNI container id, when attached through silkworm-cni. */
+  containerId?: string;
+}
+
+/** A conflist with the one silkworm-cni plugin for a cell (what a runtime keeps in /etc/cni/net.d). */
+export function labConflist(name: string, cellSocket: string): Record<string, unknown> {
+  return { cniVersion: '1.0.0', name, plugins: [{ type: 'silkworm-cni', cell: cellSocket }] };
 }
 
 export interface AppSpec {
@@ -128,6 +139,7 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
       );
     },
     addContainer(s) {
+      if (s.conflist) return cniAdd(node, path.join(root, 'bin', 'silkworm-cni'), s, containerTimeoutMs);
       need(silkworm);
       const what = `container add ${s.app} on ${s.cell}`;
       return new Promise((resolve, reject) => {
@@ -155,4 +167,48 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
       return spawnDetached('ip', ['netns', 'exec', s.netns, node, appServer, '--name', s.app, '--port', String(s.port)], s.log);
     },
   };
+}
+
+/**
+ * ADD through silkworm-cni as a runtime does it (libcni): the conflist's one
+ * plugin gets the list's name and cniVersion, the CNI_* environment, and the
+ * app id in CNI_ARGS; the result's first interface and address come back.
+ */
+function cniAdd(node: string, plugin: string, s: ContainerSpec, timeoutMs: number): Promise<ContainerInfo> {
+  if (!fs.existsSync(plugin)) fail(`${plugin} is missing`);
+  const what = `silkworm-cni ADD ${s.app} on ${s.cell}`;
+  const list = JSON.parse(fs.readFileSync(s.conflist!, 'utf8')) as { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
+  const conf = { cniVersion: list.cniVersion, name: list.name, ...list.plugins[0] };
+  const containerId = s.containerId ?? s.netns;
+  const env = {
+    ...process.env,
+    CNI_COMMAND: 'ADD',
+    CNI_CONTAINERID: containerId,
+    CNI_NETNS: `/run/netns/${s.netns}`,
+    CNI_IFNAME: 'eth0',
+    CNI_ARGS: `IgnoreUnknown=1;SILKWORM_APP=${s.app}`,
+    CNI_PATH: path.dirname(plugin),
+  };
+  return new Promise((resolve, reject) => {
+    const child = execFile(node, [plugin], { encoding: 'utf8', timeout: timeoutMs, env }, (err, stdout) => {
+      let r: { msg?: string; interfaces?: { mac?: string }[]; ips?: { address?: string }[] } = {};
+      try {
+        r = JSON.parse(stdout);
+      } catch {
+        /* reported below */
+      }
+      if (err) {
+        reject(new Error(`${what} failed: ${r.msg ?? (stdout.trim() || err.message)}`));
+        return;
+      }
+      const ip = r.ips?.[0]?.address?.split('/')[0];
+      if (!ip || !isIpv4(ip)) {
+        reject(new Error(`${what} printed no address: ${stdout.trim().slice(0, 200)}`));
+        return;
+      }
+      const mac = r.interfaces?.[0]?.mac;
+      resolve({ ip, ...(mac ? { mac } : {}), handle: containerId, containerId });
+    });
+    child.stdin?.end(JSON.stringify(conf));
+  });
 }

@@ -28,6 +28,8 @@ export interface ContainerRecord {
   cell: string;
   mac?: string;
   handle?: string;
+  /** CNI_CONTAINERID when attached through silkworm-cni. */
+  containerId?: string;
 }
 
 export interface AppRecord {
@@ -98,6 +100,7 @@ export function validateState(v: unknown, prefix: string): LabState {
     const r: ContainerRecord = { app: c.app, netns: c.netns, ip: c.ip, cell: c.cell };
     if (isStr(c.mac)) r.mac = c.mac;
     if (isStr(c.handle)) r.handle = c.handle;
+    if (isStr(c.containerId)) r.containerId = c.containerId;
     return r;
   });
   const apps = arr('apps').map((a, i): AppRecord => {

@@ -38,8 +38,13 @@
 //
 // Allocation: everything is preallocated in the constructor; plan() only
 // reads the slab and writes numbers into typed arrays.
+//
+// With `bytes` (the addon's sumRanges, src/offload/bytes.ts) the TCP segments
+// of a plan are summed in one native call before planning; without it each
+// is summed in TypeScript as it is classified (fastSum).
 import { foldChecksum, internetChecksum, onesComplementSum, pseudoHeaderSum } from '../wire/checksum.js';
 import { readU16, readU32, writeU16 } from '../wire/bytes.js';
+import type { ByteOps } from './bytes.js';
 import {
   ETH_HEADER_LEN,
   ETH_TYPE,
@@ -215,8 +220,17 @@ export class GroPlanner {
   private cRes = 0;
   // Word views of the slab being planned (a WeakMap lookup per plan() call, not per segment).
   private views: SlabViews | undefined;
+  private readonly bytes: ByteOps | undefined;
+  // With bytes: the TCP sums of frames preStart..preStart+preN-1, computed once per plan().
+  private readonly preDesc: Uint32Array;
+  private readonly preSums: Uint32Array;
+  private preStart = 0;
+  private preN = 0;
 
-  constructor(maxPkts = 64, maxFrames = 256, verify = true, merge = true) {
+  constructor(maxPkts = 64, maxFrames = 256, verify = true, merge = true, bytes?: ByteOps) {
+    this.bytes = bytes;
+    this.preDesc = new Uint32Array(bytes === undefined ? 0 : 2 * maxFrames);
+    this.preSums = new Uint32Array(bytes === undefined ? 0 : maxFrames);
     this.maxPkts = maxPkts;
     this.maxFrames = maxFrames;
     this.verify = verify;
@@ -240,6 +254,8 @@ export class GroPlanner {
     this.niovs = 0;
     this.cIdx = -1;
     this.views = this.verify ? viewsOf(slab) : undefined;
+    this.preN = 0;
+    if (this.verify && this.bytes !== undefined) this.presum(this.bytes, slab, offs, lens, start, count);
     let i = start;
     while (i < count && this.npkts < this.maxPkts && this.niovs < this.maxFrames) {
       const ho = offs[i]!;
@@ -360,9 +376,28 @@ export class GroPlanner {
     this.counters.mergedFrames += segs;
   }
 
+  /**
+   * Sum the TCP segment (header and payload) of every frame start.. that can be one, up to the plan's
+   * frame limit, with one native call; classify() then uses preSums instead of reading the bytes.
+   */
+  private presum(bytes: ByteOps, slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, start: number, count: number): void {
+    const n = Math.min(count - start, this.maxFrames);
+    const desc = this.preDesc;
+    for (let k = 0; k < n; k++) {
+      const off = offs[start + k]!;
+      const segLen = tcpSegLen(slab, off, lens[start + k]!);
+      desc[2 * k] = segLen < 0 ? 0 : off + TCP_OFF;
+      desc[2 * k + 1] = segLen < 0 ? 0 : segLen;
+    }
+    bytes.sumRanges(slab, desc, n, this.preSums);
+    this.preStart = start;
+    this.preN = n;
+  }
+
   private classifyAt(slab: Uint8Array, idx: number, off: number, len: number): number {
     if (idx === this.cIdx) return this.cRes;
-    const r = this.classify(slab, off, len);
+    const k = idx - this.preStart;
+    const r = this.classify(slab, off, len, k >= 0 && k < this.preN ? this.preSums[k]! : -1);
     this.cIdx = idx;
     this.cRes = r;
     return r;
@@ -371,31 +406,39 @@ export class GroPlanner {
   /**
    * NOT_TCP for anything that is not a whole, option-less IPv4 TCP segment inside slab;
    * BAD_CSUM when its TCP checksum fails (only with verify on); else its TCP payload length.
+   * `pre`: the segment's sum from presum(), or -1 to read the bytes here.
    */
-  private classify(slab: Uint8Array, off: number, len: number): number {
-    if (len < TCP_OFF + TCP_HEADER_LEN || off + len > slab.length) return NOT_TCP;
-    if (readU16(slab, off + ETH_TYPE) !== ETHERTYPE_IPV4) return NOT_TCP;
+  private classify(slab: Uint8Array, off: number, len: number, pre: number): number {
+    const segLen = tcpSegLen(slab, off, len);
+    if (segLen < 0) return NOT_TCP;
     const ip = off + ETH_LEN;
-    if (slab[ip + IPV4_VER_IHL]! !== IPV4_VER_IHL_NO_OPTIONS || slab[ip + IPV4_PROTOCOL]! !== IPPROTO_TCP) return NOT_TCP;
-    // MF set or a fragment offset: a fragment, never merged (RFC 791 §3.1).
-    if ((readU16(slab, ip + IPV4_FLAGS_FRAG) & IP_FRAG_MASK) !== 0) return NOT_TCP;
-    const ipLen = readU16(slab, ip + IPV4_TOTAL_LEN);
-    // Ethernet may pad a short frame, never truncate one.
-    if (ipLen > len - ETH_LEN || ipLen < IP_LEN + TCP_HEADER_LEN) return NOT_TCP;
     const tcp = ip + IP_LEN;
-    const thl = (slab[tcp + TCP_DATA_OFF]! >>> 4) * 4;
-    if (thl < TCP_HEADER_LEN || thl > ipLen - IP_LEN) return NOT_TCP;
-    const segLen = ipLen - IP_LEN;
     if (this.verify) {
       const pseudo = pseudoHeaderSum(readU32(slab, ip + IPV4_SRC), readU32(slab, ip + IPV4_DST), IPPROTO_TCP, segLen);
-      const sum = sumWith(this.views, slab, tcp, segLen) + pseudo;
+      const sum = (pre >= 0 ? pre : sumWith(this.views, slab, tcp, segLen)) + pseudo;
       if (foldChecksum(sum) !== 0) {
         this.counters.badChecksum++;
         return BAD_CSUM;
       }
     }
-    return segLen - thl;
+    return segLen - (slab[tcp + TCP_DATA_OFF]! >>> 4) * 4;
   }
+}
+
+/** The TCP length (header + payload) of a whole, option-less, unfragmented IPv4 TCP segment inside slab; else -1. */
+function tcpSegLen(slab: Uint8Array, off: number, len: number): number {
+  if (len < TCP_OFF + TCP_HEADER_LEN || off + len > slab.length) return -1;
+  if (readU16(slab, off + ETH_TYPE) !== ETHERTYPE_IPV4) return -1;
+  const ip = off + ETH_LEN;
+  if (slab[ip + IPV4_VER_IHL]! !== IPV4_VER_IHL_NO_OPTIONS || slab[ip + IPV4_PROTOCOL]! !== IPPROTO_TCP) return -1;
+  // MF set or a fragment offset: a fragment, never merged (RFC 791 §3.1).
+  if ((readU16(slab, ip + IPV4_FLAGS_FRAG) & IP_FRAG_MASK) !== 0) return -1;
+  const ipLen = readU16(slab, ip + IPV4_TOTAL_LEN);
+  // Ethernet may pad a short frame, never truncate one.
+  if (ipLen > len - ETH_LEN || ipLen < IP_LEN + TCP_HEADER_LEN) return -1;
+  const thl = (slab[ip + IP_LEN + TCP_DATA_OFF]! >>> 4) * 4;
+  if (thl < TCP_HEADER_LEN || thl > ipLen - IP_LEN) return -1;
+  return ipLen - IP_LEN;
 }
 
 /** Same Ethernet header, IPv4 TOS/DF/TTL/addresses, TCP ports, ACK number and option bytes. */

@@ -19,7 +19,14 @@
 // cannot carry SKB_GSO_TCP_FIXEDID, so IDs increment), TCP seq = first seq +
 // i * gso_size, FIN and PSH only on the last segment, CWR only on the first,
 // fresh IPv4 header and TCP checksums. Nothing here allocates per packet.
+//
+// With `bytes` (the addon's copySum, src/offload/bytes.ts) the segments of one
+// fill() are copied and their payloads summed in one native call: each
+// segment's header and payload are described as ranges, copied and summed
+// together, then the headers are rewritten and the checksums finished here.
+// Without it the copy and sum run in TypeScript (copy() below).
 import type { FrameBatch } from '../dataplane/batch.js';
+import type { ByteOps } from './bytes.js';
 import { Drop } from '../dataplane/counters.js';
 import { onesComplementSum, pseudoHeaderSum, foldChecksum } from '../wire/checksum.js';
 import { readU16, readU32, writeU16, writeU32 } from '../wire/bytes.js';
@@ -96,6 +103,10 @@ export class GsoSegmenter {
   private readonly drops: Float64Array | undefined;
   private readonly slab32: Uint32Array | undefined;
   private readonly slab16: Uint16Array | undefined;
+  private readonly bytes: ByteOps | undefined;
+  /** copySum ranges: two per slot (headers, payload), and their sums. */
+  private readonly desc: Uint32Array;
+  private readonly sums: Uint32Array;
   // The packet in progress (begin() .. done).
   private frame = 0; // offset of its Ethernet header in raw
   private frameLen = 0;
@@ -113,10 +124,14 @@ export class GsoSegmenter {
 
   /**
    * `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for
-   * life. `drops`: the cell's drop-reason table (indexed by Drop), if any.
+   * life. `drops`: the cell's drop-reason table (indexed by Drop), if any. `bytes`: the native copy and
+   * checksum primitive, called once per fill() for a super-frame's segments.
    */
-  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array) {
+  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array, bytes?: ByteOps) {
     this.raw = raw;
+    this.bytes = bytes;
+    this.desc = new Uint32Array(bytes === undefined ? 0 : 6 * batch.capacity);
+    this.sums = new Uint32Array(bytes === undefined ? 0 : 2 * batch.capacity);
     this.drops = drops;
     this.raw32 = u32View(raw);
     this.batch = batch;
@@ -204,6 +219,10 @@ export class GsoSegmenter {
 
   /** Append frames of the current packet at batch.count until the batch is full or the packet is done. */
   fill(): void {
+    if (this.gso && this.bytes !== undefined) {
+      this.fillBulk(this.bytes);
+      return;
+    }
     const b = this.batch;
     while (this.next < this.nseg && b.count < b.capacity) {
       const i = b.count++;
@@ -221,6 +240,67 @@ export class GsoSegmenter {
       b.srcPort[i] = 0;
       this.counters.segments++;
     }
+  }
+
+  /**
+   * fill() for a super-frame with the native primitive: every segment that fits is described as two
+   * ranges (the super-frame's headers, segment k's payload), copied and summed in one call, then each
+   * segment's headers are rewritten and its TCP checksum finished from the payload's sum.
+   */
+  private fillBulk(bytes: ByteOps): void {
+    const b = this.batch;
+    const desc = this.desc;
+    const sums = this.sums;
+    const hl = this.hl;
+    const i0 = b.count;
+    const k0 = this.next;
+    let n = 0;
+    while (this.next < this.nseg && b.count < b.capacity) {
+      const i = b.count++;
+      const k = this.next++;
+      const dst = b.inOff(i);
+      const plen = k === this.nseg - 1 ? this.payload - k * this.gsoSize : this.gsoSize;
+      const d = 6 * n;
+      desc[d] = this.frame;
+      desc[d + 1] = dst;
+      desc[d + 2] = hl;
+      desc[d + 3] = this.frame + hl + k * this.gsoSize;
+      desc[d + 4] = dst + hl;
+      desc[d + 5] = plen;
+      b.len[i] = hl + plen;
+      b.srcIp[i] = 0;
+      b.srcPort[i] = 0;
+      n++;
+    }
+    if (n === 0) return;
+    bytes.copySum(this.raw, b.slab, desc, 2 * n, sums);
+    for (let j = 0; j < n; j++) this.headers(k0 + j, b.inOff(i0 + j), desc[6 * j + 5]!, sums[2 * j + 1]!);
+    this.counters.segments += n;
+  }
+
+  /**
+   * Rewrite the copied headers of segment k at slab[dst..] (payload plen bytes, whose sum is paySum):
+   * IP length, ID and checksum, TCP sequence number, flags and checksum.
+   */
+  private headers(k: number, dst: number, plen: number, paySum: number): void {
+    const s = this.batch.slab;
+    const ipHl = this.ipHl;
+    const thl = this.hl - ETH_HLEN - ipHl;
+    const last = k === this.nseg - 1;
+    const ip = dst + ETH_HLEN;
+    writeU16(s, ip + IPV4_TOTAL_LEN, ipHl + thl + plen);
+    writeU16(s, ip + IPV4_IDENT, (this.id0 + k) & 0xffff);
+    writeU16(s, ip + IPV4_CHECKSUM, 0);
+    writeU16(s, ip + IPV4_CHECKSUM, foldChecksum(onesComplementSum(s, ip, ipHl)));
+    const t = ip + ipHl;
+    writeU32(s, t + TCP_SEQ, (this.seq0 + k * this.gsoSize) >>> 0);
+    let fl = this.flags0;
+    if (!last) fl &= ~(TCP_FIN | TCP_PSH);
+    if (k > 0) fl &= ~TCP_CWR;
+    s[t + TCP_FLAGS] = fl;
+    writeU16(s, t + TCP_CHECKSUM, 0);
+    // thl is a multiple of 4, so the payload's 16-bit words line up with the TCP header's.
+    writeU16(s, t + TCP_CHECKSUM, foldChecksum(this.pseudo + thl + plen + onesComplementSum(s, t, thl) + paySum));
   }
 
   /** Write segment k at slab[dst..]; returns its frame length. */

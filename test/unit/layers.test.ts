@@ -10,7 +10,7 @@
 //   agent                      lease, watch, containers, IPAM, admin container routes, Backend
 //   cell, kernel, control      the userspace backend, the kernel backend, the controller
 //   lab                        namespaces and processes of `silkworm lab`
-//   cli                        commander commands
+//   cli, cni                   commander commands; silkworm-cni (the CNI plugin a runtime executes)
 //
 // Rooms on one level do not import each other, except the edges in
 // SAME_LEVEL_ALLOWED (each with its reason). src/testing (in-memory devices
@@ -31,7 +31,7 @@ const LEVELS: readonly (readonly string[])[] = [
   ['agent'],
   ['cell', 'kernel', 'control'],
   ['lab'],
-  ['cli'],
+  ['cli', 'cni'],
 ];
 
 /** Same-level imports that are allowed, as "from->to". */
@@ -154,6 +154,8 @@ describe('layer rules of src/', () => {
       expect(violation('net/http.ts', 'util/ip.js')).toMatch(/on one level/);
       expect(violation('io/tap.ts', 'offload/gro.js')).toBeUndefined();
       expect(violation('offload/gro.ts', 'io/tap.js')).toMatch(/on one level/);
+      expect(violation('cni/plugin.ts', 'cli/util.js')).toMatch(/on one level/);
+      expect(violation('cli/lab.ts', 'cni/plugin.js')).toMatch(/on one level/);
       expect(violation('cell/cell.ts', 'testing/memory.js')).toMatch(/only tests may import src\/testing/);
       expect(violation('testing/memory.ts', 'io/types.js')).toBeUndefined();
       expect(violation('newroom/x.ts', 'util/ip.js')).toMatch(/does not know/);
@@ -165,6 +167,7 @@ describe('layer rules of src/', () => {
       expect(violation('kernel/plan.ts', 'agent/converger.js')).toBeUndefined();
       expect(violation('dataplane/x.ts', 'dataplane/y.js')).toBeUndefined();
       expect(violation('agent/agent.ts', 'net/controller-client.js')).toBeUndefined();
+      expect(violation('cni/plugin.ts', 'net/http.js')).toBeUndefined();
     });
 
     it('finds a violating edge in a tree on disk', () => {

@@ -9,6 +9,8 @@
 import { describe, expect, it } from 'vitest';
 import { referenceChecksum } from '../../../src/wire/checksum.js';
 import { fastSum, GroPlanner, packetBytes, PKT_WORDS, VNET_HDR_LEN } from '../../../src/offload/gro.js';
+import { jsByteOps, type ByteOps } from '../../../src/offload/bytes.js';
+import { loadNative, nativeAvailable } from '../../../src/io/native.js';
 import { foldChecksum } from '../../../src/wire/checksum.js';
 import { vnetDefault } from '../../../src/offload/options.js';
 import { seedBytes } from '../../vectors/seed002.js';
@@ -117,6 +119,14 @@ function plan(frames: Uint8Array[], g = new GroPlanner()): { g: GroPlanner; pkts
   return { g, pkts, frames: fr, planned };
 }
 
+// The merging cases with each segment summed in TypeScript as it is classified, through the ByteOps
+// interface in TypeScript, and through the addon's sumRanges once per plan (when it is built).
+const BYTE_PATHS: [string, ByteOps | undefined][] = [
+  ['TypeScript sum', undefined],
+  ['jsByteOps', jsByteOps],
+  ...(nativeAvailable() ? ([['native sumRanges', loadNative() as unknown as ByteOps]] as [string, ByteOps][]) : []),
+];
+
 /** What tcp_gso_segment() makes of a super-frame: MSS-sized segments, seq/id advanced, PSH only on the last. */
 function resegment(frame: Uint8Array, gsoSize: number): Uint8Array[] {
   const thl = (frame[46]! >>> 4) * 4;
@@ -137,10 +147,13 @@ function resegment(frame: Uint8Array, gsoSize: number): Uint8Array[] {
   return out;
 }
 
-describe('GroPlanner: merging', () => {
+for (const [path, bytes] of BYTE_PATHS) describe(`GroPlanner: merging (${path})`, () => {
+  const mk = (maxPkts = 64, maxFrames = 256, verify = true, merge = true): GroPlanner => new GroPlanner(maxPkts, maxFrames, verify, merge, bytes);
+  const planB = (frames: Uint8Array[], g = mk()): ReturnType<typeof plan> => plan(frames, g);
+
   it('the seed frame verifies (real checksum 0x0fc9) and goes out alone with DATA_VALID', () => {
     expect(u16(SEED, 50)).toBe(0x0fc9);
-    const { g, pkts, frames } = plan([SEED]);
+    const { g, pkts, frames } = planB([SEED]);
     expect(frames).toEqual([1]);
     expect(Array.from(pkts[0]!.subarray(0, VNET_HDR_LEN))).toEqual([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     expect(Array.from(pkts[0]!.subarray(VNET_HDR_LEN))).toEqual(Array.from(SEED));
@@ -150,7 +163,7 @@ describe('GroPlanner: merging', () => {
   it('merges 20 equal in-order segments into one super-frame with exact headers and payload', () => {
     const mss = 1348;
     const segs = stream(20, mss, mss, true);
-    const { g, pkts, frames } = plan(segs);
+    const { g, pkts, frames } = planB(segs);
     expect(frames).toEqual([20]);
     const p = pkts[0]!;
     const total = 20 * mss;
@@ -192,9 +205,9 @@ describe('GroPlanner: merging', () => {
 
   it('with merging off (tap-tso without tap-gro) the same run goes out frame by frame, each with DATA_VALID', () => {
     const frames = stream(20, 1000);
-    const on = plan(frames);
+    const on = planB(frames);
     expect(on.frames).toEqual([20]);
-    const { pkts, frames: fr } = plan(frames, new GroPlanner(64, 256, true, false));
+    const { pkts, frames: fr } = planB(frames, mk(64, 256, true, false));
     expect(fr).toEqual(new Array(20).fill(1));
     pkts.forEach((p, k) => {
       expect(Array.from(p.subarray(0, VNET_HDR_LEN))).toEqual([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -204,7 +217,7 @@ describe('GroPlanner: merging', () => {
 
   it('re-segmenting the super-frame at gso_size gives back the original frames exactly', () => {
     const segs = stream(7, 1000, 333, true);
-    const { pkts, frames } = plan(segs);
+    const { pkts, frames } = planB(segs);
     expect(frames).toEqual([7]);
     const p = pkts[0]!;
     const back = resegment(p.subarray(VNET_HDR_LEN), le16(p, 4));
@@ -215,7 +228,7 @@ describe('GroPlanner: merging', () => {
     const a = stream(3, 1000, 500); // 1000, 1000, 500
     const seq = SEQ0 + 2500;
     const b = [0, 1, 2].map((k) => segment(payloadOf(1000, 10 + k), { seq: seq + k * 1000, id: ID0 + 3 + k }));
-    const { pkts, frames } = plan([...a, ...b]);
+    const { pkts, frames } = planB([...a, ...b]);
     expect(frames).toEqual([3, 3]);
     expect(le16(pkts[0]!, 4)).toBe(1000);
     expect(u16(pkts[0]!, VNET_HDR_LEN + 16)).toBe(20 + THL + 2500);
@@ -225,7 +238,7 @@ describe('GroPlanner: merging', () => {
   it('a longer segment after the first is not merged (all but the last must equal gso_size)', () => {
     const s0 = segment(payloadOf(500, 0), { seq: SEQ0, id: ID0 });
     const s1 = segment(payloadOf(1000, 1), { seq: SEQ0 + 500, id: ID0 + 1 });
-    expect(plan([s0, s1]).frames).toEqual([1, 1]);
+    expect(planB([s0, s1]).frames).toEqual([1, 1]);
   });
 
   it('does not merge across flows, seq gaps, differing options, TTL or IP ID jumps', () => {
@@ -238,45 +251,45 @@ describe('GroPlanner: merging', () => {
       ['TTL', segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1, ttl: 61 })],
       ['IP ID jump', segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 5 })],
     ];
-    expect(plan(base).frames).toEqual([2]); // the control: these two do merge
+    expect(planB(base).frames).toEqual([2]); // the control: these two do merge
     for (const [name, second] of cases) {
-      expect(plan([base[0]!, second]).frames, name).toEqual([1, 1]);
+      expect(planB([base[0]!, second]).frames, name).toEqual([1, 1]);
     }
   });
 
   it('merges a fixed IP ID when DF is set (as Linux GRO does) but not without DF', () => {
     const s0 = segment(payloadOf(800, 0), { seq: SEQ0, id: ID0 });
     const s1 = segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 });
-    expect(plan([s0, s1]).frames).toEqual([2]);
+    expect(planB([s0, s1]).frames).toEqual([2]);
     const noDf = [s0.slice(), s1.slice()].map((f) => {
       f[20] = 0;
       return fixChecksums(f);
     });
-    expect(plan(noDf).frames).toEqual([1, 1]);
+    expect(planB(noDf).frames).toEqual([1, 1]);
   });
 
   it('never merges SYN, FIN, RST, URG, ECE, CWR segments, pure ACKs, or after a PSH', () => {
     for (const flags of [0x02 | ACK, 0x01 | ACK, 0x04 | ACK, 0x20 | ACK, 0x40 | ACK, 0x80 | ACK]) {
       const s0 = segment(payloadOf(800, 0), { seq: SEQ0, id: ID0 });
       const s1 = segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1, flags });
-      expect(plan([s0, s1]).frames, `flags ${flags.toString(16)} second`).toEqual([1, 1]);
+      expect(planB([s0, s1]).frames, `flags ${flags.toString(16)} second`).toEqual([1, 1]);
       const t0 = segment(payloadOf(800, 0), { seq: SEQ0, id: ID0, flags });
       const t1 = segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1 });
-      expect(plan([t0, t1]).frames, `flags ${flags.toString(16)} first`).toEqual([1, 1]);
+      expect(planB([t0, t1]).frames, `flags ${flags.toString(16)} first`).toEqual([1, 1]);
     }
     const pureAck = segment(new Uint8Array(0), { seq: SEQ0, id: ID0 });
-    expect(plan([pureAck, segment(payloadOf(800, 1), { seq: SEQ0, id: ID0 + 1 })]).frames).toEqual([1, 1]);
+    expect(planB([pureAck, segment(payloadOf(800, 1), { seq: SEQ0, id: ID0 + 1 })]).frames).toEqual([1, 1]);
     const psh = segment(payloadOf(800, 0), { seq: SEQ0, id: ID0, flags: ACK | PSH });
-    expect(plan([psh, segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1 })]).frames).toEqual([1, 1]);
+    expect(planB([psh, segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1 })]).frames).toEqual([1, 1]);
   });
 
   it('keeps a super-frame within 64 KiB of IP length and MAX_SEGS segments', () => {
     // 50 x 1400 = 70000 bytes cannot go in one: 46 segments (64400 + 52 <= 65535) then 4.
-    const { pkts, frames } = plan(stream(50, 1400));
+    const { pkts, frames } = planB(stream(50, 1400));
     expect(frames).toEqual([46, 4]);
     expect(u16(pkts[0]!, VNET_HDR_LEN + 16)).toBe(20 + THL + 46 * 1400);
     // 70 small segments: 64 then 6.
-    expect(plan(stream(70, 100)).frames).toEqual([64, 6]);
+    expect(planB(stream(70, 100)).frames).toEqual([64, 6]);
   });
 
   it('passes non-TCP and corrupted frames through unmerged, without DATA_VALID for the corrupt one', () => {
@@ -287,7 +300,7 @@ describe('GroPlanner: merging', () => {
     arp.set(SEED.subarray(0, 12));
     arp[12] = 0x08;
     arp[13] = 0x06;
-    const { g, pkts, frames } = plan([segs[0]!, bad, segs[2]!, arp]);
+    const { g, pkts, frames } = planB([segs[0]!, bad, segs[2]!, arp]);
     expect(frames).toEqual([1, 1, 1, 1]);
     expect(pkts.map((p) => p[0])).toEqual([2, 0, 2, 0]);
     expect(Array.from(pkts[1]!.subarray(VNET_HDR_LEN))).toEqual(Array.from(bad));
@@ -298,7 +311,7 @@ describe('GroPlanner: merging', () => {
   it('with verify off merges without checking and claims nothing for single frames', () => {
     const segs = stream(3, 800);
     segs[1]![HDR] = segs[1]![HDR]! ^ 1; // corrupt, unnoticed
-    const { g, pkts, frames } = plan([...segs, SEED], new GroPlanner(64, 256, false));
+    const { g, pkts, frames } = planB([...segs, SEED], mk(64, 256, false));
     expect(frames).toEqual([3, 1]);
     expect(pkts[1]![0]).toBe(0);
     expect(g.counters.badChecksum).toBe(0);
@@ -308,7 +321,7 @@ describe('GroPlanner: merging', () => {
     const segs = stream(2, 800);
     const { slab, offs, lens } = layout(segs);
     lens[1] = 100; // the IP total length says 852 + 14 bytes
-    const g = new GroPlanner();
+    const g = mk();
     expect(g.plan(slab, offs, lens, 0, 2)).toBe(2);
     expect(Array.from(g.pktFrames.subarray(0, g.npkts))).toEqual([1, 1]);
     offs[1] = slab.length - 10;
@@ -320,7 +333,7 @@ describe('GroPlanner: merging', () => {
   });
 
   it('splits a long batch into plans that fit the arrays, losing nothing', () => {
-    const g = new GroPlanner(4, 8);
+    const g = mk(4, 8);
     const segs = [...stream(10, 500), SEED, SEED, SEED];
     const { slab, offs, lens } = layout(segs);
     const seen: number[] = [];
@@ -334,7 +347,7 @@ describe('GroPlanner: merging', () => {
   });
 
   it('reuses its preallocated arrays across plans', () => {
-    const g = new GroPlanner();
+    const g = mk();
     const { slab, offs, lens } = layout(stream(40, 1400));
     const arrays = [g.hdrs, g.pkts, g.iovs, g.pktFrames];
     for (let k = 0; k < 1000; k++) g.plan(slab, offs, lens, 0, 40);

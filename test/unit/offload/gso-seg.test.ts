@@ -9,6 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { referenceChecksum } from '../../../src/wire/checksum.js';
 import { FrameBatch } from '../../../src/dataplane/batch.js';
 import { GsoSegmenter } from '../../../src/offload/gso.js';
+import { jsByteOps, type ByteOps } from '../../../src/offload/bytes.js';
+import { loadNative, nativeAvailable } from '../../../src/io/native.js';
 import { seedBytes } from '../../vectors/seed002.js';
 
 const SEED = seedBytes('SRC_CONTAINER_ETH0');
@@ -85,12 +87,20 @@ function superFrame(payload: Uint8Array, flags: number, gsoSize = MSS, hdrLen = 
   return raw;
 }
 
-function setup(rawPkt: Uint8Array, at: number, capacity = 64): { seg: GsoSegmenter; batch: FrameBatch } {
+function setup(rawPkt: Uint8Array, at: number, capacity = 64, bytes?: ByteOps): { seg: GsoSegmenter; batch: FrameBatch } {
   const raw = new Uint8Array(70000);
   raw.set(rawPkt, at);
   const batch = new FrameBatch(capacity, 1600, 64);
-  return { seg: new GsoSegmenter(raw, batch), batch };
+  return { seg: new GsoSegmenter(raw, batch, undefined, bytes), batch };
 }
+
+// The same cases with the copy and sum in TypeScript (no ByteOps), through the ByteOps interface in
+// TypeScript (src/offload/bytes.ts), and through the addon's copySum (native/bytes.cc) when it is built.
+const BYTE_PATHS: [string, ByteOps | undefined][] = [
+  ['TypeScript copy', undefined],
+  ['jsByteOps', jsByteOps],
+  ...(nativeAvailable() ? ([['native copySum', loadNative() as unknown as ByteOps]] as [string, ByteOps][]) : []),
+];
 
 function frames(batch: FrameBatch): Uint8Array[] {
   const out: Uint8Array[] = [];
@@ -98,7 +108,7 @@ function frames(batch: FrameBatch): Uint8Array[] {
   return out;
 }
 
-describe('GsoSegmenter: TCPv4 super-frames', () => {
+for (const [path, bytes] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-frames (${path})`, () => {
   const payload = payloadBytes(3 * MSS + 517); // odd last segment
   const expected = [0, 1, 2, 3].map((i) =>
     wireFrame(
@@ -113,7 +123,7 @@ describe('GsoSegmenter: TCPv4 super-frames', () => {
   // at 1: odd (byte path). Both must give the same bytes.
   for (const at of [6, 1, 3]) {
     it(`cuts 4 wire-exact segments (raw packet at offset ${at})`, () => {
-      const { seg, batch } = setup(superFrame(payload, ACK | PSH | FIN | CWR), at);
+      const { seg, batch } = setup(superFrame(payload, ACK | PSH | FIN | CWR), at, 64, bytes);
       expect(seg.begin(at, 10 + HDR + payload.length)).toBe(true);
       seg.fill();
       expect(seg.done).toBe(true);
@@ -138,7 +148,7 @@ describe('GsoSegmenter: TCPv4 super-frames', () => {
     it(`gso_size 1398, raw packet at offset ${at}: wire-exact segments on every copy path`, () => {
       const gso = 1398;
       const pay = payloadBytes(4 * gso + 333);
-      const { seg, batch } = setup(superFrame(pay, ACK | PSH, gso), at);
+      const { seg, batch } = setup(superFrame(pay, ACK | PSH, gso), at, 64, bytes);
       expect(seg.begin(at, 10 + HDR + pay.length)).toBe(true);
       seg.fill();
       const got = frames(batch);
@@ -151,7 +161,7 @@ describe('GsoSegmenter: TCPv4 super-frames', () => {
   }
 
   it('carries a super-frame across batches without loss or reordering', () => {
-    const { seg, batch } = setup(superFrame(payload, ACK | PSH), 6, 3);
+    const { seg, batch } = setup(superFrame(payload, ACK | PSH), 6, 3, bytes);
     expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
     seg.fill();
     expect(seg.done).toBe(false);
@@ -174,7 +184,7 @@ describe('GsoSegmenter: TCPv4 super-frames', () => {
   });
 
   it('takes hdr_len as a bound only (the kernel reports skb_headlen, which may include payload)', () => {
-    const { seg, batch } = setup(superFrame(payload, ACK, MSS, HDR + 200), 6);
+    const { seg, batch } = setup(superFrame(payload, ACK, MSS, HDR + 200), 6, 64, bytes);
     expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
     seg.fill();
     expect(batch.count).toBe(4);
@@ -187,7 +197,7 @@ describe('GsoSegmenter: TCPv4 super-frames', () => {
 
   it('a payload no larger than gso_size gives one segment with a full checksum', () => {
     const small = payloadBytes(700);
-    const { seg, batch } = setup(superFrame(small, ACK | PSH), 6);
+    const { seg, batch } = setup(superFrame(small, ACK | PSH), 6, 64, bytes);
     expect(seg.begin(6, 10 + HDR + small.length)).toBe(true);
     seg.fill();
     expect(frames(batch)).toEqual([wireFrame(SEQ0, ID0, ACK | PSH, small)]);
