@@ -26,7 +26,8 @@ export type { ContainerInfo };
 export interface CellIo {
   /** `drops`: the drop-reason table the device counts its own drops in (omitted for the capture TAP). */
   openTap(name: string, slotSize: number, drops?: Float64Array): FrameDevice;
-  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array): DatagramSocket;
+  /** `innerMtu`: the containers' MTU, for cutting UDP-tunnel super-packets from a same-host kernel peer (native only). */
+  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array, innerMtu?: number): DatagramSocket;
   /** The offloads asked for and what the kernel granted, where the devices have any. */
   offloads?(): OffloadStatus;
 }
@@ -113,7 +114,7 @@ export class Cell extends AgentCell {
       await this.opts.containerNet.prepareCapture(this.capture.name);
       this.log.info({ dev: this.capture.name }, 'capture-enabled');
     }
-    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize, this.dp.counters.drops);
+    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize, this.dp.counters.drops, this.dp.innerMtu);
     this.underlay.start((batch) => {
       if (this.capture !== null) this.captureIngress(batch);
       this.dp.ingress(batch, this.now());

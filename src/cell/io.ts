@@ -21,8 +21,8 @@ export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS, tuning: IoT
       if (offload.tapTso) neg.record('tap-tso', dev.tso, dev.tsoRefusal);
       return dev;
     },
-    openUnderlay: (underlayIp, port, slotSize, drops) => {
-      const u = UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH_SIZE, gso: offload.udpGso, gro: offload.udpGro, drops });
+    openUnderlay: (underlayIp, port, slotSize, drops, innerMtu) => {
+      const u = UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH_SIZE, gso: offload.udpGso, gro: offload.udpGro, drops, innerMtu });
       if (offload.udpGso) neg.record('udp-gso', u.gso, u.gsoRefusal);
       if (offload.udpGro) neg.record('udp-gro', u.gro, u.groRefusal);
       return u;

@@ -64,6 +64,8 @@ export interface UdpReceiverCounters extends ReaderCounters {
   groSegments: number;
   /** Times a batch filled mid-message and the rest waited for the next batch. */
   carried: number;
+  /** UDP-tunnel super-packets (inner TCP with TSO) cut into segments (absent from older addons). */
+  tsoMessages?: number;
 }
 
 /** Counters of the UDP GSO sender. */
@@ -175,6 +177,8 @@ export interface NativeAddon {
     /** The cell's drop-reason table: the receiver adds 1 at drops[oversizeIdx] per datagram it drops. */
     drops?: Float64Array,
     oversizeIdx?: number,
+    /** The containers' MTU: UDP-tunnel super-packets are cut into inner packets of at most this size (0 = drop them as oversize). */
+    maxInnerIp?: number,
   ) => NativeUdpReceiver;
   /** getsockopt(UDP_SEGMENT) on a fresh UDP socket: 0 when the kernel has UDP GSO, else the errno. */
   probeUdpSegment?: () => number;
