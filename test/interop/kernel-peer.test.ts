@@ -6,9 +6,11 @@
 // neighbor and an FDB entry, a container P-kapp on a veth `s-<ip>`, the
 // vxlan-policy-agent chains (MARK by source, ACCEPT by mark, REJECT) —
 // with every offload left at its default. Its kernel leaves the inner
-// TCP/UDP checksums partial (CHECKSUM_PARTIAL over veth); curl must pass
-// both ways under policy, and a datagram with a genuinely wrong inner
-// checksum must still be dropped by the container's stack.
+// TCP/UDP checksums partial (CHECKSUM_PARTIAL over veth) and hands bulk TCP
+// over as UDP-tunnel super-packets; curl must pass both ways under policy, a
+// 20 MiB transfer kernel → user must arrive whole, and a datagram with a
+// genuinely wrong inner checksum must still be dropped by the container's
+// stack.
 //
 // Runs the built CLI (bin/silkworm.js → dist/). Own prefix; everything it
 // makes is inside namespaces it names, and cleanup deletes them.
@@ -216,9 +218,30 @@ describe.skipIf(!ready)(`a kernel silk peer built by hand (prefix ${prefix})`, (
     expect(after).toBeGreaterThan(before);
   });
 
+  it('carries a bulk TCP transfer kernel → user (TSO super-packets cut by the cell) and counts it', async () => {
+    await silkwormOk(['policy', 'add', 'appK', 'appA', '--protocol', 'tcp', '--port', '9000', '--lab', prefix]);
+    await waitRules('cell1', 2);
+    const MB = 20;
+    const got = path.join(tmp, 'bulk.txt');
+    const server = `let n=0;require('net').createServer((c)=>{c.on('data',(d)=>n+=d.length);c.on('end',()=>{require('fs').writeFileSync(${JSON.stringify(got)},String(n));c.end();});}).listen(9000,()=>console.log('listening'))`;
+    procs.push(await background(lab.appA.netns, process.execPath, ['-e', server], /listening/));
+    const before = (await cellGet<{ stats: Record<string, number>; drops: Record<string, number> }>(prefix, 'cell1', '/counters'));
+    const client = `const c=require('net').connect(9000,${JSON.stringify(lab.appA.ip)},()=>{const b=Buffer.alloc(1<<20,7);let i=0;const w=()=>{while(i<${MB}){i++;if(!c.write(b))return c.once('drain',w);}c.end();};w();});c.on('close',()=>process.exit(0));c.on('error',(e)=>{console.error(e.message);process.exit(1);})`;
+    const t0 = Date.now();
+    const r = await inNetns(KAPP, process.execPath, ['-e', client], { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    await waitFor('the server to count the bytes', () => (fs.existsSync(got) && fs.readFileSync(got, 'utf8') !== '' ? true : undefined), 5000, 50);
+    expect(Number(fs.readFileSync(got, 'utf8'))).toBe(MB << 20);
+    const after = (await cellGet<{ stats: Record<string, number>; drops: Record<string, number> }>(prefix, 'cell1', '/counters'));
+    // Every datagram the kernel peer sent ended delivered; nothing was dropped as oversize.
+    expect(after.drops['underlay-rx-oversize']).toBe(before.drops['underlay-rx-oversize']);
+    expect(after.stats['delivered-from-remote']! - before.stats['delivered-from-remote']!).toBeGreaterThan((MB << 20) / 1450);
+    console.log(`kernel → user: ${MB} MiB in ${Date.now() - t0} ms`);
+  });
+
   it('a datagram with a partial inner checksum reaches the container; one with a wrong checksum is dropped by its stack', async () => {
     await silkwormOk(['policy', 'add', 'appK', 'appA', '--protocol', 'udp', '--port', String(UDP_PORT), '--lab', prefix]);
-    await waitRules('cell1', 2);
+    await waitRules('cell1', 3);
     const tags: Record<string, number> = {};
     for (const t of (await controller('GET', '/networking/v1/external/tags')).tags as { id: string; tag: string }[]) tags[t.id] = parseInt(t.tag, 16);
 
