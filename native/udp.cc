@@ -164,8 +164,9 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
     ErrnoError(env, "UdpReceiver: socket", errno).ThrowAsJavaScriptException();
     return;
   }
-  int one = 1;
-  setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // No SO_REUSEADDR (nor SO_REUSEPORT): with it a second process could bind
+  // the same address and port and take the live cell's inbound VXLAN. UDP has
+  // no TIME_WAIT, so a restarted cell binds at once without it.
   SetBuffer(fd_, SO_RCVBUFFORCE, SO_RCVBUF);
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);

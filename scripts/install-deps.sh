@@ -19,10 +19,10 @@ fail() { printf '%s\n' "install: $* — the full log is $LOG" >&2; tail -n 20 "$
 
 # Every documented command's tools: the lab (iproute2, iptables, ethtool for
 # the kernel peer), the observers (tcpdump, tshark, conntrack), the benchmarks
-# (iperf3), the examples (curl, ping), the PostgreSQL store, and the CNI
+# (iperf3), the examples (curl, ping), the lab's TLS material (openssl), the PostgreSQL store, and the CNI
 # runtime test (containernetworking-plugins' IPAM plugins; podman with runc, which
 # runs a busybox-static root file system without any image registry).
-PACKAGES=(iproute2 iptables ethtool tcpdump tshark conntrack iperf3 curl iputils-ping procps
+PACKAGES=(iproute2 iptables ethtool tcpdump tshark conntrack iperf3 curl iputils-ping procps openssl
           postgresql containernetworking-plugins podman runc busybox-static)
 need=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done

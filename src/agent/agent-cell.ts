@@ -5,10 +5,12 @@
 // tests use — all answered by the one Agent.
 import type { ControllerClient, Lease, Snapshot } from '../net/controller-client.js';
 import type { Logger } from '../util/log.js';
-import { Agent } from './agent.js';
+import { Agent, type UpstreamControl } from './agent.js';
 import type { AgentHooks, Backend, DesiredState } from './backend.js';
 import type { ContainerInfo, ContainerKey, ContainerRecord, ContainerRequest } from './containers.js';
 import type { ControlLoop } from './control-loop.js';
+import type { StateDir } from './state-dir.js';
+import type { SilkPollLoop } from './silk-loop.js';
 
 export interface AgentCellOptions {
   name: string;
@@ -18,6 +20,10 @@ export interface AgentCellOptions {
   containerNet: { exists(netns: string): boolean };
   /** Seconds between lease renewals. */
   renewInterval?: number;
+  /** The cell's state directory, already locked (see src/agent/state-dir.ts); none: nothing survives a restart. */
+  state?: StateDir;
+  /** Poll an unmodified silk-controller and policy server instead of watching silkworm's controller. */
+  upstream?: UpstreamControl;
 }
 
 export abstract class AgentCell implements Backend {
@@ -39,10 +45,12 @@ export abstract class AgentCell implements Backend {
       netnsExists: (ns) => o.containerNet.exists(ns),
       backend: this,
       renewInterval: o.renewInterval,
+      state: o.state,
+      upstream: o.upstream,
     });
   }
 
-  get loop(): ControlLoop {
+  get loop(): ControlLoop | SilkPollLoop {
     return this.agent.loop;
   }
   get lease(): Lease {

@@ -11,6 +11,7 @@ import type { Lease, Snapshot } from '../net/controller-types.js';
 import type { Logger } from '../util/log.js';
 import type { ContainerRecord } from './containers.js';
 import type { LeaseInfo } from './leases.js';
+import type { StateDir } from './state-dir.js';
 
 /** The desired state from one controller snapshot. */
 export interface DesiredState {
@@ -49,6 +50,24 @@ export interface Backend {
   detach(c: ContainerRecord): Promise<void>;
   /** The container app's current tag (0: the app is in no policy). */
   tagOf(ip: number): number;
-  /** Stop: release every container and everything `open` made. */
+  /**
+   * Stop: let go of everything `open` made. Containers keep their devices
+   * (only `container del` takes one away), so a restarted cell can re-attach them.
+   */
   close(): Promise<void>;
+  /**
+   * After a restart: adopt the device an earlier process of this cell left in
+   * the container's namespace and start moving its packets. Resolves false
+   * when the device is not there (the agent then forgets the container).
+   * A backend without it cannot re-attach: recorded containers are dropped.
+   */
+  reattach?(c: ContainerRecord): Promise<boolean>;
+  /** Read what `saveState` wrote (called after `open`, before any packet moves). */
+  loadState?(dir: StateDir): void;
+  /**
+   * Write what the backend keeps across a restart (the userspace cell: its
+   * tracked connections). `final`: the process is stopping, write it all now;
+   * otherwise the backend may finish the write in the background.
+   */
+  saveState?(dir: StateDir, final?: boolean): void;
 }

@@ -14,6 +14,7 @@ import { formatNeighbor } from '../tables/neighbor.js';
 import { formatFdb } from '../tables/fdb.js';
 import { renderIptables } from '../policy/planner.js';
 import { formatConntrack } from '../policy/conntrack.js';
+import { parseConntrackQuery, streamConntrack } from './conntrack-stream.js';
 import { formatMac, u32ToIp, formatCidr } from '../util/ip.js';
 import { DROP_NAMES } from '../dataplane/counters.js';
 import { buildProbe } from '../dataplane/probe.js';
@@ -96,6 +97,11 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
         ...planRows(plan, (i) => cell.dp.ruleHits[i] ?? 0),
       },
     };
+  });
+  // The whole table in slices, filtered as `conntrack -L` filters (src/cell/conntrack-stream.ts).
+  r.get('/conntrack/stream', (req) => {
+    const q = parseConntrackQuery(req.query);
+    return { status: 200, stream: async (res) => void (await streamConntrack(cell.dp.conntrack, res, q, { signal: req.signal })) };
   });
   r.get('/conntrack', () => {
     const now = performance.now() / 1000;

@@ -2,35 +2,66 @@
 // plane. As a Backend it
 //   - builds the Dataplane for the cell's lease and feeds it every snapshot
 //     (leases → routes/neighbors/FDB, policies → plan),
-//   - attaches containers: a TAP per container, moved into its namespace,
+//   - attaches containers: a TAP per container, moved into its namespace;
+//     the TAPs are persistent (TUNSETPERSIST), so they outlive this process
+//     and a restarted cell re-attaches them from inside the namespace
+//     (`reattach`); only `container del` lets one go,
+//   - keeps its tracked connections across a restart (src/cell/conntrack-state.ts),
 //   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
-import { Drop, Stat } from '../dataplane/counters.js';
+import { Counters, Drop, DROP_NAMES, Stat, STAT_NAMES } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 import type { OffloadStatus } from '../offload/options.js';
+import type { UpstreamControl } from '../agent/agent.js';
 import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
 import { ifnameOf, type ContainerInfo, type ContainerRecord } from '../agent/containers.js';
 import { samePolicies } from '../agent/converger.js';
-import type { ContainerNet } from '../agent/netns.js';
+import { netnsPath, type ContainerNet } from '../agent/netns.js';
 import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
 import { logger } from '../util/log.js';
 import { VTEP_DEV } from '../util/silk.js';
+import type { StateDir } from '../agent/state-dir.js';
+import { ConntrackWriter, restoreConntrackBytes } from './conntrack-state.js';
 
 export type { ContainerInfo };
 
 /** How the cell reaches devices: real (native addon) or in-memory for tests. */
 export interface CellIo {
-  /** `drops`: the drop-reason table the device counts its own drops in (omitted for the capture TAP). */
-  openTap(name: string, slotSize: number, drops?: Float64Array): FrameDevice;
+  /**
+   * `drops`: the drop-reason table the device counts its own drops in (omitted for the capture TAP);
+   * `persist`: the TAP outlives its fd (TUNSETPERSIST).
+   */
+  openTap(name: string, slotSize: number, drops?: Float64Array, persist?: boolean): FrameDevice;
+  /**
+   * Open the persistent TAP `name` an earlier cell process left in the
+   * namespace at `netnsPath`. Throws with code ENODEV when it is not there.
+   * Without it the cell cannot re-attach containers after a restart.
+   */
+  reattachTap?(netnsPath: string, name: string, slotSize: number, drops?: Float64Array): FrameDevice;
   /** `innerMtu`: the containers' MTU, for cutting UDP-tunnel super-packets from a same-host kernel peer (native only). */
   openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array, innerMtu?: number): DatagramSocket;
   /** The offloads asked for and what the kernel granted, where the devices have any. */
   offloads?(): OffloadStatus;
 }
+
+/** The state directory's files for the tracked connections and the counters. */
+export const CONNTRACK_FILE = 'conntrack.bin';
+export const COUNTERS_FILE = 'counters.json';
+
+/** Add saved values (by name) into a counter array; unknown names and non-numbers are ignored. */
+function addNamed(into: Float64Array, names: readonly string[], saved: Record<string, unknown> | undefined): void {
+  if (!saved || typeof saved !== 'object') return;
+  names.forEach((n, i) => {
+    const v = saved[n];
+    if (typeof v === 'number' && Number.isFinite(v) && v > 0) into[i] = into[i]! + v;
+  });
+}
+
+
 
 export interface CellOptions {
   name: string;
@@ -41,10 +72,13 @@ export interface CellOptions {
   dataplane?: Partial<Omit<DataplaneConfig, 'underlayIp' | 'leaseSubnet' | 'leasePrefixLen'>>;
   /** Seconds between lease renewals. */
   renewInterval?: number;
+  /** Poll an unmodified silk-controller and policy server (src/agent/silk-loop.ts) instead of watching. */
+  upstream?: UpstreamControl;
   /** Open a `silk-vtep` TAP in the cell's namespace and copy every inner frame to it (for tcpdump). */
   capture?: boolean;
   /** Clock in seconds (tests pass their own). */
-  now?: () => number;
+  now?: () => number;  /** The cell's state directory, locked by the caller (src/agent/state-dir.ts); none: nothing survives a restart. */
+  state?: StateDir;
 }
 
 interface Attached {
@@ -55,6 +89,19 @@ interface Attached {
 }
 
 const BATCH = BATCH_SIZE;
+/** Milliseconds of conntrack walking per event-loop turn during a periodic save. */
+const CT_SAVE_SLICE_MS = 2;
+
+/** Close a device for good: a persistent TAP vanishes once its last fd closes with persistence off. */
+function release(dev: FrameDevice): void {
+  const p = dev as FrameDevice & { setPersist?(on: boolean): void; gone?: Error };
+  try {
+    if (typeof p.setPersist === 'function' && p.gone === undefined) p.setPersist(false);
+  } catch {
+    /* already gone */
+  }
+  dev.close();
+}
 
 /** The userspace cell: the agent (AgentCell) with silkworm's own data plane as its Backend. */
 export class Cell extends AgentCell {
@@ -74,6 +121,12 @@ export class Cell extends AgentCell {
   private appliedPolicies: PolicyRecord[] | null = null;
   private readonly now: () => number;
   // Scratch for dispatch: one set per cell, reused for every batch.
+  /** The data plane's counters, made before the data plane (the underlay counts into them from start()). */
+  private readonly counters = new Counters();
+  /** The periodic conntrack save under way (one at a time). */
+  private ctSaving: ConntrackWriter | null = null;
+  /** Tracked connections read from the state directory, put in the table once it exists. */
+  restoredConntrack = 0;
   private readonly sOff = new Uint32Array(BATCH);
   private readonly sLen = new Uint32Array(BATCH);
   private readonly sDst = new Uint32Array(BATCH);
@@ -103,18 +156,88 @@ export class Cell extends AgentCell {
       leasePrefixLen: subnet.len,
     };
     this.cfg = cfg;
-    this.dp = new Dataplane(cfg);
+    // The underlay socket was opened before the lease (see start), counting into this table.
+    this.dp = new Dataplane(cfg, this.counters);
     this.slotSize = slotSizeFor(cfg.underlayMtu);
   }
 
+  /**
+   * Bind the underlay (UDP port 4789 on the underlay IP) before anything else
+   * — before the lease: a second cell for the same underlay address fails
+   * here (EADDRINUSE, no port sharing) having touched nothing.
+   */
+  override async start(): Promise<void> {
+    const mtu = this.opts.dataplane?.underlayMtu ?? DEFAULT_CONFIG.underlayMtu;
+    const port = this.opts.dataplane?.vxlanPort ?? DEFAULT_CONFIG.vxlanPort;
+    try {
+      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu), this.counters.drops, mtu - 50);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EADDRINUSE') throw new Error(`UDP port ${port} on ${this.opts.underlayIp} is in use (another cell for this underlay address is running)`);
+      if (e.code === 'EADDRNOTAVAIL') throw new Error(`${this.opts.underlayIp} is not an address of this network namespace`);
+      throw err;
+    }
+    await super.start();
+  }
+
+  /** Counters and tracked connections an earlier process of this cell saved. */
+  loadState(dir: StateDir): void {
+    const counters = dir.readBinary(COUNTERS_FILE);
+    if (counters !== null) {
+      // Counters carry on from where they were, so a restart is not a reset to whoever graphs them.
+      try {
+        const saved = JSON.parse(counters.toString('utf8')) as { stats?: Record<string, unknown>; drops?: Record<string, unknown> };
+        addNamed(this.counters.stats, STAT_NAMES, saved.stats);
+        addNamed(this.counters.drops, DROP_NAMES, saved.drops);
+      } catch {
+        this.log.warn({ file: dir.path(COUNTERS_FILE) }, 'counters-unreadable');
+      }
+    }
+    const bytes = dir.readBinary(CONNTRACK_FILE);
+    if (bytes === null) return;
+    this.restoredConntrack = restoreConntrackBytes(this.dp.conntrack, bytes, this.now());
+    this.log.info({ entries: this.restoredConntrack }, 'conntrack-restored');
+  }
+
+  /**
+   * Counters now; the tracked connections now when `final` (stopping), else
+   * walked in slices of a few milliseconds between packet batches and written
+   * when the walk ends (a full table must not stall forwarding).
+   */
+  saveState(dir: StateDir, final = false): void {
+    dir.writeBinary(COUNTERS_FILE, Buffer.from(JSON.stringify(this.counters.snapshot())));
+    if (final) {
+      this.ctSaving = null;
+      const w = new ConntrackWriter(this.dp.conntrack, this.now());
+      while (!w.step(Infinity));
+      dir.writeBinary(CONNTRACK_FILE, w.bytes());
+      return;
+    }
+    if (this.ctSaving !== null) return; // one walk at a time; the next save starts a fresh one
+    const w = new ConntrackWriter(this.dp.conntrack, this.now());
+    this.ctSaving = w;
+    const slice = () => {
+      if (this.ctSaving !== w) return; // superseded by a final save, or closed
+      if (!w.step(CT_SAVE_SLICE_MS)) {
+        setImmediate(slice);
+        return;
+      }
+      this.ctSaving = null;
+      try {
+        dir.writeBinary(CONNTRACK_FILE, w.bytes());
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'state-save-failed');
+      }
+    };
+    slice();
+  }
+
   async run(): Promise<void> {
-    const cfg = this.cfg;
     if (this.opts.capture) {
       this.capture = this.opts.io.openTap(VTEP_DEV, this.slotSize);
       await this.opts.containerNet.prepareCapture(this.capture.name);
       this.log.info({ dev: this.capture.name }, 'capture-enabled');
     }
-    this.underlay = this.opts.io.openUnderlay(cfg.underlayIp, cfg.vxlanPort, this.slotSize, this.dp.counters.drops, this.dp.innerMtu);
     this.underlay.start((batch) => {
       if (this.capture !== null) this.captureIngress(batch);
       this.dp.ingress(batch, this.now());
@@ -124,15 +247,11 @@ export class Cell extends AgentCell {
     this.timers.push(setInterval(() => this.dp.tick(this.now()), 1000).unref());
   }
 
+  /** Close every fd; the containers' TAPs persist (a restarted cell re-attaches them). */
   async close(): Promise<void> {
+    this.ctSaving = null;
     for (const t of this.timers) clearInterval(t);
-    for (const a of [...this.attached.values()]) {
-      this.forget(a.port.handle);
-      await this.opts.containerNet
-        .detach(a.netns, a.ifname)
-        .then(() => this.log.info({ handle: a.port.handle }, 'container-removed'))
-        .catch(() => undefined);
-    }
+    for (const a of [...this.attached.values()]) this.forget(a.port.handle);
     this.underlay?.close();
     this.capture?.close();
   }
@@ -159,15 +278,36 @@ export class Cell extends AgentCell {
   }
 
   async attach(c: ContainerRecord): Promise<void> {
-    const { handle, app, ip, netns } = c;
+    const { ip, netns } = c;
     const ifname = ifnameOf(c);
-    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops);
+    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops, true);
     try {
       await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu, ifname);
     } catch (err) {
-      dev.close();
+      release(dev);
       throw err;
     }
+    this.adopt(c, dev);
+  }
+
+  async reattach(c: ContainerRecord): Promise<boolean> {
+    const open = this.opts.io.reattachTap;
+    if (!open) return false;
+    let dev: FrameDevice;
+    try {
+      dev = open(netnsPath(c.netns), ifnameOf(c), this.slotSize, this.dp.counters.drops);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENODEV' || (err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    this.adopt(c, dev);
+    return true;
+  }
+
+  /** Give the container a port and start moving its device's frames. */
+  private adopt(c: ContainerRecord, dev: FrameDevice): void {
+    const { handle, app, ip, netns } = c;
+    const ifname = ifnameOf(c);
     const port = this.dp.addPort(handle, app, ip);
     this.attached.set(handle, { port, netns, ifname, dev });
     this.devByIndex[port.index] = dev;
@@ -185,17 +325,20 @@ export class Cell extends AgentCell {
   }
 
   async detach(c: ContainerRecord): Promise<void> {
-    this.forget(c.handle);
+    this.forget(c.handle, true);
+    // Persistence off and the fd closed removes the TAP; `ip link del` makes sure.
     await this.opts.containerNet.detach(c.netns, ifnameOf(c));
   }
 
-  private forget(handle: string): Attached | undefined {
+  /** Stop moving a container's frames and close its fd; with `remove`, its TAP goes too (persistence off). */
+  private forget(handle: string, remove = false): Attached | undefined {
     const a = this.attached.get(handle);
     if (!a) return undefined;
     this.attached.delete(handle);
     this.devByIndex[a.port.index] = undefined;
     this.dp.removePort(a.port.index);
-    a.dev.close();
+    if (remove) release(a.dev);
+    else a.dev.close();
     return a;
   }
 

@@ -15,12 +15,14 @@ export interface IoTuning {
 export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS, tuning: IoTuning = {}): CellIo {
   const neg = new OffloadNegotiation(offload);
   return {
-    openTap: (name, slotSize, drops) => {
-      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, nativeBytes: tuning.nativeBytes });
+    openTap: (name, slotSize, drops, persist) => {
+      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, persist, nativeBytes: tuning.nativeBytes });
       if (offload.tapGro) neg.record('tap-gro', dev.vnetHdr, dev.vnetRefusal);
       if (offload.tapTso) neg.record('tap-tso', dev.tso, dev.tsoRefusal);
       return dev;
     },
+    reattachTap: (netnsPath, name, slotSize, drops) =>
+      TapDevice.attach(netnsPath, name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, nativeBytes: tuning.nativeBytes }),
     openUnderlay: (underlayIp, port, slotSize, drops, innerMtu) => {
       const u = UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH_SIZE, gso: offload.udpGso, gro: offload.udpGro, drops, innerMtu });
       if (offload.udpGso) neg.record('udp-gso', u.gso, u.gsoRefusal);

@@ -1,23 +1,133 @@
 // `silkworm cell`: run one cell's agent in the current network namespace.
+//
+// One instance per cell: before anything is touched the cell takes the lock
+// in its state directory, checks that nobody answers on its admin socket, and
+// binds UDP 4789 on its underlay address without port sharing; any of them
+// taken means another cell is running, and this one exits non-zero with one
+// sentence. A start that fails later undoes what it made (the lease included)
+// and exits non-zero too — never a process left hanging.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import fs from 'node:fs';
+//
+// Only what those checks need is loaded up front; the data planes, the
+// logger and the metrics are imported once they pass, so a refusal comes
+// quickly and a restart starts moving packets sooner.
 import { Option, type Command } from 'commander';
-import { Cell } from '../cell/cell.js';
-import { serveAdmin, serveMetrics } from '../cell/admin.js';
-import { cellRegistry } from '../cell/metrics.js';
-import { IprouteContainerNet } from '../agent/netns.js';
-import { nativeCellIo } from '../cell/io.js';
-import { ControllerClient } from '../net/controller-client.js';
-import { controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
+import { ControllerClient, detectControllerApi } from '../net/controller-client.js';
+import type { UpstreamControl } from '../agent/agent.js';
+import { clientTls, controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
 import { isIpv4, parseCidr } from '../util/ip.js';
-import { KernelCell } from '../kernel/kernel-cell.js';
-import { serveKernelAdmin } from '../kernel/admin.js';
 import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads } from '../offload/options.js';
-import { logger } from '../util/log.js';
+import { defaultStateDir, StateDir } from '../agent/state-dir.js';
+import { loadNative } from '../io/native.js';
+import { DEFAULT_CONNTRACK_MAX } from '../policy/conntrack.js';
+import type { Address } from '../net/address.js';
+import type { AgentCell } from '../agent/agent-cell.js';
 
 // commander reads a `--no-X` flag as the negation of `--X`; this one is a list of its own.
 function noOffloadOption(): Option {
   const o = new Option('--no-offload <list>', 'turn these offloads off (comma-separated), keeping the rest');
   o.negate = false;
   return o;
+}
+
+/** Does something answer on unix socket `path`? (A socket file left by a dead cell does not.) */
+function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(path);
+    const done = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.setTimeout(timeoutMs, () => done(true)); // accepted but silent: still someone's
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Refuse when another process serves the admin address (its socket file is left alone). */
+async function checkAdminFree(admin: Address): Promise<void> {
+  if (admin.kind !== 'unix') return;
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(admin.path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) fail(`${admin.path} exists and is not a socket; refusing to replace it`);
+  if (await socketAnswers(admin.path)) fail(`admin socket ${admin.path} is in use by another running cell`);
+}
+
+/**
+ * Refuse early when UDP `port` on `ip` is taken (a live cell binds it without
+ * port sharing). Cell.start binds it for real before the lease; this only
+ * answers sooner, before the data plane's modules load.
+ */
+function checkUdpFree(ip: string, port: number, dataplane: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+    s.once('error', (err: NodeJS.ErrnoException) => {
+      s.close();
+      if (err.code === 'EADDRINUSE') reject(new Error(`UDP port ${port} on ${ip} is in use (another cell for this underlay address is running)`));
+      else if (err.code === 'EADDRNOTAVAIL' && dataplane === 'user') reject(new Error(`${ip} is not an address of this network namespace`));
+      else resolve(); // not ours to judge here (the kernel data plane binds through its VXLAN device)
+    });
+    s.bind({ address: ip, port, exclusive: true }, () => s.close(() => resolve()));
+  });
+}
+
+/** The file a cell started with --takeover writes its PID to once it is loaded and waiting for the lock. */
+export const TAKEOVER_FILE = 'takeover';
+
+/**
+ * --takeover: take the state directory's lock as soon as the cell holding it
+ * lets go (polling every 10 ms, at most `waitMs`). Announces itself in
+ * TAKEOVER_FILE first so the one restarting it knows when to stop the old one.
+ */
+async function takeOver(state: StateDir, lockFile: (p: string) => number, name: string, waitMs = 20_000): Promise<void> {
+  fs.mkdirSync(state.dir, { recursive: true, mode: 0o700 });
+  const marker = state.path(TAKEOVER_FILE);
+  fs.writeFileSync(marker, `${process.pid}\n`);
+  const deadline = Date.now() + waitMs;
+  try {
+    for (;;) {
+      try {
+        state.lock(lockFile);
+        return;
+      } catch (err) {
+        if (!/is in use by another cell/.test((err as Error).message)) fail((err as Error).message);
+        if (Date.now() >= deadline) fail(`cell ${name} did not stop within ${waitMs / 1000} s: ${(err as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    fs.rmSync(marker, { force: true });
+  }
+}
+
+/** A start failure: undo what this run made (the lease included), say why in one sentence, exit 1. */
+async function abort(what: string, err: unknown, cell: AgentCell | null, client: ControllerClient | null, state: StateDir | null): Promise<never> {
+  if (cell && client) {
+    const lease = (() => {
+      try {
+        return cell.lease;
+      } catch {
+        return undefined;
+      }
+    })();
+    await cell.stop().catch(() => undefined);
+    if (lease) await client.releaseLease(lease).catch(() => undefined);
+  }
+  state?.unlock((fd) => loadNative().closeFd(fd));
+  try {
+    state?.removeIfCreated();
+  } catch {
+    /* best effort */
+  }
+  process.stderr.write(`silkworm: ${what}: ${(err as Error).message}\n`);
+  // Anything still open (a half-made socket, a timer) must not keep a failed cell alive.
+  process.exit(1);
 }
 
 export function register(program: Command): void {
@@ -27,8 +137,19 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'cell name, e.g. cell1')
     .requiredOption('--underlay-ip <ip>', "this cell's underlay address (198.18.0.0/15 in the lab)")
     .option('--underlay-dev <dev>', 'underlay interface (the kernel data plane sends VXLAN through it)', 'eth0')
-    .option('--controller <addr>', 'controller address (unix socket path or host:port)')
+    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port)')
+    .option('--tls-cert <file>', "this cell's client certificate (PEM) for an https:// controller")
+    .option('--tls-key <file>', 'its private key (PEM)')
+    .option('--tls-ca <file>', "CA (PEM) the controller's certificate must be signed by")
     .option('--lab <prefix>', "use lab P's controller socket", 'sw')
+    .option(
+      '--controller-api <api>',
+      "silkworm (GET /watch), silk (an unmodified silk-controller: poll and renew as silk-daemon does) or auto (silk when /watch answers 404)",
+      'auto',
+    )
+    .option('--policy-server <addr>', "with the silk API: the policy server's internal API (https://HOST:PORT; default the --controller address), same TLS files")
+    .option('--lease-poll <s>', "with the silk API: seconds between renew + GET /leases rounds (silk-daemon's lease_poll_interval_seconds)", '30')
+    .option('--policy-poll <s>', "with the silk API: seconds between policy rounds (vxlan-policy-agent's policy_poll_interval_seconds)", '5')
     .option('--admin <addr>', 'admin socket for show/container/trace (default: the lab socket for --name)')
     .option('--mtu <n>', 'underlay MTU; containers get MTU − 50', '1500')
     .option('--vni <n>', 'VXLAN network identifier', '1')
@@ -37,6 +158,9 @@ export function register(program: Command): void {
     .option('--capture', 'open a silk-vtep TAP and copy every inner frame to it, for tcpdump -i silk-vtep')
     .option('--dataplane <kind>', 'user (this process moves the packets) or kernel (program silk-vtep, veths and iptables as silk does)', 'user')
     .option('--overlay-network <cidr>', 'overlay network the leases come from (kernel: its prefix goes on silk-vtep)', '10.255.0.0/16')
+    .option('--state-dir <dir>', 'where the cell keeps its containers and connections across restarts, locked while it runs (default /var/lib/silkworm/NAME)')
+    .option('--takeover', 'wait (up to 20 s) for the cell running on this state directory to stop, with everything loaded, then start at once (lab restart uses it)')
+    .option('--conntrack-max <n>', 'tracked connections at most (userspace data plane); a full table evicts the least valuable', String(DEFAULT_CONNTRACK_MAX))
     .option('--offload <list>', `offloads to use, comma-separated, from ${OFFLOAD_NAMES.join(', ')} (or all, none); default all`)
     .addOption(noOffloadOption())
     .addHelpText(
@@ -53,6 +177,8 @@ export function register(program: Command): void {
         '',
         'Examples (inside the cell namespace):',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell1.sock',
+        '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --controller https://198.18.0.1:4003 \\',
+        '      --tls-cert /run/silkworm/sw/tls/cell1.pem --tls-key /run/silkworm/sw/tls/cell1-key.pem --tls-ca /run/silkworm/sw/tls/ca.pem',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --no-offload tap-tso,udp-gso',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --offload none',
         '  ip netns exec sw-cell2 silkworm cell --name cell2 --underlay-ip 198.18.0.12 --dataplane kernel --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell2.sock',
@@ -64,6 +190,8 @@ export function register(program: Command): void {
       const mtu = parseIntStrict(o.mtu, '--mtu', 576, 9216);
       const vni = parseIntStrict(o.vni, '--vni', 0, 0xffffff);
       const port = parseIntStrict(o.port, '--port', 1, 65535);
+      const conntrackMax = parseIntStrict(o.conntrackMax, '--conntrack-max', 1, 1 << 24);
+      if (!/^[A-Za-z0-9_.-]{1,64}$/.test(o.name)) fail(`--name "${o.name}" must be 1-64 letters, digits, "_.-"`);
       // Offloads are decided here, once: the io layer never reads the environment.
       let offloads: ResolvedOffloads;
       try {
@@ -71,14 +199,6 @@ export function register(program: Command): void {
       } catch (err) {
         fail((err as Error).message);
       }
-      if (offloads.deprecatedEnv.length > 0) {
-        logger('cell', { cell: o.name }).warn(
-          { variables: offloads.deprecatedEnv, offload: formatOffloads(offloads.options), use: '--offload / --no-offload' },
-          'offload-env-deprecated',
-        );
-      }
-      const client = new ControllerClient(controllerAddress(o));
-      const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
       if (o.dataplane === 'kernel') {
         try {
           parseCidr(o.overlayNetwork);
@@ -88,6 +208,88 @@ export function register(program: Command): void {
         if (o.capture) fail('--capture is for the userspace data plane; with --dataplane kernel run tcpdump -i silk-vtep in the cell namespace');
         if (o.offload !== undefined || o.noOffload !== undefined) fail('--offload and --no-offload are for the userspace data plane; the kernel data plane uses the kernel\'s own offloads (ethtool -K)');
         if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.underlayDev)) fail(`--underlay-dev "${o.underlayDev}" is not an interface name`);
+      }
+      const caddr = controllerAddress(o);
+      const tls = clientTls(caddr, o, "this cell's");
+      if (caddr.kind === 'tcp' && caddr.tls && (!tls?.cert || !tls.ca)) {
+        fail('a cell reaches an https:// controller with mutual TLS: give --tls-cert, --tls-key and --tls-ca');
+      }
+      const client = new ControllerClient(caddr, { tls });
+      if (!['silkworm', 'silk', 'auto'].includes(o.controllerApi)) fail(`--controller-api must be silkworm, silk or auto, got "${o.controllerApi}"`);
+      const leasePoll = parseIntStrict(o.leasePoll, '--lease-poll', 1, 86_400);
+      const policyPoll = parseIntStrict(o.policyPoll, '--policy-poll', 1, 86_400);
+      if (o.controllerApi !== 'silk' && o.policyServer && o.controllerApi === 'silkworm') {
+        fail('--policy-server is for --controller-api silk (silkworm\'s controller serves the policies itself)');
+      }
+      const admin = parseAddress(o.admin ?? `/run/silkworm/${o.lab}/${o.name}.sock`);
+      // One instance per cell: the state directory's lock, then the admin socket, then (in Cell.start) UDP 4789.
+      const state = new StateDir(o.stateDir ?? defaultStateDir(o.name));
+      const native = loadNative();
+      if (typeof native.lockFile !== 'function') fail('the native addon is older than this silkworm (no lockFile): rebuild it with "npm run build:native"');
+      if (o.takeover) {
+        // Load the data plane now, say so, and wait for the running cell to stop (whoever
+        // asked for the takeover stops it): the gap between the two is then only the hand-over.
+        await Promise.all([import('../cell/cell.js'), import('../cell/io.js'), import('../agent/netns.js'), import('../util/log.js')]);
+        await takeOver(state, (p) => native.lockFile(p), o.name);
+      } else {
+        try {
+          state.lock((p) => native.lockFile(p));
+        } catch (err) {
+          fail(`cell ${o.name} is already running: ${(err as Error).message}`);
+        }
+      }
+      await (async () => {
+        await checkAdminFree(admin);
+        await checkUdpFree(o.underlayIp, port, o.dataplane);
+      })().catch((err) => {
+        state.unlock((fd) => native.closeFd(fd));
+        state.removeIfCreated();
+        throw err;
+      });
+      // What starts the data plane first; the admin socket and metrics (prom-client) once packets move.
+      const [{ IprouteContainerNet }, { logger }] = await Promise.all([import('../agent/netns.js'), import('../util/log.js')]);
+      let api: 'silkworm' | 'silk' = o.controllerApi === 'auto' ? 'silkworm' : o.controllerApi;
+      if (o.controllerApi === 'auto') {
+        try {
+          api = await detectControllerApi(client);
+        } catch (err) {
+          await abort('the cell could not start', err, null, null, state);
+        }
+      }
+      let fatal: ((err: Error) => void) | undefined;
+      const fatalSeen = new Promise<Error>((resolve) => (fatal = resolve));
+      let upstream: UpstreamControl | undefined;
+      if (api === 'silk') {
+        const paddr = o.policyServer ? parseAddress(o.policyServer) : caddr;
+        upstream = {
+          policyServer: new ControllerClient(paddr, { tls }),
+          leasePollS: leasePoll,
+          policyPollS: policyPoll,
+          onFatal: (err) => fatal!(err),
+        };
+        logger('cell', { cell: o.name }).info({ controller: o.controller, policyServer: o.policyServer ?? o.controller, leasePoll, policyPoll }, 'controller-api-silk');
+      } else if (o.policyServer) {
+        await abort('the cell could not start', new Error('--policy-server is for --controller-api silk (silkworm\'s controller serves the policies itself)'), null, null, state);
+      }
+      const untilStop = () =>
+        new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGTERM', stop);
+          process.once('SIGINT', stop);
+          void fatalSeen.then((err) => {
+            process.stderr.write(`silkworm: the cell stops: ${err.message}\n`);
+            process.exitCode = 1;
+            resolve();
+          });
+        });
+      if (offloads.deprecatedEnv.length > 0) {
+        logger('cell', { cell: o.name }).warn(
+          { variables: offloads.deprecatedEnv, offload: formatOffloads(offloads.options), use: '--offload / --no-offload' },
+          'offload-env-deprecated',
+        );
+      }
+      if (o.dataplane === 'kernel') {
+        const [{ KernelCell }, { serveKernelAdmin }] = await Promise.all([import('../kernel/kernel-cell.js'), import('../kernel/admin.js')]);
         const kcell = new KernelCell({
           name: o.name,
           controller: client,
@@ -98,23 +300,24 @@ export function register(program: Command): void {
           vxlanPort: port,
           overlayNetwork: o.overlayNetwork,
           containerNet: new IprouteContainerNet(),
+          upstream,
+          state,
         });
         try {
           await kcell.start();
         } catch (err) {
           await kcell.stop().catch(() => undefined);
-          fail(`the kernel cell could not start: ${(err as Error).message}`);
+          await abort('the kernel cell could not start', err, null, null, state);
         }
-        const kserver = await serveKernelAdmin(kcell, admin);
+        const kserver = await serveKernelAdmin(kcell, admin).catch((err) => abort('the kernel cell could not serve its admin socket', err, kcell, client, state));
         kcell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
-        await new Promise<void>((resolve) => {
-          process.once('SIGTERM', () => resolve());
-          process.once('SIGINT', () => resolve());
-        });
+        await untilStop();
         await kserver.close();
         await kcell.stop();
+        state.unlock((fd) => native.closeFd(fd));
         return;
       }
+      const [{ Cell }, { nativeCellIo }] = await Promise.all([import('../cell/cell.js'), import('../cell/io.js')]);
       const cell = new Cell({
         name: o.name,
         controller: client,
@@ -123,25 +326,32 @@ export function register(program: Command): void {
         // addon's byte primitives (for paired measurements, scripts/bench-compare.sh --paired).
         io: nativeCellIo(offloads.options, { nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0' }),
         containerNet: new IprouteContainerNet(),
-        dataplane: { underlayMtu: mtu, vni, vxlanPort: port },
+        dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },
         capture: Boolean(o.capture),
+        upstream,
+        state,
       });
       try {
         await cell.start();
       } catch (err) {
-        fail(`the cell could not start: ${(err as Error).message}`);
+        await abort('the cell could not start', err, null, null, state);
       }
+      const [{ serveAdmin, serveMetrics }, { cellRegistry }] = await Promise.all([import('../cell/admin.js'), import('../cell/metrics.js')]);
       const registry = cellRegistry(cell);
-      const server = await serveAdmin(cell, admin, registry);
-      const metricsServer = o.metrics ? await serveMetrics(parseAddress(o.metrics), registry) : null;
+      const metricsAddr = o.metrics ? parseAddress(o.metrics) : null;
+      const server = await serveAdmin(cell, admin, registry).catch((err) => abort('the cell could not serve its admin socket', err, cell, client, state));
+      const metricsServer = metricsAddr
+        ? await serveMetrics(metricsAddr, registry).catch(async (err) => {
+            await server.close();
+            return abort(`the cell could not serve metrics on ${o.metrics}`, err, cell, client, state);
+          })
+        : null;
       cell.log.info({ admin: o.admin ?? admin }, 'admin-listening');
-      await new Promise<void>((resolve) => {
-        const stop = () => resolve();
-        process.once('SIGTERM', stop);
-        process.once('SIGINT', stop);
-      });
+      await untilStop();
       await server.close();
       await metricsServer?.close();
       await cell.stop();
+      // The state is written and every fd closed: a cell waiting to take over may start now.
+      state.unlock((fd) => native.closeFd(fd));
     });
 }

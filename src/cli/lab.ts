@@ -1,9 +1,9 @@
-// `silkworm lab up | down | status`: the whole mission on one box — a
+// `silkworm lab up | down | restart | status`: the whole mission on one box — a
 // controller, two cells on a 198.18.0.0/15 underlay bridge, appA on cell1 and
 // appB on cell2 each serving HTTP on 8080 — all in namespaces named P-*.
 import type { Command } from 'commander';
 import { DEFAULT_LAB, fail, parseIntStrict, table } from './util.js';
-import { labDown, labStatus, labUp, nextSteps, type StatusReport } from '../lab/lab.js';
+import { labDown, labRestart, labStatus, labUp, nextSteps, type StatusReport } from '../lab/lab.js';
 import { DEFAULT_APP_PORT, DEFAULT_MTU, DEFAULT_UNDERLAY_BASE, LAB_DATAPLANES, type LabDataplane } from '../lab/topology.js';
 
 const yesNo = (b: boolean) => (b ? 'yes' : 'NO');
@@ -16,7 +16,10 @@ export function formatStatus(r: StatusReport): string {
   out.push('');
   out.push(table(['NAMESPACE', 'EXISTS'], r.namespaces.map((n) => [n.name, yesNo(n.exists)])));
   const procs: string[][] = [];
-  if (r.controller) procs.push(['controller', '-', '-', String(r.controller.pid), yesNo(r.controller.alive), r.controller.socket, yesNo(r.controller.answers)]);
+  if (r.controller) {
+    procs.push(['controller', r.controller.netns ?? '-', '-', String(r.controller.pid), yesNo(r.controller.alive), r.controller.socket, yesNo(r.controller.answers)]);
+    if (r.controller.url) procs.push(['controller (mTLS)', r.controller.netns ?? '-', r.controller.url, String(r.controller.pid), yesNo(r.controller.alive), '-', yesNo(r.controller.tlsAnswers ?? false)]);
+  }
   for (const c of r.cells) procs.push([`${c.name} (${c.dataplane})`, c.netns, c.underlayIp, String(c.pid), yesNo(c.alive), c.socket, yesNo(c.answers)]);
   for (const a of r.apps) procs.push([`app ${a.app}`, a.netns, `:${a.port}`, String(a.pid), yesNo(a.alive), '-', yesNo(a.listening)]);
   if (procs.length > 0) {
@@ -85,6 +88,20 @@ export function register(program: Command): void {
       process.stdout.write(
         `lab "${r.prefix}" is down: stopped ${r.stopped.length} process(es), deleted ${r.namespacesDeleted.length} namespace(s)\n`,
       );
+    });
+
+  lab
+    .command('restart')
+    .description('restart one cell with the command line it was started with; its containers keep their connections')
+    .argument('<cell>', 'cell name, e.g. cell1')
+    .option('--prefix <P>', 'which lab', DEFAULT_LAB)
+    .option('--kill', 'SIGKILL instead of SIGTERM (a crash)')
+    .option('--timeout <seconds>', 'how long to wait for the new process to answer', '15')
+    .addHelpText('after', '\nExample:\n  sudo silkworm lab restart cell1\n  sudo silkworm lab restart cell1 --kill --prefix demo\n')
+    .action(async (name: string, o: { prefix?: string; kill?: boolean; timeout: string }) => {
+      const r = await labRestart(prefixOf(o), name, { kill: Boolean(o.kill), timeoutMs: parseIntStrict(o.timeout, '--timeout', 1, 600) * 1000 });
+      const how = r.signal ? `${r.signal} to pid ${r.oldPid}` : `pid ${r.oldPid} was not running`;
+      process.stdout.write(`${r.cell} restarted: ${how}, new pid ${r.pid}, answering after ${(r.elapsedMs / 1000).toFixed(2)} s\n`);
     });
 
   lab

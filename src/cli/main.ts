@@ -12,7 +12,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("Cloud Foundry silk's container-to-container data plane, in user space")
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerCommands(program);
+  await registerCommands(program, argv[0]);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

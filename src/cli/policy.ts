@@ -1,13 +1,19 @@
 // `silkworm policy add|list|remove`: cf add-network-policy and friends, against
 // the controller's cf-networking API.
 import type { Command } from 'commander';
-import { controllerAddress, fail, formatAddress, parseIntStrict, table, type Address } from './util.js';
+import { clientTls, controllerAddress, fail, formatAddress, parseIntStrict, table, type Address } from './util.js';
 import { ControllerClient, ControllerError, UnreachableError, HttpTimeoutError } from '../net/controller-client.js';
+import { ProtocolError } from '../net/http.js';
+import { TlsError } from '../net/tls.js';
 import type { PolicyRecord } from '../net/controller-types.js';
 
 interface ClientOptions {
   controller?: string;
   lab?: string;
+  token?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /**
@@ -16,23 +22,52 @@ interface ClientOptions {
  */
 export async function withController<T>(opts: ClientOptions, fn: (c: ControllerClient) => Promise<T>): Promise<T> {
   const addr: Address = controllerAddress(opts);
+  const tls = clientTls(addr, opts, "this client's");
+  // The external API over TCP wants a bearer token; the unix socket is trusted and needs none.
+  const token = opts.token ?? process.env.SILKWORM_TOKEN;
+  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token.replace(/^bearer /i, ''))) fail('--token / SILKWORM_TOKEN is not a token (it has spaces or control characters)');
+  if (token !== undefined) checkTokenExpiry(token.replace(/^bearer /i, ''));
+  const headers = token !== undefined && addr.kind === 'tcp' ? { authorization: /^bearer /i.test(token) ? token : `Bearer ${token}` } : undefined;
   try {
-    return await fn(new ControllerClient(addr, { timeoutMs: 10_000 }));
+    return await fn(new ControllerClient(addr, { timeoutMs: 10_000, tls, headers }));
   } catch (e) {
+    if (e instanceof TlsError || e instanceof ProtocolError) fail(e.message);
     if (e instanceof UnreachableError) {
       const hint = opts.controller ? 'is the controller running? (silkworm controller --listen …)' : 'is the lab up? (silkworm lab up)';
       fail(`cannot reach the controller at ${formatAddress(addr)}: ${hint}`);
     }
     if (e instanceof HttpTimeoutError) fail(`the controller at ${formatAddress(addr)} did not answer within 10 s`);
-    if (e instanceof ControllerError) fail(`the controller refused: ${e.message}`);
+    if (e instanceof ControllerError) {
+      if (e.status === 401 && addr.kind === 'tcp' && !headers) fail(`the controller refused: ${e.message} (give --token or set SILKWORM_TOKEN; silkworm token create makes one)`);
+      fail(`the controller refused: ${e.message}`);
+    }
     throw e;
   }
 }
 
-function addClientOptions(cmd: Command): Command {
+/** A token whose exp has passed is refused here, in a sentence, before the controller answers a bare 401. */
+function checkTokenExpiry(token: string): void {
+  const part = token.split('.')[1];
+  if (part === undefined) return; // not a JWT; the controller says so
+  let exp: unknown;
+  try {
+    exp = (JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+  } catch {
+    return;
+  }
+  if (typeof exp === 'number' && exp * 1000 < Date.now()) {
+    fail(`the token expired at ${new Date(exp * 1000).toISOString()}: make a new one (silkworm token create)`);
+  }
+}
+
+export function addClientOptions(cmd: Command): Command {
   return cmd
-    .option('--controller <addr>', 'controller address (unix socket path or host:port)')
-    .option('--lab <prefix>', "use the lab's controller socket /run/silkworm/<prefix>/controller.sock", 'sw');
+    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port)')
+    .option('--lab <prefix>', "use the lab's controller socket /run/silkworm/<prefix>/controller.sock", 'sw')
+    .option('--token <jwt>', 'bearer token for the external policy API over TCP (default: $SILKWORM_TOKEN)')
+    .option('--tls-ca <file>', 'CA (PEM) the controller\'s certificate must be signed by, for https://')
+    .option('--tls-cert <file>', 'client certificate (PEM), for a controller that asks for one')
+    .option('--tls-key <file>', 'its private key (PEM)');
 }
 
 interface PolicyArgsOptions extends ClientOptions {
@@ -80,7 +115,9 @@ export function register(program: Command): void {
 Example:
   silkworm policy add appA appB --protocol tcp --port 8080
   silkworm policy list
-  silkworm policy remove appA appB --protocol tcp --port 8080`,
+  silkworm policy remove appA appB --protocol tcp --port 8080
+  SILKWORM_TOKEN=$(silkworm token create --signing-key tls/token-key.pem --scope network.admin) \\
+    silkworm policy list --controller https://198.18.0.1:4003 --tls-ca tls/ca.pem`,
     );
 
   addClientOptions(
@@ -126,7 +163,18 @@ Example:
     )
     .action(async (opts: ClientOptions & { json?: boolean; app?: string }) => {
       const ids = opts.app ? opts.app.split(',').filter(Boolean) : undefined;
-      const ps = await withController(opts, (c) => c.internalPolicies(ids));
+      // Over TCP without a client certificate only the external API (token) is open to a tool:
+      // the same rows from the external list plus the tags table.
+      const external = opts.controller !== undefined && !opts.controller.startsWith('/') && !opts.controller.endsWith('.sock') && opts.tlsCert === undefined;
+      const ps = await withController(opts, async (c) => {
+        if (!external) return c.internalPolicies(ids);
+        const [list, tags] = await Promise.all([c.policies(ids ? { id: ids } : {}), c.tags()]);
+        const tagOf = new Map(tags.map((t) => [t.id, t.tag]));
+        return list.map((p) => ({
+          source: { ...p.source, tag: tagOf.get(p.source.id) },
+          destination: { ...p.destination, tag: tagOf.get(p.destination.id) },
+        }));
+      });
       if (opts.json) {
         process.stdout.write(JSON.stringify({ total_policies: ps.length, policies: ps }, null, 2) + '\n');
         return;

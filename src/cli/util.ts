@@ -4,6 +4,7 @@
 import { UserError } from '../util/errors.js';
 import { AddressError, formatAddress, parseAddress as parseNetAddress, type Address } from '../net/address.js';
 import { DEFAULT_LAB, LAB_ROOT, labCellSocket, labControllerSocket, labDir } from '../lab/paths.js';
+import { loadTlsMaterial, TlsConfigError, type TlsMaterial } from '../net/tls.js';
 
 /**
  * The CLI's one-sentence error: main() prints `silkworm: <message>` and exits 1.
@@ -32,6 +33,28 @@ export function parseAddress(text: string): Address {
 /** --controller ADDR, else the lab's socket for --lab P (default sw). */
 export function controllerAddress(opts: { controller?: string; lab?: string }): Address {
   return parseAddress(opts.controller ?? labControllerSocket(opts.lab ?? DEFAULT_LAB));
+}
+
+export interface ControllerTlsFlags {
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
+
+/**
+ * --tls-cert/--tls-key/--tls-ca read and checked (a bad file is one CLI
+ * sentence); undefined when none is given. `who` words the messages.
+ */
+export function clientTls(addr: Address, o: ControllerTlsFlags, who: string): TlsMaterial | undefined {
+  const any = o.tlsCert !== undefined || o.tlsKey !== undefined || o.tlsCa !== undefined;
+  if (!any) return undefined;
+  if (!(addr.kind === 'tcp' && addr.tls)) fail('--tls-cert/--tls-key/--tls-ca are for a controller reached by --controller https://HOST:PORT');
+  try {
+    return loadTlsMaterial({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey }, who);
+  } catch (e) {
+    if (e instanceof TlsConfigError) fail(e.message);
+    throw e;
+  }
 }
 
 /** --cell ADDR|NAME: an address, or a cell name in the lab --lab P. */

@@ -4,7 +4,8 @@
 import { controllerRegistry } from './metrics.js';
 import { logger } from '../util/log.js';
 import { parseAddress, formatAddress } from '../net/address.js';
-import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer } from '../net/http.js';
+import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer, type ServeLimits } from '../net/http.js';
+import { explainPeerCert, type TlsMaterial } from '../net/tls.js';
 import { Controller, ConflictError, type ControllerOptions } from './controller.js';
 import { MemoryStore, SqliteStore, type ControllerStore } from './store.js';
 import type { TokenVerifier } from './auth.js';
@@ -25,6 +26,22 @@ export interface RouterOptions {
   watchHoldMs?: number;
   /** When set, external policy API requests over TCP need a bearer token it verifies. */
   tokenVerifier?: TokenVerifier;
+}
+
+/**
+ * On a TLS listener, the internal policy API, the lease API and /watch (what
+ * cells, silk-daemon and vxlan-policy-agent call) need a client certificate
+ * signed by the listener's CA: 401 without one, 403 for one that does not
+ * verify. Plain listeners (the unix socket, a TCP listener without TLS) pass.
+ */
+export function requireClientCert(h: JsonHandler): JsonHandler {
+  return (req) => {
+    if (req.peer) {
+      const bad = explainPeerCert(req.peer, `${req.method} ${req.path}`);
+      if (bad) return { status: bad.status, body: { error: bad.error } };
+    }
+    return h(req);
+  };
 }
 
 /** Map the controller's typed errors to HTTP statuses. */
@@ -80,60 +97,66 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
     })),
   );
   r.get(EXTERNAL_TAGS, auth('read', () => ({ status: 200, body: { tags: c.typedTags() } })));
-  r.get(INTERNAL_POLICIES, (req) => {
+  const mtls = requireClientCert;
+  r.get(INTERNAL_POLICIES, mtls((req) => {
     const ids = idList(req.query, 'id');
     if (!ids) return { status: 200, raw: c.internalPoliciesJson() };
     const policies = c.internalPolicies(ids);
     return { status: 200, body: { total_policies: policies.length, policies } };
-  });
+  }));
 
   // --- leases (silk-controller) ---
-  r.get('/leases', () => ({ status: 200, body: { leases: c.leases() } }));
+  r.get('/leases', mtls(() => ({ status: 200, body: { leases: c.leases() } })));
   r.put(
     '/leases/acquire',
-    guarded((req) => {
+    mtls(guarded((req) => {
       const a = validateAcquireRequest(req.body);
       return { status: 200, body: c.acquireLease(a.underlay_ip, a.single_overlay_ip) };
-    }),
+    })),
   );
   r.put(
     '/leases/renew',
-    guarded((req) => ({ status: 200, body: c.renewLease(validateLeaseBody(req.body)) })),
+    mtls(guarded((req) => ({ status: 200, body: c.renewLease(validateLeaseBody(req.body)) }))),
   );
   r.put(
     '/leases/release',
-    guarded((req) => {
+    mtls(guarded((req) => {
       c.releaseLease(validateReleaseBody(req.body));
       return { status: 200, body: {} };
-    }),
+    })),
   );
 
   // --- watch ---
-  r.get('/watch', async (req) => {
+  r.get('/watch', mtls(async (req) => {
     const raw = req.query.get('since') ?? '-1';
     if (!/^-?\d{1,15}$/.test(raw)) throw new HttpError(400, `since must be a version number, got "${raw}"`);
     await c.waitForChange(Number(raw), holdMs, req.signal);
     return { status: 200, raw: c.snapshotJson() };
-  });
+  }));
 
   // Built on the first scrape, so controllers that are never scraped (tests) pay nothing.
   let metrics: ReturnType<typeof controllerRegistry> | undefined;
-  r.get('/metrics', async () => {
+  r.get('/metrics', mtls(async () => {
     metrics ??= controllerRegistry(c);
     return { status: 200, raw: await metrics.metrics(), contentType: metrics.contentType };
-  });
+  }));
 
-  r.get('/healthz', () => ({
+  r.get('/healthz', mtls(() => ({
     status: 200,
     body: { ok: true, version: c.version, policies: c.policyCount, leases: c.leases().length },
-  }));
-  registerUpstreamRoutes(r, c, { startedAt: Date.now() });
+  })));
+  registerUpstreamRoutes(r, c, { startedAt: Date.now(), internal: mtls });
   return r;
 }
 
 export interface StartControllerOptions extends Omit<ControllerOptions, 'store' | 'log'> {
-  /** Unix socket path or host:port (or an Address). Port 0 picks a free port. */
-  listen: string | Address;
+  /** Unix socket paths and host:ports (or Addresses), one listener each. Port 0 picks a free port. */
+  listen: string | Address | (string | Address)[];
+  /** Every TCP listener speaks TLS with this material and checks client certificates against its CA. */
+  tls?: TlsMaterial;
+  /** Largest request body (413 beyond). Default 1 MiB. */
+  maxBodyBytes?: number;
+  limits?: ServeLimits;
   /** A SQLite file path, ':memory:' for a throw-away store, or a store object. */
   store: string | ControllerStore;
   watchHoldMs?: number;
@@ -142,7 +165,10 @@ export interface StartControllerOptions extends Omit<ControllerOptions, 'store' 
 }
 
 export interface RunningController {
+  /** The first listener's address. */
   readonly address: Address;
+  /** Every listener, in the order given. */
+  readonly addresses: Address[];
   readonly controller: Controller;
   close(): Promise<void>;
 }
@@ -162,16 +188,28 @@ export async function startController(opts: StartControllerOptions): Promise<Run
     store.close();
     throw e;
   }
-  const addr = typeof opts.listen === 'string' ? parseAddress(opts.listen) : opts.listen;
-  let server: JsonServer;
+  const listens = (Array.isArray(opts.listen) ? opts.listen : [opts.listen]).map((l) => (typeof l === 'string' ? parseAddress(l) : l));
+  if (listens.length === 0) throw new Error('the controller needs at least one listener');
+  const handle = controllerRouter(controller, { watchHoldMs: opts.watchHoldMs, tokenVerifier: opts.tokenVerifier }).handle;
+  const servers: JsonServer[] = [];
   try {
-    server = await serve(addr, controllerRouter(controller, { watchHoldMs: opts.watchHoldMs, tokenVerifier: opts.tokenVerifier }).handle, {
-      onError: (err, req) => log.error({ err, method: req.method, path: req.path }, 'request-failed'),
-    });
+    for (const addr of listens) {
+      servers.push(
+        await serve(addr, handle, {
+          tls: addr.kind === 'tcp' ? opts.tls : undefined,
+          maxBodyBytes: opts.maxBodyBytes,
+          limits: opts.limits,
+          onError: (err, req) => log.error({ err, method: req.method, path: req.path }, 'request-failed'),
+          onFlood: (f) => log.warn(f, 'connections-refused'),
+        }),
+      );
+    }
   } catch (e) {
+    for (const s of servers) await s.close();
     controller.close();
     throw e;
   }
+  const server = servers[0]!;
   // One coarse timer reclaims expired leases (a quarter of the expiry, within 0.25–30 s).
   const sweepMs = Math.min(30_000, Math.max(250, Math.floor(controller.leaseExpiryMs / 4)));
   const sweep = setInterval(() => {
@@ -186,6 +224,7 @@ export async function startController(opts: StartControllerOptions): Promise<Run
   log.info(
     {
       address: formatAddress(server.address),
+      listeners: servers.map((s) => formatAddress(s.address)),
       store: typeof opts.store === 'string' ? opts.store : 'custom',
       version: controller.version,
       policies: controller.policyCount,
@@ -196,6 +235,7 @@ export async function startController(opts: StartControllerOptions): Promise<Run
   let closed: Promise<void> | undefined;
   return {
     address: server.address,
+    addresses: servers.map((s) => s.address),
     controller,
     close() {
       closed ??= (async () => {
@@ -203,7 +243,7 @@ export async function startController(opts: StartControllerOptions): Promise<Run
         // Answer held watches with the final snapshot before the connections go.
         controller.wakeAll();
         await new Promise((r) => setImmediate(r));
-        await server.close();
+        await Promise.all(servers.map((s) => s.close()));
         controller.close();
         log.info({ version: controller.version }, 'controller-stopped');
       })();

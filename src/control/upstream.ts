@@ -38,6 +38,8 @@ const EXTERNAL = /^\/networking\/([^/]+)\/external\/(policies|policies\/delete|p
 export interface UpstreamRouteOptions {
   /** Epoch ms the server started (the uptime text). Default: now. */
   startedAt?: number;
+  /** Wraps the internal endpoints (the controller's client-certificate gate on TLS listeners). */
+  internal?: (h: JsonHandler) => JsonHandler;
 }
 
 export function registerUpstreamRoutes(r: Router, c: Controller, opts: UpstreamRouteOptions = {}): Router {
@@ -52,14 +54,15 @@ export function registerUpstreamRoutes(r: Router, c: Controller, opts: UpstreamR
   // The store is in memory and SQLite is in-process: if this answers, the database does.
   r.get('/health', () => ({ status: 200, raw: '', contentType: 'text/plain; charset=utf-8' }));
 
-  r.get('/networking/v1/internal/policies_last_updated', () => ({
+  const internal = opts.internal ?? ((h: JsonHandler) => h);
+  r.get('/networking/v1/internal/policies_last_updated', internal(() => ({
     status: 200,
     raw: c.policiesLastUpdatedNanos(),
     contentType: 'text/plain; charset=utf-8',
-  }));
+  })));
   // silkworm has no application security groups: the policy agent gets an empty page.
-  r.get('/networking/v1/internal/security_groups', () => ({ status: 200, body: { next: 0, security_groups: [] } }));
-  r.put('/networking/v1/internal/tags', (req) => {
+  r.get('/networking/v1/internal/security_groups', internal(() => ({ status: 200, body: { next: 0, security_groups: [] } })));
+  r.put('/networking/v1/internal/tags', internal((req) => {
     try {
       const { id, type } = validateTagBody(req.body);
       return { status: 200, body: c.createTag(id, type) };
@@ -68,7 +71,7 @@ export function registerUpstreamRoutes(r: Router, c: Controller, opts: UpstreamR
       if (e instanceof ConflictError) return { status: 409, body: { error: e.upstream } };
       throw e;
     }
-  });
+  }));
 
   r.otherwise((req) => {
     const m = EXTERNAL.exec(req.path);

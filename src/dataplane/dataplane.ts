@@ -42,9 +42,10 @@ export class Dataplane {
   private readonly egressRoom: Egress;
   private readonly ingressRoom: Ingress;
 
-  constructor(cfg: DataplaneConfig) {
+  /** `counters`: a table made earlier (the cell opens its underlay, which counts into it, before the lease). */
+  constructor(cfg: DataplaneConfig, counters: Counters = new Counters()) {
     this.state = new ControlState(cfg);
-    this.live = new Run(new Counters(), NO_STEPS, new IcmpLimiter(cfg.icmpRate, cfg.icmpBurst), false);
+    this.live = new Run(counters, NO_STEPS, new IcmpLimiter(cfg.icmpRate, cfg.icmpBurst), false);
     this.egressRoom = new Egress(this.state);
     this.ingressRoom = new Ingress(this.state);
   }

@@ -102,6 +102,8 @@ export interface NativeAddon {
   /** Re-attach the persistent TAP `name` that lives in the netns at `netnsPath` (setns on a helper thread). */
   openTapInNetns(netnsPath: string, name: string, flags?: { vnetHdr?: boolean; tso?: boolean }): TapHandle;
   setPersist(fd: number, on: boolean): void;
+  /** open(path, O_RDWR|O_CREAT) and flock(LOCK_EX|LOCK_NB); returns the fd that holds the lock (EAGAIN: held elsewhere). */
+  lockFile(path: string): number;
   closeFd(fd: number): void;
   /** if_nametoindex(3) in this process's namespace; 0 when there is no such interface. */
   ifNameToIndex(name: string): number;

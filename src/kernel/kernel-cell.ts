@@ -10,7 +10,9 @@
 // removes all of it; `stop()` also removes it for a cell that keeps running
 // its namespace.
 import fs from 'node:fs';
+import type { UpstreamControl } from '../agent/agent.js';
 import type { ControllerClient, Lease } from '../net/controller-client.js';
+import type { StateDir } from '../agent/state-dir.js';
 import { AgentCell } from '../agent/agent-cell.js';
 import type { AgentHooks, DesiredState } from '../agent/backend.js';
 import { ifnameOf, type ContainerRecord } from '../agent/containers.js';
@@ -55,12 +57,15 @@ export interface KernelCellOptions {
   containerNet: ContainerNet;
   exec?: Exec;
   renewInterval?: number;
+  /** Poll an unmodified silk-controller and policy server (src/agent/silk-loop.ts) instead of watching. */
+  upstream?: UpstreamControl;
   /** Seconds between checks for containers whose namespace vanished. */
   reapInterval?: number;
   /** Wall clock in seconds, for vpa--<ts> chain names (tests pass their own). */
   nowSeconds?: () => number;
   /** Where the cell looks for interfaces (/sys/class/net); tests point it elsewhere. */
-  sysClassNet?: string;
+  sysClassNet?: string;  /** The cell's state directory, locked by the caller (src/agent/state-dir.ts); none: nothing survives a restart. */
+  state?: StateDir;
 }
 
 /** The kernel cell: the agent (AgentCell) with the Linux kernel, programmed as silk does, as its Backend. */

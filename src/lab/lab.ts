@@ -7,15 +7,18 @@
 // down:   stop recorded PIDs (only while they are still ours), delete the
 //         namespaces, remove /run/silkworm/P. Idempotent; works without state.
 // status: what the state says, checked against what is alive.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fail } from './errors.js';
 import { labDir, DEFAULT_LAB } from './paths.js';
 import { buildTopology, deleteNamespaces, listNetns, netnsPids } from './netns.js';
-import { cmdline, isAlive, isOurs, listeningIn, probeHttp, stopProcesses, waitReady } from './procs.js';
-import { labConflist, realRunner, type LabRunner } from './runner.js';
+import { cmdline, isAlive, isOurs, listeningIn, probeHttp, spawnDetached, stopProcesses, waitReady } from './procs.js';
+import { cellCommand, labConflist, realRunner, type CellSpec, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
 import { labNamespaces, planLab, validatePrefix, type LabPlan, type PlanOptions } from './topology.js';
+import { createCerts, CertsError } from '../control/certs.js';
+import { execFile } from 'node:child_process';
 
 export interface UpOptions extends PlanOptions {
   /** Bound for each readiness wait (controller, each cell, each app). */
@@ -88,20 +91,36 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     // completePartialChecksum).
 
     const c = plan.controller;
-    const controllerPid = runner.spawnController({ socket: c.socket, store: c.store, log: c.log });
-    state.controller = { socket: c.socket, pid: controllerPid, log: c.log };
+    // The lab's TLS material: a CA, the controller's certificate for its underlay address, one client certificate per cell.
+    try {
+      createCerts({ dir: c.tlsDir, hosts: [c.ip], clients: plan.cells.map((x) => x.name) });
+    } catch (e) {
+      if (e instanceof CertsError) fail(`making the lab's certificates failed: ${e.message}`);
+      throw e;
+    }
+    const tlsFile = (f: string) => path.join(c.tlsDir, f);
+    const controllerPid = runner.spawnController({
+      socket: c.socket,
+      store: c.store,
+      log: c.log,
+      netns: c.netns,
+      tcp: `${c.ip}:${c.port}`,
+      tls: { cert: tlsFile('controller.pem'), key: tlsFile('controller-key.pem'), ca: tlsFile('ca.pem'), tokenKey: tlsFile('token-key.pub.pem') },
+    });
+    state.controller = { socket: c.socket, pid: controllerPid, log: c.log, url: c.url, netns: c.netns, tlsDir: c.tlsDir };
     save();
     await waitReady({ what: 'the controller', pid: controllerPid, log: c.log, timeoutMs, ready: async () => (await probeHttp(c.socket)) !== null });
-    say(`controller up (pid ${controllerPid}) on ${c.socket}`);
+    say(`controller up (pid ${controllerPid}) on ${c.socket} and ${c.url} (mutual TLS, material in ${c.tlsDir})`);
 
     // One cell at a time: a cell answers on its admin socket only after it
     // holds its lease, so cell1 always gets the first /24 (10.255.1.0/24) and
     // appA's address is the same in every lab, as the README and hints show.
     for (const cell of plan.cells) {
-      const pid = runner.spawnCell({
+      const spec: CellSpec = {
         name: cell.name,
         netns: cell.netns,
-        controllerSocket: c.socket,
+        controllerSocket: c.url,
+        tls: { cert: tlsFile(`${cell.name}.pem`), key: tlsFile(`${cell.name}-key.pem`), ca: tlsFile('ca.pem') },
         underlayIp: cell.underlayIp,
         underlayDev: cell.dev,
         adminSocket: cell.socket,
@@ -109,8 +128,19 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
         log: cell.log,
         dataplane: cell.dataplane,
         capture: opts.capture,
+        stateDir: cell.stateDir,
+      };
+      const pid = runner.spawnCell(spec);
+      state.cells.push({
+        name: cell.name,
+        underlayIp: cell.underlayIp,
+        netns: cell.netns,
+        socket: cell.socket,
+        pid,
+        log: cell.log,
+        dataplane: cell.dataplane,
+        command: cellCommand(spec),
       });
-      state.cells.push({ name: cell.name, underlayIp: cell.underlayIp, netns: cell.netns, socket: cell.socket, pid, log: cell.log, dataplane: cell.dataplane });
       save();
       await waitReady({ what: cell.name, pid, log: cell.log, timeoutMs, ready: async () => (await probeHttp(cell.socket)) !== null });
     }
@@ -224,6 +254,10 @@ async function teardown(prefix: string, state: LabState | null, o: TeardownOptio
   const found = o.onlyRecorded ? { ours: [], foreign: [] } : discoverLabPids(prefix, namespaces);
   const pids = [...new Set([...(state ? recordedPids(state) : []), ...found.ours])];
   const stubborn = await stopProcesses(pids, o.graceMs ?? 3000);
+  // A cell's containers keep their TAPs when it stops (so a restart can
+  // re-attach them). Those in the lab's namespaces go with the namespaces;
+  // those in anyone else's are deleted here, as `container del` would.
+  deleteContainerTaps(prefix, namespaces);
   const before = new Set(listNetns());
   // Namespaces go even if a process would not: a process keeps its network
   // alive but no longer holds the name, so a new lab can start.
@@ -244,11 +278,145 @@ async function teardown(prefix: string, state: LabState | null, o: TeardownOptio
   };
 }
 
+/**
+ * Delete the container interface (eth0, or the CNI_IFNAME it was given) in
+ * every namespace a cell of this lab recorded a container in (its state
+ * directory's cell.json), except the namespaces about to be deleted — and
+ * only when it is still a TAP, which is what the cell made.
+ */
+function deleteContainerTaps(prefix: string, deleting: string[]): void {
+  const dir = labDir(prefix);
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  const present = new Set(listNetns());
+  for (const e of entries) {
+    let saved: { containers?: { netns?: unknown; ifname?: unknown }[] };
+    try {
+      saved = JSON.parse(fs.readFileSync(path.join(dir, e, 'cell.json'), 'utf8'));
+    } catch {
+      continue; // not a cell's state directory
+    }
+    for (const c of saved.containers ?? []) {
+      const ns = c.netns;
+      const dev = typeof c.ifname === 'string' && /^[A-Za-z0-9_.-]{1,15}$/.test(c.ifname) ? c.ifname : 'eth0';
+      if (typeof ns !== 'string' || deleting.includes(ns)) continue;
+      // A namespace by name (ip netns) or by path (CNI_NETNS), as the cell took it.
+      let ipIn: (args: string[]) => [string, string[]];
+      if (/^[A-Za-z0-9_.-]+$/.test(ns)) {
+        if (!present.has(ns)) continue;
+        ipIn = (args) => ['ip', ['-n', ns, ...args]];
+      } else if (ns.startsWith('/') && fs.existsSync(ns)) {
+        ipIn = (args) => ['nsenter', [`--net=${ns}`, 'ip', ...args]];
+      } else {
+        continue;
+      }
+      try {
+        const [cmd, args] = ipIn(['-d', '-j', 'link', 'show', 'dev', dev]);
+        const info = JSON.parse(execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }));
+        if (info?.[0]?.linkinfo?.info_kind !== 'tun') continue;
+        const [dcmd, dargs] = ipIn(['link', 'del', 'dev', dev]);
+        execFileSync(dcmd, dargs, { stdio: 'ignore', timeout: 5000 });
+      } catch {
+        /* gone already */
+      }
+    }
+  }
+}
+
 /** Take the lab down. Safe to run twice, and with no state file at all. */
 export async function labDown(prefix: string = DEFAULT_LAB, opts: { graceMs?: number } = {}): Promise<DownResult> {
   validatePrefix(prefix);
   requireRoot('lab down');
   return teardown(prefix, readStateOrNull(prefix), { keepLogs: false, onlyRecorded: false, graceMs: opts.graceMs });
+}
+
+export interface RestartOptions {
+  /** SIGKILL instead of SIGTERM (what a crash looks like). */
+  kill?: boolean;
+  /** Bound for the new process to answer on its admin socket. */
+  timeoutMs?: number;
+}
+
+export interface RestartResult {
+  cell: string;
+  oldPid: number;
+  pid: number;
+  signal: 'SIGTERM' | 'SIGKILL' | null;
+  /** From the old process's signal to the new one answering on its admin socket. */
+  elapsedMs: number;
+}
+
+/**
+ * `lab restart CELL`: stop one cell (SIGTERM, or SIGKILL with `kill`), start
+ * it again with the command line it was started with, wait until it answers,
+ * and record the new PID in state.json.
+ */
+export async function labRestart(prefix: string, name: string, o: RestartOptions = {}): Promise<RestartResult> {
+  validatePrefix(prefix);
+  requireRoot('lab restart');
+  const state = readState(prefix) ?? fail(`no lab "${prefix}" is up; start one with "silkworm lab up${prefix === DEFAULT_LAB ? '' : ` --prefix ${prefix}`}"`);
+  const cell = state.cells.find((c) => c.name === name) ?? fail(`lab "${prefix}" has no cell "${name}" (it has ${state.cells.map((c) => c.name).join(', ') || 'none'})`);
+  const command = cell.command;
+  if (!command || command.length === 0) fail(`the command line of ${name} was not recorded (a lab from an older silkworm); run "silkworm lab down --prefix ${prefix}" and up again`);
+  // The cell running now: whoever holds its state directory's lock (it may
+  // have been restarted by hand since state.json was written), else the recorded PID.
+  const sd = command.indexOf('--state-dir');
+  const stateDir = sd >= 0 && command[sd + 1] ? command[sd + 1]! : path.join(labDir(prefix), name);
+  const holder = lockHolder(stateDir);
+  const oldPid = holder !== undefined && isOurs(holder) ? holder : cell.pid;
+  const alive = isOurs(oldPid);
+  const started = Date.now();
+  let sig: RestartResult['signal'] = null;
+  let pid = 0;
+  if (alive) {
+    // The new process first, with --takeover: it loads everything, says so in
+    // the state directory, and waits for the lock; only then is the old one
+    // stopped, so the outage is the hand-over, not a Node start-up.
+    const marker = path.join(stateDir, 'takeover');
+    pid = spawnDetached(command[0]!, [...command.slice(1), '--takeover'], cell.log);
+    await waitReady({ what: `${name} (taking over)`, pid, log: cell.log, timeoutMs: o.timeoutMs ?? 15_000, ready: () => readPid(marker) === pid });
+    sig = o.kill ? 'SIGKILL' : 'SIGTERM';
+    process.kill(oldPid, sig);
+    const deadline = Date.now() + (o.kill ? 2000 : 10_000);
+    while (isAlive(oldPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (isAlive(oldPid)) {
+      if (isOurs(oldPid)) process.kill(oldPid, 'SIGKILL');
+      const killDeadline = Date.now() + 2000;
+      while (isAlive(oldPid) && Date.now() < killDeadline) await new Promise((r) => setTimeout(r, 20));
+      if (isAlive(oldPid)) fail(`${name} (pid ${oldPid}) would not stop even after SIGKILL`);
+    }
+  }
+  if (pid === 0) pid = spawnDetached(command[0]!, command.slice(1), cell.log);
+  cell.pid = pid;
+  cell.command = command;
+  writeState(state);
+  // Ready: the new process holds the lock and answers (an answer alone could come from a cell nobody stopped).
+  await waitReady({
+    what: name,
+    pid,
+    log: cell.log,
+    timeoutMs: o.timeoutMs ?? 15_000,
+    ready: async () => lockHolder(stateDir) === pid && isAlive(pid) && (await probeHttp(cell.socket)) !== null,
+  });
+  return { cell: name, oldPid, pid, signal: sig, elapsedMs: Date.now() - started };
+}
+
+/** The PID a cell wrote into its state directory's lock file (src/agent/state-dir.ts), if any. */
+function lockHolder(stateDir: string): number | undefined {
+  return readPid(path.join(stateDir, 'lock'));
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const n = Number(fs.readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface ProcStatus {
@@ -266,7 +434,18 @@ export interface StatusReport {
   /** user | kernel | mixed (user for labs started before the option existed); null with no state. */
   dataplane: 'user' | 'kernel' | 'mixed' | null;
   namespaces: { name: string; exists: boolean }[];
-  controller: ({ socket: string; log: string; answers: boolean } & ProcStatus) | null;
+  controller:
+    | ({
+        socket: string;
+        log: string;
+        answers: boolean;
+        /** The mutual-TLS listener on the underlay, and whether it answers (checked from its namespace's side, with cell1's certificate). */
+        url?: string;
+        netns?: string;
+        tlsDir?: string;
+        tlsAnswers?: boolean;
+      } & ProcStatus)
+    | null;
   cells: ({ name: string; netns: string; underlayIp: string; socket: string; log: string; dataplane: 'user' | 'kernel'; answers: boolean } & ProcStatus)[];
   containers: { app: string; netns: string; ip: string; cell: string; mac?: string; containerId?: string }[];
   apps: ({ app: string; netns: string; port: number; log: string; listening: boolean } & ProcStatus)[];
@@ -279,10 +458,23 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
   const nsNames = [...new Set([...labNamespaces(prefix), ...(state?.namespaces ?? [])])];
   const answers = async (sock: string) => (await probeHttp(sock, '/', 500)) !== null;
   const controller = state?.controller
-    ? { ...state.controller, alive: isOurs(state.controller.pid), answers: await answers(state.controller.socket) }
+    ? {
+        ...state.controller,
+        alive: isOurs(state.controller.pid),
+        answers: await answers(state.controller.socket),
+        ...(state.controller.url
+          ? { tlsAnswers: await tlsAnswers(state.controller.url, state.controller.netns, state.controller.tlsDir, state.cells[0]?.name) }
+          : {}),
+      }
     : null;
   const cells = await Promise.all(
-    (state?.cells ?? []).map(async (c) => ({ ...c, dataplane: c.dataplane ?? ('user' as const), alive: isOurs(c.pid), answers: await answers(c.socket) })),
+    (state?.cells ?? []).map(async (c) => {
+      // A cell restarted by hand (the same command line) holds its state directory's lock under a new PID.
+      const sd = c.command?.indexOf('--state-dir') ?? -1;
+      const holder = sd >= 0 && c.command![sd + 1] ? lockHolder(c.command![sd + 1]!) : undefined;
+      const pid = !isOurs(c.pid) && holder !== undefined && isOurs(holder) ? holder : c.pid;
+      return { ...c, pid, dataplane: c.dataplane ?? ('user' as const), alive: isOurs(pid), answers: await answers(c.socket) };
+    }),
   );
   const apps = (state?.apps ?? []).map((a) => ({
     ...a,
@@ -311,6 +503,25 @@ export async function labStatus(prefix: string = DEFAULT_LAB): Promise<StatusRep
   };
 }
 
+/**
+ * Does the controller's TLS listener answer GET /health to a client with
+ * cell1's certificate? The underlay address is reachable only inside the
+ * lab's namespaces, so curl asks from the controller's namespace (bounded).
+ */
+function tlsAnswers(url: string, netns: string | undefined, tlsDir: string | undefined, cell: string | undefined): Promise<boolean> {
+  if (!tlsDir || !cell || !netns) return Promise.resolve(false);
+  const f = (n: string) => path.join(tlsDir, n);
+  return new Promise((resolve) => {
+    execFile(
+      'ip',
+      ['netns', 'exec', netns, 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '2', '--cacert', f('ca.pem'),
+        '--cert', f(`${cell}.pem`), '--key', f(`${cell}-key.pem`), `${url}/healthz`],
+      { timeout: 5000, encoding: 'utf8' },
+      (err, stdout) => resolve(!err && stdout.trim() === '200'),
+    );
+  });
+}
+
 /** The "what to try next" text printed after `lab up`, with the lab's real values. */
 export function nextSteps(state: LabState): string {
   const p = state.prefix;
@@ -326,7 +537,7 @@ export function nextSteps(state: LabState): string {
   const curl = `sudo ip netns exec ${appB?.netns ?? `${p}-appB-0`} curl -s --max-time 3 ${url}`;
   const lines = [
     `lab "${p}" is up:`,
-    `  controller  ${state.controller?.socket ?? '-'}  pid ${state.controller?.pid ?? '-'}`,
+    `  controller  ${state.controller?.socket ?? '-'}${state.controller?.url ? `  ${state.controller.url} (mutual TLS, ${state.controller.netns})` : ''}  pid ${state.controller?.pid ?? '-'}`,
     ...state.cells.map((c) => `  ${c.name.padEnd(10)}  ${c.netns}  underlay ${c.underlayIp}  ${c.dataplane ?? 'user'} data plane  ${c.socket}  pid ${c.pid}`),
     ...state.containers.map((c) => {
       const a = state.apps.find((x) => x.app === c.app);

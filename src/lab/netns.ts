@@ -95,6 +95,8 @@ export function buildTopology(plan: LabPlan, onCreated: (netns: string) => void,
   // instead of spending 2 × forward_delay in listening/learning (802.1D).
   ip(['-n', u.netns, 'link', 'add', u.bridge, 'mtu', mtu, 'type', 'bridge', 'stp_state', '0']);
   ip(['-n', u.netns, 'link', 'set', u.bridge, 'up']);
+  // The controller's host address: the controller runs in this namespace and cells reach it over the bridge.
+  ip(['-n', u.netns, 'addr', 'add', `${plan.controller.ip}/${plan.controller.prefixLen}`, 'dev', u.bridge]);
   for (const c of plan.cells) {
     ip(['-n', u.netns, 'link', 'add', c.bridgePort, 'mtu', mtu, 'type', 'veth', 'peer', 'name', c.dev, 'mtu', mtu, 'netns', c.netns]);
     ip(['-n', u.netns, 'link', 'set', c.bridgePort, 'master', u.bridge]);

@@ -14,12 +14,26 @@ export interface ControllerSpec {
   socket: string;
   store: string;
   log: string;
+  /** Run inside this namespace (the underlay), listening also on `tcp` with mutual TLS. */
+  netns?: string;
+  /** host:port of the TLS listener. */
+  tcp?: string;
+  tls?: LabTlsFiles & { tokenKey: string };
+}
+
+export interface LabTlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
 }
 
 export interface CellSpec {
   name: string;
   netns: string;
+  /** The controller's address as the cell is given it: a socket path or https://ip:port. */
   controllerSocket: string;
+  /** The cell's client certificate, key and the CA, for an https:// controller. */
+  tls?: LabTlsFiles;
   underlayIp: string;
   underlayDev: string;
   adminSocket: string;
@@ -30,6 +44,8 @@ export interface CellSpec {
   dataplane?: 'user' | 'kernel';
   /** `silkworm cell --capture`: a silk-vtep TAP for tcpdump (userspace cells only). */
   capture?: boolean;
+  /** `silkworm cell --state-dir`. */
+  stateDir?: string;
 }
 
 export interface ContainerSpec {
@@ -64,7 +80,7 @@ export interface AppSpec {
 }
 
 export interface LabRunner {
-  /** Start the controller detached (root namespace: it only has a unix socket); returns its PID. */
+  /** Start the controller detached (in the underlay namespace when spec.netns is set); returns its PID. */
   spawnController(spec: ControllerSpec): number;
   /** Start a cell detached inside its namespace; returns its PID. */
   spawnCell(spec: CellSpec): number;
@@ -110,6 +126,24 @@ export function parseContainerJson(stdout: string, what: string): ContainerInfo 
   return info;
 }
 
+/**
+ * The command line that runs a lab cell, as `lab up` starts it and `lab
+ * restart` runs it again. `ip netns exec` execs the command in place, so the
+ * PID is the cell's own.
+ */
+export function cellCommand(s: CellSpec, opts: { node?: string; silkworm?: string } = {}): string[] {
+  const node = opts.node ?? process.execPath;
+  const silkworm = opts.silkworm ?? path.join(packageRoot(), 'bin', 'silkworm.js');
+  return ['ip', 'netns', 'exec', s.netns, node, silkworm, 'cell', '--name', s.name, '--controller', s.controllerSocket,
+    ...(s.tls ? ['--tls-cert', s.tls.cert, '--tls-key', s.tls.key, '--tls-ca', s.tls.ca] : []),
+    '--underlay-ip', s.underlayIp, '--underlay-dev', s.underlayDev, '--admin', s.adminSocket,
+    ...(s.stateDir ? ['--state-dir', s.stateDir] : []),
+    // Only when not the default, so the documented command line stays the plain one.
+    ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : []),
+    ...(s.dataplane === 'kernel' ? ['--dataplane', 'kernel'] : []),
+    ...(s.capture && s.dataplane !== 'kernel' ? ['--capture'] : [])];
+}
+
 export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
   const root = packageRoot();
   const node = opts.node ?? process.execPath;
@@ -122,21 +156,16 @@ export function realRunner(opts: RealRunnerOptions = {}): LabRunner {
   return {
     spawnController(s) {
       need(silkworm);
-      return spawnDetached(node, [silkworm, 'controller', '--listen', s.socket, '--store', s.store], s.log);
+      const args = [silkworm, 'controller', '--listen', s.socket, '--store', s.store];
+      if (s.tcp) args.push('--listen', s.tcp);
+      if (s.tls) args.push('--tls-cert', s.tls.cert, '--tls-key', s.tls.key, '--tls-ca', s.tls.ca, '--token-key', s.tls.tokenKey);
+      // `ip netns exec` execs the command in place, so the PID is the controller's own.
+      return s.netns ? spawnDetached('ip', ['netns', 'exec', s.netns, node, ...args], s.log) : spawnDetached(node, args, s.log);
     },
     spawnCell(s) {
       need(silkworm);
-      // `ip netns exec` execs the command in place, so the PID is the cell's own.
-      return spawnDetached(
-        'ip',
-        ['netns', 'exec', s.netns, node, silkworm, 'cell', '--name', s.name, '--controller', s.controllerSocket,
-          '--underlay-ip', s.underlayIp, '--underlay-dev', s.underlayDev, '--admin', s.adminSocket,
-          // Only when not the default, so the documented command line stays the plain one.
-          ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : []),
-          ...(s.dataplane === 'kernel' ? ['--dataplane', 'kernel'] : []),
-          ...(s.capture && s.dataplane !== 'kernel' ? ['--capture'] : [])],
-        s.log,
-      );
+      const [cmd, ...args] = cellCommand(s, { node, silkworm });
+      return spawnDetached(cmd!, args, s.log);
     },
     addContainer(s) {
       if (s.conflist) return cniAdd(node, path.join(root, 'bin', 'silkworm-cni'), s, containerTimeoutMs);

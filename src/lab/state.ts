@@ -13,12 +13,21 @@ export interface ProcRecord {
   log: string;
 }
 
+/** The controller: its unix socket (the local CLI) and, in labs since TLS, its https:// URL on the underlay. */
+export interface ControllerRecord extends ProcRecord {
+  url?: string;
+  netns?: string;
+  tlsDir?: string;
+}
+
 export interface CellRecord extends ProcRecord {
   name: string;
   underlayIp: string;
   netns: string;
   /** user or kernel; absent in state files written before the option existed (= user). */
   dataplane?: 'user' | 'kernel';
+  /** The command line that started it (what `lab restart` runs again). */
+  command?: string[];
 }
 
 export interface ContainerRecord {
@@ -44,7 +53,7 @@ export interface LabState {
   prefix: string;
   namespaces: string[];
   cells: CellRecord[];
-  controller: ProcRecord | null;
+  controller: ControllerRecord | null;
   containers: ContainerRecord[];
   apps: AppRecord[];
   /** user | kernel | mixed (absent = user, for older state files). */
@@ -92,9 +101,20 @@ export function validateState(v: unknown, prefix: string): LabState {
     if (!isStr(o.name) || !isStr(o.underlayIp) || !isStr(o.netns)) return bad(`cell ${i} is malformed`);
     const rec: CellRecord = { name: o.name, underlayIp: o.underlayIp, netns: o.netns, ...p };
     if (o.dataplane === 'user' || o.dataplane === 'kernel') rec.dataplane = o.dataplane;
+    if (Array.isArray(o.command) && o.command.length > 0 && o.command.every(isStr)) rec.command = o.command as string[];
     return rec;
   });
-  const controller = v.controller === null || v.controller === undefined ? null : proc(v.controller, 'controller');
+  let controller: ControllerRecord | null = null;
+  if (v.controller !== null && v.controller !== undefined) {
+    controller = proc(v.controller, 'controller');
+    const o = v.controller as Record<string, unknown>;
+    if (isStr(o.url)) controller.url = o.url;
+    if (isStr(o.netns)) {
+      if (!o.netns.startsWith(`${prefix}-`)) bad(`controller namespace ${JSON.stringify(o.netns)} is not ${prefix}-*`);
+      controller.netns = o.netns;
+    }
+    if (isStr(o.tlsDir)) controller.tlsDir = o.tlsDir;
+  }
   const containers = arr('containers').map((c, i): ContainerRecord => {
     if (!isObj(c) || !isStr(c.app) || !isStr(c.netns) || !isStr(c.ip) || !isStr(c.cell)) return bad(`container ${i} is malformed`);
     const r: ContainerRecord = { app: c.app, netns: c.netns, ip: c.ip, cell: c.cell };

@@ -4,7 +4,10 @@
 // tested without root, and `down`/`status` derive exactly the same names.
 //
 // Layout:
-//   P-underlay   bridge br0; ports P-cell1, P-cell2 (one veth end per cell)
+//   P-underlay   bridge br0 holding the controller's host address (the
+//                underlay network's first address, 198.18.0.1 by default:
+//                cells reach the controller there on TCP 4003 with mutual
+//                TLS, as separate hosts would); ports P-cell1, P-cell2
 //   P-cell1      eth0 = the other veth end, 198.18.0.11/24 by default
 //   P-cell2      eth0, 198.18.0.12/24
 //   P-appA-0     empty: cell1 moves the container's TAP in as eth0
@@ -25,6 +28,8 @@ export const DEFAULT_MTU = 1500;
 export const DEFAULT_APP_PORT = 8080;
 export const UNDERLAY_BRIDGE = 'br0';
 export const CELL_UNDERLAY_DEV = 'eth0';
+/** The controller's TCP port on the underlay (silk-controller's listen_port in silk-release's examples). */
+export const CONTROLLER_PORT = 4003;
 
 /** Which data plane moves the packets: every cell in silkworm, every cell in the kernel, or cell1 silkworm + cell2 kernel. */
 export type LabDataplane = 'user' | 'kernel' | 'mixed';
@@ -70,6 +75,8 @@ export interface CellPlan {
   bridgePort: string;
   socket: string;
   log: string;
+  /** The cell's --state-dir: P's directory/<cell> (containers and connections across a restart). */
+  stateDir: string;
   dataplane: CellDataplane;
 }
 
@@ -88,7 +95,20 @@ export interface LabPlan {
   mtu: number;
   dataplane: LabDataplane;
   underlay: { netns: string; bridge: string; cidr: string };
-  controller: { socket: string; store: string; log: string };
+  controller: {
+    socket: string;
+    store: string;
+    log: string;
+    /** Runs in the underlay namespace, listening on the socket and on https://ip:port. */
+    netns: string;
+    ip: string;
+    prefixLen: number;
+    port: number;
+    /** https://ip:port, what the cells are given. */
+    url: string;
+    /** ca.pem, controller.pem, cellN.pem, token-key.pem… (silkworm certs create). */
+    tlsDir: string;
+  };
   cells: CellPlan[];
   apps: AppPlan[];
   /** Every namespace, in creation order (underlay first, containers last). */
@@ -116,7 +136,7 @@ export function labStateFile(prefix: string): string {
   return path.join(labDir(prefix), 'state.json');
 }
 
-function parseUnderlayBase(text: string, count: number): { ips: string[]; len: number; cidr: string } {
+function parseUnderlayBase(text: string, count: number): { ips: string[]; len: number; cidr: string; controllerIp: string } {
   const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text);
   if (!m) fail(`underlay base "${text}" must look like 198.18.0.11/24`);
   const first = ipToU32(m[1]!);
@@ -138,7 +158,12 @@ function parseUnderlayBase(text: string, count: number): { ips: string[]; len: n
     }
     ips.push(u32ToIp(ip));
   }
-  return { ips, len, cidr: `${u32ToIp(net)}/${len}` };
+  // The controller host takes the network's first address, as a gateway would.
+  const controllerIp = u32ToIp((net + 1) >>> 0);
+  if (ips.includes(controllerIp)) {
+    fail(`underlay base "${text}" puts a cell on ${controllerIp}, the controller's address on the underlay; start the cells above it`);
+  }
+  return { ips, len, cidr: `${u32ToIp(net)}/${len}`, controllerIp };
 }
 
 export function planLab(opts: PlanOptions = {}): LabPlan {
@@ -165,6 +190,7 @@ export function planLab(opts: PlanOptions = {}): LabPlan {
       bridgePort,
       socket: labCellSocket(prefix, name),
       log: path.join(dir, `${name}.log`),
+      stateDir: path.join(dir, name),
       dataplane: cellDataplane(dataplane, i),
     };
   });
@@ -186,6 +212,12 @@ export function planLab(opts: PlanOptions = {}): LabPlan {
       socket: labControllerSocket(prefix),
       store: path.join(dir, 'controller.db'),
       log: path.join(dir, 'controller.log'),
+      netns: `${prefix}-underlay`,
+      ip: under.controllerIp,
+      prefixLen: under.len,
+      port: CONTROLLER_PORT,
+      url: `https://${under.controllerIp}:${CONTROLLER_PORT}`,
+      tlsDir: path.join(dir, 'tls'),
     },
     cells,
     apps,

@@ -90,6 +90,14 @@ export class ControllerClient {
     return (await this.call<{ total_policies: number; policies: PolicyRecord[] }>('GET', path)).policies;
   }
 
+  /** The policy server's policies_last_updated: an integer that grows when policies change (vxlan-policy-agent skips rounds on it). */
+  async policiesLastUpdated(): Promise<number> {
+    const v = await this.call<unknown>('GET', '/networking/v1/internal/policies_last_updated');
+    const n = typeof v === 'number' ? v : Number(v);
+    if (!Number.isFinite(n)) throw new ControllerError(200, `policies_last_updated answered ${JSON.stringify(v)}, not a number`);
+    return n;
+  }
+
   // --- watch ---
 
   /**
@@ -108,5 +116,19 @@ export class ControllerClient {
   /** The current snapshot without waiting. */
   snapshot(): Promise<Snapshot> {
     return this.call<Snapshot>('GET', '/watch?since=-1');
+  }
+}
+
+/**
+ * silkworm's controller answers GET /watch; an unmodified silk-controller
+ * has no such route and answers 404 (as Go's mux does for an unknown path).
+ */
+export async function detectControllerApi(c: ControllerClient): Promise<'silkworm' | 'silk'> {
+  try {
+    await c.snapshot();
+    return 'silkworm';
+  } catch (err) {
+    if (err instanceof ControllerError && err.status === 404) return 'silk';
+    throw err;
   }
 }

@@ -1,12 +1,17 @@
-// JSON over HTTP on a unix socket or TCP, for the controller and the cells'
-// admin sockets. Node's http module only: a tiny router (exact paths, method
-// check), a server that removes a stale unix socket and closes cleanly even
-// with long-polls open, and a client call that turns "nobody listens" into an
-// UnreachableError the CLI can print as one sentence.
+// JSON over HTTP on a unix socket, TCP or TCP with TLS, for the controller
+// and the cells' admin sockets. Node's http/https modules only: a tiny router
+// (exact paths, method check), a server that removes a stale unix socket,
+// closes cleanly even with long-polls open and keeps a flood of slow or idle
+// connections from taking every file descriptor (timeouts, a body limit, a
+// connection cap per listener), and a client call that turns "nobody
+// listens" and every TLS failure into one sentence the CLI can print.
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import fs from 'node:fs';
+import type tls from 'node:tls';
 import { formatAddress, type Address } from './address.js';
+import { explainTlsError, peekServerCert, peerCertOf, serverTlsOptions, type PeerCert, type TlsMaterial } from './tls.js';
 
 export type { Address };
 
@@ -17,6 +22,10 @@ export interface HttpJsonOptions {
   /** Give up after this long (whole request, connect to last byte). Default 30 s. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** CA, client certificate and key for an https:// address (loadTlsMaterial). */
+  tls?: TlsMaterial;
+  /** Extra request headers, e.g. Authorization. */
+  headers?: Record<string, string>;
 }
 
 export interface HttpJsonResult {
@@ -54,6 +63,17 @@ const UNREACHABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNRE
 // their connection instead of paying a connect per request (the propagation
 // budget is 100 ms). Idle sockets are unref'd by the agent, so a CLI exits.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+// One https agent per set of TLS material (a process normally has one).
+const tlsAgents = new WeakMap<TlsMaterial, https.Agent>();
+const noMaterial: TlsMaterial = {};
+function tlsAgent(m: TlsMaterial): https.Agent {
+  let a = tlsAgents.get(m);
+  if (!a) {
+    a = new https.Agent({ keepAlive: true, maxSockets: 64, ca: m.ca, cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
+    tlsAgents.set(m, a);
+  }
+  return a;
+}
 
 export function httpJson(
   addr: Address,
@@ -64,15 +84,16 @@ export function httpJson(
 ): Promise<HttpJsonResult> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  const headers: http.OutgoingHttpHeaders = { accept: 'application/json' };
+  const headers: http.OutgoingHttpHeaders = { ...opts.headers, accept: 'application/json' };
   if (payload) {
     headers['content-type'] = 'application/json';
     headers['content-length'] = payload.length;
   }
+  const useTls = addr.kind === 'tcp' && addr.tls === true;
   const target: http.RequestOptions =
     addr.kind === 'unix'
       ? { socketPath: addr.path, method, path, headers, agent }
-      : { host: addr.host, port: addr.port, method, path, headers, agent };
+      : { host: addr.host, port: addr.port, method, path, headers, agent: useTls ? tlsAgent(opts.tls ?? noMaterial) : agent };
 
   return new Promise<HttpJsonResult>((resolve, reject) => {
     if (opts.signal?.aborted) {
@@ -88,7 +109,7 @@ export function httpJson(
       if (err) reject(err);
       else resolve(res!);
     };
-    const req = http.request(target, (res) => {
+    const req = (useTls ? https.request : http.request)(target, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', (e) => finish(e));
@@ -115,11 +136,34 @@ export function httpJson(
     }, timeoutMs);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     req.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code && UNREACHABLE.has(e.code)) finish(new UnreachableError(addr, e.code));
-      else finish(e);
+      if (settled) return;
+      if (e.code && UNREACHABLE.has(e.code)) return finish(new UnreachableError(addr, e.code));
+      if (addr.kind === 'tcp' && useTls) {
+        // Fetch the server's certificate (without sending anything) only to name it in the sentence.
+        const needPeer = e.code !== undefined && !e.code.startsWith('ERR_SSL') && e.code !== 'ERR_TLS_CERT_ALTNAME_INVALID';
+        void (needPeer ? peekServerCert(addr.host, addr.port) : Promise.resolve(null)).then((peer) => {
+          finish(explainTlsError(e, formatAddress(addr), opts.tls, peer) ?? e);
+        });
+        return;
+      }
+      if (addr.kind === 'tcp' && (e.code === 'ECONNRESET' || e.message === 'socket hang up')) {
+        return finish(new ProtocolError(addr, `${formatAddress(addr)} closed the connection without answering; if it is a TLS listener, use https://${formatAddress(addr)}`));
+      }
+      finish(e);
     });
     req.end(payload);
   });
+}
+
+/** The peer spoke something other than what the address says (plain HTTP to a TLS listener…). */
+export class ProtocolError extends Error {
+  constructor(
+    readonly address: Address,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
 }
 
 function abortReason(signal: AbortSignal): Error {
@@ -146,6 +190,8 @@ export interface JsonRequest {
   headers?: http.IncomingHttpHeaders;
   /** Which kind of listener it arrived on: a unix socket is local and trusted, TCP is not. */
   transport?: 'unix' | 'tcp';
+  /** On a TLS listener: the client's certificate, verified against the listener's CA. */
+  peer?: PeerCert;
 }
 
 export interface JsonResponse {
@@ -158,6 +204,11 @@ export interface JsonResponse {
   contentType?: string;
   /** Extra response headers, e.g. WWW-Authenticate. */
   headers?: Record<string, string>;
+  /**
+   * Write the response itself, in pieces (a listing too big to build as one
+   * body); `status`, `body` and `raw` are then ignored. Must end the response.
+   */
+  stream?: (res: http.ServerResponse) => Promise<void>;
 }
 
 export type JsonHandler = (req: JsonRequest) => JsonResponse | Promise<JsonResponse>;
@@ -216,12 +267,44 @@ export class Router {
 }
 
 export interface ServeOptions {
-  /** Largest request body accepted (413 beyond). Default 64 MiB: 60,000 policies are ≈ 8 MB. */
+  /** Largest request body accepted (413 beyond, answered before the body is read). Default 1 MiB. */
   maxBodyBytes?: number;
   /** Mode of a unix socket file (default 0o660: root and its group only). */
   socketMode?: number;
   /** Called for a handler that threw something other than HttpError (answered 500). */
   onError?: (err: unknown, req: JsonRequest) => void;
+  /** Serve TLS on a TCP address with this material (cert, key, and the CA client certificates are checked against). */
+  tls?: TlsMaterial;
+  limits?: ServeLimits;
+  /** Told once per flood of refused connections, after 5 s without a refusal (see ServeLimits.maxConnections). */
+  onFlood?: (f: FloodReport) => void;
+}
+
+export interface ServeLimits {
+  /** The request line and headers must arrive within this (default 10 s; Node answers 408). */
+  headersTimeoutMs?: number;
+  /** Headers and body must arrive within this (default 30 s; 408). A held long-poll is not counted: its request is complete. */
+  requestTimeoutMs?: number;
+  /** A keep-alive connection with no request is closed after this (default 60 s). */
+  idleTimeoutMs?: number;
+  /** A TLS handshake must finish within this (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /**
+   * Connections that are not yet trusted (no verified client certificate) and
+   * have no request being answered, per listener (default 1024). One more
+   * closes the longest-waiting of them with 503, so a flood of slow requests
+   * holds at most this many descriptors and a newcomer still gets in.
+   */
+  maxConnections?: number;
+}
+
+export interface FloodReport {
+  listener: string;
+  /** Connections closed with 503 during the flood. */
+  refused: number;
+  /** From the first refusal to the last. */
+  durationMs: number;
+  maxConnections: number;
 }
 
 export interface JsonServer {
@@ -230,24 +313,67 @@ export interface JsonServer {
   close(): Promise<void>;
 }
 
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+
+const RAW = Symbol('silkworm.rawSocket');
+type Tagged = net.Socket & { [RAW]?: net.Socket };
+
 /**
  * Listen on `addr` and answer every request with `handler`. A unix socket file
  * left by a dead process is removed first; one with a live listener is an error
  * (two controllers on one socket would split the cells).
  */
 export async function serve(addr: Address, handler: JsonHandler, opts: ServeOptions = {}): Promise<JsonServer> {
-  const maxBody = opts.maxBodyBytes ?? 64 * 1024 * 1024;
-  const server = http.createServer((req, res) => {
-    void dispatch(req, res, handler, maxBody, opts.onError, addr.kind);
+  const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const lim = opts.limits ?? {};
+  const useTls = addr.kind === 'tcp' && opts.tls !== undefined;
+  const httpOpts: http.ServerOptions = {
+    // Node checks header/request timeouts on this interval (default 30 s: far too coarse for a flood).
+    connectionsCheckingInterval: 1000,
+    headersTimeout: lim.headersTimeoutMs ?? 10_000,
+    requestTimeout: lim.requestTimeoutMs ?? 30_000,
+    keepAliveTimeout: lim.idleTimeoutMs ?? 60_000,
+  };
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    void dispatch(req, res, handler, maxBody, opts.onError, addr.kind, admission);
+  };
+  const server: http.Server = useTls
+    ? https.createServer({ ...httpOpts, ...serverTlsOptions(opts.tls!), handshakeTimeout: lim.handshakeTimeoutMs ?? 10_000 }, onRequest)
+    : http.createServer(httpOpts, onRequest);
+  // A socket with no traffic is not closed by itself: held long-polls are silent for ~25 s.
+  server.timeout = 0;
+  const listenerName = formatAddress(useTls ? { ...(addr as { kind: 'tcp'; host: string; port: number }), tls: true } : addr);
+  const firstRequestMs = (lim.requestTimeoutMs ?? 30_000) + 500 + (useTls ? (lim.handshakeTimeoutMs ?? 10_000) : 0);
+  const admission = new Admission(lim.maxConnections ?? DEFAULT_MAX_CONNECTIONS, useTls, firstRequestMs, (f) => opts.onFlood?.({ ...f, listener: listenerName }));
+  server.on('connection', (raw: net.Socket) => admission.admit(raw));
+  if (useTls) {
+    server.on('secureConnection', (t: tls.TLSSocket) => {
+      const raw = (t as unknown as { _parent?: net.Socket })._parent;
+      if (raw) {
+        (t as Tagged)[RAW] = raw;
+        admission.secured(raw, t);
+      }
+    });
+    // A failed handshake (a plain-HTTP client, a scanner) is that connection's business only.
+    server.on('tlsClientError', (_err, sock) => sock.destroy());
+  }
+  // Malformed requests, header/request timeouts: answer as Node would, without a log line per connection.
+  server.on('clientError', (err: NodeJS.ErrnoException, sock: net.Socket) => {
+    if (!sock.writable || (sock as net.Socket & { _httpMessage?: unknown })._httpMessage) {
+      sock.destroy();
+      return;
+    }
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    sock.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    sock.destroy();
   });
-  // Long-polls are held ~25 s; keep Node's request timeout well above that.
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 60_000;
 
   if (addr.kind === 'unix') await removeStaleSocket(addr.path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     if (addr.kind === 'unix') server.listen(addr.path, () => resolve());
+    // Node's default accept queue (511): a deeper one only makes a newcomer wait behind more of a flood.
     else server.listen(addr.port, addr.host, () => resolve());
   });
   server.on('error', () => {
@@ -258,7 +384,7 @@ export async function serve(addr: Address, handler: JsonHandler, opts: ServeOpti
     fs.chmodSync(addr.path, opts.socketMode ?? 0o660);
   } else {
     const a = server.address();
-    if (a && typeof a === 'object') bound = { kind: 'tcp', host: addr.host, port: a.port };
+    if (a && typeof a === 'object') bound = useTls ? { kind: 'tcp', host: addr.host, port: a.port, tls: true } : { kind: 'tcp', host: addr.host, port: a.port };
   }
 
   let closing: Promise<void> | undefined;
@@ -266,10 +392,12 @@ export async function serve(addr: Address, handler: JsonHandler, opts: ServeOpti
     address: bound,
     close() {
       closing ??= new Promise<void>((resolve) => {
+        admission.stop();
         server.close(() => resolve());
         // Idle keep-alive connections and held long-polls would keep close()
         // waiting for ever; end them now.
         server.closeAllConnections();
+        admission.destroyAll();
       }).then(() => {
         if (addr.kind === 'unix') {
           try {
@@ -282,6 +410,105 @@ export async function serve(addr: Address, handler: JsonHandler, opts: ServeOpti
       return closing;
     },
   };
+}
+
+/**
+ * The connection cap of one listener. Every raw connection starts out
+ * waiting (in arrival order); it leaves that set while a complete request is
+ * being answered, or for good once a TLS client certificate verifies. When
+ * more than `cap` are waiting, the longest-waiting one is closed with 503 —
+ * a slow-request flood then holds at most `cap` descriptors, and a new
+ * client (an mTLS cell, a CLI) always gets its turn.
+ */
+class Admission {
+  private readonly waiting = new Set<net.Socket>();
+  private readonly secure = new WeakMap<net.Socket, tls.TLSSocket>();
+  private readonly all = new Set<net.Socket>();
+  private readonly served = new WeakSet<net.Socket>();
+  private refused = 0;
+  private firstAt = 0;
+  private lastAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly cap: number,
+    private readonly tls: boolean,
+    /** A connection that has sent no complete request by then is closed (Node's own header timeout starts only at the first byte). */
+    private readonly firstRequestMs: number,
+    private readonly report: (f: Omit<FloodReport, 'listener'>) => void,
+  ) {}
+
+  admit(raw: net.Socket): void {
+    this.all.add(raw);
+    this.waiting.add(raw);
+    const silent = setTimeout(() => {
+      if (!this.served.has(raw) && this.waiting.has(raw)) raw.destroy();
+    }, this.firstRequestMs);
+    silent.unref();
+    raw.once('close', () => {
+      clearTimeout(silent);
+      this.all.delete(raw);
+      this.waiting.delete(raw);
+    });
+    if (this.waiting.size > this.cap) {
+      const oldest = this.waiting.values().next().value as net.Socket;
+      this.refuse(oldest);
+    }
+  }
+
+  secured(raw: net.Socket, t: tls.TLSSocket): void {
+    this.secure.set(raw, t);
+    if (t.authorized) this.waiting.delete(raw); // a verified client certificate: never evicted
+  }
+
+  /** A complete request is being answered on this connection. */
+  busy(sock: net.Socket): void {
+    const raw = (sock as Tagged)[RAW] ?? sock;
+    this.served.add(raw);
+    this.waiting.delete(raw);
+  }
+
+  /** The answer went out; an untrusted keep-alive connection waits again (as the newest). */
+  idle(sock: net.Socket): void {
+    const raw = (sock as Tagged)[RAW] ?? sock;
+    const t = this.secure.get(raw);
+    if (t?.authorized) return;
+    if (this.all.has(raw) && !raw.destroyed) this.waiting.add(raw);
+  }
+
+  private refuse(raw: net.Socket): void {
+    this.waiting.delete(raw);
+    const now = Date.now();
+    if (this.refused === 0) this.firstAt = now;
+    this.refused++;
+    this.lastAt = now;
+    this.timer ??= setInterval(() => this.maybeReport(), 1000).unref();
+    const body = JSON.stringify({ error: `the controller has ${this.cap} connections waiting on this listener; try again` });
+    const answer = `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nretry-after: 1\r\nconnection: close\r\n\r\n${body}`;
+    // Over TLS the answer can only go through an established session; before the handshake there is nobody to tell.
+    const out: net.Socket | undefined = this.tls ? this.secure.get(raw) : raw;
+    if (out && out.writable) out.write(answer, () => raw.destroy());
+    else raw.destroy();
+    // Never wait on a peer that does not read: the descriptor is what the cap protects.
+    setImmediate(() => raw.destroy());
+  }
+
+  private maybeReport(): void {
+    if (this.refused === 0 || Date.now() - this.lastAt < 5000) return;
+    this.report({ refused: this.refused, durationMs: this.lastAt - this.firstAt, maxConnections: this.cap });
+    this.refused = 0;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  destroyAll(): void {
+    for (const s of this.all) s.destroy();
+  }
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
@@ -304,6 +531,9 @@ async function removeStaleSocket(path: string): Promise<void> {
   fs.unlinkSync(path);
 }
 
+/** The client went away while its body was being read: nobody to answer, nothing to log. */
+class ClientGone extends Error {}
+
 async function dispatch(
   req: http.IncomingMessage,
   res: http.ServerResponse,
@@ -311,6 +541,7 @@ async function dispatch(
   maxBody: number,
   onError: ServeOptions['onError'],
   transport: 'unix' | 'tcp',
+  admission: Admission,
 ): Promise<void> {
   const ac = new AbortController();
   // 'close' on the response fires when it is finished or the peer vanished;
@@ -328,18 +559,39 @@ async function dispatch(
     headers: req.headers,
     transport,
   };
+  const sock = req.socket as tls.TLSSocket;
+  if (typeof sock.getPeerCertificate === 'function') jreq.peer = peerCertOf(sock);
   let out: JsonResponse;
+  let closeAfter = false;
   try {
     jreq.body = await readJsonBody(req, maxBody);
+    admission.busy(req.socket);
+    res.once('finish', () => admission.idle(req.socket));
     out = await handler(jreq);
   } catch (err) {
-    if (err instanceof HttpError) out = { status: err.status, body: { error: err.message } };
-    else {
+    if (err instanceof ClientGone) {
+      req.socket.destroy();
+      return;
+    }
+    if (err instanceof HttpError) {
+      out = { status: err.status, body: { error: err.message } };
+      // The rest of an oversized body is not read: the connection cannot carry another request.
+      if (err.status === 413) closeAfter = true;
+    } else {
       onError?.(err, jreq);
       out = { status: 500, body: { error: 'internal error: ' + (err instanceof Error ? err.message : String(err)) } };
     }
   }
   if (res.destroyed) return;
+  if (out.stream) {
+    try {
+      await out.stream(res);
+    } catch (err) {
+      onError?.(err, jreq);
+      res.destroy();
+    }
+    return;
+  }
   const data = out.raw ?? (out.body === undefined ? '' : JSON.stringify(out.body));
   res.writeHead(out.status, {
     ...out.headers,
@@ -347,23 +599,44 @@ async function dispatch(
     'content-length': Buffer.byteLength(data),
     // As the policy server's NoSniffHeaderHandler: clients must not guess types.
     'x-content-type-options': 'nosniff',
+    ...(closeAfter ? { connection: 'close' } : {}),
   });
-  res.end(data);
+  res.end(data, closeAfter ? () => req.socket.destroy() : undefined);
 }
 
 function readJsonBody(req: http.IncomingMessage, maxBody: number): Promise<unknown> {
+  const tooBig = () => new HttpError(413, `the request body is larger than ${maxBody} bytes`);
+  // Refuse on the declared length, before a byte of the body is read.
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > maxBody) {
+    req.pause();
+    return Promise.reject(tooBig());
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let tooBig = false;
+    let done = false;
     req.on('data', (c: Buffer) => {
+      if (done) return;
       size += c.length;
-      if (size > maxBody) tooBig = true;
-      else chunks.push(c);
+      if (size > maxBody) {
+        // A chunked body that grows past the limit: answer now, read no further.
+        done = true;
+        req.pause();
+        reject(tooBig());
+      } else chunks.push(c);
     });
-    req.on('error', reject);
+    req.on('error', () => {
+      if (!done) reject(new ClientGone());
+      done = true;
+    });
+    req.on('aborted', () => {
+      if (!done) reject(new ClientGone());
+      done = true;
+    });
     req.on('end', () => {
-      if (tooBig) return reject(new HttpError(413, `the request body is larger than ${maxBody} bytes`));
+      if (done) return;
+      done = true;
       if (size === 0) return resolve(undefined);
       const text = Buffer.concat(chunks).toString('utf8');
       try {

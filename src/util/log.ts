@@ -5,13 +5,14 @@
 // On stderr: pretty (pino-pretty, synchronous) when stderr is a terminal,
 // JSON lines otherwise (lab logs, CI) — SILKWORM_LOG_FORMAT=json|pretty forces one.
 import { pino, type Logger, type DestinationStream } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
 
 const level = process.env.SILKWORM_LOG_LEVEL ?? (process.env.VITEST ? 'silent' : 'info');
 const format = process.env.SILKWORM_LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json');
 const dest: DestinationStream =
   format === 'pretty'
-    ? pretty({ destination: 2, sync: true, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' })
+    ? // Loaded only when used: a cell logging JSON (every lab cell) starts without it.
+      (createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty'))({ destination: 2, sync: true, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' })
     : pino.destination(2);
 const root: Logger = pino({ level, base: { pid: process.pid } }, dest);
 

@@ -13,6 +13,7 @@ import {
   curl,
   delta,
   dirExists,
+  inNetns,
   ipSync,
   isRoot,
   labUp,
@@ -22,6 +23,7 @@ import {
   moved,
   pidAlive,
   RUN_DIR,
+  run,
   silkworm,
   silkwormJson,
   silkwormOk,
@@ -275,6 +277,33 @@ describe.skipIf(!isRoot())(`lab as a user meets it (prefix ${P})`, () => {
     const fromB0 = await curlFrom(lab.ns.appB);
     expect(fromB0.code).toBe(7);
     expect(fromB0.connectError).toBe('Connection refused');
+  }, 60_000);
+
+  it('the cells hold their leases and watches over mutual TLS on the underlay (198.18.0.1:4003); the unix socket serves the local CLI', async () => {
+    const status = await silkwormJson<{ controller: { url?: string; netns?: string; tlsAnswers?: boolean; answers: boolean } }>([
+      'lab', 'status', '--prefix', P, '--json',
+    ]);
+    expect(status.controller).toMatchObject({ url: 'https://198.18.0.1:4003', netns: `${P}-underlay`, tlsAnswers: true, answers: true });
+    // Each cell keeps a connection to the controller's TLS port across the underlay bridge.
+    const peers = await waitFor('both cells connected to 198.18.0.1:4003', async () => {
+      const r = await inNetns(`${P}-underlay`, 'ss', ['-Htn', 'state', 'established', '( sport = :4003 )']);
+      const ips = [...new Set([...r.stdout.matchAll(/(198\.18\.0\.1[12]):\d+\s*$/gm)].map((m) => m[1]))].sort();
+      return ips.length === 2 ? ips : undefined;
+    }, 10_000, 200);
+    expect(peers).toEqual(['198.18.0.11', '198.18.0.12']);
+    // Both leases, as the controller holds them (asked on the unix socket).
+    const local = await run('curl', ['-s', '-m', '3', '--unix-socket', path.join(RUN_DIR, P, 'controller.sock'), 'http://controller/leases']);
+    const leases = JSON.parse(local.stdout) as { leases: { underlay_ip: string }[] };
+    expect(leases.leases.map((l) => l.underlay_ip).sort()).toEqual(['198.18.0.11', '198.18.0.12']);
+    // The watch over TLS delivered every change: the cells never logged a failed watch or renewal.
+    for (const cell of ['cell1', 'cell2']) {
+      const log = fs.readFileSync(path.join(RUN_DIR, P, `${cell}.log`), 'utf8');
+      expect(log, cell).not.toMatch(/"watch-failed"|"lease-renew-failed"/);
+    }
+    // Without a client certificate, the TLS listener refuses the lease API (asked from inside the underlay).
+    const tlsDir = path.join(RUN_DIR, P, 'tls');
+    const bare = await inNetns(`${P}-underlay`, 'curl', ['-s', '-m', '3', '--cacert', path.join(tlsDir, 'ca.pem'), '-o', '/dev/null', '-w', '%{http_code}', 'https://198.18.0.1:4003/leases']);
+    expect(bare.stdout).toBe('401');
   }, 60_000);
 
   it('`lab down` leaves nothing behind: namespaces, root links, processes, /run/silkworm/P', async () => {
