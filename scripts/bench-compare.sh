@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Side by side (issue 5): the same lab topology — two cells, appA on cell1,
+# Side by side: the same lab topology — two cells, appA on cell1,
 # appB on cell2, in namespaces — once with silkworm moving the packets
 # (user), once with the kernel's vxlan gbp + iptables (kernel, full offloads)
 # and once with the kernel's TSO/GSO/GRO off on every veth (kernel-nooffload:
-# the fair comparison for a TAP read without IFF_VNET_HDR, DESIGN.md). In each:
+# the fair comparison for a TAP read without IFF_VNET_HDR). In each:
 #   - iperf3 single-stream TCP appB → appA, BENCH_SECONDS (10) s, BENCH_RUNS (3) runs, median;
 #     over those runs, CPU seconds per GB that arrived: the cells' user+sys (/proc/PID/stat) and the
 #     whole machine's softirq time (/proc/stat), each divided by the bytes iperf3 received;

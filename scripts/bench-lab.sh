@@ -2,7 +2,7 @@
 # Benchmark the whole data path of the lab, appB's container on cell2 →
 # appA's container on cell1 (TAP → cell2 → VXLAN-GBP on the underlay bridge →
 # cell1 → TAP), with the tools a user would pick:
-#   1. iperf3, one TCP stream, 10 s                        → Gbit/s (issue 4's floor: ≥ 1 Gbit/s)
+#   1. iperf3, one TCP stream, 10 s                        → Gbit/s (floor: ≥ 1 Gbit/s)
 #   2. scripts/udp-ping.mjs, 1000 UDP echo probes          → p50 / p99 RTT in µs
 #      (not ping: silk's policy admits only tcp/udp, so ICMP echo between
 #      containers is rejected like any packet without a policy)

@@ -1,12 +1,18 @@
 #!/usr/bin/env node
-// Propagation benchmark (issue 3): how long from a policy add (the HTTP POST
+// Propagation benchmark: how long from a policy add (the HTTP POST
 // of `silkworm policy add`) returning until a watching client holds a snapshot
 // with that policy. Spawns a real controller on a temp socket and SQLite file
 // (synchronous=FULL, so every add pays its fsync), runs W watchers doing
 // GET /watch?since=<version> in a loop, adds N policies one by one, and prints
 // p50/p99/max. Target: p99 <= 100 ms.
 //
-//   node scripts/bench-propagation.mjs [--changes 200] [--watchers 1] [--json]
+// With --store postgres it starts its own PostgreSQL server (root and the
+// postgresql package needed) and --replicas N controllers on it: the adds go
+// to replica 0 and watcher w watches replica w % N, so with N > 1 most of
+// what is measured crosses replicas (commit → NOTIFY → the other replica's
+// watch). --delta watches with GET /watch?since=V&delta=1.
+//
+//   node scripts/bench-propagation.mjs [--changes 200] [--watchers 1] [--store sqlite|postgres] [--replicas 1] [--delta] [--json]
 // Needs the compiled dist/ (npx tsc -p .).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -25,6 +31,10 @@ const opt = (name, def) => {
 const CHANGES = opt('--changes', 200);
 const WATCHERS = opt('--watchers', 1);
 const JSON_OUT = args.includes('--json');
+const STORE = args.includes('--store') ? args[args.indexOf('--store') + 1] : 'sqlite';
+const REPLICAS = STORE === 'postgres' ? opt('--replicas', 1) : 1;
+const DELTA = args.includes('--delta');
+if (STORE !== 'sqlite' && STORE !== 'postgres') throw new Error('--store is sqlite or postgres');
 
 function entry() {
   const commands = path.join(ROOT, 'dist/cli/commands.js');
@@ -34,24 +44,43 @@ function entry() {
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swbench-prop-'));
-const sock = path.join(dir, 'c.sock');
-const addr = { kind: 'unix', path: sock };
-const child = spawn(process.execPath, [entry(), 'controller', '--listen', sock, '--store', path.join(dir, 'c.db')], {
-  stdio: ['ignore', 'ignore', 'inherit'],
-  env: { ...process.env, SILKWORM_LOG_LEVEL: 'warn' },
-});
-const cleanup = () => {
-  if (child.exitCode === null) child.kill('SIGTERM');
+let cluster;
+if (STORE === 'postgres') {
+  const { startPgCluster } = await import('../dist/control/pg-cluster.js');
+  fs.chmodSync(dir, 0o755); // the postgres user must reach pg/
+  cluster = await startPgCluster(path.join(dir, 'pg'));
+}
+const storeArg = cluster ? cluster.url : path.join(dir, 'c.db');
+const addrs = [];
+const children = [];
+for (let i = 0; i < REPLICAS; i++) {
+  const sock = path.join(dir, `c${i}.sock`);
+  addrs.push({ kind: 'unix', path: sock });
+  children.push(
+    spawn(process.execPath, [entry(), 'controller', '--listen', sock, '--store', storeArg], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, SILKWORM_LOG_LEVEL: 'warn' },
+    }),
+  );
+}
+const addr = addrs[0];
+const child = children[0];
+const cleanup = async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  if (cluster) await cluster.stop().catch(() => undefined);
   fs.rmSync(dir, { recursive: true, force: true });
 };
 
 try {
-  for (let i = 0; ; i++) {
-    try {
-      if ((await httpJson(addr, 'GET', '/healthz', undefined, { timeoutMs: 500 })).status === 200) break;
-    } catch {
-      if (i > 500) throw new Error('controller did not start');
-      await new Promise((r) => setTimeout(r, 20));
+  for (const a of addrs) {
+    for (let i = 0; ; i++) {
+      try {
+        if ((await httpJson(a, 'GET', '/healthz', undefined, { timeoutMs: 500 })).status === 200) break;
+      } catch {
+        if (i > 500) throw new Error('controller did not start');
+        await new Promise((r) => setTimeout(r, 20));
+      }
     }
   }
   const poster = new ControllerClient(addr);
@@ -59,14 +88,18 @@ try {
   const seen = Array.from({ length: WATCHERS }, () => new Map());
   let running = true;
   const watcher = async (w) => {
-    const c = new ControllerClient(addr);
-    let v = (await c.watch(-1)).version;
+    const c = new ControllerClient(addrs[w % addrs.length]);
+    const first = await c.watch(-1);
+    let v = first.version;
+    let count = first.policies.length;
     while (running) {
-      const s = await c.watch(v).catch(() => null);
+      const s = await (DELTA ? c.watchDelta(v) : c.watch(v)).catch(() => null);
       if (!s) break;
       const t = performance.now();
       if (s.version !== v) {
-        seen[w].set(s.version, { t, policies: s.policies.length });
+        if (s.changes) for (const ch of s.changes) count += (ch.add_policies?.length ?? 0) - (ch.delete_policies?.length ?? 0);
+        else count = s.policies.length;
+        seen[w].set(s.version, { t, policies: count });
         v = s.version;
       }
     }
@@ -100,6 +133,9 @@ try {
   };
   const r = (x) => Math.round(x * 1000) / 1000;
   const result = {
+    store: STORE,
+    replicas: REPLICAS,
+    delta: DELTA,
     changes: CHANGES,
     watchers: WATCHERS,
     // Negative values mean the watcher had the change before the POST's own
@@ -111,13 +147,14 @@ try {
   result.pass = result.fromPostReturnMs.p99 <= 100;
   if (JSON_OUT) console.log(JSON.stringify(result));
   else {
-    console.log(`propagation over ${CHANGES} policy adds, ${WATCHERS} watcher(s), SQLite synchronous=FULL:`);
+    const where = STORE === 'postgres' ? `PostgreSQL, ${REPLICAS} replica(s), adds to replica 0, watchers spread over all` : 'SQLite synchronous=FULL';
+    console.log(`propagation over ${CHANGES} policy adds, ${WATCHERS} watcher(s)${DELTA ? ' (delta watch)' : ''}, ${where}:`);
     console.log(`  from POST returning to watcher holding it: p50 ${result.fromPostReturnMs.p50} ms  p99 ${result.fromPostReturnMs.p99} ms  max ${result.fromPostReturnMs.max} ms`);
     console.log(`  from POST sent to watcher holding it:      p50 ${result.fromPostStartMs.p50} ms  p99 ${result.fromPostStartMs.p99} ms  max ${result.fromPostStartMs.max} ms`);
     console.log(`  target p99 <= 100 ms: ${result.pass ? 'met' : 'NOT met'}`);
   }
-  child.kill('SIGTERM');
+  for (const c of children) c.kill('SIGTERM');
   await Promise.race([Promise.all(watchers), new Promise((r) => setTimeout(r, 2000))]);
 } finally {
-  cleanup();
+  await cleanup();
 }

@@ -1,12 +1,20 @@
 #!/usr/bin/env node
-// Scale benchmark (issue 3): 10,000 apps and 60,000 policies (silk's validated
+// Scale benchmark: 10,000 apps and 60,000 policies (silk's validated
 // scale is 20k apps / 60k policies). Spawns a real controller on a temp socket
 // and SQLite file and reports: time to load the policies over the API, time
 // for a restart to load them from the store, internal-policies response time
 // (all, and filtered to 50 apps as a cell asks), watch snapshot time, and the
 // controller's RSS.
 //
-//   node scripts/bench-scale.mjs [--apps 10000] [--policies 60000] [--batch 1000] [--json]
+// It also measures the delta watch at that scale (GET /watch?since=V&delta=1):
+// propagation of one change to a watching client, and the watching cell's CPU
+// per change — parse the answer, update its copy of the snapshot
+// (src/agent/watch-state.ts) and plan its rules for 50 local containers —
+// next to the same for a full snapshot; and writes/s (one policy per POST).
+// --store postgres runs the same against a PostgreSQL server of its own
+// (root and the postgresql package needed).
+//
+//   node scripts/bench-scale.mjs [--apps 10000] [--policies 60000] [--batch 1000] [--store sqlite|postgres] [--json]
 // Needs the compiled dist/ (npx tsc -p .).
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -16,6 +24,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControllerClient } from '../dist/net/controller-client.js';
 import { httpJson } from '../dist/net/http.js';
+import { WatchState } from '../dist/agent/watch-state.js';
+import { plan } from '../dist/policy/planner.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -27,6 +37,8 @@ const APPS = opt('--apps', 10_000);
 const POLICIES = opt('--policies', 60_000);
 const BATCH = opt('--batch', 1000);
 const JSON_OUT = args.includes('--json');
+const STORE = args.includes('--store') ? args[args.indexOf('--store') + 1] : 'sqlite';
+if (STORE !== 'sqlite' && STORE !== 'postgres') throw new Error('--store is sqlite or postgres');
 
 function entry() {
   const commands = path.join(ROOT, 'dist/cli/commands.js');
@@ -37,7 +49,14 @@ function entry() {
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swbench-scale-'));
 const sock = path.join(dir, 'c.sock');
-const db = path.join(dir, 'c.db');
+let db = path.join(dir, 'c.db');
+let cluster;
+if (STORE === 'postgres') {
+  const { startPgCluster } = await import('../dist/control/pg-cluster.js');
+  fs.chmodSync(dir, 0o755); // the postgres user must reach pg/
+  cluster = await startPgCluster(path.join(dir, 'pg'));
+  db = cluster.url;
+}
 const addr = { kind: 'unix', path: sock };
 let child;
 
@@ -125,6 +144,71 @@ try {
   const snapshot = await timed(() => client.watch(-1), 5);
   const rssLoaded = rssMiB();
 
+  // The delta watch at scale, as a cell does it: the cell holds the snapshot
+  // in a WatchState; each change is one POST; the watcher's answer is parsed,
+  // applied, and the rules planned for 50 local containers. CPU is this
+  // process's (user + system) around that work.
+  const containers = Array.from({ length: 50 }, (_, i) => ({ handle: `c${i}`, ip: (0x0aff0102 + i) >>> 0, app: appId(i * 197) }));
+  const cellCpu = (fn) => {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    const out = fn();
+    const c = process.cpuUsage(c0);
+    return { out, cpuMs: (c.user + c.system) / 1000, wallMs: performance.now() - t0 };
+  };
+  const rawGet = (p) =>
+    new Promise((resolve, reject) => {
+      http
+        .get({ socketPath: sock, path: p, agent: false }, (res) => {
+          const chunks = [];
+          res.on('data', (d) => chunks.push(d));
+          res.on('end', () => resolve({ t: performance.now(), text: Buffer.concat(chunks).toString() }));
+        })
+        .on('error', reject);
+    });
+  const cell = new WatchState();
+  const snapText = (await rawGet('/watch?since=-1')).text;
+  const fullCell = cellCpu(() => {
+    cell.reset(JSON.parse(snapText));
+    return plan(cell.snapshot().policies, containers).accepts.length;
+  });
+  const deltaProp = [];
+  const deltaCpu = [];
+  const deltaCpuOther = [];
+  const localApps = new Set(containers.map((c) => c.app));
+  const deltaBytes = [];
+  for (let i = 0; i < 40; i++) {
+    const local = i < 20; // first changes name a local app (appId(0)); then apps with no container on this cell
+    const w = rawGet(`/watch?since=${cell.version}&delta=1`);
+    await new Promise((r) => setTimeout(r, 20));
+    // alternately add a policy for a local app, and delete it again
+    const pol = { source: { id: appId(5) }, destination: { id: appId(local ? 0 : 1), protocol: 'tcp', ports: { start: 3000 + (i >> 1), end: 3000 + (i >> 1) } } };
+    if (i % 2 === 0) await client.addPolicies([pol]);
+    else await client.deletePolicies([pol]);
+    const t1 = performance.now();
+    const got = await w;
+    deltaProp.push(got.t - t1);
+    deltaBytes.push(got.text.length);
+    // As the cell does (src/cell/cell.ts apply): plan again only when the change names a local app.
+    const r = cellCpu(() => {
+      const d = JSON.parse(got.text);
+      if (!d.changes || !cell.apply(d)) throw new Error('expected a delta that continues the cell');
+      const snap = cell.snapshot();
+      if (![...cell.lastTouched].some((a) => localApps.has(a))) return -1;
+      return plan(snap.policies, containers).accepts.length;
+    });
+    (local ? deltaCpu : deltaCpuOther).push(r.cpuMs);
+  }
+  const p = (a, q) => round([...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.ceil(q * a.length) - 1)]);
+  const writes = [];
+  const tw0 = performance.now();
+  for (let i = 0; i < 100; i++) {
+    const t0 = performance.now();
+    await client.addPolicies([{ source: { id: appId(6) }, destination: { id: appId(7), protocol: 'udp', ports: { start: 4000 + i, end: 4000 + i } } }]);
+    writes.push(performance.now() - t0);
+  }
+  const writesPerSecond = Math.round(100 / ((performance.now() - tw0) / 1000));
+
   // a change with the full state held: one more policy, time to ack
   const oneAdd = await timed(
     () => client.addPolicies([{ source: { id: appId(1) }, destination: { id: appId(2), protocol: 'tcp', ports: { start: 1, end: 1 } } }]).then(() =>
@@ -154,12 +238,13 @@ try {
   await stop();
   const restartMs = await start();
   const afterRestart = await client.internalPolicies();
-  if (afterRestart.length !== POLICIES + 20) throw new Error(`after restart: ${afterRestart.length} policies`);
+  if (afterRestart.length !== POLICIES + 20 + 100) throw new Error(`after restart: ${afterRestart.length} policies`);
   const rssRestarted = rssMiB();
   await stop();
-  const dbMiB = round(fs.statSync(db).size / 1048576);
+  const dbMiB = cluster ? null : round(fs.statSync(db).size / 1048576);
 
   const result = {
+    store: STORE,
     apps: APPS,
     policies: POLICIES,
     batch: BATCH,
@@ -177,12 +262,21 @@ try {
     addThenDeleteOnePolicyMs: { p50: oneAdd.p50, max: oneAdd.max },
     controllerRssMiB: { empty: rssEmpty, loaded: rssLoaded, afterRestart: rssRestarted },
     storeFileMiB: dbMiB,
+    deltaWatch: {
+      propagationFromPostReturnMs: { p50: p(deltaProp, 0.5), p99: p(deltaProp, 0.99), max: p(deltaProp, 1) },
+      answerBytes: { p50: p(deltaBytes, 0.5) },
+      cellCpuPerChangeMs: { p50: p(deltaCpu, 0.5), p99: p(deltaCpu, 0.99) },
+      cellCpuPerChangeOtherAppsMs: { p50: p(deltaCpuOther, 0.5), p99: p(deltaCpuOther, 0.99) },
+      fullSnapshotCellCpuMs: round(fullCell.cpuMs),
+      fullSnapshotBytes: snapText.length,
+    },
+    singlePolicyWrites: { perSecond: writesPerSecond, p50Ms: p(writes, 0.5), p99Ms: p(writes, 0.99) },
   };
   if (JSON_OUT) console.log(JSON.stringify(result));
   else {
-    console.log(`scale: ${APPS} apps, ${POLICIES} policies (batches of ${BATCH})`);
+    console.log(`scale: ${APPS} apps, ${POLICIES} policies (batches of ${BATCH}), ${STORE === 'postgres' ? 'PostgreSQL' : 'SQLite'}`);
     console.log(`  load over the API:              ${result.loadOverApiMs} ms (${result.loadPoliciesPerSecond} policies/s)`);
-    console.log(`  restart, load from SQLite:      ${result.restartLoadFromStoreMs} ms to healthy (empty store: ${result.emptyStartMs} ms)`);
+    console.log(`  restart, load from ${STORE === 'postgres' ? 'PostgreSQL' : 'SQLite'}:  ${result.restartLoadFromStoreMs} ms to healthy (empty store: ${result.emptyStartMs} ms)`);
     console.log(`  GET internal policies, all:     p50 ${full.p50} ms, max ${full.max} ms (${(bytes / 1048576).toFixed(1)} MiB, client parse included)`);
     console.log(`    (to last byte, no parsing:    p50 ${fullBytes.p50} ms, max ${fullBytes.max} ms)`);
     console.log(`  GET internal policies, 50 apps: p50 ${filtered.p50} ms, max ${filtered.max} ms (${filtered.out.length} policies)`);
@@ -192,9 +286,16 @@ try {
     console.log(`  propagation at scale:           p50 ${propagation.p50} ms, max ${propagation.max} ms (POST returned → watcher's last byte of the new snapshot)`);
     console.log(`  add+delete one policy (acked):  p50 ${oneAdd.p50} ms, max ${oneAdd.max} ms`);
     console.log(`  controller RSS:                 empty ${rssEmpty} MiB, loaded ${rssLoaded} MiB, after restart ${rssRestarted} MiB`);
-    console.log(`  store file:                     ${dbMiB} MiB`);
+    if (dbMiB !== null) console.log(`  store file:                     ${dbMiB} MiB`);
+    const d = result.deltaWatch;
+    console.log(`  delta watch, one change:        propagation p50 ${d.propagationFromPostReturnMs.p50} ms, p99 ${d.propagationFromPostReturnMs.p99} ms (POST returned → answer's last byte; ${d.answerBytes.p50} bytes)`);
+    console.log(`    cell CPU, change to its apps: p50 ${d.cellCpuPerChangeMs.p50} ms, p99 ${d.cellCpuPerChangeMs.p99} ms (parse + apply + plan for 50 containers)`);
+    console.log(`    cell CPU, other apps' change: p50 ${d.cellCpuPerChangeOtherAppsMs.p50} ms, p99 ${d.cellCpuPerChangeOtherAppsMs.p99} ms (parse + apply; the plan is kept)`);
+    console.log(`    the same from a full snapshot: ${d.fullSnapshotCellCpuMs} ms CPU (${(d.fullSnapshotBytes / 1048576).toFixed(1)} MiB)`);
+    console.log(`  writes, one policy per POST:    ${result.singlePolicyWrites.perSecond}/s (p50 ${result.singlePolicyWrites.p50Ms} ms, p99 ${result.singlePolicyWrites.p99Ms} ms)`);
   }
 } finally {
   if (child && child.exitCode === null) child.kill('SIGKILL');
+  if (cluster) await cluster.stop().catch(() => undefined);
   fs.rmSync(dir, { recursive: true, force: true });
 }

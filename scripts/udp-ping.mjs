@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A UDP echo server and a ping-pong client, for latency across the lab's
 // overlay. ICMP echo cannot be used there: silk's policy admits only tcp and
-// udp (DESIGN.md, Policy), so a ping from appB to appA is rejected like any
+// udp (docs/ARCHITECTURE.md, "Policy"), so a ping from appB to appA is rejected like any
 // other packet without a policy. UDP with a policy is the closest thing.
 //
 //   server (in the destination namespace): echo every datagram back

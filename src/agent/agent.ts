@@ -14,7 +14,7 @@
 import type { ControllerClient, Lease, Snapshot } from '../net/controller-client.js';
 import { ipToU32, isIpv4, parseCidr, u32ToIp } from '../util/ip.js';
 import type { Logger } from '../util/log.js';
-import type { AgentHooks, Backend } from './backend.js';
+import type { AgentHooks, Backend, DesiredState } from './backend.js';
 import {
   checkContainerRequest,
   containerInfo,
@@ -92,7 +92,7 @@ export class Agent {
           underlayIp: o.underlayIp,
           log: this.log,
           renewInterval: o.renewInterval,
-          onSnapshot: (snap) => this.applySnapshot(snap),
+          onSnapshot: (snap, touchedApps) => this.applySnapshot(snap, touchedApps),
         });
   }
 
@@ -258,11 +258,13 @@ export class Agent {
   }
 
   /** Apply a controller snapshot (in the queue): leases parsed once, then the backend. */
-  applySnapshot(snap: Snapshot): Promise<void> {
+  applySnapshot(snap: Snapshot, touchedApps?: ReadonlySet<string>): Promise<void> {
     return this.serial(async () => {
       // A watch answer that lands after stop() must not program a backend that has closed.
       if (this.stopped) return;
-      await this.backend.apply({ snapshot: snap, leases: parseLeases(snap.leases, this.log) });
+      const state: DesiredState = { snapshot: snap, leases: parseLeases(snap.leases, this.log) };
+      if (touchedApps) state.touchedApps = touchedApps;
+      await this.backend.apply(state);
     });
   }
 

@@ -19,6 +19,12 @@ export interface DesiredState {
   snapshot: Snapshot;
   /** Every lease that parses, this cell's own included. */
   leases: LeaseInfo[];
+  /**
+   * When set, only these apps' policies and tags differ from the state
+   * applied before (a delta watch); a backend with no container of any of
+   * them may keep its rules without planning again.
+   */
+  touchedApps?: ReadonlySet<string>;
 }
 
 /** What the agent offers a backend. */

@@ -1,10 +1,13 @@
 // The control half of a cell, without a data plane: acquire the subnet
-// lease, keep renewing it, and follow the controller's snapshots by
-// long-poll watch (every change resyncs the whole snapshot), handing each
-// new one to `onSnapshot`. Both the userspace Cell and the kernel cell run
-// on it.
-import { ControllerClient, type Lease, type Snapshot } from '../net/controller-client.js';
+// lease, keep renewing it, and follow the controller by long-poll watch,
+// handing each new state to `onSnapshot`. The watch asks for deltas (only the
+// changes since the version the cell has) and applies them to its copy
+// (watch-state.ts); a full snapshot comes when the controller no longer has
+// the changes, or on the first call. Both the userspace Cell and the kernel
+// cell run on it.
+import { ControllerClient, type Lease, type Snapshot, type WatchDelta } from '../net/controller-client.js';
 import type { Logger } from '../util/log.js';
+import { WatchState } from './watch-state.js';
 
 export interface ControlLoopOptions {
   client: ControllerClient;
@@ -12,8 +15,12 @@ export interface ControlLoopOptions {
   log: Logger;
   /** Seconds between lease renewals (silk-daemon: lease_poll_interval). */
   renewInterval?: number;
-  /** Called with every snapshot whose version differs from the last one, in order, never concurrently with itself. */
-  onSnapshot: (snap: Snapshot) => Promise<void> | void;
+  /**
+   * Called with every snapshot whose version differs from the last one, in
+   * order, never concurrently with itself. After a delta, `touchedApps` names
+   * the apps whose policies or tags changed (absent: anything may have).
+   */
+  onSnapshot: (snap: Snapshot, touchedApps?: ReadonlySet<string>) => Promise<void> | void;
 }
 
 export class ControlLoop {
@@ -31,6 +38,10 @@ export class ControlLoop {
   lastContactAt = 0;
   watchErrors = 0;
   renewFailures = 0;
+  /** Watch answers that were deltas / full snapshots. */
+  deltasApplied = 0;
+  snapshotsApplied = 0;
+  private readonly state = new WatchState();
   private stopped = false;
   private readonly abort = new AbortController();
   private timer: NodeJS.Timeout | null = null;
@@ -38,6 +49,7 @@ export class ControlLoop {
 
   constructor(o: ControlLoopOptions) {
     this.o = o;
+    o.client.onFailover ??= (from, to) => o.log.warn({ from, to }, 'controller-failover');
   }
 
   /** Acquire the lease (throws if the controller refuses). Does not start watching. */
@@ -65,7 +77,24 @@ export class ControlLoop {
   }
 
   private async handle(snap: Snapshot): Promise<void> {
-    await this.o.onSnapshot(snap);
+    this.state.reset(snap);
+    this.snapshotsApplied++;
+    await this.deliver(snap);
+  }
+
+  private async handleDelta(d: WatchDelta): Promise<void> {
+    if (!this.state.apply(d)) {
+      // Not a continuation of what we have (another replica, a gap): start over from a snapshot.
+      this.o.log.info({ have: this.state.version, since: d.since, version: d.version }, 'watch-delta-resync');
+      await this.handle(await this.o.client.snapshot());
+      return;
+    }
+    this.deltasApplied++;
+    await this.deliver(this.state.snapshot(), this.state.lastTouched ?? undefined);
+  }
+
+  private async deliver(snap: Snapshot, touchedApps?: ReadonlySet<string>): Promise<void> {
+    await this.o.onSnapshot(snap, touchedApps);
     this.version = snap.version;
     this.lastSnapshotAt = Date.now();
     const ours = snap.leases.some((l) => l.underlay_ip === this.o.underlayIp && l.overlay_subnet === this.lease.overlay_subnet);
@@ -79,10 +108,12 @@ export class ControlLoop {
     let backoff = 100;
     while (!this.stopped) {
       try {
-        const snap = await this.o.client.watch(this.version, this.abort.signal);
+        const ans = await this.o.client.watchDelta(this.version, this.abort.signal);
         if (this.stopped) return;
         this.lastContactAt = Date.now();
-        if (snap.version !== this.version) await this.handle(snap);
+        if ('changes' in ans) {
+          if (ans.version !== this.version) await this.handleDelta(ans);
+        } else if (ans.version !== this.version) await this.handle(ans);
         backoff = 100;
       } catch (err) {
         if (this.stopped) return;

@@ -263,7 +263,13 @@ export class Cell extends AgentCell {
     this.dp.setLeases(state.leases);
     // Diff before enforce: an unchanged policy list keeps the compiled rules
     // and their hit counters (a lease change or a no-op snapshot resets nothing).
-    if (this.appliedPolicies === null || !samePolicies(this.appliedPolicies, snap.policies)) {
+    // A delta that names none of this cell's apps cannot change the plan: keep
+    // it and just hold the new list (60,000 policies are not planned again).
+    const touched = state.touchedApps;
+    if (this.appliedPolicies !== null && touched && !this.dp.hasPortOfApp(touched)) {
+      this.dp.holdPolicies(snap.policies);
+      this.appliedPolicies = snap.policies;
+    } else if (this.appliedPolicies === null || !samePolicies(this.appliedPolicies, snap.policies)) {
       this.dp.setPolicies(snap.policies);
       this.appliedPolicies = snap.policies;
     }

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { ControllerClient, detectControllerApi } from '../net/controller-client.js';
 import type { UpstreamControl } from '../agent/agent.js';
-import { clientTls, controllerAddress, fail, parseAddress, parseIntStrict } from './util.js';
+import { clientTls, controllerAddress, controllerAddresses, fail, parseAddress, parseIntStrict } from './util.js';
 import { isIpv4, parseCidr } from '../util/ip.js';
 import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads } from '../offload/options.js';
 import { defaultStateDir, StateDir } from '../agent/state-dir.js';
@@ -137,7 +137,7 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'cell name, e.g. cell1')
     .requiredOption('--underlay-ip <ip>', "this cell's underlay address (198.18.0.0/15 in the lab)")
     .option('--underlay-dev <dev>', 'underlay interface (the kernel data plane sends VXLAN through it)', 'eth0')
-    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port)')
+    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port); A,B,… for replicas: the cell uses the first that answers and moves on when it goes')
     .option('--tls-cert <file>', "this cell's client certificate (PEM) for an https:// controller")
     .option('--tls-key <file>', 'its private key (PEM)')
     .option('--tls-ca <file>', "CA (PEM) the controller's certificate must be signed by")
@@ -209,12 +209,13 @@ export function register(program: Command): void {
         if (o.offload !== undefined || o.noOffload !== undefined) fail('--offload and --no-offload are for the userspace data plane; the kernel data plane uses the kernel\'s own offloads (ethtool -K)');
         if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.underlayDev)) fail(`--underlay-dev "${o.underlayDev}" is not an interface name`);
       }
-      const caddr = controllerAddress(o);
+      const caddrs = controllerAddresses(o);
+      const caddr = caddrs[0]!;
       const tls = clientTls(caddr, o, "this cell's");
       if (caddr.kind === 'tcp' && caddr.tls && (!tls?.cert || !tls.ca)) {
         fail('a cell reaches an https:// controller with mutual TLS: give --tls-cert, --tls-key and --tls-ca');
       }
-      const client = new ControllerClient(caddr, { tls });
+      const client = new ControllerClient(caddrs, { tls });
       if (!['silkworm', 'silk', 'auto'].includes(o.controllerApi)) fail(`--controller-api must be silkworm, silk or auto, got "${o.controllerApi}"`);
       const leasePoll = parseIntStrict(o.leasePoll, '--lease-poll', 1, 86_400);
       const policyPoll = parseIntStrict(o.policyPoll, '--policy-poll', 1, 86_400);

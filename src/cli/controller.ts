@@ -35,7 +35,10 @@ export function register(program: Command): void {
       "run the controller: cf-networking's policy server (policies, tags) and silk-controller's subnet leases, with a watch for cells",
     )
     .option('--listen <addr>', 'unix socket path or host:port to serve on (repeatable: one listener each)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .requiredOption('--store <path>', "SQLite file holding the state (created if missing; ':memory:' keeps nothing)")
+    .requiredOption(
+      '--store <path|url>',
+      "SQLite file holding the state (created if missing; ':memory:' keeps nothing), or postgres://USER[:PASS]@HOST[:PORT]/DB (also postgres:///DB?host=/run/postgresql) shared by several controllers",
+    )
     .option('--overlay-network <cidr>', 'overlay network leases are cut from', DEFAULT_OVERLAY_NETWORK)
     .option('--subnet-prefix-length <n>', "prefix length of one cell's lease", String(DEFAULT_SUBNET_PREFIX_LENGTH))
     .option(
@@ -66,6 +69,8 @@ Example:
   silkworm controller --listen /run/silkworm/sw/controller.sock --store /var/lib/silkworm/controller.db
   silkworm controller --listen 127.0.0.1:4003 --store ./controller.db --overlay-network 10.255.0.0/16 --lease-expiry 10m
   silkworm controller --listen 127.0.0.1:4003 --store ./controller.db --token-key /etc/silkworm/tls/token-key.pub.pem
+  silkworm controller --listen 10.0.0.5:4003 --store postgres://silk:secret@db.internal/silkworm
+  silkworm controller --listen /run/silkworm/sw/controller2.sock --store 'postgres:///silkworm?host=/run/postgresql'
   silkworm controller --listen /run/silkworm/sw/controller.sock --listen 198.18.0.1:4003 --store ./controller.db \\
     --tls-cert tls/controller.pem --tls-key tls/controller-key.pem --tls-ca tls/ca.pem --token-key tls/token-key.pub.pem
 
@@ -74,7 +79,9 @@ the external policy API over TCP takes a bearer token (--token-key). The unix so
 plain and trusted (root only).
 
 The first lease is 10.255.1.0/24 (silk skips the first subnet). Cells follow changes with
-GET /watch?since=<version>; policies use cf-networking's /networking/v1/... paths.`,
+GET /watch?since=<version> (add &delta=1 for only the changes since then); policies use
+cf-networking's /networking/v1/... paths. Controllers on one PostgreSQL database are replicas:
+each serves reads and writes, and a change made through one reaches the watches on all.`,
     )
     .action(async (opts: ControllerCliOptions) => {
       if (opts.listen.length === 0) fail('say where to listen: --listen /run/silkworm/sw/controller.sock and/or --listen HOST:PORT');

@@ -1,7 +1,7 @@
 // `silkworm policy add|list|remove`: cf add-network-policy and friends, against
 // the controller's cf-networking API.
 import type { Command } from 'commander';
-import { clientTls, controllerAddress, fail, formatAddress, parseIntStrict, table, type Address } from './util.js';
+import { clientTls, controllerAddresses, fail, formatAddress, parseIntStrict, table, type Address } from './util.js';
 import { ControllerClient, ControllerError, UnreachableError, HttpTimeoutError } from '../net/controller-client.js';
 import { ProtocolError } from '../net/http.js';
 import { TlsError } from '../net/tls.js';
@@ -21,7 +21,9 @@ interface ClientOptions {
  * sentence for the user (also used by `silkworm tags`).
  */
 export async function withController<T>(opts: ClientOptions, fn: (c: ControllerClient) => Promise<T>): Promise<T> {
-  const addr: Address = controllerAddress(opts);
+  const addrs: Address[] = controllerAddresses(opts);
+  const addr = addrs[0]!;
+  const where = addrs.map(formatAddress).join(', ');
   const tls = clientTls(addr, opts, "this client's");
   // The external API over TCP wants a bearer token; the unix socket is trusted and needs none.
   const token = opts.token ?? process.env.SILKWORM_TOKEN;
@@ -29,14 +31,14 @@ export async function withController<T>(opts: ClientOptions, fn: (c: ControllerC
   if (token !== undefined) checkTokenExpiry(token.replace(/^bearer /i, ''));
   const headers = token !== undefined && addr.kind === 'tcp' ? { authorization: /^bearer /i.test(token) ? token : `Bearer ${token}` } : undefined;
   try {
-    return await fn(new ControllerClient(addr, { timeoutMs: 10_000, tls, headers }));
+    return await fn(new ControllerClient(addrs, { timeoutMs: 10_000, tls, headers }));
   } catch (e) {
     if (e instanceof TlsError || e instanceof ProtocolError) fail(e.message);
     if (e instanceof UnreachableError) {
       const hint = opts.controller ? 'is the controller running? (silkworm controller --listen …)' : 'is the lab up? (silkworm lab up)';
-      fail(`cannot reach the controller at ${formatAddress(addr)}: ${hint}`);
+      fail(`cannot reach the controller at ${addr}: ${hint}`);
     }
-    if (e instanceof HttpTimeoutError) fail(`the controller at ${formatAddress(addr)} did not answer within 10 s`);
+    if (e instanceof HttpTimeoutError) fail(`the controller at ${where} did not answer within 10 s`);
     if (e instanceof ControllerError) {
       if (e.status === 401 && addr.kind === 'tcp' && !headers) fail(`the controller refused: ${e.message} (give --token or set SILKWORM_TOKEN; silkworm token create makes one)`);
       fail(`the controller refused: ${e.message}`);
@@ -62,7 +64,7 @@ function checkTokenExpiry(token: string): void {
 
 export function addClientOptions(cmd: Command): Command {
   return cmd
-    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port)')
+    .option('--controller <addr>', 'controller address (unix socket path, host:port or https://host:port); A,B,… for replicas, tried in order')
     .option('--lab <prefix>', "use the lab's controller socket /run/silkworm/<prefix>/controller.sock", 'sw')
     .option('--token <jwt>', 'bearer token for the external policy API over TCP (default: $SILKWORM_TOKEN)')
     .option('--tls-ca <file>', 'CA (PEM) the controller\'s certificate must be signed by, for https://')

@@ -32,7 +32,15 @@ export function parseAddress(text: string): Address {
 
 /** --controller ADDR, else the lab's socket for --lab P (default sw). */
 export function controllerAddress(opts: { controller?: string; lab?: string }): Address {
-  return parseAddress(opts.controller ?? labControllerSocket(opts.lab ?? DEFAULT_LAB));
+  return controllerAddresses(opts)[0]!;
+}
+
+/** --controller A[,B…] (replicas, tried in order), else the lab's socket for --lab P. */
+export function controllerAddresses(opts: { controller?: string; lab?: string }): Address[] {
+  if (opts.controller === undefined) return [parseAddress(labControllerSocket(opts.lab ?? DEFAULT_LAB))];
+  const parts = opts.controller.split(',').map((p) => p.trim());
+  if (parts.some((p) => p === '')) fail(`--controller "${opts.controller}" has an empty address: give A or A,B,C`);
+  return parts.map(parseAddress);
 }
 
 export interface ControllerTlsFlags {

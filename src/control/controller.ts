@@ -11,7 +11,7 @@
 import { formatCidr, ipToU32, parseCidr, formatMac, macFromIp } from '../util/ip.js';
 import { logger, type Logger } from '../util/log.js';
 import { TagAllocator, formatTag } from '../policy/tags.js';
-import type { ControllerStore, StoreCommit, StoredLease } from './store.js';
+import { type ControllerStore, type SharedStore, type StoreCommit, type StoredLease, type StoreNotice, type StoreState } from './store.js';
 import { policyKeyString, policyRecord, type PolicyKey } from './validate.js';
 import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord, TypedTagRecord } from '../net/controller-types.js';
 
@@ -30,7 +30,9 @@ export class ConflictError extends Error {
 }
 
 export interface ControllerOptions {
-  store: ControllerStore;
+  store: ControllerStore | SharedStore;
+  /** A shared store's state, loaded beforehand (Controller.open does it). */
+  state?: StoreState;
   /** Overlay network leases are cut from (silk's `network`). Default 10.255.0.0/16. */
   overlayNetwork?: string;
   /** Prefix length of one cell's lease (silk's `subnet_prefix_length`). Default 24. */
@@ -46,6 +48,21 @@ export const DEFAULT_OVERLAY_NETWORK = '10.255.0.0/16';
 export const DEFAULT_SUBNET_PREFIX_LENGTH = 24;
 export const DEFAULT_LEASE_EXPIRY_SECONDS = 168 * 3600;
 
+/**
+ * How far back GET /watch?since=V&delta=1 can answer with changes only: the
+ * last DELTA_KEEP_VERSIONS versions, and no more than DELTA_KEEP_BYTES of
+ * change text. A cell further behind gets the full snapshot.
+ */
+export const DELTA_KEEP_VERSIONS = 4096;
+export const DELTA_KEEP_BYTES = 32 * 1024 * 1024;
+
+/** A planned change: the commit to store (none: nothing changes), the answer, and what to log once applied. */
+interface Planned<T> {
+  commit?: StoreCommit;
+  result: T;
+  after?: () => void;
+}
+
 interface HeldLease {
   /** Canonical text, e.g. "10.255.1.0/24" or "10.255.0.7/32". */
   subnet: string;
@@ -56,20 +73,20 @@ interface HeldLease {
 
 export class Controller {
   private version_: number;
-  private readonly store: ControllerStore;
+  private readonly store: ControllerStore | SharedStore;
   private readonly log: Logger;
   private readonly now: () => number;
 
   // Policies in creation order, keyed by policyKeyString.
-  private readonly policies = new Map<string, PolicyKey>();
+  private policies = new Map<string, PolicyKey>();
   // How many policies name each app (as source or destination): its tag lives while > 0.
-  private readonly appRefs = new Map<string, number>();
-  private readonly tagOf = new Map<string, number>();
+  private appRefs = new Map<string, number>();
+  private tagOf = new Map<string, number>();
   // Group types other than "app" (PUT /networking/v1/internal/tags can name any).
-  private readonly typeOf = new Map<string, string>();
+  private typeOf = new Map<string, string>();
   // Tags made by PUT /networking/v1/internal/tags that no policy has named yet.
-  private readonly pinned = new Set<string>();
-  private readonly allocator = new TagAllocator();
+  private pinned = new Set<string>();
+  private allocator = new TagAllocator();
   /** Epoch ms of the last policy change (policies_last_updated); the start time until one happens. */
   private policiesUpdatedAt: number;
 
@@ -81,10 +98,19 @@ export class Controller {
   readonly leaseExpiryMs: number;
   private readonly subnetCount: number;
   private readonly blockSize: number;
-  private readonly leaseByIp = new Map<string, HeldLease>();
-  private readonly holderBySubnet = new Map<string, string>();
+  private leaseByIp = new Map<string, HeldLease>();
+  private holderBySubnet = new Map<string, string>();
 
-  // Watchers wait for the version to move; woken all at once by bump().
+  // Recent changes as delta-watch JSON: deltas[i] is version deltaBase + 1 + i.
+  private deltaBase = 0;
+  private deltas: string[] = [];
+  private deltaBytes = 0;
+  // A shared store's notices trigger one catch-up at a time.
+  private catchingUp: Promise<void> | null = null;
+  private catchUpAgain = false;
+  private closed = false;
+
+  // Watchers wait for the version to move; woken all at once by applyCommit().
   private readonly waiters = new Set<() => void>();
   private snapshotCache: { version: number; json: Buffer } | undefined;
   private internalCache: { version: number; json: Buffer } | undefined;
@@ -93,7 +119,7 @@ export class Controller {
   // while it has a policy, so the text is fixed for the policy's lifetime.
   // Joining 60,000 of these takes ~15 ms; re-serialising objects took ~190 ms
   // (measured with scripts/bench-scale.mjs), and every change needs a snapshot.
-  private readonly fragments = new Map<string, string>();
+  private fragments = new Map<string, string>();
 
   constructor(opts: ControllerOptions) {
     this.store = opts.store;
@@ -118,7 +144,32 @@ export class Controller {
     if (!(expiry > 0)) throw new Error(`lease expiry must be a positive number of seconds, got ${expiry}`);
     this.leaseExpiryMs = Math.round(expiry * 1000);
 
-    const state = this.store.load();
+    const store = this.store;
+    const state = opts.state ?? (store.shared ? undefined : store.load());
+    if (!state) throw new Error('a shared store is loaded before the controller is made: use Controller.open');
+    this.version_ = state.version;
+    this.policiesUpdatedAt = this.now();
+    this.loadState(state, !store.shared);
+    this.deltaBase = this.version_;
+  }
+
+  /**
+   * A controller on any store: a shared store's state is loaded first, and
+   * the controller follows the changes other replicas make from then on.
+   */
+  static async open(opts: ControllerOptions): Promise<Controller> {
+    const store = opts.store;
+    if (!store.shared) return new Controller(opts);
+    const state = opts.state ?? (await store.load());
+    const c = new Controller({ ...opts, state });
+    store.onNotice((n) => c.onNotice(n));
+    // A change made between load() and onNotice() would wait for the next notice: catch up once now.
+    c.scheduleCatchUp();
+    return c;
+  }
+
+  /** Fill memory from stored state; with `repair`, fix what an older build left inconsistent (one commit each). */
+  private loadState(state: StoreState, repair: boolean): void {
     this.version_ = state.version;
     for (const t of state.tags) {
       this.allocator.reserve(t.tag);
@@ -126,7 +177,6 @@ export class Controller {
       if (t.type !== undefined && t.type !== 'app') this.typeOf.set(t.id, t.type);
       if (t.pinned) this.pinned.add(t.id);
     }
-    this.policiesUpdatedAt = this.now();
     for (const p of state.policies) {
       this.policies.set(policyKeyString(p), p);
       this.ref(p.source, 1);
@@ -135,9 +185,14 @@ export class Controller {
     // A store written by a crashed older build could hold a policy app without a tag: give it one now.
     const missing = [...this.appRefs.keys()].filter((id) => !this.tagOf.has(id));
     const orphans = [...this.tagOf.keys()].filter((id) => !this.appRefs.has(id) && !this.pinned.has(id));
-    if (missing.length || orphans.length) {
+    if (missing.length && !repair) {
+      // A shared store writes tags and policies in one transaction; this cannot come from silkworm.
+      throw new Error(`the store holds policies of ${missing.length} apps without a tag (first: ${missing[0]}); it was not written by silkworm`);
+    }
+    if (repair && (missing.length || orphans.length)) {
+      const store = this.store as ControllerStore;
       const addTags = missing.map((id) => ({ id, tag: this.allocator.allocate() }));
-      this.store.commit({ version: this.version_ + 1, addTags, deleteTags: orphans });
+      store.commit({ version: this.version_ + 1, addTags, deleteTags: orphans });
       for (const t of addTags) this.tagOf.set(t.id, t.tag);
       for (const id of orphans) {
         this.allocator.free(this.tagOf.get(id)!);
@@ -164,8 +219,9 @@ export class Controller {
       }
       this.hold(l.underlayIp, h);
     }
-    if (dropped.length) {
-      this.store.commit({ version: this.version_ + 1, deleteLeases: dropped });
+    if (dropped.length && !repair) this.log.warn({ leases: dropped }, 'leases-unreadable');
+    if (dropped.length && repair) {
+      (this.store as ControllerStore).commit({ version: this.version_ + 1, deleteLeases: dropped });
       this.version_++;
       this.log.warn({ leases: dropped }, 'leases-dropped-unreadable');
     }
@@ -181,15 +237,28 @@ export class Controller {
 
   // -------------------------------------------------------------------------
   // Policies and tags
+  //
+  // Every mutation is a plan (reads memory, changes nothing) that yields one
+  // StoreCommit, then the commit is written, then applied to memory by
+  // applyCommit — the same function that applies a change another replica
+  // made (read back from a shared store). So a replica's memory is always
+  // "the store's commits applied in version order", whoever wrote them.
 
   /** Create policies; duplicates (of stored ones or within the list) are ignored. Returns how many were new. */
   addPolicies(keys: PolicyKey[]): number {
+    return this.runSync(this.planAddPolicies(keys));
+  }
+  addPoliciesAsync(keys: PolicyKey[]): Promise<number> {
+    return this.run(() => this.planAddPolicies(keys));
+  }
+
+  private planAddPolicies(keys: PolicyKey[]): Planned<number> {
     const fresh = new Map<string, PolicyKey>();
     for (const k of keys) {
       const s = policyKeyString(k);
       if (!this.policies.has(s) && !fresh.has(s)) fresh.set(s, k);
     }
-    if (fresh.size === 0) return 0;
+    if (fresh.size === 0) return { result: 0 };
 
     // Apps that appear for the first time get a tag, in order of appearance
     // (source before destination), lowest free first.
@@ -211,35 +280,37 @@ export class Controller {
     }
     try {
       for (const id of newApps) if (!this.tagOf.has(id)) addTags.push({ id, tag: this.allocator.allocate() });
-      const c: StoreCommit = { version: this.version_ + 1, addPolicies: [...fresh.values()], addTags };
-      if (unpin.length) c.unpinTags = unpin;
-      this.store.commit(c);
     } catch (e) {
-      for (const t of addTags) this.allocator.free(t.tag);
       if (e instanceof Error && e.name === 'TagExhaustedError') throw new ConflictError(e.message);
       throw e;
+    } finally {
+      // Planning takes nothing: applyCommit takes the tags once the change is stored.
+      for (const t of addTags) this.allocator.free(t.tag);
     }
-    for (const [s, k] of fresh) {
-      this.policies.set(s, k);
-      this.ref(k.source, 1);
-      this.ref(k.dest, 1);
-    }
-    for (const t of addTags) this.tagOf.set(t.id, t.tag);
-    for (const id of unpin) this.pinned.delete(id);
-    this.policiesUpdatedAt = this.now();
-    this.bump();
-    this.log.info({ created: fresh.size, tagsAllocated: addTags.length, version: this.version_ }, 'policy-created');
-    return fresh.size;
+    const c: StoreCommit = { version: this.version_ + 1, addPolicies: [...fresh.values()], addTags };
+    if (unpin.length) c.unpinTags = unpin;
+    return {
+      commit: c,
+      result: fresh.size,
+      after: () => this.log.info({ created: fresh.size, tagsAllocated: addTags.length, version: this.version_ }, 'policy-created'),
+    };
   }
 
   /** Delete policies; ones that do not exist are ignored. Returns how many were deleted. */
   deletePolicies(keys: PolicyKey[]): number {
+    return this.runSync(this.planDeletePolicies(keys));
+  }
+  deletePoliciesAsync(keys: PolicyKey[]): Promise<number> {
+    return this.run(() => this.planDeletePolicies(keys));
+  }
+
+  private planDeletePolicies(keys: PolicyKey[]): Planned<number> {
     const gone = new Map<string, PolicyKey>();
     for (const k of keys) {
       const s = policyKeyString(k);
       if (this.policies.has(s)) gone.set(s, k);
     }
-    if (gone.size === 0) return 0;
+    if (gone.size === 0) return { result: 0 };
     const delta = new Map<string, number>();
     for (const k of gone.values()) {
       delta.set(k.source, (delta.get(k.source) ?? 0) + 1);
@@ -247,22 +318,11 @@ export class Controller {
     }
     const freed: string[] = [];
     for (const [id, d] of delta) if (this.appRefs.get(id) === d) freed.push(id);
-    this.store.commit({ version: this.version_ + 1, deletePolicies: [...gone.values()], deleteTags: freed });
-    for (const [s, k] of gone) {
-      this.policies.delete(s);
-      this.fragments.delete(s);
-      this.ref(k.source, -1);
-      this.ref(k.dest, -1);
-    }
-    for (const id of freed) {
-      this.allocator.free(this.tagOf.get(id)!);
-      this.tagOf.delete(id);
-      this.typeOf.delete(id);
-    }
-    this.policiesUpdatedAt = this.now();
-    this.bump();
-    this.log.info({ deleted: gone.size, tagsFreed: freed.length, version: this.version_ }, 'policy-deleted');
-    return gone.size;
+    return {
+      commit: { version: this.version_ + 1, deletePolicies: [...gone.values()], deleteTags: freed },
+      result: gone.size,
+      after: () => this.log.info({ deleted: gone.size, tagsFreed: freed.length, version: this.version_ }, 'policy-deleted'),
+    };
   }
 
   /**
@@ -322,14 +382,7 @@ export class Controller {
   private joinFragments(): string {
     const parts: string[] = new Array(this.policies.size);
     let i = 0;
-    for (const [s, k] of this.policies) {
-      let f = this.fragments.get(s);
-      if (f === undefined) {
-        f = JSON.stringify(policyRecord(k, formatTag(this.tagOf.get(k.source)!), formatTag(this.tagOf.get(k.dest)!)));
-        this.fragments.set(s, f);
-      }
-      parts[i++] = f;
-    }
+    for (const [s, k] of this.policies) parts[i++] = this.fragment(s, k);
     return parts.join(',');
   }
 
@@ -353,27 +406,28 @@ export class Controller {
    * policies until a policy names it and that policy is deleted.
    */
   createTag(id: string, type: string): TypedTagRecord {
+    return this.runSync(this.planCreateTag(id, type));
+  }
+  createTagAsync(id: string, type: string): Promise<TypedTagRecord> {
+    return this.run(() => this.planCreateTag(id, type));
+  }
+
+  private planCreateTag(id: string, type: string): Planned<TypedTagRecord> {
     const have = this.tagOf.get(id);
-    if (have !== undefined) return { id, tag: formatTag(have), type: this.typeOf.get(id) ?? 'app' };
+    if (have !== undefined) return { result: { id, tag: formatTag(have), type: this.typeOf.get(id) ?? 'app' } };
     let tag: number;
     try {
-      tag = this.allocator.allocate();
+      tag = this.allocator.peek();
+      if (tag < 0) tag = this.allocator.allocate(); // throws TagExhaustedError
     } catch (e) {
       if (e instanceof Error && e.name === 'TagExhaustedError') throw new ConflictError(e.message, 'database create failed');
       throw e;
     }
-    try {
-      this.store.commit({ version: this.version_ + 1, addTags: [{ id, tag, type, pinned: true }] });
-    } catch (e) {
-      this.allocator.free(tag);
-      throw e;
-    }
-    this.tagOf.set(id, tag);
-    if (type !== 'app') this.typeOf.set(id, type);
-    this.pinned.add(id);
-    this.bump();
-    this.log.info({ id, type, tag: formatTag(tag), version: this.version_ }, 'tag-created');
-    return { id, tag: formatTag(tag), type };
+    return {
+      commit: { version: this.version_ + 1, addTags: [{ id, tag, type, pinned: true }] },
+      result: { id, tag: formatTag(tag), type },
+      after: () => this.log.info({ id, type, tag: formatTag(tag), version: this.version_ }, 'tag-created'),
+    };
   }
 
   /**
@@ -410,16 +464,25 @@ export class Controller {
 
   /** A cell asks for a subnet (or, with `singleIp`, one /32); the same underlay IP gets its lease back. */
   acquireLease(underlayIp: string, singleIp = false): Lease {
+    return this.runSync(this.planAcquireLease(underlayIp, singleIp));
+  }
+  acquireLeaseAsync(underlayIp: string, singleIp = false): Promise<Lease> {
+    return this.run(() => this.planAcquireLease(underlayIp, singleIp), true);
+  }
+
+  private planAcquireLease(underlayIp: string, singleIp: boolean): Planned<Lease> {
     const now = this.now();
     const held = this.leaseByIp.get(underlayIp);
     let moved: HeldLease | undefined;
     if (held) {
       if (this.isMember(held.subnet)) {
         // Asking again refreshes the lease; nothing visible changes, so no new version.
-        held.expiresAt = now + this.leaseExpiryMs;
-        this.store.commit({ version: this.version_, putLeases: [this.stored(underlayIp, held)] });
-        this.log.info({ underlayIp, subnet: held.subnet }, 'lease-reacquired');
-        return this.lease(underlayIp, held);
+        const fresh = { ...held, expiresAt: now + this.leaseExpiryMs };
+        return {
+          commit: { version: this.version_, putLeases: [this.stored(underlayIp, fresh)] },
+          result: this.lease(underlayIp, held),
+          after: () => this.log.info({ underlayIp, subnet: held.subnet }, 'lease-reacquired'),
+        };
       }
       moved = held; // from an older overlay network: silk deletes it and leases anew
     }
@@ -450,23 +513,18 @@ export class Controller {
       );
     }
     const lease = this.held(subnet, now + this.leaseExpiryMs);
-    const deletes: string[] = [];
-    if (evict !== undefined) deletes.push(evict);
     const c: StoreCommit = { version: this.version_ + 1, putLeases: [this.stored(underlayIp, lease)] };
-    if (deletes.length) c.deleteLeases = deletes;
-    this.store.commit(c);
-    if (moved) {
-      this.unhold(underlayIp);
-      this.log.info({ underlayIp, subnet: moved.subnet }, 'lease-deleted-other-network');
-    }
-    if (evict !== undefined) {
-      this.unhold(evict);
-      this.log.info({ underlayIp: evict, subnet }, 'lease-expired');
-    }
-    this.hold(underlayIp, lease);
-    this.bump();
-    this.log.info({ underlayIp, subnet, version: this.version_ }, 'lease-acquired');
-    return this.lease(underlayIp, lease);
+    if (evict !== undefined) c.deleteLeases = [evict];
+    const got = subnet;
+    return {
+      commit: c,
+      result: this.lease(underlayIp, lease),
+      after: () => {
+        if (moved) this.log.info({ underlayIp, subnet: moved.subnet }, 'lease-deleted-other-network');
+        if (evict !== undefined) this.log.info({ underlayIp: evict, subnet: got }, 'lease-expired');
+        this.log.info({ underlayIp, subnet: got, version: this.version_ }, 'lease-acquired');
+      },
+    };
   }
 
   /**
@@ -477,6 +535,13 @@ export class Controller {
    * controller that lost its state. Otherwise 409 ("lease mismatch").
    */
   renewLease(l: { underlay_ip: string; overlay_subnet: string; overlay_hardware_addr?: string }): Lease {
+    return this.runSync(this.planRenewLease(l));
+  }
+  renewLeaseAsync(l: { underlay_ip: string; overlay_subnet: string; overlay_hardware_addr?: string }): Promise<Lease> {
+    return this.run(() => this.planRenewLease(l), true);
+  }
+
+  private planRenewLease(l: { underlay_ip: string; overlay_subnet: string; overlay_hardware_addr?: string }): Planned<Lease> {
     const upstream = 'renew-subnet-lease: lease mismatch';
     const held = this.leaseByIp.get(l.underlay_ip);
     const same = held !== undefined && held.subnet === l.overlay_subnet;
@@ -498,10 +563,12 @@ export class Controller {
       if (!same) {
         throw new ConflictError(`lease mismatch: the controller holds ${held.subnet} for ${l.underlay_ip}, not ${l.overlay_subnet}`, upstream);
       }
-      held.expiresAt = now + this.leaseExpiryMs;
-      this.store.commit({ version: this.version_, putLeases: [this.stored(l.underlay_ip, held)] });
-      this.log.debug({ underlayIp: l.underlay_ip, subnet: l.overlay_subnet }, 'lease-renewed');
-      return this.lease(l.underlay_ip, held);
+      const fresh = { ...held, expiresAt: now + this.leaseExpiryMs };
+      return {
+        commit: { version: this.version_, putLeases: [this.stored(l.underlay_ip, fresh)] },
+        result: this.lease(l.underlay_ip, held),
+        after: () => this.log.debug({ underlayIp: l.underlay_ip, subnet: l.overlay_subnet }, 'lease-renewed'),
+      };
     }
     const holder = this.holderBySubnet.get(l.overlay_subnet);
     if (holder !== undefined && this.leaseByIp.get(holder)!.expiresAt > now) {
@@ -510,29 +577,35 @@ export class Controller {
     const lease = this.held(l.overlay_subnet, now + this.leaseExpiryMs);
     const c: StoreCommit = { version: this.version_ + 1, putLeases: [this.stored(l.underlay_ip, lease)] };
     if (holder !== undefined) c.deleteLeases = [holder];
-    this.store.commit(c);
-    if (holder !== undefined) this.unhold(holder);
-    this.hold(l.underlay_ip, lease);
-    this.bump();
-    this.log.info({ underlayIp: l.underlay_ip, subnet: l.overlay_subnet, version: this.version_ }, 'lease-recreated');
-    return this.lease(l.underlay_ip, lease);
+    return {
+      commit: c,
+      result: this.lease(l.underlay_ip, lease),
+      after: () => this.log.info({ underlayIp: l.underlay_ip, subnet: l.overlay_subnet, version: this.version_ }, 'lease-recreated'),
+    };
   }
 
   /** Give a lease back. Releasing a lease the controller does not hold is not an error. */
   releaseLease(l: { underlay_ip: string; overlay_subnet?: string }): boolean {
+    return this.runSync(this.planReleaseLease(l));
+  }
+  releaseLeaseAsync(l: { underlay_ip: string; overlay_subnet?: string }): Promise<boolean> {
+    return this.run(() => this.planReleaseLease(l));
+  }
+
+  private planReleaseLease(l: { underlay_ip: string; overlay_subnet?: string }): Planned<boolean> {
     const held = this.leaseByIp.get(l.underlay_ip);
-    if (!held) return false;
+    if (!held) return { result: false };
     if (l.overlay_subnet !== undefined && l.overlay_subnet !== held.subnet) {
       throw new ConflictError(
         `lease mismatch: the controller holds ${held.subnet} for ${l.underlay_ip}, not ${l.overlay_subnet}`,
         'lease mismatch',
       );
     }
-    this.store.commit({ version: this.version_ + 1, deleteLeases: [l.underlay_ip] });
-    this.unhold(l.underlay_ip);
-    this.bump();
-    this.log.info({ underlayIp: l.underlay_ip, subnet: held.subnet, version: this.version_ }, 'lease-released');
-    return true;
+    return {
+      commit: { version: this.version_ + 1, deleteLeases: [l.underlay_ip] },
+      result: true,
+      after: () => this.log.info({ underlayIp: l.underlay_ip, subnet: held.subnet, version: this.version_ }, 'lease-released'),
+    };
   }
 
   /** Leases that have not expired (any overlay network, current or older), by address. */
@@ -547,18 +620,30 @@ export class Controller {
 
   /** Drop expired leases (one commit); returns how many. Driven by the server's coarse timer. */
   sweepExpiredLeases(): number {
+    return this.runSync(this.planSweep());
+  }
+  /**
+   * The same for a shared store: every replica sweeps, each under the
+   * store's write lock and with the expiry times re-read from the store, so
+   * a lease renewed through another replica is never reclaimed and two
+   * sweeps never delete the same lease twice (the second finds it gone).
+   */
+  sweepExpiredLeasesAsync(): Promise<number> {
+    return this.run(() => this.planSweep(), true);
+  }
+
+  private planSweep(): Planned<number> {
     const now = this.now();
-    const expired: string[] = [];
-    for (const [ip, h] of this.leaseByIp) if (h.expiresAt <= now) expired.push(ip);
-    if (expired.length === 0) return 0;
-    this.store.commit({ version: this.version_ + 1, deleteLeases: expired });
-    for (const ip of expired) {
-      const h = this.leaseByIp.get(ip)!;
-      this.unhold(ip);
-      this.log.info({ underlayIp: ip, subnet: h.subnet }, 'lease-expired');
-    }
-    this.bump();
-    return expired.length;
+    const expired: { ip: string; subnet: string }[] = [];
+    for (const [ip, h] of this.leaseByIp) if (h.expiresAt <= now) expired.push({ ip, subnet: h.subnet });
+    if (expired.length === 0) return { result: 0 };
+    return {
+      commit: { version: this.version_ + 1, deleteLeases: expired.map((e) => e.ip) },
+      result: expired.length,
+      after: () => {
+        for (const e of expired) this.log.info({ underlayIp: e.ip, subnet: e.subnet }, 'lease-expired');
+      },
+    };
   }
 
   /** Whether `text` is exactly one of the current pool's leases: a /P block other than the first, or a /32 inside the first. */
@@ -693,17 +778,297 @@ export class Controller {
   /** Wall-clock ms of the last change (cells report their watch lag against it). */
   changedAt = Date.now();
 
-  private bump(): void {
-    this.version_++;
-    this.changedAt = Date.now();
+  /**
+   * Changes after `since` as delta-watch JSON, or undefined when `since` is
+   * not a version this controller has changes from (too old, unknown, or
+   * ahead of it): the caller sends the full snapshot then.
+   */
+  deltaJson(since: number): Buffer | undefined {
+    if (!Number.isInteger(since) || since < this.deltaBase || since > this.version_) return undefined;
+    // Cells watching together ask from the same version: one buffer for all of them.
+    if (this.deltaCache?.version !== this.version_) this.deltaCache = { version: this.version_, bySince: new Map() };
+    let json = this.deltaCache.bySince.get(since);
+    if (!json) {
+      const from = since - this.deltaBase;
+      json = Buffer.from(
+        `{"version":${this.version_},"changed_at":${this.changedAt},"since":${since},"changes":[${this.deltas.slice(from).join(',')}]}`,
+      );
+      if (this.deltaCache.bySince.size < 64) this.deltaCache.bySince.set(since, json);
+    }
+    return json;
+  }
+  private deltaCache: { version: number; bySince: Map<number, Buffer> } | undefined;
+
+  /** The oldest version a delta watch can start from. */
+  get deltaFrom(): number {
+    return this.deltaBase;
+  }
+
+  // -------------------------------------------------------------------------
+  // Applying changes (this replica's own and, with a shared store, others')
+
+  private runSync<T>(p: Planned<T>): T {
+    const store = this.store;
+    if (store.shared) throw new Error('this controller keeps its state in a shared store: use the async methods');
+    if (p.commit) {
+      store.commit(p.commit);
+      this.applyLocal(p.commit);
+    }
+    p.after?.();
+    return p.result;
+  }
+
+  /**
+   * Plan, store and apply one change. With a shared store the plan is made
+   * inside the store's write transaction, after catching up with every
+   * commit other replicas made, so it is planned on the latest state: tags
+   * and subnets are lowest-free across all replicas and never handed out
+   * twice. With `refreshLeases`, expiry times memory thinks have passed are
+   * re-read first (another replica may have renewed them).
+   */
+  private async run<T>(plan: () => Planned<T>, refreshLeases = false): Promise<T> {
+    const store = this.store;
+    if (!store.shared) return this.runSync(plan());
+    // One write of this replica at a time: writes are serialised by the
+    // store's lock anyway, and queueing here keeps waiting requests from
+    // holding every pooled connection.
+    const turn = this.writeQueue.then(() => this.runShared(store, plan, refreshLeases));
+    this.writeQueue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private writeQueue: Promise<unknown> = Promise.resolve();
+
+  private async runShared<T>(store: SharedStore, plan: () => Planned<T>, refreshLeases: boolean): Promise<T> {
+    const tx = await store.begin();
+    let p: Planned<T>;
+    try {
+      if (tx.version !== this.version_) {
+        await this.catchUpFrom(tx);
+        if (tx.version !== this.version_) this.reload(await tx.load());
+      }
+      if (refreshLeases) {
+        const now = this.now();
+        const stale: string[] = [];
+        for (const [ip, h] of this.leaseByIp) if (h.expiresAt <= now) stale.push(ip);
+        if (stale.length) for (const l of await tx.leases(stale)) this.noteLease(l, false);
+      }
+      p = plan();
+      if (p.commit) {
+        p.commit.changedAt = Date.now();
+        await tx.commit(p.commit);
+      } else {
+        await tx.rollback();
+      }
+    } catch (e) {
+      await tx.rollback().catch(() => undefined);
+      throw e;
+    }
+    if (p.commit) this.applyLocal(p.commit);
+    p.after?.();
+    return p.result;
+  }
+
+  /** Apply a commit this replica made (a concurrent catch-up may have applied it already). */
+  private applyLocal(c: StoreCommit): void {
+    if (c.version === this.version_ + 1) this.applyCommit(c);
+    else if (c.version <= this.version_) for (const l of c.putLeases ?? []) this.noteLease(l, true);
+  }
+
+  /** A lease's expiry moved without a new version (renewal, re-acquire). */
+  private noteLease(l: StoredLease, force: boolean): void {
+    const h = this.leaseByIp.get(l.underlayIp);
+    if (h && h.subnet === l.subnet && (force || l.expiresAt > h.expiresAt)) h.expiresAt = l.expiresAt;
+  }
+
+  /** Apply the commit that makes version + 1, wake the watchers, and keep its delta. */
+  private applyCommit(c: StoreCommit): void {
+    let policiesChanged = false;
+    const deletedPolicies: PolicyKey[] = [];
+    for (const p of c.deletePolicies ?? []) {
+      const s = policyKeyString(p);
+      if (!this.policies.delete(s)) continue;
+      this.fragments.delete(s);
+      this.ref(p.source, -1);
+      this.ref(p.dest, -1);
+      deletedPolicies.push(p);
+      policiesChanged = true;
+    }
+    const deletedTags: string[] = [];
+    for (const id of c.deleteTags ?? []) {
+      const t = this.tagOf.get(id);
+      if (t === undefined) continue;
+      this.allocator.free(t);
+      this.tagOf.delete(id);
+      this.typeOf.delete(id);
+      this.pinned.delete(id);
+      deletedTags.push(id);
+    }
+    for (const t of c.addTags ?? []) {
+      const had = this.tagOf.get(t.id);
+      if (had !== undefined && had !== t.tag) this.allocator.free(had);
+      if (!this.allocator.has(t.tag)) this.allocator.reserve(t.tag);
+      this.tagOf.set(t.id, t.tag);
+      if (t.type !== undefined && t.type !== 'app') this.typeOf.set(t.id, t.type);
+      if (t.pinned) this.pinned.add(t.id);
+    }
+    for (const id of c.unpinTags ?? []) this.pinned.delete(id);
+    const added: string[] = [];
+    for (const p of c.addPolicies ?? []) {
+      const s = policyKeyString(p);
+      if (this.policies.has(s)) continue;
+      this.policies.set(s, p);
+      this.ref(p.source, 1);
+      this.ref(p.dest, 1);
+      added.push(this.fragment(s, p));
+      policiesChanged = true;
+    }
+    const deletedLeases: string[] = [];
+    for (const ip of c.deleteLeases ?? []) {
+      if (!this.leaseByIp.has(ip)) continue;
+      this.unhold(ip);
+      deletedLeases.push(ip);
+    }
+    const putLeases: Lease[] = [];
+    for (const l of c.putLeases ?? []) {
+      this.unhold(l.underlayIp);
+      const h = this.held(l.subnet, l.expiresAt);
+      this.hold(l.underlayIp, h);
+      putLeases.push(this.lease(l.underlayIp, h));
+    }
+    if (policiesChanged) this.policiesUpdatedAt = this.now();
+
+    // The change as a delta: what a cell needs to edit its copy of the snapshot.
+    let d = `{"version":${c.version}`;
+    if (deletedPolicies.length) d += `,"delete_policies":${JSON.stringify(deletedPolicies.map((k) => policyRecord(k)))}`;
+    if (deletedTags.length) d += `,"delete_tags":${JSON.stringify(deletedTags)}`;
+    if (c.addTags?.length) d += `,"add_tags":${JSON.stringify(c.addTags.map((t) => ({ id: t.id, tag: formatTag(t.tag) })))}`;
+    if (added.length) d += `,"add_policies":[${added.join(',')}]`;
+    if (deletedLeases.length) d += `,"delete_leases":${JSON.stringify(deletedLeases)}`;
+    if (putLeases.length) d += `,"add_leases":${JSON.stringify(putLeases)}`;
+    d += '}';
+    this.deltas.push(d);
+    this.deltaBytes += d.length;
+    let drop = 0;
+    while (
+      drop < this.deltas.length - 1 &&
+      (this.deltas.length - drop > DELTA_KEEP_VERSIONS || this.deltaBytes > DELTA_KEEP_BYTES)
+    ) {
+      this.deltaBytes -= this.deltas[drop]!.length;
+      drop++;
+    }
+    if (drop) {
+      this.deltas = this.deltas.slice(drop);
+      this.deltaBase += drop;
+    }
+
+    this.version_ = c.version;
+    this.changedAt = c.changedAt ?? Date.now();
     // Wake synchronously: the watchers' responses are written in the same
     // turn of the event loop as the change's own response (no poll interval).
     for (const w of [...this.waiters]) w();
   }
 
+  /** A policy's internal-shape JSON (cached for its lifetime). */
+  private fragment(s: string, k: PolicyKey): string {
+    let f = this.fragments.get(s);
+    if (f === undefined) {
+      f = JSON.stringify(policyRecord(k, formatTag(this.tagOf.get(k.source)!), formatTag(this.tagOf.get(k.dest)!)));
+      this.fragments.set(s, f);
+    }
+    return f;
+  }
+
+  private onNotice(n: StoreNotice): void {
+    if (this.closed) return;
+    if (n.kind === 'lease') this.noteLease(n.lease, false);
+    else if (n.kind === 'version' && n.commit && n.version === this.version_ + 1 && !this.catchingUp) this.applyCommit(n.commit);
+    else if (n.kind === 'reconnected' || n.version > this.version_) this.scheduleCatchUp(n.kind === 'reconnected');
+  }
+
+  /** Read and apply what other replicas committed; one at a time, again if told meanwhile. */
+  private scheduleCatchUp(leasesToo = false): void {
+    const store = this.store;
+    if (!store.shared) return;
+    if (this.catchingUp) {
+      this.catchUpAgain = true;
+      return;
+    }
+    this.catchingUp = (async () => {
+      do {
+        this.catchUpAgain = false;
+        try {
+          await this.catchUpFrom(store);
+          // Renewals are only notified: after a lost connection, re-read every expiry.
+          if (leasesToo) for (const l of await store.leases()) this.noteLease(l, false);
+          leasesToo = false;
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'catch-up-failed');
+          return;
+        }
+      } while (this.catchUpAgain && !this.closed);
+    })().finally(() => {
+      this.catchingUp = null;
+    });
+  }
+
+  private async catchUpFrom(src: { changesSince(v: number): Promise<StoreCommit[] | undefined>; load(): Promise<StoreState> }): Promise<void> {
+    const rows = await src.changesSince(this.version_);
+    if (rows === undefined) {
+      this.reload(await src.load());
+      return;
+    }
+    for (const c of rows) {
+      if (c.version <= this.version_) continue;
+      if (c.version !== this.version_ + 1) {
+        this.reload(await src.load());
+        return;
+      }
+      this.applyCommit(c);
+    }
+  }
+
+  /** Replace memory with stored state (this replica fell behind the store's change log, or the store was replaced). */
+  private reload(state: StoreState): void {
+    const from = this.version_;
+    this.policies = new Map();
+    this.appRefs = new Map();
+    this.tagOf = new Map();
+    this.typeOf = new Map();
+    this.pinned = new Set();
+    this.allocator = new TagAllocator();
+    this.leaseByIp = new Map();
+    this.holderBySubnet = new Map();
+    this.takenBlocks.clear();
+    this.takenSingles.clear();
+    this.fragments = new Map();
+    this.snapshotCache = this.internalCache = this.externalCache = this.deltaCache = undefined;
+    this.loadState(state, false);
+    // No delta reaches across a reload: every delta watcher gets a full snapshot.
+    this.deltas = [];
+    this.deltaBytes = 0;
+    this.deltaBase = this.version_;
+    this.changedAt = Date.now();
+    this.policiesUpdatedAt = this.now();
+    this.log.warn({ from, to: this.version_ }, 'state-reloaded');
+    for (const w of [...this.waiters]) w();
+  }
+
   close(): void {
+    this.closed = true;
     this.wakeAll();
-    this.store.close();
+    const store = this.store;
+    if (store.shared) void store.close().catch(() => undefined);
+    else store.close();
+  }
+
+  /** Close, and with a shared store wait until its connections are gone. */
+  async closeAsync(): Promise<void> {
+    this.closed = true;
+    this.wakeAll();
+    await this.catchingUp?.catch(() => undefined);
+    const store = this.store;
+    if (store.shared) await store.close();
+    else store.close();
   }
 }
-

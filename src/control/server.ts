@@ -7,7 +7,8 @@ import { parseAddress, formatAddress } from '../net/address.js';
 import { Router, serve, HttpError, type Address, type JsonHandler, type JsonServer, type ServeLimits } from '../net/http.js';
 import { explainPeerCert, type TlsMaterial } from '../net/tls.js';
 import { Controller, ConflictError, type ControllerOptions } from './controller.js';
-import { MemoryStore, SqliteStore, type ControllerStore } from './store.js';
+import { MemoryStore, SqliteStore, StoreUnavailableError, type ControllerStore, type SharedStore } from './store.js';
+import { PgStore, isPostgresUrl } from './pg-store.js';
 import type { TokenVerifier } from './auth.js';
 import { registerUpstreamRoutes, requireToken } from './upstream.js';
 import {
@@ -53,6 +54,7 @@ function guarded(h: JsonHandler): JsonHandler {
       // The body says what upstream says for the same request (the cf CLI shows it).
       if (e instanceof ValidationError) throw new HttpError(e.status, e.upstream);
       if (e instanceof ConflictError) throw new HttpError(409, e.upstream);
+      if (e instanceof StoreUnavailableError) throw new HttpError(503, e.message);
       throw e;
     }
   };
@@ -84,15 +86,15 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
   );
   r.post(
     EXTERNAL_POLICIES,
-    auth('admin', guarded((req) => {
-      c.addPolicies(validatePoliciesBody(req.body));
+    auth('admin', guarded(async (req) => {
+      await c.addPoliciesAsync(validatePoliciesBody(req.body));
       return { status: 200, body: {} };
     })),
   );
   r.post(
     EXTERNAL_POLICIES_DELETE,
-    auth('admin', guarded((req) => {
-      c.deletePolicies(validatePoliciesBody(req.body));
+    auth('admin', guarded(async (req) => {
+      await c.deletePoliciesAsync(validatePoliciesBody(req.body));
       return { status: 200, body: {} };
     })),
   );
@@ -109,28 +111,35 @@ export function controllerRouter(c: Controller, opts: RouterOptions = {}): Route
   r.get('/leases', mtls(() => ({ status: 200, body: { leases: c.leases() } })));
   r.put(
     '/leases/acquire',
-    mtls(guarded((req) => {
+    mtls(guarded(async (req) => {
       const a = validateAcquireRequest(req.body);
-      return { status: 200, body: c.acquireLease(a.underlay_ip, a.single_overlay_ip) };
+      return { status: 200, body: await c.acquireLeaseAsync(a.underlay_ip, a.single_overlay_ip) };
     })),
   );
   r.put(
     '/leases/renew',
-    mtls(guarded((req) => ({ status: 200, body: c.renewLease(validateLeaseBody(req.body)) }))),
+    mtls(guarded(async (req) => ({ status: 200, body: await c.renewLeaseAsync(validateLeaseBody(req.body)) }))),
   );
   r.put(
     '/leases/release',
-    mtls(guarded((req) => {
-      c.releaseLease(validateReleaseBody(req.body));
+    mtls(guarded(async (req) => {
+      await c.releaseLeaseAsync(validateReleaseBody(req.body));
       return { status: 200, body: {} };
     })),
   );
 
   // --- watch ---
+  // With delta=1 the answer holds only the changes after `since` (see
+  // Controller.deltaJson) when this controller still has them, else the full
+  // snapshot; a client tells the two apart by the "changes" field.
   r.get('/watch', mtls(async (req) => {
     const raw = req.query.get('since') ?? '-1';
     if (!/^-?\d{1,15}$/.test(raw)) throw new HttpError(400, `since must be a version number, got "${raw}"`);
     await c.waitForChange(Number(raw), holdMs, req.signal);
+    if (req.query.get('delta') === '1') {
+      const d = c.deltaJson(Number(raw));
+      if (d) return { status: 200, raw: d };
+    }
     return { status: 200, raw: c.snapshotJson() };
   }));
 
@@ -157,8 +166,8 @@ export interface StartControllerOptions extends Omit<ControllerOptions, 'store' 
   /** Largest request body (413 beyond). Default 1 MiB. */
   maxBodyBytes?: number;
   limits?: ServeLimits;
-  /** A SQLite file path, ':memory:' for a throw-away store, or a store object. */
-  store: string | ControllerStore;
+  /** A SQLite file path, a postgres:// URL, ':memory:' for a throw-away store, or a store object. */
+  store: string | ControllerStore | SharedStore;
   watchHoldMs?: number;
   /** Verify bearer tokens on the external API over TCP (see auth.ts). */
   tokenVerifier?: TokenVerifier;
@@ -175,17 +184,20 @@ export interface RunningController {
 
 export async function startController(opts: StartControllerOptions): Promise<RunningController> {
   const log = logger('controller');
-  const store: ControllerStore =
+  const store: ControllerStore | SharedStore =
     typeof opts.store === 'string'
       ? opts.store === ':memory:'
         ? new MemoryStore()
-        : new SqliteStore(opts.store)
+        : isPostgresUrl(opts.store)
+          ? await PgStore.open(opts.store, { log })
+          : new SqliteStore(opts.store)
       : opts.store;
   let controller: Controller;
   try {
-    controller = new Controller({ ...opts, store, log });
+    controller = await Controller.open({ ...opts, store, log });
   } catch (e) {
-    store.close();
+    if (store.shared) await store.close();
+    else store.close();
     throw e;
   }
   const listens = (Array.isArray(opts.listen) ? opts.listen : [opts.listen]).map((l) => (typeof l === 'string' ? parseAddress(l) : l));
@@ -213,11 +225,10 @@ export async function startController(opts: StartControllerOptions): Promise<Run
   // One coarse timer reclaims expired leases (a quarter of the expiry, within 0.25–30 s).
   const sweepMs = Math.min(30_000, Math.max(250, Math.floor(controller.leaseExpiryMs / 4)));
   const sweep = setInterval(() => {
-    try {
-      controller.sweepExpiredLeases();
-    } catch (err) {
-      log.error({ err }, 'lease-sweep-failed');
-    }
+    controller.sweepExpiredLeasesAsync().catch((err: Error) => {
+      if (err instanceof StoreUnavailableError) log.warn({ err: err.message }, 'lease-sweep-failed');
+      else log.error({ err }, 'lease-sweep-failed');
+    });
   }, sweepMs);
   sweep.unref();
 
@@ -225,7 +236,7 @@ export async function startController(opts: StartControllerOptions): Promise<Run
     {
       address: formatAddress(server.address),
       listeners: servers.map((s) => formatAddress(s.address)),
-      store: typeof opts.store === 'string' ? opts.store : 'custom',
+      store: typeof opts.store === 'string' ? (store.shared ? store.description : opts.store) : 'custom',
       version: controller.version,
       policies: controller.policyCount,
       leases: controller.leases().length,
@@ -244,7 +255,7 @@ export async function startController(opts: StartControllerOptions): Promise<Run
         controller.wakeAll();
         await new Promise((r) => setImmediate(r));
         await Promise.all(servers.map((s) => s.close()));
-        controller.close();
+        await controller.closeAsync();
         log.info({ version: controller.version }, 'controller-stopped');
       })();
       return closed;

@@ -55,12 +55,70 @@ export interface StoreCommit {
   putLeases?: StoredLease[];
   /** Underlay IPs. */
   deleteLeases?: string[];
+  /** Wall-clock ms when the change was made (a shared store carries it to the other replicas). */
+  changedAt?: number;
 }
 
+/** A store one process owns: synchronous, so a commit cannot interleave with anything. */
 export interface ControllerStore {
+  readonly shared?: false;
   load(): StoreState;
   commit(c: StoreCommit): void;
   close(): void;
+}
+
+/**
+ * A store several controller replicas share (src/control/pg-store.ts). Every
+ * write runs in a transaction that first takes the store's one write lock,
+ * so the replica plans its change on the latest state: it reads the commits
+ * made since its own version (`changesSince`), applies them, plans, and
+ * commits version + 1. Each commit is also kept in a change log, which other
+ * replicas read when told (`onNotice`) and which serves delta watches.
+ */
+export interface SharedStore {
+  readonly shared: true;
+  /** What the store is, for logs ("postgres://host/db"), without a password. */
+  readonly description: string;
+  load(): Promise<StoreState>;
+  /** Begin a write: the transaction holds the write lock until commit or rollback. */
+  begin(): Promise<StoreTx>;
+  /** Commits after `version` in order, or undefined when the log no longer reaches back that far. */
+  changesSince(version: number): Promise<StoreCommit[] | undefined>;
+  /** Every stored lease (expiry times are what other replicas' renewals moved). */
+  leases(): Promise<StoredLease[]>;
+  /** Called when another replica committed (or, with `lease`, refreshed a lease without a new version). */
+  onNotice(cb: (n: StoreNotice) => void): void;
+  close(): Promise<void>;
+}
+
+export type StoreNotice =
+  /** A commit made `version`; small commits come with the notice. */
+  | { kind: 'version'; version: number; commit?: StoreCommit }
+  | { kind: 'lease'; lease: StoredLease }
+  /** The connection that listens came back after a loss: notices may have been missed. */
+  | { kind: 'reconnected' };
+
+export interface StoreTx {
+  /** The store's version, read under the lock. */
+  readonly version: number;
+  changesSince(version: number): Promise<StoreCommit[] | undefined>;
+  load(): Promise<StoreState>;
+  /** The stored leases of these underlay IPs (absent ones are not returned). */
+  leases(underlayIps: string[]): Promise<StoredLease[]>;
+  /** Write the commit, log it, tell the other replicas, and COMMIT. */
+  commit(c: StoreCommit): Promise<void>;
+  rollback(): Promise<void>;
+}
+
+/**
+ * The store cannot be reached (or failed mid-write): the change was not made.
+ * The HTTP API answers 503 with this message.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'StoreUnavailableError';
+  }
 }
 
 /** For unit tests: the same contract, in memory, with a failure switch to test rollback. */

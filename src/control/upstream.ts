@@ -16,6 +16,7 @@ import { ConflictError, type Controller } from './controller.js';
 import type { JsonHandler, JsonResponse, Router } from '../net/http.js';
 import type { Need, TokenVerifier } from './auth.js';
 import { ValidationError, validateTagBody } from './validate.js';
+import { StoreUnavailableError } from './store.js';
 import type { Logger } from '../util/log.js';
 
 /** Wrap `h` so TCP requests need a token with the scopes `need` asks for; the unix socket stays trusted. */
@@ -62,13 +63,14 @@ export function registerUpstreamRoutes(r: Router, c: Controller, opts: UpstreamR
   })));
   // silkworm has no application security groups: the policy agent gets an empty page.
   r.get('/networking/v1/internal/security_groups', internal(() => ({ status: 200, body: { next: 0, security_groups: [] } })));
-  r.put('/networking/v1/internal/tags', internal((req) => {
+  r.put('/networking/v1/internal/tags', internal(async (req) => {
     try {
       const { id, type } = validateTagBody(req.body);
-      return { status: 200, body: c.createTag(id, type) };
+      return { status: 200, body: await c.createTagAsync(id, type) };
     } catch (e) {
       if (e instanceof ValidationError) return { status: e.status, body: { error: e.upstream } };
       if (e instanceof ConflictError) return { status: 409, body: { error: e.upstream } };
+      if (e instanceof StoreUnavailableError) return { status: 503, body: { error: e.message } };
       throw e;
     }
   }));

@@ -6,7 +6,7 @@
 // The pipeline never allocates: it reads the frames and writes its verdict for
 // each into the result arrays below; the cell runtime then hands the outputs to
 // the devices in one call per destination.
-import { ETH_HEADER_LEN } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 
 export const enum Action {
   /** Dropped; `outTarget` holds the DropReason. */
@@ -89,5 +89,5 @@ export class FrameBatch {
 
 /** Slot size for an underlay MTU: headroom + the largest Ethernet frame, rounded to 64. */
 export function slotSizeFor(underlayMtu: number, headroom = DEFAULT_HEADROOM): number {
-  return Math.ceil((headroom + underlayMtu + ETH_HEADER_LEN + 64) / 64) * 64;
+  return Math.ceil((headroom + underlayMtu + Wire.ETH_HEADER_LEN + 64) / 64) * 64;
 }

@@ -103,6 +103,14 @@ export class Dataplane {
   setPolicies(policies: PolicyRecord[]): void {
     this.state.setPolicies(policies);
   }
+  /** Keep the plan, hold `policies` for the next one (the caller knows they change no rule here). */
+  holdPolicies(policies: PolicyRecord[]): void {
+    this.state.policies = policies;
+  }
+  /** Whether a container of any of these apps is attached. */
+  hasPortOfApp(apps: ReadonlySet<string>): boolean {
+    return this.state.listPorts().some((p) => apps.has(p.app));
+  }
   addPort(handle: string, app: string, ip: number): Port {
     return this.state.addPort(handle, app, ip);
   }

@@ -10,7 +10,7 @@
 // TTL drops by one per cell (64 in the source container, 63 on the wire, 62
 // in the destination container); on the wire the inner frame carries VTEP
 // MACs; the destination container sees dst ee:ee:<its ip>, src aa:aa:<its ip>.
-import { ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, VXLAN_FLAG_G, VXLAN_FLAG_I } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { writeU16 } from '../wire/bytes.js';
 import { IcmpCode, IcmpType } from '../wire/icmp.js';
 import { Ipv4View } from '../wire/ipv4.js';
@@ -18,7 +18,7 @@ import { macKey } from '../tables/fdb.js';
 import { writeMacFromIp } from '../util/ip.js';
 import { Action, type FrameBatch } from './batch.js';
 import { Drop, Stat } from './counters.js';
-import { OUTER_LEN, writeOuterHeaders } from './encap.js';
+import { writeOuterHeaders } from './encap.js';
 import { flowHash, sourcePortFor } from './flowhash.js';
 import { icmpInPlace } from './icmp.js';
 import { admit, deliverToPort, Verdict } from './ingress.js';
@@ -55,24 +55,29 @@ export class Egress {
   private one(batch: FrameBatch, i: number, off: number, len: number, port: Port, now: number, run: Run): void {
     const buf = batch.slab;
     const state = this.state;
-    if (len < ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
+    if (len < Wire.ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
     const ip = this.ip;
     const bad = wrapIpv4(buf, off, len, ip);
     if (bad !== NO_DROP) return run.drop(batch, i, bad);
-    const src = ip.srcAddr;
-    const dst = ip.dstAddr;
-    run.steps.source(port, src, port.tag);
+    // The addresses read by hand at their offsets (what Ipv4View's srcAddr
+    // and dstAddr do), and handed to the path: with wrapIpv4, L4 reading and
+    // the table lookups inlined here, V8 leaves the getters as real calls
+    // (scripts/bench-dataplane.mjs, --trace-turbo-inlining).
+    const ipOff = off + Wire.ETH_HEADER_LEN;
+    const src = ((buf[ipOff + Wire.IPV4_SRC]! << 24) | (buf[ipOff + Wire.IPV4_SRC + 1]! << 16) | (buf[ipOff + Wire.IPV4_SRC + 2]! << 8) | buf[ipOff + Wire.IPV4_SRC + 3]!) >>> 0;
+    const dst = ((buf[ipOff + Wire.IPV4_DST]! << 24) | (buf[ipOff + Wire.IPV4_DST + 1]! << 16) | (buf[ipOff + Wire.IPV4_DST + 2]! << 8) | buf[ipOff + Wire.IPV4_DST + 3]!) >>> 0;
+    if (run.tracing) run.steps.source(port, src, port.tag);
     if (src !== port.ip) return run.drop(batch, i, Drop.SpoofedSource);
     if (ip.isFragment) return run.drop(batch, i, Drop.Fragment);
     // Trim Ethernet padding: the kernel forwards the IP datagram, not the pad.
-    const frameLen = ETH_HEADER_LEN + ip.totalLen;
+    const frameLen = Wire.ETH_HEADER_LEN + ip.totalLen;
     // Two paths, each its own method (reading L4 first) so each is optimized
     // with its own inlining budget: one function doing everything kept the
     // wire getters out of line and cost a fifth of egress throughput
     // (scripts/bench-dataplane.mjs).
     const local = state.portByIp.get(dst);
     if (local !== undefined) return this.toLocal(batch, i, off, port, local, frameLen, now, run);
-    return this.toRemote(batch, i, off, port, frameLen, now, run);
+    return this.toRemote(batch, i, off, port, src, dst, frameLen, now, run);
   }
 
   /**
@@ -83,8 +88,10 @@ export class Egress {
     const buf = batch.slab;
     const ip = this.ip;
     const l4 = this.l4;
-    const ipOff = off + ETH_HEADER_LEN;
-    if (ip.ttl <= 1) {
+    const ipOff = off + Wire.ETH_HEADER_LEN;
+    // TTL and total length by hand (Ipv4View's ttl, totalLen): inlined into
+    // toRemote, this function's getters are otherwise left as calls.
+    if (buf[ipOff + Wire.IPV4_TTL]! <= 1) {
       const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.TimeExceeded, IcmpCode.TtlExceeded, 0, GATEWAY_IP, now, run);
       if (n === 0) run.drop(batch, i, Drop.TtlExceeded);
       else {
@@ -94,7 +101,7 @@ export class Egress {
       return true;
     }
     const mtu = this.state.innerMtu;
-    if (ip.totalLen > mtu) {
+    if (((buf[ipOff + Wire.IPV4_TOTAL_LEN]! << 8) | buf[ipOff + Wire.IPV4_TOTAL_LEN + 1]!) > mtu) {
       const n = ip.dontFrag ? icmpInPlace(buf, ipOff, ip, l4, IcmpType.DestUnreachable, IcmpCode.FragNeeded, mtu, GATEWAY_IP, now, run) : 0;
       if (n === 0) run.drop(batch, i, Drop.TooBig);
       else {
@@ -111,10 +118,10 @@ export class Egress {
     const buf = batch.slab;
     const ip = this.ip;
     const l4 = this.l4;
-    const ipOff = off + ETH_HEADER_LEN;
+    const ipOff = off + Wire.ETH_HEADER_LEN;
     const dst = local.ip;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
-    run.steps.routeLocal(dst, local);
+    if (run.tracing) run.steps.routeLocal(dst, local);
     if (this.forwardLimits(batch, i, off, port, now, run)) return;
     // Same cell: the packet never touches the wire, but the destination's
     // policy applies exactly as for a packet from another cell.
@@ -132,21 +139,19 @@ export class Egress {
   }
 
   /** Another cell: route → neighbor → FDB → conntrack → encapsulation. */
-  private toRemote(batch: FrameBatch, i: number, off: number, port: Port, frameLen: number, now: number, run: Run): void {
+  private toRemote(batch: FrameBatch, i: number, off: number, port: Port, src: number, dst: number, frameLen: number, now: number, run: Run): void {
     const buf = batch.slab;
     const state = this.state;
     const cfg = state.cfg;
     const ip = this.ip;
     const l4 = this.l4;
-    const src = ip.srcAddr;
-    const dst = ip.dstAddr;
-    const proto = ip.protocol;
+    const proto = buf[off + Wire.ETH_HEADER_LEN + Wire.IPV4_PROTOCOL]!;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
     if (dst === state.vtepIp || dst === GATEWAY_IP) return run.drop(batch, i, Drop.ToCell);
     const route = state.routes.lookup(dst);
-    run.steps.route(dst, route);
+    if (run.tracing) run.steps.route(dst, route);
     if (route === undefined || route.via === 0) {
-      const n = icmpInPlace(buf, off + ETH_HEADER_LEN, ip, l4, IcmpType.DestUnreachable, IcmpCode.NetUnreachable, 0, GATEWAY_IP, now, run);
+      const n = icmpInPlace(buf, off + Wire.ETH_HEADER_LEN, ip, l4, IcmpType.DestUnreachable, IcmpCode.NetUnreachable, 0, GATEWAY_IP, now, run);
       if (n === 0) return run.drop(batch, i, Drop.NoRoute);
       run.counters.drop(Drop.NoRoute);
       return this.replyToPort(batch, i, off, n, port, run);
@@ -154,27 +159,32 @@ export class Egress {
     if (this.forwardLimits(batch, i, off, port, now, run)) return;
     const via = route.via;
     const neigh = state.neighbors.get(via);
-    run.steps.neighbor(via, neigh);
+    if (run.tracing) run.steps.neighbor(via, neigh);
     if (neigh === undefined) return run.drop(batch, i, Drop.NoNeighbor);
     const fdb = state.fdb.getByKey(macKey(neigh.mac, 0));
-    run.steps.fdb(neigh.mac, fdb);
+    if (run.tracing) run.steps.fdb(neigh.mac, fdb);
     if (fdb === undefined) return run.drop(batch, i, Drop.NoFdb);
     // Track the flow so the reply is let in on the way back (ESTABLISHED).
     // ICMP errors are never tracked themselves (they are RELATED to a flow), and
     // of the rest of ICMP only an echo request opens an entry, as in the kernel.
     if (!l4.icmpError) state.conntrack.process(src, dst, proto, l4.sport, l4.dport, l4.tcpFlags, now, !run.dry && l4.opensFlow(proto));
     ip.decrementTtl();
-    buf.set(neigh.mac, off);
-    buf.set(state.vtepMac, off + ETH_SRC);
+    // The VTEP MACs with indexed stores: buf.set() of 6 bytes costs a builtin call each.
+    const dstMac = neigh.mac;
+    const srcMac = state.vtepMac;
+    for (let k = 0; k < Wire.ETH_ADDR_LEN; k++) {
+      buf[off + Wire.ETH_DST + k] = dstMac[k]!;
+      buf[off + Wire.ETH_SRC + k] = srcMac[k]!;
+    }
     const sp = sourcePortFor(flowHash(src, dst, proto, l4.sport, l4.dport), cfg.srcPortMin, cfg.srcPortMax);
     const ident = run.nextIdent();
     const outer = writeOuterHeaders(buf, off, frameLen, cfg.underlayIp, fdb.dst, ident, sp, cfg.vxlanPort, cfg.vni, port.tag);
     run.counters.stats[Stat.Encapsulated]!++;
-    batch.verdict(i, Action.Underlay, outer, frameLen + OUTER_LEN, fdb.dst);
-    run.steps.encapsulate(
+    batch.verdict(i, Action.Underlay, outer, frameLen + Wire.VXLAN_ENCAP_LEN, fdb.dst);
+    if (run.tracing) run.steps.encapsulate(
       cfg.vni,
       port.tag,
-      port.tag !== 0 ? VXLAN_FLAG_G | VXLAN_FLAG_I : VXLAN_FLAG_I,
+      port.tag !== 0 ? Wire.VXLAN_FLAG_G | Wire.VXLAN_FLAG_I : Wire.VXLAN_FLAG_I,
       sp,
       cfg.vxlanPort,
       cfg.underlayIp,
@@ -189,9 +199,9 @@ export class Egress {
   private replyToPort(batch: FrameBatch, i: number, off: number, ipLen: number, port: Port, run: Run): void {
     const buf = batch.slab;
     writeMacFromIp(buf, off, 0xeeee, port.ip);
-    writeMacFromIp(buf, off + ETH_SRC, 0xaaaa, port.ip);
-    writeU16(buf, off + ETH_TYPE, ETHERTYPE_IPV4);
-    batch.verdict(i, Action.Tap, off, ETH_HEADER_LEN + ipLen, port.index);
-    run.steps.icmpErrorToContainer(port);
+    writeMacFromIp(buf, off + Wire.ETH_SRC, 0xaaaa, port.ip);
+    writeU16(buf, off + Wire.ETH_TYPE, Wire.ETHERTYPE_IPV4);
+    batch.verdict(i, Action.Tap, off, Wire.ETH_HEADER_LEN + ipLen, port.index);
+    if (run.tracing) run.steps.icmpErrorToContainer(port);
   }
 }

@@ -9,12 +9,12 @@
 // both). The outer IPv4 DF bit is left clear, as the kernel's VXLAN device
 // does by default (tcpdump shows "flags [none]"), and TTL is 64.
 import { writeIpv4Header } from '../wire/ipv4.js';
-import { IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN, VXLAN_ENCAP_LEN } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { writeUdpHeader } from '../wire/udp.js';
 import { writeVxlanHeader } from '../wire/vxlan.js';
 
 /** Outer IPv4 + UDP + VXLAN: 36 bytes. */
-export const OUTER_LEN = VXLAN_ENCAP_LEN;
+export const OUTER_LEN = Wire.VXLAN_ENCAP_LEN;
 /** TTL of the outer header (the kernel's VXLAN default, ip4_dst_hoplimit). */
 const OUTER_TTL = 64;
 
@@ -36,9 +36,9 @@ export function writeOuterHeaders(
 ): number {
   const ip = innerOff - OUTER_LEN;
   const total = OUTER_LEN + innerLen;
-  writeIpv4Header(buf, ip, total, ident, 0, OUTER_TTL, IPPROTO_UDP, srcIp, dstIp);
-  const udp = ip + IPV4_HEADER_LEN;
-  writeUdpHeader(buf, udp, srcPort, dstPort, total - IPV4_HEADER_LEN);
-  writeVxlanHeader(buf, udp + UDP_HEADER_LEN, vni, gpid);
+  writeIpv4Header(buf, ip, total, ident, 0, OUTER_TTL, Wire.IPPROTO_UDP, srcIp, dstIp);
+  const udp = ip + Wire.IPV4_HEADER_LEN;
+  writeUdpHeader(buf, udp, srcPort, dstPort, total - Wire.IPV4_HEADER_LEN);
+  writeVxlanHeader(buf, udp + Wire.UDP_HEADER_LEN, vni, gpid);
   return ip;
 }

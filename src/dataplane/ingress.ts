@@ -8,7 +8,7 @@
 // admit() is also the same-cell half of egress: a packet between two
 // containers of one cell meets the destination's policy exactly as one from
 // another cell does.
-import { IPPROTO_ICMP, ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, VXLAN_HEADER_LEN } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { writeU16 } from '../wire/bytes.js';
 import { completePartialChecksum } from '../wire/checksum.js';
 import { IcmpCode, IcmpType, readQuotedFlow, type QuotedFlow } from '../wire/icmp.js';
@@ -42,7 +42,7 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
   const proto = ip.protocol;
   if (l4.icmpError) {
     const ok = readQuotedFlow(buf, ip.payloadOffset, ip.payloadLen, quoted) && state.conntrack.related(quoted.src, quoted.dst, quoted.protocol, quoted.sport, quoted.dport, now);
-    run.steps.policyTracked(ok ? 'related' : 'unrelated');
+    if (run.tracing) run.steps.policyTracked(ok ? 'related' : 'unrelated');
     if (!ok) return Verdict.Unrelated;
     run.counters.stats[Stat.ConntrackAllowed]!++;
     return Verdict.Allow;
@@ -50,12 +50,12 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
   const st = state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, false);
   if (st !== CtState.New) {
     run.counters.stats[Stat.ConntrackAllowed]!++;
-    run.steps.policyTracked(st === CtState.Reply ? 'reply' : 'established');
+    if (run.tracing) run.steps.policyTracked(st === CtState.Reply ? 'reply' : 'established');
     return Verdict.Allow;
   }
-  const rule = tag === 0 || proto === IPPROTO_ICMP ? -1 : state.policy.match(ip.dstAddr, proto, l4.dport, tag);
+  const rule = tag === 0 || proto === Wire.IPPROTO_ICMP ? -1 : state.policy.match(ip.dstAddr, proto, l4.dport, tag);
   if (rule < 0) {
-    run.steps.policyDenied(tag === 0 ? 'no-tag' : 'no-rule', tag, dst);
+    if (run.tracing) run.steps.policyDenied(tag === 0 ? 'no-tag' : 'no-rule', tag, dst);
     return Verdict.Deny;
   }
   run.counters.stats[Stat.PolicyAllowed]!++;
@@ -65,7 +65,7 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
     // here the allowed packet opens the connection.
     state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, true);
   }
-  run.steps.policyRule(state.policy.plan.accepts[rule]!, sameCell);
+  if (run.tracing) run.steps.policyRule(state.policy.plan.accepts[rule]!, sameCell);
   return Verdict.Allow;
 }
 
@@ -78,13 +78,13 @@ export function deliverToPort(batch: FrameBatch, i: number, eth: number, ip: Ipv
   const buf = batch.slab;
   ip.decrementTtl();
   writeMacFromIp(buf, eth, 0xeeee, port.ip);
-  writeMacFromIp(buf, eth + ETH_SRC, 0xaaaa, port.ip);
+  writeMacFromIp(buf, eth + Wire.ETH_SRC, 0xaaaa, port.ip);
   if (!run.dry) {
     port.packets[2]!++;
     port.packets[3]! += frameLen;
   }
   batch.verdict(i, Action.Tap, eth, frameLen, port.index);
-  run.steps.deliver(port, ip.ttl);
+  if (run.tracing) run.steps.deliver(port, ip.ttl);
 }
 
 export class Ingress {
@@ -108,20 +108,20 @@ export class Ingress {
     const buf = batch.slab;
     const state = this.state;
     const cfg = state.cfg;
-    if (len < VXLAN_HEADER_LEN) return run.drop(batch, i, Drop.BadVxlan);
+    if (len < Wire.VXLAN_HEADER_LEN) return run.drop(batch, i, Drop.BadVxlan);
     const flags = buf[off]!;
     // Like the kernel, refuse headers with flags it would not accept (wire/vxlan.ts).
     if (!vxlanFlagsAcceptable(flags)) return run.drop(batch, i, Drop.BadVxlanFlags);
     const vni = vxlanVniAt(buf, off);
     if (vni !== cfg.vni) return run.drop(batch, i, Drop.WrongVni);
     const gpid = vxlanGpidAt(buf, off);
-    run.steps.decapsulate(from, vni, flags, gpid);
+    if (run.tracing) run.steps.decapsulate(from, vni, flags, gpid);
     // VXLAN has no authentication: only lease holders may send to us.
     const lease = state.leaseByUnderlay.get(from);
     if (lease === undefined || from === cfg.underlayIp) return run.drop(batch, i, Drop.UnknownUnderlaySource);
-    const eth = off + VXLAN_HEADER_LEN;
-    const elen = len - VXLAN_HEADER_LEN;
-    if (elen < ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
+    const eth = off + Wire.VXLAN_HEADER_LEN;
+    const elen = len - Wire.VXLAN_HEADER_LEN;
+    if (elen < Wire.ETH_HEADER_LEN) return run.drop(batch, i, Drop.Truncated);
     const vtepMac = state.vtepMac;
     for (let k = 0; k < 6; k++) {
       if (buf[eth + k] !== vtepMac[k]) return run.drop(batch, i, Drop.WrongInnerMac);
@@ -140,15 +140,16 @@ export class Ingress {
     const buf = batch.slab;
     const state = this.state;
     const ip = this.ip;
-    const ipOff = eth + ETH_HEADER_LEN;
-    const dst = ip.dstAddr;
+    const ipOff = eth + Wire.ETH_HEADER_LEN;
+    // By hand (Ipv4View's dstAddr): the getter is left as a real call here (see egress.ts one()).
+    const dst = ((buf[ipOff + Wire.IPV4_DST]! << 24) | (buf[ipOff + Wire.IPV4_DST + 1]! << 16) | (buf[ipOff + Wire.IPV4_DST + 2]! << 8) | buf[ipOff + Wire.IPV4_DST + 3]!) >>> 0;
     const l4 = this.l4;
     if (!l4.read(buf, ip)) return run.drop(batch, i, Drop.BadL4Header);
     const port = state.portByIp.get(dst);
-    run.steps.lookupContainer(dst, port);
+    if (run.tracing) run.steps.lookupContainer(dst, port);
     if (port === undefined) return run.drop(batch, i, dst === state.vtepIp ? Drop.ToCell : Drop.NoContainer);
-    const frameLen = ETH_HEADER_LEN + ip.totalLen;
-    if (ip.ttl <= 1) {
+    const frameLen = Wire.ETH_HEADER_LEN + ((buf[ipOff + Wire.IPV4_TOTAL_LEN]! << 8) | buf[ipOff + Wire.IPV4_TOTAL_LEN + 1]!);
+    if (buf[ipOff + Wire.IPV4_TTL]! <= 1) {
       const n = icmpInPlace(buf, ipOff, ip, l4, IcmpType.TimeExceeded, IcmpCode.TtlExceeded, 0, state.vtepIp, now, run);
       if (n === 0) return run.drop(batch, i, Drop.TtlExceeded);
       run.counters.drop(Drop.TtlExceeded);
@@ -176,14 +177,14 @@ export class Ingress {
     const state = this.state;
     const cfg = state.cfg;
     writeMacFromIp(buf, eth, 0xeeee, lease.subnet);
-    buf.set(state.vtepMac, eth + ETH_SRC);
-    writeU16(buf, eth + ETH_TYPE, ETHERTYPE_IPV4);
-    const frameLen = ETH_HEADER_LEN + ipLen;
+    buf.set(state.vtepMac, eth + Wire.ETH_SRC);
+    writeU16(buf, eth + Wire.ETH_TYPE, Wire.ETHERTYPE_IPV4);
+    const frameLen = Wire.ETH_HEADER_LEN + ipLen;
     const ident = run.nextIdent();
     const ip = this.ip;
-    const sp = sourcePortFor(flowHash(ip.srcAddr, ip.dstAddr, IPPROTO_ICMP, 0, 0), cfg.srcPortMin, cfg.srcPortMax);
+    const sp = sourcePortFor(flowHash(ip.srcAddr, ip.dstAddr, Wire.IPPROTO_ICMP, 0, 0), cfg.srcPortMin, cfg.srcPortMax);
     const outer = writeOuterHeaders(buf, eth, frameLen, cfg.underlayIp, to, ident, sp, cfg.vxlanPort, cfg.vni, 0);
     batch.verdict(i, Action.Underlay, outer, frameLen + OUTER_LEN, to);
-    run.steps.icmpErrorToUnderlay(to);
+    if (run.tracing) run.steps.icmpErrorToUnderlay(to);
   }
 }

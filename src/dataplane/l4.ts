@@ -7,24 +7,7 @@ import { readU16 } from '../wire/bytes.js';
 import { WireError } from '../wire/errors.js';
 import { IcmpType, isIcmpErrorType } from '../wire/icmp.js';
 import type { Ipv4View } from '../wire/ipv4.js';
-import {
-  ETH_HEADER_LEN,
-  ETH_TYPE,
-  ETHERTYPE_ARP,
-  ETHERTYPE_IPV4,
-  ICMP_ECHO_ID,
-  ICMP_HEADER_LEN,
-  ICMP_TYPE,
-  IPPROTO_ICMP,
-  IPPROTO_TCP,
-  IPPROTO_UDP,
-  TCP_DST_PORT,
-  TCP_HEADER_LEN,
-  TCP_SRC_PORT,
-  UDP_DST_PORT,
-  UDP_HEADER_LEN,
-  UDP_SRC_PORT,
-} from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { tcpFlagsAt } from '../wire/tcp.js';
 import { Drop } from './counters.js';
 
@@ -38,9 +21,9 @@ export const NO_DROP = -1;
  * header, a wrong header checksum).
  */
 export function wrapIpv4(buf: Uint8Array, eth: number, len: number, ip: Ipv4View): number {
-  const etype = readU16(buf, eth + ETH_TYPE);
-  if (etype !== ETHERTYPE_IPV4) return etype === ETHERTYPE_ARP ? Drop.Arp : Drop.NotIpv4;
-  ip.wrap(buf, eth + ETH_HEADER_LEN, len - ETH_HEADER_LEN);
+  const etype = readU16(buf, eth + Wire.ETH_TYPE);
+  if (etype !== Wire.ETHERTYPE_IPV4) return etype === Wire.ETHERTYPE_ARP ? Drop.Arp : Drop.NotIpv4;
+  ip.wrap(buf, eth + Wire.ETH_HEADER_LEN, len - Wire.ETH_HEADER_LEN);
   if (ip.check() !== WireError.None) return Drop.BadIpHeader;
   if (!ip.verifyChecksum()) return Drop.BadIpChecksum;
   return NO_DROP;
@@ -65,24 +48,24 @@ export class L4 {
     this.icmpError = false;
     this.icmpType = -1;
     this.tcpFlags = 0;
-    if (proto === IPPROTO_TCP) {
-      if (len < TCP_HEADER_LEN) return false;
-      this.sport = readU16(buf, off + TCP_SRC_PORT);
-      this.dport = readU16(buf, off + TCP_DST_PORT);
+    if (proto === Wire.IPPROTO_TCP) {
+      if (len < Wire.TCP_HEADER_LEN) return false;
+      this.sport = readU16(buf, off + Wire.TCP_SRC_PORT);
+      this.dport = readU16(buf, off + Wire.TCP_DST_PORT);
       this.tcpFlags = tcpFlagsAt(buf, off);
       return true;
     }
-    if (proto === IPPROTO_UDP) {
-      if (len < UDP_HEADER_LEN) return false;
-      this.sport = readU16(buf, off + UDP_SRC_PORT);
-      this.dport = readU16(buf, off + UDP_DST_PORT);
+    if (proto === Wire.IPPROTO_UDP) {
+      if (len < Wire.UDP_HEADER_LEN) return false;
+      this.sport = readU16(buf, off + Wire.UDP_SRC_PORT);
+      this.dport = readU16(buf, off + Wire.UDP_DST_PORT);
       return true;
     }
-    if (proto === IPPROTO_ICMP) {
-      if (len < ICMP_HEADER_LEN) return false;
-      const type = buf[off + ICMP_TYPE]!;
+    if (proto === Wire.IPPROTO_ICMP) {
+      if (len < Wire.ICMP_HEADER_LEN) return false;
+      const type = buf[off + Wire.ICMP_TYPE]!;
       this.icmpType = type;
-      this.sport = type === IcmpType.EchoRequest || type === IcmpType.EchoReply ? readU16(buf, off + ICMP_ECHO_ID) : 0;
+      this.sport = type === IcmpType.EchoRequest || type === IcmpType.EchoReply ? readU16(buf, off + Wire.ICMP_ECHO_ID) : 0;
       this.dport = 0;
       this.icmpError = isIcmpErrorType(type);
       return true;
@@ -94,6 +77,6 @@ export class L4 {
 
   /** May this packet create a conntrack entry? TCP, UDP, and of ICMP only echo requests (as the kernel's conntrack). */
   opensFlow(proto: number): boolean {
-    return proto !== IPPROTO_ICMP || this.icmpType === IcmpType.EchoRequest;
+    return proto !== Wire.IPPROTO_ICMP || this.icmpType === IcmpType.EchoRequest;
   }
 }

@@ -7,17 +7,17 @@ import { emitUdp } from '../wire/udp.js';
 import { emitIcmp, IcmpType } from '../wire/icmp.js';
 import { writeMacFromIp } from '../util/ip.js';
 import { writeU16 } from '../wire/bytes.js';
-import { ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_IPV4, ICMP_HEADER_LEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HEADER_LEN, TCP_HEADER_LEN, UDP_HEADER_LEN } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 
 export type ProbeProtocol = 'tcp' | 'udp' | 'icmp';
 
 export function buildProbe(src: number, dst: number, protocol: ProbeProtocol, sport: number, dport: number, ttl = 64): Uint8Array {
-  const l4len = protocol === 'tcp' ? TCP_HEADER_LEN : protocol === 'udp' ? UDP_HEADER_LEN : ICMP_HEADER_LEN;
-  const frame = new Uint8Array(ETH_HEADER_LEN + IPV4_HEADER_LEN + l4len);
+  const l4len = protocol === 'tcp' ? Wire.TCP_HEADER_LEN : protocol === 'udp' ? Wire.UDP_HEADER_LEN : Wire.ICMP_HEADER_LEN;
+  const frame = new Uint8Array(Wire.ETH_HEADER_LEN + Wire.IPV4_HEADER_LEN + l4len);
   writeMacFromIp(frame, 0, 0xaaaa, src);
-  writeMacFromIp(frame, ETH_SRC, 0xeeee, src);
-  writeU16(frame, ETH_TYPE, ETHERTYPE_IPV4);
-  const l4 = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+  writeMacFromIp(frame, Wire.ETH_SRC, 0xeeee, src);
+  writeU16(frame, Wire.ETH_TYPE, Wire.ETHERTYPE_IPV4);
+  const l4 = Wire.ETH_HEADER_LEN + Wire.IPV4_HEADER_LEN;
   if (protocol === 'tcp') {
     emitTcp({ srcPort: sport, dstPort: dport, seq: 1, ack: 0, flags: TcpFlags.Syn, window: 64240, urgent: 0, options: new Uint8Array(0), payloadLen: 0 }, frame, l4, src, dst);
   } else if (protocol === 'udp') {
@@ -25,7 +25,7 @@ export function buildProbe(src: number, dst: number, protocol: ProbeProtocol, sp
   } else {
     emitIcmp({ type: IcmpType.EchoRequest, code: 0, restOfHeader: ((sport & 0xffff) << 16 | 1) >>> 0, payloadLen: 0 }, frame, l4);
   }
-  const proto = protocol === 'tcp' ? IPPROTO_TCP : protocol === 'udp' ? IPPROTO_UDP : IPPROTO_ICMP;
-  emitIpv4({ src, dst, protocol: proto, ttl, payloadLen: l4len, dscpEcn: 0, ident: 1, dontFrag: true, moreFrags: false, fragOffset: 0, options: new Uint8Array(0) }, frame, ETH_HEADER_LEN);
+  const proto = protocol === 'tcp' ? Wire.IPPROTO_TCP : protocol === 'udp' ? Wire.IPPROTO_UDP : Wire.IPPROTO_ICMP;
+  emitIpv4({ src, dst, protocol: proto, ttl, payloadLen: l4len, dscpEcn: 0, ident: 1, dontFrag: true, moreFrags: false, fragOffset: 0, options: new Uint8Array(0) }, frame, Wire.ETH_HEADER_LEN);
   return frame;
 }

@@ -17,11 +17,11 @@ import { ConnTrack, DEFAULT_CONNTRACK_MAX } from '../policy/conntrack.js';
 import type { PolicyRecord, LocalContainer } from '../policy/types.js';
 import { macFromIp, silkIfName } from '../util/ip.js';
 import { GATEWAY_IP, VTEP_DEV } from '../util/silk.js';
-import { VXLAN_OVERHEAD } from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { Action, type FrameBatch } from './batch.js';
 import { Counters, type Drop } from './counters.js';
 import type { IcmpLimiter } from './icmp.js';
-import type { StepSink } from './trace.js';
+import { NO_STEPS, type StepSink } from './trace.js';
 
 export { GATEWAY_IP, VTEP_DEV };
 
@@ -82,6 +82,15 @@ export interface Port {
  * token or ident is spent.
  */
 export class Run {
+  /**
+   * Steps are recorded (steps is not NO_STEPS). The pipeline calls the sink
+   * only under `if (run.tracing)`: an untraced packet then neither evaluates
+   * a step's arguments nor makes the call, and a cell that has served
+   * `silkworm trace` does not carry the recorder's methods (polymorphic call
+   * sites, inlined allocations) in its per-packet code.
+   */
+  readonly tracing: boolean;
+
   constructor(
     readonly counters: Counters,
     readonly steps: StepSink,
@@ -90,13 +99,15 @@ export class Run {
     readonly dry: boolean,
     /** Outer IPv4 identification of the last datagram sent. */
     public ident = 0,
-  ) {}
+  ) {
+    this.tracing = steps !== NO_STEPS;
+  }
 
   /** Frame i is dropped for `reason`: counted, and its verdict written. */
   drop(batch: FrameBatch, i: number, reason: Drop): void {
     this.counters.drop(reason);
     batch.verdict(i, Action.Drop, 0, 0, reason);
-    this.steps.drop(reason);
+    if (this.tracing) this.steps.drop(reason);
   }
 
   /** The next outer IPv4 identification. */
@@ -168,7 +179,7 @@ export class ControlState {
     this.cfg = cfg;
     this.vtepIp = cfg.leaseSubnet >>> 0;
     this.vtepMac = macFromIp(0xeeee, this.vtepIp);
-    this.innerMtu = cfg.underlayMtu - VXLAN_OVERHEAD;
+    this.innerMtu = cfg.underlayMtu - Wire.VXLAN_OVERHEAD;
     this.conntrack = new ConnTrack({ capacity: cfg.conntrackCapacity });
   }
 

@@ -1,10 +1,11 @@
 // Trace steps, typed: what the pipeline tells a tracer about one packet's walk.
 //
 // The pipeline reports each step to a StepSink by calling one method per step
-// kind with the values it already has in hand. On the hot path the sink is
-// NO_STEPS, whose methods are empty: V8 inlines them away, so a packet that is
-// not traced builds nothing and allocates nothing. Under `silkworm trace` the
-// sink is a StepRecorder, which builds one TraceStep object per call.
+// kind with the values it already has in hand, each call under `if
+// (run.tracing)` (state.ts Run): on the hot path the sink is NO_STEPS and the
+// calls are skipped, arguments and all, so a packet that is not traced builds
+// nothing and allocates nothing. Under `silkworm trace` the sink is a
+// StepRecorder, which builds one TraceStep object per call.
 //
 // A TraceStep is plain data with typed fields (numbers for addresses, table
 // entries as the tables hold them); src/cell/trace.ts turns each kind into a

@@ -17,6 +17,11 @@ import { cmdline, isAlive, isOurs, listeningIn, probeHttp, spawnDetached, stopPr
 import { cellCommand, labConflist, realRunner, type CellSpec, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
 import { labNamespaces, planLab, validatePrefix, type LabPlan, type PlanOptions } from './topology.js';
+import { startPgCluster } from '../control/pg-cluster.js';
+
+/** Where the controller keeps its state: a SQLite file, or a PostgreSQL server with two controller replicas. */
+export type LabStore = 'sqlite' | 'postgres';
+export const LAB_STORES: readonly LabStore[] = ['sqlite', 'postgres'];
 import { createCerts, CertsError } from '../control/certs.js';
 import { execFile } from 'node:child_process';
 
@@ -26,6 +31,8 @@ export interface UpOptions extends PlanOptions {
   runner?: LabRunner;
   /** Progress lines (stderr in the CLI). */
   progress?: (line: string) => void;
+  /** Default sqlite. */
+  store?: LabStore;
 }
 
 export interface UpResult {
@@ -91,6 +98,16 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     // completePartialChecksum).
 
     const c = plan.controller;
+    let store = c.store;
+    if (opts.store === 'postgres') {
+      // Our own server under the lab directory, on a unix socket only; lab down stops it.
+      const dir = path.join(plan.dir, 'pg');
+      const cluster = await startPgCluster(dir);
+      state.postgres = { dir, pid: cluster.pid()! };
+      save();
+      store = cluster.url;
+      say(`PostgreSQL up (pid ${state.postgres.pid}) on ${dir}`);
+    }
     // The lab's TLS material: a CA, the controller's certificate for its underlay address, one client certificate per cell.
     try {
       createCerts({ dir: c.tlsDir, hosts: [c.ip], clients: plan.cells.map((x) => x.name) });
@@ -101,7 +118,7 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     const tlsFile = (f: string) => path.join(c.tlsDir, f);
     const controllerPid = runner.spawnController({
       socket: c.socket,
-      store: c.store,
+      store,
       log: c.log,
       netns: c.netns,
       tcp: `${c.ip}:${c.port}`,
@@ -111,6 +128,28 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
     save();
     await waitReady({ what: 'the controller', pid: controllerPid, log: c.log, timeoutMs, ready: async () => (await probeHttp(c.socket)) !== null });
     say(`controller up (pid ${controllerPid}) on ${c.socket} and ${c.url} (mutual TLS, material in ${c.tlsDir})`);
+    const controllers = [c.url];
+    if (opts.store === 'postgres') {
+      // The second replica: the same namespace and address, the next port, the same certificate.
+      const c2 = {
+        socket: path.join(plan.dir, 'controller2.sock'),
+        log: path.join(plan.dir, 'controller2.log'),
+        url: `https://${c.ip}:${c.port + 1}`,
+      };
+      const pid2 = runner.spawnController({
+        socket: c2.socket,
+        store,
+        log: c2.log,
+        netns: c.netns,
+        tcp: `${c.ip}:${c.port + 1}`,
+        tls: { cert: tlsFile('controller.pem'), key: tlsFile('controller-key.pem'), ca: tlsFile('ca.pem'), tokenKey: tlsFile('token-key.pub.pem') },
+      });
+      state.controller2 = { socket: c2.socket, pid: pid2, log: c2.log, url: c2.url, netns: c.netns, tlsDir: c.tlsDir };
+      save();
+      await waitReady({ what: 'controller2', pid: pid2, log: c2.log, timeoutMs, ready: async () => (await probeHttp(c2.socket)) !== null });
+      say(`controller2 up (pid ${pid2}) on ${c2.socket} and ${c2.url}`);
+      controllers.push(c2.url);
+    }
 
     // One cell at a time: a cell answers on its admin socket only after it
     // holds its lease, so cell1 always gets the first /24 (10.255.1.0/24) and
@@ -119,7 +158,8 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
       const spec: CellSpec = {
         name: cell.name,
         netns: cell.netns,
-        controllerSocket: c.url,
+        // Every replica: the cell uses the first that answers and moves on when it goes.
+        controllerSocket: controllers.join(','),
         tls: { cert: tlsFile(`${cell.name}.pem`), key: tlsFile(`${cell.name}-key.pem`), ca: tlsFile('ca.pem') },
         underlayIp: cell.underlayIp,
         underlayDev: cell.dev,
@@ -258,6 +298,7 @@ async function teardown(prefix: string, state: LabState | null, o: TeardownOptio
   // re-attach them). Those in the lab's namespaces go with the namespaces;
   // those in anyone else's are deleted here, as `container del` would.
   deleteContainerTaps(prefix, namespaces);
+  await stopLabPostgres(prefix);
   const before = new Set(listNetns());
   // Namespaces go even if a process would not: a process keeps its network
   // alive but no longer holds the name, so a new lab can start.
@@ -325,6 +366,26 @@ function deleteContainerTaps(prefix: string, deleting: string[]): void {
       }
     }
   }
+}
+
+/**
+ * Stop the lab's PostgreSQL server (lab up --store postgres) if it runs: the
+ * postmaster named in its data directory's postmaster.pid, and only if its
+ * command line names that directory. SIGINT is PostgreSQL's fast shutdown.
+ */
+async function stopLabPostgres(prefix: string): Promise<void> {
+  const data = path.join(labDir(prefix), 'pg', 'data');
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  if (!(pid > 0) || !isAlive(pid) || !(cmdline(pid) ?? []).some((a) => a === data)) return;
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + 10_000;
+  while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 /** Take the lab down. Safe to run twice, and with no state file at all. */
@@ -538,6 +599,8 @@ export function nextSteps(state: LabState): string {
   const lines = [
     `lab "${p}" is up:`,
     `  controller  ${state.controller?.socket ?? '-'}${state.controller?.url ? `  ${state.controller.url} (mutual TLS, ${state.controller.netns})` : ''}  pid ${state.controller?.pid ?? '-'}`,
+    ...(state.controller2 ? [`  controller2 ${state.controller2.socket}${state.controller2.url ? `  ${state.controller2.url}` : ''}  pid ${state.controller2.pid}`] : []),
+    ...(state.postgres ? [`  postgres    ${state.postgres.dir}  pid ${state.postgres.pid}`] : []),
     ...state.cells.map((c) => `  ${c.name.padEnd(10)}  ${c.netns}  underlay ${c.underlayIp}  ${c.dataplane ?? 'user'} data plane  ${c.socket}  pid ${c.pid}`),
     ...state.containers.map((c) => {
       const a = state.apps.find((x) => x.app === c.app);

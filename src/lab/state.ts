@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fail } from './errors.js';
 import { labStateFile } from './topology.js';
+import { labDir } from './paths.js';
 
 export interface ProcRecord {
   socket: string;
@@ -54,6 +55,10 @@ export interface LabState {
   namespaces: string[];
   cells: CellRecord[];
   controller: ControllerRecord | null;
+  /** The second controller replica (lab up --store postgres). */
+  controller2?: ControllerRecord | null;
+  /** The lab's PostgreSQL server (lab up --store postgres): its directory and postmaster PID. */
+  postgres?: { dir: string; pid: number } | null;
   containers: ContainerRecord[];
   apps: AppRecord[];
   /** user | kernel | mixed (absent = user, for older state files). */
@@ -104,16 +109,24 @@ export function validateState(v: unknown, prefix: string): LabState {
     if (Array.isArray(o.command) && o.command.length > 0 && o.command.every(isStr)) rec.command = o.command as string[];
     return rec;
   });
-  let controller: ControllerRecord | null = null;
-  if (v.controller !== null && v.controller !== undefined) {
-    controller = proc(v.controller, 'controller');
-    const o = v.controller as Record<string, unknown>;
-    if (isStr(o.url)) controller.url = o.url;
+  const controllerRec = (raw: unknown, what: string): ControllerRecord => {
+    const rec: ControllerRecord = proc(raw, what);
+    const o = raw as Record<string, unknown>;
+    if (isStr(o.url)) rec.url = o.url;
     if (isStr(o.netns)) {
-      if (!o.netns.startsWith(`${prefix}-`)) bad(`controller namespace ${JSON.stringify(o.netns)} is not ${prefix}-*`);
-      controller.netns = o.netns;
+      if (!o.netns.startsWith(`${prefix}-`)) bad(`${what} namespace ${JSON.stringify(o.netns)} is not ${prefix}-*`);
+      rec.netns = o.netns;
     }
-    if (isStr(o.tlsDir)) controller.tlsDir = o.tlsDir;
+    if (isStr(o.tlsDir)) rec.tlsDir = o.tlsDir;
+    return rec;
+  };
+  const controller = v.controller === null || v.controller === undefined ? null : controllerRec(v.controller, 'controller');
+  const controller2 = v.controller2 === null || v.controller2 === undefined ? null : controllerRec(v.controller2, 'controller2');
+  let postgres: { dir: string; pid: number } | null = null;
+  if (v.postgres !== null && v.postgres !== undefined) {
+    const pg = v.postgres;
+    if (!isObj(pg) || !isStr(pg.dir) || !isPid(pg.pid) || !pg.dir.startsWith(labDir(prefix) + path.sep)) bad('postgres is malformed');
+    postgres = { dir: (pg as { dir: string }).dir, pid: (pg as { pid: number }).pid };
   }
   const containers = arr('containers').map((c, i): ContainerRecord => {
     if (!isObj(c) || !isStr(c.app) || !isStr(c.netns) || !isStr(c.ip) || !isStr(c.cell)) return bad(`container ${i} is malformed`);
@@ -140,6 +153,8 @@ export function validateState(v: unknown, prefix: string): LabState {
     namespaces: namespaces as string[],
     cells,
     controller,
+    ...(controller2 ? { controller2 } : {}),
+    ...(postgres ? { postgres } : {}),
     containers,
     apps,
     createdAt: isStr(v.createdAt) ? v.createdAt : '',
@@ -167,5 +182,10 @@ export function readState(prefix: string, file: string = labStateFile(prefix)): 
 
 /** Every PID the state records, apps first (they depend on cells, cells on the controller). */
 export function recordedPids(s: LabState): number[] {
-  return [...s.apps.map((a) => a.pid), ...s.cells.map((c) => c.pid), ...(s.controller ? [s.controller.pid] : [])];
+  return [
+    ...s.apps.map((a) => a.pid),
+    ...s.cells.map((c) => c.pid),
+    ...(s.controller ? [s.controller.pid] : []),
+    ...(s.controller2 ? [s.controller2.pid] : []),
+  ];
 }

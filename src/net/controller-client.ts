@@ -2,11 +2,26 @@
 // method is one HTTP call; a non-2xx answer becomes a ControllerError carrying
 // the controller's one-sentence reason, and "nobody listens" stays an
 // UnreachableError (from http.ts) so callers can tell the two apart.
-import { httpJson, type Address, type HttpJsonOptions } from './http.js';
-import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord } from './controller-types.js';
+//
+// Given several controller replicas (one PostgreSQL database behind them),
+// a call goes to the replica that answered last; when that one is gone
+// (nobody listens, the connection broke, it timed out) or answers 503, the
+// same call goes to the next, and the client stays there.
+import { httpJson, HttpTimeoutError, UnreachableError, type Address, type HttpJsonOptions } from './http.js';
+import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord, WatchDelta } from './controller-types.js';
 
-export type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord };
+export type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord, WatchDelta };
 export { UnreachableError, HttpTimeoutError } from './http.js';
+
+const BROKEN = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT']);
+
+/** The replica is gone or cannot serve: worth asking another. */
+function replicaGone(e: unknown): boolean {
+  if (e instanceof UnreachableError || e instanceof HttpTimeoutError) return true;
+  if (e instanceof ControllerError) return e.status === 503;
+  const code = (e as NodeJS.ErrnoException).code;
+  return typeof code === 'string' && BROKEN.has(code);
+}
 
 /** The controller answered with an error status; `message` is its reason. */
 export class ControllerError extends Error {
@@ -28,21 +43,60 @@ export const INTERNAL_POLICIES = '/networking/v1/internal/policies';
 const WATCH_CLIENT_TIMEOUT_MS = 60_000;
 
 export class ControllerClient {
+  readonly addresses: readonly Address[];
+  private current = 0;
+  /** How many times a call moved to another replica. */
+  failovers = 0;
+  /** Told when calls move to another replica (the one before is gone or answered 503). */
+  onFailover: ((from: Address, to: Address) => void) | undefined;
+
   constructor(
-    readonly addr: Address,
+    addr: Address | readonly Address[],
     private readonly defaults: HttpJsonOptions = {},
-  ) {}
+  ) {
+    this.addresses = Array.isArray(addr) ? [...(addr as readonly Address[])] : [addr as Address];
+    if (this.addresses.length === 0) throw new Error('a controller client needs at least one address');
+  }
+
+  /** The replica calls go to now. */
+  get addr(): Address {
+    return this.addresses[this.current]!;
+  }
 
   private async call<T>(method: string, path: string, body?: unknown, opts?: HttpJsonOptions): Promise<T> {
-    const res = await httpJson(this.addr, method, path, body, { ...this.defaults, ...opts });
-    if (res.status < 200 || res.status > 299) {
-      const reason =
-        res.body && typeof res.body === 'object' && typeof res.body.error === 'string'
-          ? res.body.error
-          : `the controller answered HTTP ${res.status} to ${method} ${path}`;
-      throw new ControllerError(res.status, reason);
+    const n = this.addresses.length;
+    let last: unknown;
+    for (let i = 0; i < n; i++) {
+      const at = (this.current + i) % n;
+      try {
+        const res = await httpJson(this.addresses[at]!, method, path, body, { ...this.defaults, ...opts });
+        if (res.status < 200 || res.status > 299) {
+          const reason =
+            res.body && typeof res.body === 'object' && typeof res.body.error === 'string'
+              ? res.body.error
+              : `the controller answered HTTP ${res.status} to ${method} ${path}`;
+          throw new ControllerError(res.status, reason);
+        }
+        this.moveTo(at);
+        return res.body as T;
+      } catch (e) {
+        if (opts?.signal?.aborted || !replicaGone(e)) {
+          if (e instanceof ControllerError) this.moveTo(at);
+          throw e;
+        }
+        last = e;
+      }
     }
-    return res.body as T;
+    throw last;
+  }
+
+  private moveTo(at: number): void {
+    if (at !== this.current) {
+      const from = this.addr;
+      this.current = at;
+      this.failovers++;
+      this.onFailover?.(from, this.addr);
+    }
   }
 
   // --- leases (silk-controller) ---
@@ -108,6 +162,18 @@ export class ControllerClient {
    */
   watch(since: number, signal?: AbortSignal, timeoutMs?: number): Promise<Snapshot> {
     return this.call<Snapshot>('GET', `/watch?since=${since}`, undefined, {
+      signal,
+      timeoutMs: timeoutMs ?? WATCH_CLIENT_TIMEOUT_MS,
+    });
+  }
+
+  /**
+   * The same long-poll, answered with only the changes after `since` when
+   * the controller still has them (a WatchDelta, with `changes`), else with
+   * the full snapshot.
+   */
+  watchDelta(since: number, signal?: AbortSignal, timeoutMs?: number): Promise<Snapshot | WatchDelta> {
+    return this.call<Snapshot | WatchDelta>('GET', `/watch?since=${since}&delta=1`, undefined, {
       signal,
       timeoutMs: timeoutMs ?? WATCH_CLIENT_TIMEOUT_MS,
     });

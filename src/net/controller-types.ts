@@ -50,6 +50,31 @@ export interface Snapshot {
   tags: TagRecord[];
 }
 
+/** One version's change, as GET /watch?since=V&delta=1 lists them. */
+export interface WatchChange {
+  version: number;
+  /** Internal shape (both tags filled). */
+  add_policies?: PolicyRecord[];
+  /** External shape (no tags). */
+  delete_policies?: PolicyRecord[];
+  add_tags?: TagRecord[];
+  /** App ids whose tag is gone. */
+  delete_tags?: string[];
+  /** New or moved leases (a lease is replaced by underlay_ip). */
+  add_leases?: Lease[];
+  /** Underlay IPs. */
+  delete_leases?: string[];
+}
+
+/** The answer of GET /watch?since=V&delta=1 when the controller still has the changes after V. */
+export interface WatchDelta {
+  version: number;
+  changed_at?: number;
+  since: number;
+  /** In version order: since + 1 … version. */
+  changes: WatchChange[];
+}
+
 /** Filters of `GET /networking/v1/external/policies` (each comma-separated on the wire). */
 export interface PolicyFilter {
   /** Policies where the app is source or destination. */

@@ -58,7 +58,8 @@
 // the caller passes (id, 0) as the ports in both directions, so a request
 // and its reply share one tuple with the addresses swapped.
 import { u32ToIp } from '../util/ip.js';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from './types.js';
+// The protocol numbers as const enum members (wire/offsets.ts): written as numbers into the code.
+import { Wire } from '../wire/offsets.js';
 
 export const enum CtState {
   /** No entry, or the original direction of an entry that has not seen a reply yet. */
@@ -345,7 +346,7 @@ export class ConnTrack {
     if (ent[o + E_DST] !== src || ent[o + E_SRC] !== dst) return false;
     const p = ent[o + E_PORTS]!;
     // ICMP echo keeps (id, 0) in both directions; other protocols swap the ports.
-    return proto === IPPROTO_ICMP ? p === ports : ((p << 16) | (p >>> 16)) === ports;
+    return proto === Wire.IPPROTO_ICMP ? p === ports : ((p << 16) | (p >>> 16)) === ports;
   }
 
   /** The ref for this directional tuple, or -1. */
@@ -409,7 +410,7 @@ export class ConnTrack {
     const o = id * E_STRIDE;
     const p = this.ent[o + E_PORTS]!;
     const proto = this.ent[o + E_META]! & 0xff;
-    const icmp = proto === IPPROTO_ICMP;
+    const icmp = proto === Wire.IPPROTO_ICMP;
     return this.hash(this.ent[o + E_DST]!, this.ent[o + E_SRC]!, proto, icmp ? p >>> 16 : p & 0xffff, icmp ? p & 0xffff : p >>> 16);
   }
 
@@ -419,7 +420,7 @@ export class ConnTrack {
   private listFor(id: number): number {
     const meta = this.ent[id * E_STRIDE + E_META]!;
     if (!((meta >>> 16) & F_ASSURED)) return L_EVICTABLE;
-    if ((meta & 0xff) === IPPROTO_TCP && ((meta >>> 8) & 0xff) !== TCP_ESTABLISHED) return L_EVICTABLE;
+    if ((meta & 0xff) === Wire.IPPROTO_TCP && ((meta >>> 8) & 0xff) !== TCP_ESTABLISHED) return L_EVICTABLE;
     return L_PROTECTED;
   }
 
@@ -512,7 +513,7 @@ export class ConnTrack {
     const meta = this.ent[id * E_STRIDE + E_META]!;
     const proto = meta & 0xff;
     const t = this.t;
-    if (proto === IPPROTO_TCP) {
+    if (proto === Wire.IPPROTO_TCP) {
       switch ((meta >>> 8) & 0xff) {
         case TCP_SYN_SENT:
           return t.tcpSynSent;
@@ -532,7 +533,7 @@ export class ConnTrack {
           return t.tcpClose;
       }
     }
-    if (proto === IPPROTO_UDP) return (meta >>> 16) & F_SEEN_REPLY ? t.udpReplied : t.udp;
+    if (proto === Wire.IPPROTO_UDP) return (meta >>> 16) & F_SEEN_REPLY ? t.udpReplied : t.udp;
     return t.icmp;
   }
 
@@ -585,7 +586,7 @@ export class ConnTrack {
         break;
     }
     if (n === TCP_ESTABLISHED && f & F_SEEN_REPLY) f |= F_ASSURED;
-    this.ent[id * E_STRIDE + E_META] = IPPROTO_TCP | (n << 8) | (f << 16);
+    this.ent[id * E_STRIDE + E_META] = Wire.IPPROTO_TCP | (n << 8) | (f << 16);
   }
 
   /**
@@ -616,7 +617,7 @@ export class ConnTrack {
       if (!create) return CtState.New;
       let tcpState = 0;
       let flags = 0;
-      if (proto === IPPROTO_TCP) {
+      if (proto === Wire.IPPROTO_TCP) {
         const kind = tcpKind(tcpFlags);
         if (kind === K_RST || kind === K_SYNACK) return CtState.New;
         if (kind === K_SYN) tcpState = TCP_SYN_SENT;
@@ -643,9 +644,9 @@ export class ConnTrack {
     const id = ref >>> 1;
     const dir = ref & 1;
     if (dir === 1) this.setFlags(id, this.flags(id) | F_SEEN_REPLY);
-    if (proto === IPPROTO_TCP) {
+    if (proto === Wire.IPPROTO_TCP) {
       this.tcpUpdate(id, tcpKind(tcpFlags), dir);
-    } else if (proto === IPPROTO_UDP && this.flags(id) & F_SEEN_REPLY) {
+    } else if (proto === Wire.IPPROTO_UDP && this.flags(id) & F_SEEN_REPLY) {
       this.setFlags(id, this.flags(id) | F_ASSURED);
     }
     this.touch(id, now);
@@ -698,7 +699,7 @@ export class ConnTrack {
     const meta = ent[o + E_META]!;
     const proto = meta & 0xff;
     const f = (meta >>> 16) & 0xff;
-    const icmp = proto === IPPROTO_ICMP;
+    const icmp = proto === Wire.IPPROTO_ICMP;
     const p = ent[o + E_PORTS]!;
     const sport = p >>> 16;
     const dport = p & 0xffff;
@@ -712,7 +713,7 @@ export class ConnTrack {
       replyDst: ent[o + E_SRC]! >>> 0,
       replySport: icmp ? sport : dport,
       replyDport: icmp ? dport : sport,
-      tcpState: proto === IPPROTO_TCP ? TCP_STATE_NAMES[(meta >>> 8) & 0xff] : undefined,
+      tcpState: proto === Wire.IPPROTO_TCP ? TCP_STATE_NAMES[(meta >>> 8) & 0xff] : undefined,
       expires: this.times[id * 2 + T_EXPIRES]!,
       seenReply: (f & F_SEEN_REPLY) !== 0,
       assured: (f & F_ASSURED) !== 0,
@@ -750,7 +751,7 @@ export class ConnTrack {
       const p = ent[o + E_PORTS]!;
       if (m.sport >= 0 && p >>> 16 !== m.sport) continue;
       if (m.dport >= 0 && (p & 0xffff) !== m.dport) continue;
-      if (m.tcpState >= 0 && ((meta & 0xff) !== IPPROTO_TCP || ((meta >>> 8) & 0xff) !== m.tcpState)) continue;
+      if (m.tcpState >= 0 && ((meta & 0xff) !== Wire.IPPROTO_TCP || ((meta >>> 8) & 0xff) !== m.tcpState)) continue;
       if (m.mark >= 0 && ent[o + E_MARK]! >>> 0 !== m.mark) continue;
       out.push(this.info(id));
       n++;
@@ -814,7 +815,7 @@ const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp' };
 function tupleText(proto: number, src: number, dst: number, sport: number, dport: number, reply: boolean): string {
   const addrs = `src=${u32ToIp(src)} dst=${u32ToIp(dst)}`;
   // conntrack prints ICMP echo as type/code/id: 8 for the request, 0 for the reply.
-  if (proto === IPPROTO_ICMP) return `${addrs} type=${reply ? 0 : 8} code=0 id=${sport}`;
+  if (proto === Wire.IPPROTO_ICMP) return `${addrs} type=${reply ? 0 : 8} code=0 id=${sport}`;
   return `${addrs} sport=${sport} dport=${dport}`;
 }
 

@@ -4,10 +4,14 @@
 import type { ControllerClient, Lease, Snapshot } from '../net/controller-client.js';
 
 export function fakeController(lease: Lease, snap: Snapshot): ControllerClient {
+  const hold = (_v: number, signal?: AbortSignal) =>
+    new Promise((_r, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted'))));
   return {
+    addr: { kind: 'unix', path: '/fake/controller.sock' },
     acquireLease: async () => lease,
     renewLease: async (l: Lease) => l,
     snapshot: async () => snap,
-    watch: (_v: number, signal?: AbortSignal) => new Promise((_r, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted')))),
+    watch: hold,
+    watchDelta: hold,
   } as unknown as ControllerClient;
 }

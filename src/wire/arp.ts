@@ -37,7 +37,7 @@
 import { WireError, WireFormatError } from './errors.js';
 import { formatMacKey, macKeyAt, macKeyFromString, writeMacKey } from './ethernet.js';
 import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
-import { ETHERTYPE_IPV4 } from './offsets.js';
+import { Wire } from './offsets.js';
 
 export const ARP_HEADER_LEN = 28;
 export const ArpOperation = { Request: 1, Reply: 2 } as const;
@@ -60,7 +60,7 @@ export class ArpView {
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
     if (this.len < ARP_HEADER_LEN) return WireError.Truncated;
-    if (this.hardwareType !== ARP_HTYPE_ETHERNET || this.protocolType !== ETHERTYPE_IPV4) return WireError.Unsupported;
+    if (this.hardwareType !== ARP_HTYPE_ETHERNET || this.protocolType !== Wire.ETHERTYPE_IPV4) return WireError.Unsupported;
     if (this.hardwareLen !== 6 || this.protocolLen !== 4) return WireError.Unsupported;
     return WireError.None;
   }

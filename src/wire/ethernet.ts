@@ -25,11 +25,11 @@
 // packet sockets strip it). Unknown EtherTypes are plain numbers, not errors.
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16 } from './bytes.js';
-import { ETH_DST, ETH_HEADER_LEN, ETH_SRC, ETH_TYPE, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN } from './offsets.js';
+import { Wire, ETH_HEADER_LEN } from './offsets.js';
 
 export { ETH_HEADER_LEN };
 /** The EtherTypes silkworm names (offsets.ts holds the numbers). */
-export const EtherType = { Ipv4: ETHERTYPE_IPV4, Arp: ETHERTYPE_ARP, Vlan: ETHERTYPE_VLAN, Ipv6: ETHERTYPE_IPV6 } as const;
+export const EtherType = { Ipv4: Wire.ETHERTYPE_IPV4, Arp: Wire.ETHERTYPE_ARP, Vlan: Wire.ETHERTYPE_VLAN, Ipv6: Wire.ETHERTYPE_IPV6 } as const;
 
 const EMPTY = new Uint8Array(0);
 
@@ -49,45 +49,45 @@ export class EthernetView {
 
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
-    if (this.len < ETH_HEADER_LEN) return WireError.Truncated;
+    if (this.len < Wire.ETH_HEADER_LEN) return WireError.Truncated;
     return WireError.None;
   }
 
   /** Copy the destination MAC into out[outOff..outOff+6). */
   dstMac(out: Uint8Array, outOff = 0): void {
-    copy6(this.buf, this.off + ETH_DST, out, outOff);
+    copy6(this.buf, this.off + Wire.ETH_DST, out, outOff);
   }
   /** Copy the source MAC into out[outOff..outOff+6). */
   srcMac(out: Uint8Array, outOff = 0): void {
-    copy6(this.buf, this.off + ETH_SRC, out, outOff);
+    copy6(this.buf, this.off + Wire.ETH_SRC, out, outOff);
   }
   setDstMac(src: Uint8Array, srcOff = 0): void {
-    copy6(src, srcOff, this.buf, this.off + ETH_DST);
+    copy6(src, srcOff, this.buf, this.off + Wire.ETH_DST);
   }
   setSrcMac(src: Uint8Array, srcOff = 0): void {
-    copy6(src, srcOff, this.buf, this.off + ETH_SRC);
+    copy6(src, srcOff, this.buf, this.off + Wire.ETH_SRC);
   }
   /** Destination MAC as a 48-bit integer (see macKeyAt). */
   get dstKey(): number {
-    return macKeyAt(this.buf, this.off + ETH_DST);
+    return macKeyAt(this.buf, this.off + Wire.ETH_DST);
   }
   /** Source MAC as a 48-bit integer (see macKeyAt). */
   get srcKey(): number {
-    return macKeyAt(this.buf, this.off + ETH_SRC);
+    return macKeyAt(this.buf, this.off + Wire.ETH_SRC);
   }
   /** EtherType: the protocol of the payload. */
   get etherType(): number {
-    return readU16(this.buf, this.off + ETH_TYPE);
+    return readU16(this.buf, this.off + Wire.ETH_TYPE);
   }
   set etherType(v: number) {
-    writeU16(this.buf, this.off + ETH_TYPE, v);
+    writeU16(this.buf, this.off + Wire.ETH_TYPE, v);
   }
   /** Absolute offset of the payload in buf. */
   get payloadOffset(): number {
-    return this.off + ETH_HEADER_LEN;
+    return this.off + Wire.ETH_HEADER_LEN;
   }
   get payloadLen(): number {
-    return this.len - ETH_HEADER_LEN;
+    return this.len - Wire.ETH_HEADER_LEN;
   }
 }
 
@@ -114,7 +114,7 @@ export function macKeyAt(buf: Uint8Array, off: number): number {
 
 /** The EtherType of the Ethernet frame at buf[off..] (the caller checked it holds ETH_HEADER_LEN bytes). */
 export function etherTypeAt(buf: Uint8Array, off: number): number {
-  return readU16(buf, off + ETH_TYPE);
+  return readU16(buf, off + Wire.ETH_TYPE);
 }
 
 /** Write a macKeyAt() integer back as 6 bytes. */
@@ -157,13 +157,13 @@ export function parseEthernet(view: EthernetView): EthernetRepr {
 
 /** Write the 14-byte header at buf[off..]; returns ETH_HEADER_LEN. The payload is the caller's. */
 export function emitEthernet(repr: EthernetRepr, buf: Uint8Array, off: number): number {
-  writeMacKey(buf, off + ETH_DST, macKeyFromString(repr.dst));
-  writeMacKey(buf, off + ETH_SRC, macKeyFromString(repr.src));
-  writeU16(buf, off + ETH_TYPE, repr.etherType);
-  return ETH_HEADER_LEN;
+  writeMacKey(buf, off + Wire.ETH_DST, macKeyFromString(repr.dst));
+  writeMacKey(buf, off + Wire.ETH_SRC, macKeyFromString(repr.src));
+  writeU16(buf, off + Wire.ETH_TYPE, repr.etherType);
+  return Wire.ETH_HEADER_LEN;
 }
 
 /** Bytes emitEthernet() writes (the header only; Ethernet has no length field). */
 export function ethernetBufferLen(_repr: EthernetRepr): number {
-  return ETH_HEADER_LEN;
+  return Wire.ETH_HEADER_LEN;
 }

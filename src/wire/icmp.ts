@@ -29,24 +29,7 @@ import { foldChecksum, internetChecksum, onesComplementSum } from './checksum.js
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
 import { writeIpv4Header } from './ipv4.js';
-import {
-  ICMP_CHECKSUM,
-  ICMP_CODE,
-  ICMP_ECHO_ID,
-  ICMP_ECHO_SEQ,
-  ICMP_HEADER_LEN,
-  ICMP_NEXT_HOP_MTU,
-  ICMP_TYPE,
-  IPPROTO_ICMP,
-  IPV4_DST,
-  IPV4_FLAG_DF,
-  IPV4_HEADER_LEN,
-  IPV4_PROTOCOL,
-  IPV4_SRC,
-  IPV4_VER_IHL,
-  TCP_DST_PORT,
-  TCP_SRC_PORT,
-} from './offsets.js';
+import { Wire, ICMP_HEADER_LEN } from './offsets.js';
 
 export { ICMP_HEADER_LEN };
 export const IcmpType = {
@@ -105,44 +88,44 @@ export class IcmpView {
 
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
-    if (this.len < ICMP_HEADER_LEN) return WireError.Truncated;
+    if (this.len < Wire.ICMP_HEADER_LEN) return WireError.Truncated;
     return WireError.None;
   }
 
   /** Type. */
   get type(): number {
-    return this.buf[this.off + ICMP_TYPE]!;
+    return this.buf[this.off + Wire.ICMP_TYPE]!;
   }
   set type(v: number) {
-    this.buf[this.off + ICMP_TYPE] = v & 0xff;
+    this.buf[this.off + Wire.ICMP_TYPE] = v & 0xff;
   }
   /** Code. */
   get code(): number {
-    return this.buf[this.off + ICMP_CODE]!;
+    return this.buf[this.off + Wire.ICMP_CODE]!;
   }
   set code(v: number) {
-    this.buf[this.off + ICMP_CODE] = v & 0xff;
+    this.buf[this.off + Wire.ICMP_CODE] = v & 0xff;
   }
   /** Checksum. */
   get checksum(): number {
-    return readU16(this.buf, this.off + ICMP_CHECKSUM);
+    return readU16(this.buf, this.off + Wire.ICMP_CHECKSUM);
   }
   set checksum(v: number) {
-    writeU16(this.buf, this.off + ICMP_CHECKSUM, v);
+    writeU16(this.buf, this.off + Wire.ICMP_CHECKSUM, v);
   }
   /** Echo / echo reply: Identifier. */
   get echoId(): number {
-    return readU16(this.buf, this.off + ICMP_ECHO_ID);
+    return readU16(this.buf, this.off + Wire.ICMP_ECHO_ID);
   }
   set echoId(v: number) {
-    writeU16(this.buf, this.off + ICMP_ECHO_ID, v);
+    writeU16(this.buf, this.off + Wire.ICMP_ECHO_ID, v);
   }
   /** Echo / echo reply: Sequence Number. */
   get echoSeq(): number {
-    return readU16(this.buf, this.off + ICMP_ECHO_SEQ);
+    return readU16(this.buf, this.off + Wire.ICMP_ECHO_SEQ);
   }
   set echoSeq(v: number) {
-    writeU16(this.buf, this.off + ICMP_ECHO_SEQ, v);
+    writeU16(this.buf, this.off + Wire.ICMP_ECHO_SEQ, v);
   }
   /** Destination Unreachable / Fragmentation Needed: Next-Hop MTU (RFC 1191 §4). */
   get nextHopMtu(): number {
@@ -153,10 +136,10 @@ export class IcmpView {
   }
   /** Bytes 4..7 as one u32 ("rest of header"). */
   get restOfHeader(): number {
-    return readU32(this.buf, this.off + ICMP_ECHO_ID);
+    return readU32(this.buf, this.off + Wire.ICMP_ECHO_ID);
   }
   set restOfHeader(v: number) {
-    writeU32(this.buf, this.off + ICMP_ECHO_ID, v);
+    writeU32(this.buf, this.off + Wire.ICMP_ECHO_ID, v);
   }
   /** An error message (quotes the offending datagram). */
   get isError(): boolean {
@@ -164,14 +147,14 @@ export class IcmpView {
   }
   /** Absolute offset of the quoted IP header in an error (the data after the header otherwise). */
   get quotedOffset(): number {
-    return this.off + ICMP_HEADER_LEN;
+    return this.off + Wire.ICMP_HEADER_LEN;
   }
   /** Absolute offset of the data after the 8-byte header. */
   get payloadOffset(): number {
-    return this.off + ICMP_HEADER_LEN;
+    return this.off + Wire.ICMP_HEADER_LEN;
   }
   get payloadLen(): number {
-    return this.len - ICMP_HEADER_LEN;
+    return this.len - Wire.ICMP_HEADER_LEN;
   }
 
   /** True if the checksum over the whole message (the view's length) is correct. */
@@ -205,16 +188,16 @@ export function parseIcmp(view: IcmpView): IcmpRepr {
  * repr.payloadLen bytes that must already follow it. Returns ICMP_HEADER_LEN.
  */
 export function emitIcmp(repr: IcmpRepr, buf: Uint8Array, off: number): number {
-  buf[off + ICMP_TYPE] = repr.type & 0xff;
-  buf[off + ICMP_CODE] = repr.code & 0xff;
-  writeU16(buf, off + ICMP_CHECKSUM, 0);
-  writeU32(buf, off + ICMP_ECHO_ID, repr.restOfHeader);
-  writeU16(buf, off + ICMP_CHECKSUM, internetChecksum(buf, off, ICMP_HEADER_LEN + repr.payloadLen));
-  return ICMP_HEADER_LEN;
+  buf[off + Wire.ICMP_TYPE] = repr.type & 0xff;
+  buf[off + Wire.ICMP_CODE] = repr.code & 0xff;
+  writeU16(buf, off + Wire.ICMP_CHECKSUM, 0);
+  writeU32(buf, off + Wire.ICMP_ECHO_ID, repr.restOfHeader);
+  writeU16(buf, off + Wire.ICMP_CHECKSUM, internetChecksum(buf, off, Wire.ICMP_HEADER_LEN + repr.payloadLen));
+  return Wire.ICMP_HEADER_LEN;
 }
 
 export function icmpBufferLen(repr: IcmpRepr): number {
-  return ICMP_HEADER_LEN + repr.payloadLen;
+  return Wire.ICMP_HEADER_LEN + repr.payloadLen;
 }
 
 /**
@@ -257,28 +240,28 @@ export function writeIcmpError(
   ttl = 64,
 ): number {
   if (quotedLen <= 0 || quotedOff < 0 || quotedOff + quotedLen > quoted.length) return 0;
-  let hl = (quoted[quotedOff + IPV4_VER_IHL]! & 0x0f) << 2;
-  if (hl < IPV4_HEADER_LEN) hl = IPV4_HEADER_LEN;
+  let hl = (quoted[quotedOff + Wire.IPV4_VER_IHL]! & 0x0f) << 2;
+  if (hl < Wire.IPV4_HEADER_LEN) hl = Wire.IPV4_HEADER_LEN;
   let qlen = hl + ICMP_QUOTE_DATA_LEN;
   if (qlen > quotedLen) qlen = quotedLen;
-  const total = IPV4_HEADER_LEN + ICMP_HEADER_LEN + qlen;
+  const total = Wire.IPV4_HEADER_LEN + Wire.ICMP_HEADER_LEN + qlen;
   if (off < 0 || off + total > buf.length) return 0;
 
   for (let i = 0; i < qlen; i++) quoteScratch[i] = quoted[quotedOff + i]!;
 
   // IPv4 header.
-  writeIpv4Header(buf, off, total, 0, IPV4_FLAG_DF, ttl, IPPROTO_ICMP, srcIp, dstIp, ICMP_ERROR_TOS);
+  writeIpv4Header(buf, off, total, 0, Wire.IPV4_FLAG_DF, ttl, Wire.IPPROTO_ICMP, srcIp, dstIp, ICMP_ERROR_TOS);
 
   // ICMP header + quote.
-  const o = off + IPV4_HEADER_LEN;
+  const o = off + Wire.IPV4_HEADER_LEN;
   const isFragNeeded = type === IcmpType.DestUnreachable && code === IcmpCode.FragNeeded;
-  buf[o + ICMP_TYPE] = type & 0xff;
-  buf[o + ICMP_CODE] = code & 0xff;
-  writeU16(buf, o + ICMP_CHECKSUM, 0);
-  writeU16(buf, o + ICMP_ECHO_ID, 0);
-  writeU16(buf, o + ICMP_NEXT_HOP_MTU, isFragNeeded ? mtu : 0);
-  for (let i = 0; i < qlen; i++) buf[o + ICMP_HEADER_LEN + i] = quoteScratch[i]!;
-  writeU16(buf, o + ICMP_CHECKSUM, internetChecksum(buf, o, ICMP_HEADER_LEN + qlen));
+  buf[o + Wire.ICMP_TYPE] = type & 0xff;
+  buf[o + Wire.ICMP_CODE] = code & 0xff;
+  writeU16(buf, o + Wire.ICMP_CHECKSUM, 0);
+  writeU16(buf, o + Wire.ICMP_ECHO_ID, 0);
+  writeU16(buf, o + Wire.ICMP_NEXT_HOP_MTU, isFragNeeded ? mtu : 0);
+  for (let i = 0; i < qlen; i++) buf[o + Wire.ICMP_HEADER_LEN + i] = quoteScratch[i]!;
+  writeU16(buf, o + Wire.ICMP_CHECKSUM, internetChecksum(buf, o, Wire.ICMP_HEADER_LEN + qlen));
   return total;
 }
 
@@ -302,24 +285,24 @@ export interface QuotedFlow {
  * truncated, and only addresses, protocol and ports identify the flow.
  */
 export function readQuotedFlow(buf: Uint8Array, icmpOff: number, icmpLen: number, out: QuotedFlow): boolean {
-  const q = icmpOff + ICMP_HEADER_LEN;
-  const avail = icmpLen - ICMP_HEADER_LEN;
-  if (avail < IPV4_HEADER_LEN) return false;
-  const b0 = buf[q + IPV4_VER_IHL]!;
+  const q = icmpOff + Wire.ICMP_HEADER_LEN;
+  const avail = icmpLen - Wire.ICMP_HEADER_LEN;
+  if (avail < Wire.IPV4_HEADER_LEN) return false;
+  const b0 = buf[q + Wire.IPV4_VER_IHL]!;
   const ihl = (b0 & 0x0f) << 2;
-  if (b0 >>> 4 !== 4 || ihl < IPV4_HEADER_LEN || avail < ihl + 8) return false;
-  const proto = buf[q + IPV4_PROTOCOL]!;
+  if (b0 >>> 4 !== 4 || ihl < Wire.IPV4_HEADER_LEN || avail < ihl + 8) return false;
+  const proto = buf[q + Wire.IPV4_PROTOCOL]!;
   const l4 = q + ihl;
-  out.src = readU32(buf, q + IPV4_SRC);
-  out.dst = readU32(buf, q + IPV4_DST);
+  out.src = readU32(buf, q + Wire.IPV4_SRC);
+  out.dst = readU32(buf, q + Wire.IPV4_DST);
   out.protocol = proto;
-  if (proto === IPPROTO_ICMP) {
-    out.sport = readU16(buf, l4 + ICMP_ECHO_ID);
+  if (proto === Wire.IPPROTO_ICMP) {
+    out.sport = readU16(buf, l4 + Wire.ICMP_ECHO_ID);
     out.dport = 0;
   } else {
     // TCP and UDP put the ports at the same offsets (and so do SCTP, DCCP, UDP-Lite).
-    out.sport = readU16(buf, l4 + TCP_SRC_PORT);
-    out.dport = readU16(buf, l4 + TCP_DST_PORT);
+    out.sport = readU16(buf, l4 + Wire.TCP_SRC_PORT);
+    out.dport = readU16(buf, l4 + Wire.TCP_DST_PORT);
   }
   return true;
 }

@@ -41,32 +41,11 @@
 import { foldChecksum, internetChecksum, onesComplementSum, updateChecksum16, updateChecksum32 } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
-import {
-  IPPROTO_ICMP,
-  IPPROTO_TCP,
-  IPPROTO_UDP,
-  IPV4_CHECKSUM,
-  IPV4_DSCP_ECN,
-  IPV4_DST,
-  IPV4_FLAG_DF as FLAG_DF,
-  IPV4_FLAG_MF as FLAG_MF,
-  IPV4_FLAG_RESERVED,
-  IPV4_FLAGS_FRAG,
-  IPV4_FRAG_OFFSET_MASK as FRAG_MASK,
-  IPV4_HEADER_LEN,
-  IPV4_IDENT,
-  IPV4_MAX_HEADER_LEN,
-  IPV4_PROTOCOL,
-  IPV4_SRC,
-  IPV4_TOTAL_LEN,
-  IPV4_TTL,
-  IPV4_VER_IHL,
-  IPV4_VER_IHL_NO_OPTIONS,
-} from './offsets.js';
+import { Wire, IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN } from './offsets.js';
 
 export { IPV4_HEADER_LEN, IPV4_MAX_HEADER_LEN };
 /** The IP protocols silkworm names (offsets.ts holds the numbers). */
-export const IpProtocol = { Icmp: IPPROTO_ICMP, Tcp: IPPROTO_TCP, Udp: IPPROTO_UDP } as const;
+export const IpProtocol = { Icmp: Wire.IPPROTO_ICMP, Tcp: Wire.IPPROTO_TCP, Udp: Wire.IPPROTO_UDP } as const;
 
 const EMPTY = new Uint8Array(0);
 
@@ -84,11 +63,11 @@ export class Ipv4View {
 
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
-    if (this.len < IPV4_HEADER_LEN) return WireError.Truncated;
-    const b0 = this.buf[this.off + IPV4_VER_IHL]!;
+    if (this.len < Wire.IPV4_HEADER_LEN) return WireError.Truncated;
+    const b0 = this.buf[this.off + Wire.IPV4_VER_IHL]!;
     if (b0 >>> 4 !== 4) return WireError.BadVersion;
     const hl = (b0 & 0x0f) << 2;
-    if (hl < IPV4_HEADER_LEN || hl > this.len) return WireError.BadHeaderLength;
+    if (hl < Wire.IPV4_HEADER_LEN || hl > this.len) return WireError.BadHeaderLength;
     const total = this.totalLen;
     if (total < hl || total > this.len) return WireError.BadTotalLength;
     return WireError.None;
@@ -97,69 +76,69 @@ export class Ipv4View {
   // --- fields -------------------------------------------------------------
   /** Version: 4. */
   get version(): number {
-    return this.buf[this.off + IPV4_VER_IHL]! >>> 4;
+    return this.buf[this.off + Wire.IPV4_VER_IHL]! >>> 4;
   }
   set version(v: number) {
-    this.buf[this.off + IPV4_VER_IHL] = ((v & 0x0f) << 4) | (this.buf[this.off + IPV4_VER_IHL]! & 0x0f);
+    this.buf[this.off + Wire.IPV4_VER_IHL] = ((v & 0x0f) << 4) | (this.buf[this.off + Wire.IPV4_VER_IHL]! & 0x0f);
   }
   /** Internet Header Length, in bytes (IHL * 4). */
   get headerLen(): number {
-    return (this.buf[this.off + IPV4_VER_IHL]! & 0x0f) << 2;
+    return (this.buf[this.off + Wire.IPV4_VER_IHL]! & 0x0f) << 2;
   }
   set headerLen(bytes: number) {
-    this.buf[this.off + IPV4_VER_IHL] = (this.buf[this.off + IPV4_VER_IHL]! & 0xf0) | ((bytes >>> 2) & 0x0f);
+    this.buf[this.off + Wire.IPV4_VER_IHL] = (this.buf[this.off + Wire.IPV4_VER_IHL]! & 0xf0) | ((bytes >>> 2) & 0x0f);
   }
   /** Differentiated Services field + ECN (the old Type of Service byte). */
   get dscpEcn(): number {
-    return this.buf[this.off + IPV4_DSCP_ECN]!;
+    return this.buf[this.off + Wire.IPV4_DSCP_ECN]!;
   }
   set dscpEcn(v: number) {
-    this.buf[this.off + IPV4_DSCP_ECN] = v & 0xff;
+    this.buf[this.off + Wire.IPV4_DSCP_ECN] = v & 0xff;
   }
   /** Total Length: header + data, in bytes. */
   get totalLen(): number {
-    return readU16(this.buf, this.off + IPV4_TOTAL_LEN);
+    return readU16(this.buf, this.off + Wire.IPV4_TOTAL_LEN);
   }
   set totalLen(v: number) {
-    writeU16(this.buf, this.off + IPV4_TOTAL_LEN, v);
+    writeU16(this.buf, this.off + Wire.IPV4_TOTAL_LEN, v);
   }
   /** Identification. */
   get ident(): number {
-    return readU16(this.buf, this.off + IPV4_IDENT);
+    return readU16(this.buf, this.off + Wire.IPV4_IDENT);
   }
   set ident(v: number) {
-    writeU16(this.buf, this.off + IPV4_IDENT, v);
+    writeU16(this.buf, this.off + Wire.IPV4_IDENT, v);
   }
   private get flagsFrag(): number {
-    return readU16(this.buf, this.off + IPV4_FLAGS_FRAG);
+    return readU16(this.buf, this.off + Wire.IPV4_FLAGS_FRAG);
   }
   private set flagsFrag(v: number) {
-    writeU16(this.buf, this.off + IPV4_FLAGS_FRAG, v);
+    writeU16(this.buf, this.off + Wire.IPV4_FLAGS_FRAG, v);
   }
   /** Flags bit 1: Don't Fragment. */
   get dontFrag(): boolean {
-    return (this.flagsFrag & FLAG_DF) !== 0;
+    return (this.flagsFrag & Wire.IPV4_FLAG_DF) !== 0;
   }
   set dontFrag(v: boolean) {
-    this.flagsFrag = v ? this.flagsFrag | FLAG_DF : this.flagsFrag & ~FLAG_DF;
+    this.flagsFrag = v ? this.flagsFrag | Wire.IPV4_FLAG_DF : this.flagsFrag & ~Wire.IPV4_FLAG_DF;
   }
   /** Flags bit 2: More Fragments. */
   get moreFrags(): boolean {
-    return (this.flagsFrag & FLAG_MF) !== 0;
+    return (this.flagsFrag & Wire.IPV4_FLAG_MF) !== 0;
   }
   set moreFrags(v: boolean) {
-    this.flagsFrag = v ? this.flagsFrag | FLAG_MF : this.flagsFrag & ~FLAG_MF;
+    this.flagsFrag = v ? this.flagsFrag | Wire.IPV4_FLAG_MF : this.flagsFrag & ~Wire.IPV4_FLAG_MF;
   }
   /** Flags bit 0: reserved, must be zero (RFC 791). Exposed so a decoder can show it. */
   get reservedFlag(): boolean {
-    return (this.flagsFrag & IPV4_FLAG_RESERVED) !== 0;
+    return (this.flagsFrag & Wire.IPV4_FLAG_RESERVED) !== 0;
   }
   /** Fragment Offset, converted to bytes (the field counts 8-byte units). */
   get fragOffset(): number {
-    return (this.flagsFrag & FRAG_MASK) << 3;
+    return (this.flagsFrag & Wire.IPV4_FRAG_OFFSET_MASK) << 3;
   }
   set fragOffset(bytes: number) {
-    this.flagsFrag = (this.flagsFrag & ~FRAG_MASK) | ((bytes >>> 3) & FRAG_MASK);
+    this.flagsFrag = (this.flagsFrag & ~Wire.IPV4_FRAG_OFFSET_MASK) | ((bytes >>> 3) & Wire.IPV4_FRAG_OFFSET_MASK);
   }
   /** Zero the flags and fragment offset (bytes 6-7), reserved bit included. */
   clearFlags(): void {
@@ -167,46 +146,46 @@ export class Ipv4View {
   }
   /** Part of a fragmented datagram: MF set or a non-zero offset (RFC 791 §2.3). */
   get isFragment(): boolean {
-    return (this.flagsFrag & (FLAG_MF | FRAG_MASK)) !== 0;
+    return (this.flagsFrag & (Wire.IPV4_FLAG_MF | Wire.IPV4_FRAG_OFFSET_MASK)) !== 0;
   }
   /** Time to Live. */
   get ttl(): number {
-    return this.buf[this.off + IPV4_TTL]!;
+    return this.buf[this.off + Wire.IPV4_TTL]!;
   }
   set ttl(v: number) {
-    this.buf[this.off + IPV4_TTL] = v & 0xff;
+    this.buf[this.off + Wire.IPV4_TTL] = v & 0xff;
   }
   /** Protocol of the payload (IpProtocol). */
   get protocol(): number {
-    return this.buf[this.off + IPV4_PROTOCOL]!;
+    return this.buf[this.off + Wire.IPV4_PROTOCOL]!;
   }
   set protocol(v: number) {
-    this.buf[this.off + IPV4_PROTOCOL] = v & 0xff;
+    this.buf[this.off + Wire.IPV4_PROTOCOL] = v & 0xff;
   }
   /** Header Checksum. */
   get checksum(): number {
-    return readU16(this.buf, this.off + IPV4_CHECKSUM);
+    return readU16(this.buf, this.off + Wire.IPV4_CHECKSUM);
   }
   set checksum(v: number) {
-    writeU16(this.buf, this.off + IPV4_CHECKSUM, v);
+    writeU16(this.buf, this.off + Wire.IPV4_CHECKSUM, v);
   }
   /** Source Address (u32, host order). */
   get srcAddr(): number {
-    return readU32(this.buf, this.off + IPV4_SRC);
+    return readU32(this.buf, this.off + Wire.IPV4_SRC);
   }
   set srcAddr(v: number) {
-    writeU32(this.buf, this.off + IPV4_SRC, v);
+    writeU32(this.buf, this.off + Wire.IPV4_SRC, v);
   }
   /** Destination Address (u32, host order). */
   get dstAddr(): number {
-    return readU32(this.buf, this.off + IPV4_DST);
+    return readU32(this.buf, this.off + Wire.IPV4_DST);
   }
   set dstAddr(v: number) {
-    writeU32(this.buf, this.off + IPV4_DST, v);
+    writeU32(this.buf, this.off + Wire.IPV4_DST, v);
   }
   /** Bytes of options (headerLen - 20). */
   get optionsLen(): number {
-    return this.headerLen - IPV4_HEADER_LEN;
+    return this.headerLen - Wire.IPV4_HEADER_LEN;
   }
   /** Absolute offset in buf of the payload (after options). */
   get payloadOffset(): number {
@@ -285,7 +264,7 @@ export function parseIpv4(view: Ipv4View): Ipv4Repr {
     dontFrag: view.dontFrag,
     moreFrags: view.moreFrags,
     fragOffset: view.fragOffset,
-    options: view.buf.slice(view.off + IPV4_HEADER_LEN, view.off + view.headerLen),
+    options: view.buf.slice(view.off + Wire.IPV4_HEADER_LEN, view.off + view.headerLen),
   };
 }
 
@@ -295,24 +274,24 @@ export function parseIpv4(view: Ipv4View): Ipv4Repr {
  */
 export function emitIpv4(repr: Ipv4Repr, buf: Uint8Array, off: number): number {
   const optLen = repr.options.length;
-  if (optLen % 4 !== 0 || optLen > IPV4_MAX_HEADER_LEN - IPV4_HEADER_LEN) {
+  if (optLen % 4 !== 0 || optLen > Wire.IPV4_MAX_HEADER_LEN - Wire.IPV4_HEADER_LEN) {
     throw new Error(`IPv4 options must be a multiple of 4 bytes and at most 40, got ${optLen}`);
   }
-  const hl = IPV4_HEADER_LEN + optLen;
+  const hl = Wire.IPV4_HEADER_LEN + optLen;
   const total = hl + repr.payloadLen;
   if (total > 0xffff) throw new Error(`IPv4 total length ${total} exceeds 65535`);
-  buf[off + IPV4_VER_IHL] = 0x40 | (hl >>> 2);
-  buf[off + IPV4_DSCP_ECN] = repr.dscpEcn & 0xff;
-  writeU16(buf, off + IPV4_TOTAL_LEN, total);
-  writeU16(buf, off + IPV4_IDENT, repr.ident);
-  writeU16(buf, off + IPV4_FLAGS_FRAG, (repr.dontFrag ? FLAG_DF : 0) | (repr.moreFrags ? FLAG_MF : 0) | ((repr.fragOffset >>> 3) & FRAG_MASK));
-  buf[off + IPV4_TTL] = repr.ttl & 0xff;
-  buf[off + IPV4_PROTOCOL] = repr.protocol & 0xff;
-  writeU16(buf, off + IPV4_CHECKSUM, 0);
-  writeU32(buf, off + IPV4_SRC, repr.src);
-  writeU32(buf, off + IPV4_DST, repr.dst);
-  for (let i = 0; i < optLen; i++) buf[off + IPV4_HEADER_LEN + i] = repr.options[i]!;
-  writeU16(buf, off + IPV4_CHECKSUM, internetChecksum(buf, off, hl));
+  buf[off + Wire.IPV4_VER_IHL] = 0x40 | (hl >>> 2);
+  buf[off + Wire.IPV4_DSCP_ECN] = repr.dscpEcn & 0xff;
+  writeU16(buf, off + Wire.IPV4_TOTAL_LEN, total);
+  writeU16(buf, off + Wire.IPV4_IDENT, repr.ident);
+  writeU16(buf, off + Wire.IPV4_FLAGS_FRAG, (repr.dontFrag ? Wire.IPV4_FLAG_DF : 0) | (repr.moreFrags ? Wire.IPV4_FLAG_MF : 0) | ((repr.fragOffset >>> 3) & Wire.IPV4_FRAG_OFFSET_MASK));
+  buf[off + Wire.IPV4_TTL] = repr.ttl & 0xff;
+  buf[off + Wire.IPV4_PROTOCOL] = repr.protocol & 0xff;
+  writeU16(buf, off + Wire.IPV4_CHECKSUM, 0);
+  writeU32(buf, off + Wire.IPV4_SRC, repr.src);
+  writeU32(buf, off + Wire.IPV4_DST, repr.dst);
+  for (let i = 0; i < optLen; i++) buf[off + Wire.IPV4_HEADER_LEN + i] = repr.options[i]!;
+  writeU16(buf, off + Wire.IPV4_CHECKSUM, internetChecksum(buf, off, hl));
   return hl;
 }
 
@@ -333,20 +312,28 @@ export function writeIpv4Header(
   dst: number,
   dscpEcn = 0,
 ): void {
-  buf[off + IPV4_VER_IHL] = IPV4_VER_IHL_NO_OPTIONS;
-  buf[off + IPV4_DSCP_ECN] = dscpEcn & 0xff;
-  writeU16(buf, off + IPV4_TOTAL_LEN, totalLen);
-  writeU16(buf, off + IPV4_IDENT, ident);
-  writeU16(buf, off + IPV4_FLAGS_FRAG, flagsFrag);
-  buf[off + IPV4_TTL] = ttl & 0xff;
-  buf[off + IPV4_PROTOCOL] = protocol & 0xff;
-  writeU16(buf, off + IPV4_CHECKSUM, 0);
-  writeU32(buf, off + IPV4_SRC, src);
-  writeU32(buf, off + IPV4_DST, dst);
-  writeU16(buf, off + IPV4_CHECKSUM, internetChecksum(buf, off, IPV4_HEADER_LEN));
+  const w0 = (Wire.IPV4_VER_IHL_NO_OPTIONS << 8) | (dscpEcn & 0xff);
+  const w4 = ((ttl & 0xff) << 8) | (protocol & 0xff);
+  // The checksum from the values in hand (RFC 1071: the ten 16-bit words of
+  // the header, the checksum word 0), not by reading the written bytes back:
+  // this runs once per encapsulated packet.
+  let sum = w0 + (totalLen & 0xffff) + (ident & 0xffff) + (flagsFrag & 0xffff) + w4 + (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff);
+  sum = (sum & 0xffff) + (sum >>> 16);
+  sum = (sum & 0xffff) + (sum >>> 16);
+  const csum = ~sum & 0xffff;
+  buf[off + Wire.IPV4_VER_IHL] = w0 >>> 8;
+  buf[off + Wire.IPV4_DSCP_ECN] = w0 & 0xff;
+  writeU16(buf, off + Wire.IPV4_TOTAL_LEN, totalLen);
+  writeU16(buf, off + Wire.IPV4_IDENT, ident);
+  writeU16(buf, off + Wire.IPV4_FLAGS_FRAG, flagsFrag);
+  buf[off + Wire.IPV4_TTL] = w4 >>> 8;
+  buf[off + Wire.IPV4_PROTOCOL] = w4 & 0xff;
+  writeU16(buf, off + Wire.IPV4_CHECKSUM, csum);
+  writeU32(buf, off + Wire.IPV4_SRC, src);
+  writeU32(buf, off + Wire.IPV4_DST, dst);
 }
 
 /** Bytes of the whole datagram the repr describes: header + options + payload. */
 export function ipv4BufferLen(repr: Ipv4Repr): number {
-  return IPV4_HEADER_LEN + repr.options.length + repr.payloadLen;
+  return Wire.IPV4_HEADER_LEN + repr.options.length + repr.payloadLen;
 }

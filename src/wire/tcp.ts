@@ -36,19 +36,7 @@
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16, readU32, writeU32 } from './bytes.js';
-import {
-  IPPROTO_TCP,
-  TCP_ACK,
-  TCP_CHECKSUM,
-  TCP_DATA_OFF,
-  TCP_DST_PORT,
-  TCP_FLAGS,
-  TCP_HEADER_LEN,
-  TCP_SEQ,
-  TCP_SRC_PORT,
-  TCP_URGENT,
-  TCP_WINDOW,
-} from './offsets.js';
+import { Wire, TCP_HEADER_LEN } from './offsets.js';
 
 export { TCP_HEADER_LEN };
 export const TcpFlags = {
@@ -79,79 +67,79 @@ export class TcpView {
 
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
-    if (this.len < TCP_HEADER_LEN) return WireError.Truncated;
+    if (this.len < Wire.TCP_HEADER_LEN) return WireError.Truncated;
     const hl = this.headerLen;
-    if (hl < TCP_HEADER_LEN || hl > this.len) return WireError.BadHeaderLength;
+    if (hl < Wire.TCP_HEADER_LEN || hl > this.len) return WireError.BadHeaderLength;
     return WireError.None;
   }
 
   /** Source Port. */
   get srcPort(): number {
-    return readU16(this.buf, this.off + TCP_SRC_PORT);
+    return readU16(this.buf, this.off + Wire.TCP_SRC_PORT);
   }
   set srcPort(v: number) {
-    writeU16(this.buf, this.off + TCP_SRC_PORT, v);
+    writeU16(this.buf, this.off + Wire.TCP_SRC_PORT, v);
   }
   /** Destination Port. */
   get dstPort(): number {
-    return readU16(this.buf, this.off + TCP_DST_PORT);
+    return readU16(this.buf, this.off + Wire.TCP_DST_PORT);
   }
   set dstPort(v: number) {
-    writeU16(this.buf, this.off + TCP_DST_PORT, v);
+    writeU16(this.buf, this.off + Wire.TCP_DST_PORT, v);
   }
   /** Sequence Number (u32). */
   get seq(): number {
-    return readU32(this.buf, this.off + TCP_SEQ);
+    return readU32(this.buf, this.off + Wire.TCP_SEQ);
   }
   set seq(v: number) {
-    writeU32(this.buf, this.off + TCP_SEQ, v);
+    writeU32(this.buf, this.off + Wire.TCP_SEQ, v);
   }
   /** Acknowledgment Number (u32; meaningful when ACK is set). */
   get ack(): number {
-    return readU32(this.buf, this.off + TCP_ACK);
+    return readU32(this.buf, this.off + Wire.TCP_ACK);
   }
   set ack(v: number) {
-    writeU32(this.buf, this.off + TCP_ACK, v);
+    writeU32(this.buf, this.off + Wire.TCP_ACK, v);
   }
   /** Data Offset, converted to bytes. */
   get headerLen(): number {
-    return (this.buf[this.off + TCP_DATA_OFF]! >>> 4) << 2;
+    return (this.buf[this.off + Wire.TCP_DATA_OFF]! >>> 4) << 2;
   }
   set headerLen(bytes: number) {
-    this.buf[this.off + TCP_DATA_OFF] = (((bytes >>> 2) & 0x0f) << 4) | (this.buf[this.off + TCP_DATA_OFF]! & 0x0f);
+    this.buf[this.off + Wire.TCP_DATA_OFF] = (((bytes >>> 2) & 0x0f) << 4) | (this.buf[this.off + Wire.TCP_DATA_OFF]! & 0x0f);
   }
   /** Control bits, NS (0x100) down to FIN (0x001): TcpFlags. */
   get flags(): number {
     return tcpFlagsAt(this.buf, this.off);
   }
   set flags(v: number) {
-    this.buf[this.off + TCP_DATA_OFF] = (this.buf[this.off + TCP_DATA_OFF]! & 0xf0) | ((v >>> 8) & 0x01);
-    this.buf[this.off + TCP_FLAGS] = v & 0xff;
+    this.buf[this.off + Wire.TCP_DATA_OFF] = (this.buf[this.off + Wire.TCP_DATA_OFF]! & 0xf0) | ((v >>> 8) & 0x01);
+    this.buf[this.off + Wire.TCP_FLAGS] = v & 0xff;
   }
   /** Window. */
   get window(): number {
-    return readU16(this.buf, this.off + TCP_WINDOW);
+    return readU16(this.buf, this.off + Wire.TCP_WINDOW);
   }
   set window(v: number) {
-    writeU16(this.buf, this.off + TCP_WINDOW, v);
+    writeU16(this.buf, this.off + Wire.TCP_WINDOW, v);
   }
   /** Checksum. */
   get checksum(): number {
-    return readU16(this.buf, this.off + TCP_CHECKSUM);
+    return readU16(this.buf, this.off + Wire.TCP_CHECKSUM);
   }
   set checksum(v: number) {
-    writeU16(this.buf, this.off + TCP_CHECKSUM, v);
+    writeU16(this.buf, this.off + Wire.TCP_CHECKSUM, v);
   }
   /** Urgent Pointer. */
   get urgent(): number {
-    return readU16(this.buf, this.off + TCP_URGENT);
+    return readU16(this.buf, this.off + Wire.TCP_URGENT);
   }
   set urgent(v: number) {
-    writeU16(this.buf, this.off + TCP_URGENT, v);
+    writeU16(this.buf, this.off + Wire.TCP_URGENT, v);
   }
   /** Bytes of options (headerLen - 20). */
   get optionsLen(): number {
-    return this.headerLen - TCP_HEADER_LEN;
+    return this.headerLen - Wire.TCP_HEADER_LEN;
   }
   /** Absolute offset of the segment data in buf. */
   get payloadOffset(): number {
@@ -166,7 +154,7 @@ export class TcpView {
   computeChecksum(srcIp: number, dstIp: number, len = this.len): number {
     const saved = this.checksum;
     this.checksum = 0;
-    const c = foldChecksum(onesComplementSum(this.buf, this.off, len, pseudoHeaderSum(srcIp, dstIp, IPPROTO_TCP, len)));
+    const c = foldChecksum(onesComplementSum(this.buf, this.off, len, pseudoHeaderSum(srcIp, dstIp, Wire.IPPROTO_TCP, len)));
     this.checksum = saved;
     return c;
   }
@@ -176,14 +164,14 @@ export class TcpView {
   }
   /** True if the checksum is correct (TCP's is mandatory: 0 is not "none"). */
   verifyChecksum(srcIp: number, dstIp: number, len = this.len): boolean {
-    const sum = onesComplementSum(this.buf, this.off, len, pseudoHeaderSum(srcIp, dstIp, IPPROTO_TCP, len));
+    const sum = onesComplementSum(this.buf, this.off, len, pseudoHeaderSum(srcIp, dstIp, Wire.IPPROTO_TCP, len));
     return foldChecksum(sum) === 0;
   }
 }
 
 /** Control bits (NS..FIN, TcpFlags) of the TCP header at buf[off..]; the caller checked it holds TCP_HEADER_LEN bytes. */
 export function tcpFlagsAt(buf: Uint8Array, off: number): number {
-  return ((buf[off + TCP_DATA_OFF]! & 0x01) << 8) | buf[off + TCP_FLAGS]!;
+  return ((buf[off + Wire.TCP_DATA_OFF]! & 0x01) << 8) | buf[off + Wire.TCP_FLAGS]!;
 }
 
 export interface TcpRepr {
@@ -212,7 +200,7 @@ export function parseTcp(view: TcpView): TcpRepr {
     flags: view.flags,
     window: view.window,
     urgent: view.urgent,
-    options: view.buf.slice(view.off + TCP_HEADER_LEN, view.off + view.headerLen),
+    options: view.buf.slice(view.off + Wire.TCP_HEADER_LEN, view.off + view.headerLen),
     payloadLen: view.payloadLen,
   };
 }
@@ -227,23 +215,23 @@ export function emitTcp(repr: TcpRepr, buf: Uint8Array, off: number, srcIp: numb
   if (optLen % 4 !== 0 || optLen > 40) {
     throw new Error(`TCP options must be a multiple of 4 bytes and at most 40, got ${optLen}`);
   }
-  const hl = TCP_HEADER_LEN + optLen;
-  writeU16(buf, off + TCP_SRC_PORT, repr.srcPort);
-  writeU16(buf, off + TCP_DST_PORT, repr.dstPort);
-  writeU32(buf, off + TCP_SEQ, repr.seq);
-  writeU32(buf, off + TCP_ACK, repr.ack);
-  buf[off + TCP_DATA_OFF] = ((hl >>> 2) << 4) | ((repr.flags >>> 8) & 0x01);
-  buf[off + TCP_FLAGS] = repr.flags & 0xff;
-  writeU16(buf, off + TCP_WINDOW, repr.window);
-  writeU16(buf, off + TCP_CHECKSUM, 0);
-  writeU16(buf, off + TCP_URGENT, repr.urgent);
-  for (let i = 0; i < optLen; i++) buf[off + TCP_HEADER_LEN + i] = repr.options[i]!;
+  const hl = Wire.TCP_HEADER_LEN + optLen;
+  writeU16(buf, off + Wire.TCP_SRC_PORT, repr.srcPort);
+  writeU16(buf, off + Wire.TCP_DST_PORT, repr.dstPort);
+  writeU32(buf, off + Wire.TCP_SEQ, repr.seq);
+  writeU32(buf, off + Wire.TCP_ACK, repr.ack);
+  buf[off + Wire.TCP_DATA_OFF] = ((hl >>> 2) << 4) | ((repr.flags >>> 8) & 0x01);
+  buf[off + Wire.TCP_FLAGS] = repr.flags & 0xff;
+  writeU16(buf, off + Wire.TCP_WINDOW, repr.window);
+  writeU16(buf, off + Wire.TCP_CHECKSUM, 0);
+  writeU16(buf, off + Wire.TCP_URGENT, repr.urgent);
+  for (let i = 0; i < optLen; i++) buf[off + Wire.TCP_HEADER_LEN + i] = repr.options[i]!;
   const len = hl + repr.payloadLen;
-  writeU16(buf, off + TCP_CHECKSUM, foldChecksum(onesComplementSum(buf, off, len, pseudoHeaderSum(srcIp, dstIp, IPPROTO_TCP, len))));
+  writeU16(buf, off + Wire.TCP_CHECKSUM, foldChecksum(onesComplementSum(buf, off, len, pseudoHeaderSum(srcIp, dstIp, Wire.IPPROTO_TCP, len))));
   return hl;
 }
 
 /** Bytes of the whole segment: header + options + data. */
 export function tcpBufferLen(repr: TcpRepr): number {
-  return TCP_HEADER_LEN + repr.options.length + repr.payloadLen;
+  return Wire.TCP_HEADER_LEN + repr.options.length + repr.payloadLen;
 }

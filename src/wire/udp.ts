@@ -28,7 +28,7 @@
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum.js';
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16 } from './bytes.js';
-import { IPPROTO_UDP, UDP_CHECKSUM, UDP_DST_PORT, UDP_HEADER_LEN, UDP_LENGTH, UDP_SRC_PORT } from './offsets.js';
+import { Wire, UDP_HEADER_LEN } from './offsets.js';
 
 export { UDP_HEADER_LEN };
 
@@ -48,47 +48,47 @@ export class UdpView {
 
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
-    if (this.len < UDP_HEADER_LEN) return WireError.Truncated;
+    if (this.len < Wire.UDP_HEADER_LEN) return WireError.Truncated;
     const l = this.length;
-    if (l < UDP_HEADER_LEN || l > this.len) return WireError.BadLength;
+    if (l < Wire.UDP_HEADER_LEN || l > this.len) return WireError.BadLength;
     return WireError.None;
   }
 
   /** Source Port. */
   get srcPort(): number {
-    return readU16(this.buf, this.off + UDP_SRC_PORT);
+    return readU16(this.buf, this.off + Wire.UDP_SRC_PORT);
   }
   set srcPort(v: number) {
-    writeU16(this.buf, this.off + UDP_SRC_PORT, v);
+    writeU16(this.buf, this.off + Wire.UDP_SRC_PORT, v);
   }
   /** Destination Port. */
   get dstPort(): number {
-    return readU16(this.buf, this.off + UDP_DST_PORT);
+    return readU16(this.buf, this.off + Wire.UDP_DST_PORT);
   }
   set dstPort(v: number) {
-    writeU16(this.buf, this.off + UDP_DST_PORT, v);
+    writeU16(this.buf, this.off + Wire.UDP_DST_PORT, v);
   }
   /** Length: header + data, in bytes. */
   get length(): number {
-    return readU16(this.buf, this.off + UDP_LENGTH);
+    return readU16(this.buf, this.off + Wire.UDP_LENGTH);
   }
   set length(v: number) {
-    writeU16(this.buf, this.off + UDP_LENGTH, v);
+    writeU16(this.buf, this.off + Wire.UDP_LENGTH, v);
   }
   /** Checksum (0 = none). */
   get checksum(): number {
-    return readU16(this.buf, this.off + UDP_CHECKSUM);
+    return readU16(this.buf, this.off + Wire.UDP_CHECKSUM);
   }
   set checksum(v: number) {
-    writeU16(this.buf, this.off + UDP_CHECKSUM, v);
+    writeU16(this.buf, this.off + Wire.UDP_CHECKSUM, v);
   }
   /** Absolute offset of the data in buf. */
   get payloadOffset(): number {
-    return this.off + UDP_HEADER_LEN;
+    return this.off + Wire.UDP_HEADER_LEN;
   }
   /** Data bytes according to the Length field. */
   get payloadLen(): number {
-    return this.length - UDP_HEADER_LEN;
+    return this.length - Wire.UDP_HEADER_LEN;
   }
 
   /** The checksum this datagram should carry (never 0: a computed 0 is sent as 0xffff, RFC 768). */
@@ -96,7 +96,7 @@ export class UdpView {
     const l = this.length;
     const saved = this.checksum;
     this.checksum = 0;
-    const c = foldChecksum(onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, IPPROTO_UDP, l)));
+    const c = foldChecksum(onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, Wire.IPPROTO_UDP, l)));
     this.checksum = saved;
     return c === 0 ? 0xffff : c;
   }
@@ -108,7 +108,7 @@ export class UdpView {
   verifyChecksum(srcIp: number, dstIp: number): boolean {
     if (this.checksum === 0) return true;
     const l = this.length;
-    const sum = onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, IPPROTO_UDP, l));
+    const sum = onesComplementSum(this.buf, this.off, l, pseudoHeaderSum(srcIp, dstIp, Wire.IPPROTO_UDP, l));
     return foldChecksum(sum) === 0;
   }
 }
@@ -139,14 +139,14 @@ export function emitUdp(
   dstIp: number,
   checksum = true,
 ): number {
-  const l = UDP_HEADER_LEN + repr.payloadLen;
+  const l = Wire.UDP_HEADER_LEN + repr.payloadLen;
   if (l > 0xffff) throw new Error(`UDP length ${l} exceeds 65535`);
   writeUdpHeader(buf, off, repr.srcPort, repr.dstPort, l);
   if (checksum) {
-    const c = foldChecksum(onesComplementSum(buf, off, l, pseudoHeaderSum(srcIp, dstIp, IPPROTO_UDP, l)));
-    writeU16(buf, off + UDP_CHECKSUM, c === 0 ? 0xffff : c);
+    const c = foldChecksum(onesComplementSum(buf, off, l, pseudoHeaderSum(srcIp, dstIp, Wire.IPPROTO_UDP, l)));
+    writeU16(buf, off + Wire.UDP_CHECKSUM, c === 0 ? 0xffff : c);
   }
-  return UDP_HEADER_LEN;
+  return Wire.UDP_HEADER_LEN;
 }
 
 /**
@@ -155,13 +155,13 @@ export function emitUdp(
  * Writes all 8 bytes; no repr, no allocation.
  */
 export function writeUdpHeader(buf: Uint8Array, off: number, srcPort: number, dstPort: number, length: number): void {
-  writeU16(buf, off + UDP_SRC_PORT, srcPort);
-  writeU16(buf, off + UDP_DST_PORT, dstPort);
-  writeU16(buf, off + UDP_LENGTH, length);
-  writeU16(buf, off + UDP_CHECKSUM, 0);
+  writeU16(buf, off + Wire.UDP_SRC_PORT, srcPort);
+  writeU16(buf, off + Wire.UDP_DST_PORT, dstPort);
+  writeU16(buf, off + Wire.UDP_LENGTH, length);
+  writeU16(buf, off + Wire.UDP_CHECKSUM, 0);
 }
 
 /** Bytes of the whole datagram: header + data. */
 export function udpBufferLen(repr: UdpRepr): number {
-  return UDP_HEADER_LEN + repr.payloadLen;
+  return Wire.UDP_HEADER_LEN + repr.payloadLen;
 }

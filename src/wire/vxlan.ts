@@ -29,28 +29,16 @@
 // kernel is stricter, and vxlanFlagsAcceptable() says what it accepts.
 import { WireError, WireFormatError } from './errors.js';
 import { readU16, writeU16 } from './bytes.js';
-import {
-  VXLAN_FLAG_G,
-  VXLAN_FLAG_I,
-  VXLAN_FLAGS,
-  VXLAN_GBP_FLAG_A,
-  VXLAN_GBP_FLAG_D,
-  VXLAN_GBP_FLAGS,
-  VXLAN_GPID,
-  VXLAN_HEADER_LEN,
-  VXLAN_PORT,
-  VXLAN_RESERVED,
-  VXLAN_VNI,
-} from './offsets.js';
+import { Wire, VXLAN_HEADER_LEN, VXLAN_PORT } from './offsets.js';
 
 export { VXLAN_HEADER_LEN, VXLAN_PORT };
 /** Byte 0 flags by name (offsets.ts holds the numbers). */
-export const VxlanFlags = { G: VXLAN_FLAG_G, I: VXLAN_FLAG_I } as const;
+export const VxlanFlags = { G: Wire.VXLAN_FLAG_G, I: Wire.VXLAN_FLAG_I } as const;
 /** Byte 1 (GBP) flags by name. */
-export const VxlanGbpFlags = { D: VXLAN_GBP_FLAG_D, A: VXLAN_GBP_FLAG_A } as const;
+export const VxlanGbpFlags = { D: Wire.VXLAN_GBP_FLAG_D, A: Wire.VXLAN_GBP_FLAG_A } as const;
 
 /** The byte-0 flags a `vxlan ... gbp` device understands: I and G. */
-export const VXLAN_FLAGS_KNOWN = VXLAN_FLAG_I | VXLAN_FLAG_G;
+export const VXLAN_FLAGS_KNOWN = Wire.VXLAN_FLAG_I | Wire.VXLAN_FLAG_G;
 
 /**
  * Would the Linux kernel's vxlan_rcv() (drivers/net/vxlan/vxlan_core.c) on a
@@ -62,17 +50,17 @@ export const VXLAN_FLAGS_KNOWN = VXLAN_FLAG_I | VXLAN_FLAG_G;
  * this". RFC 7348 alone would ignore the reserved bits; check() does.
  */
 export function vxlanFlagsAcceptable(flags: number): boolean {
-  return (flags & VXLAN_FLAG_I) !== 0 && (flags & ~VXLAN_FLAGS_KNOWN & 0xff) === 0;
+  return (flags & Wire.VXLAN_FLAG_I) !== 0 && (flags & ~VXLAN_FLAGS_KNOWN & 0xff) === 0;
 }
 
 /** Group Policy ID of the VXLAN header at buf[off..], or 0 when G is clear (the kernel sets no mark then). */
 export function vxlanGpidAt(buf: Uint8Array, off: number): number {
-  return (buf[off + VXLAN_FLAGS]! & VXLAN_FLAG_G) !== 0 ? readU16(buf, off + VXLAN_GPID) : 0;
+  return (buf[off + Wire.VXLAN_FLAGS]! & Wire.VXLAN_FLAG_G) !== 0 ? readU16(buf, off + Wire.VXLAN_GPID) : 0;
 }
 
 /** VNI (24 bits) of the VXLAN header at buf[off..]. */
 export function vxlanVniAt(buf: Uint8Array, off: number): number {
-  return (buf[off + VXLAN_VNI]! << 16) | readU16(buf, off + VXLAN_VNI + 1);
+  return (buf[off + Wire.VXLAN_VNI]! << 16) | readU16(buf, off + Wire.VXLAN_VNI + 1);
 }
 
 const EMPTY = new Uint8Array(0);
@@ -91,51 +79,51 @@ export class VxlanView {
 
   check(): WireError {
     if (this.off < 0 || this.len < 0 || this.off + this.len > this.buf.length) return WireError.Truncated;
-    if (this.len < VXLAN_HEADER_LEN) return WireError.Truncated;
-    if ((this.buf[this.off + VXLAN_FLAGS]! & VXLAN_FLAG_I) === 0) return WireError.BadFlags;
+    if (this.len < Wire.VXLAN_HEADER_LEN) return WireError.Truncated;
+    if ((this.buf[this.off + Wire.VXLAN_FLAGS]! & Wire.VXLAN_FLAG_I) === 0) return WireError.BadFlags;
     return WireError.None;
   }
 
   /** Flags (byte 0): VxlanFlags. */
   get flags(): number {
-    return this.buf[this.off + VXLAN_FLAGS]!;
+    return this.buf[this.off + Wire.VXLAN_FLAGS]!;
   }
   set flags(v: number) {
-    this.buf[this.off + VXLAN_FLAGS] = v & 0xff;
+    this.buf[this.off + Wire.VXLAN_FLAGS] = v & 0xff;
   }
   /** GBP flags (byte 1): VxlanGbpFlags. */
   get gbpFlags(): number {
-    return this.buf[this.off + VXLAN_GBP_FLAGS]!;
+    return this.buf[this.off + Wire.VXLAN_GBP_FLAGS]!;
   }
   set gbpFlags(v: number) {
-    this.buf[this.off + VXLAN_GBP_FLAGS] = v & 0xff;
+    this.buf[this.off + Wire.VXLAN_GBP_FLAGS] = v & 0xff;
   }
   /** Group Policy ID (bytes 2-3): the source's 16-bit tag. Meaningful when hasGbp. */
   get groupPolicyId(): number {
-    return readU16(this.buf, this.off + VXLAN_GPID);
+    return readU16(this.buf, this.off + Wire.VXLAN_GPID);
   }
   set groupPolicyId(v: number) {
-    writeU16(this.buf, this.off + VXLAN_GPID, v);
+    writeU16(this.buf, this.off + Wire.VXLAN_GPID, v);
   }
   /** VXLAN Network Identifier (24 bits). */
   get vni(): number {
     return vxlanVniAt(this.buf, this.off);
   }
   set vni(v: number) {
-    this.buf[this.off + VXLAN_VNI] = (v >>> 16) & 0xff;
-    writeU16(this.buf, this.off + VXLAN_VNI + 1, v);
+    this.buf[this.off + Wire.VXLAN_VNI] = (v >>> 16) & 0xff;
+    writeU16(this.buf, this.off + Wire.VXLAN_VNI + 1, v);
   }
   /** Reserved (byte 7). */
   get reserved(): number {
-    return this.buf[this.off + VXLAN_RESERVED]!;
+    return this.buf[this.off + Wire.VXLAN_RESERVED]!;
   }
   /** G flag: a Group Policy ID is present. */
   get hasGbp(): boolean {
-    return (this.buf[this.off + VXLAN_FLAGS]! & VXLAN_FLAG_G) !== 0;
+    return (this.buf[this.off + Wire.VXLAN_FLAGS]! & Wire.VXLAN_FLAG_G) !== 0;
   }
   /** I flag: the VNI is valid. */
   get hasVni(): boolean {
-    return (this.buf[this.off + VXLAN_FLAGS]! & VXLAN_FLAG_I) !== 0;
+    return (this.buf[this.off + Wire.VXLAN_FLAGS]! & Wire.VXLAN_FLAG_I) !== 0;
   }
   /** Would the Linux kernel accept these flags? (vxlanFlagsAcceptable) */
   get kernelAccepts(): boolean {
@@ -143,10 +131,10 @@ export class VxlanView {
   }
   /** Absolute offset of the inner Ethernet frame. */
   get payloadOffset(): number {
-    return this.off + VXLAN_HEADER_LEN;
+    return this.off + Wire.VXLAN_HEADER_LEN;
   }
   get payloadLen(): number {
-    return this.len - VXLAN_HEADER_LEN;
+    return this.len - Wire.VXLAN_HEADER_LEN;
   }
 }
 
@@ -156,12 +144,12 @@ export class VxlanView {
  * GBP flags 0 and the Group Policy ID. Writes all 8 bytes.
  */
 export function writeVxlanHeader(buf: Uint8Array, off: number, vni: number, gpid: number): void {
-  buf[off + VXLAN_FLAGS] = gpid === 0 ? VXLAN_FLAG_I : VXLAN_FLAG_G | VXLAN_FLAG_I;
-  buf[off + VXLAN_GBP_FLAGS] = 0;
-  writeU16(buf, off + VXLAN_GPID, gpid);
-  buf[off + VXLAN_VNI] = (vni >>> 16) & 0xff;
-  writeU16(buf, off + VXLAN_VNI + 1, vni);
-  buf[off + VXLAN_RESERVED] = 0;
+  buf[off + Wire.VXLAN_FLAGS] = gpid === 0 ? Wire.VXLAN_FLAG_I : Wire.VXLAN_FLAG_G | Wire.VXLAN_FLAG_I;
+  buf[off + Wire.VXLAN_GBP_FLAGS] = 0;
+  writeU16(buf, off + Wire.VXLAN_GPID, gpid);
+  buf[off + Wire.VXLAN_VNI] = (vni >>> 16) & 0xff;
+  writeU16(buf, off + Wire.VXLAN_VNI + 1, vni);
+  buf[off + Wire.VXLAN_RESERVED] = 0;
 }
 
 export interface VxlanRepr {
@@ -188,17 +176,17 @@ export function parseVxlan(view: VxlanView): VxlanRepr {
 
 /** Write the header at buf[off..] (reserved bits zero); returns VXLAN_HEADER_LEN. */
 export function emitVxlan(repr: VxlanRepr, buf: Uint8Array, off: number): number {
-  const g = (repr.flags & VXLAN_FLAG_G) !== 0;
-  buf[off + VXLAN_FLAGS] = repr.flags & 0xff;
-  buf[off + VXLAN_GBP_FLAGS] = g ? repr.gbpFlags & 0xff : 0;
-  writeU16(buf, off + VXLAN_GPID, g ? repr.groupPolicyId : 0);
-  buf[off + VXLAN_VNI] = (repr.vni >>> 16) & 0xff;
-  writeU16(buf, off + VXLAN_VNI + 1, repr.vni);
-  buf[off + VXLAN_RESERVED] = 0;
-  return VXLAN_HEADER_LEN;
+  const g = (repr.flags & Wire.VXLAN_FLAG_G) !== 0;
+  buf[off + Wire.VXLAN_FLAGS] = repr.flags & 0xff;
+  buf[off + Wire.VXLAN_GBP_FLAGS] = g ? repr.gbpFlags & 0xff : 0;
+  writeU16(buf, off + Wire.VXLAN_GPID, g ? repr.groupPolicyId : 0);
+  buf[off + Wire.VXLAN_VNI] = (repr.vni >>> 16) & 0xff;
+  writeU16(buf, off + Wire.VXLAN_VNI + 1, repr.vni);
+  buf[off + Wire.VXLAN_RESERVED] = 0;
+  return Wire.VXLAN_HEADER_LEN;
 }
 
 /** Bytes emitVxlan() writes (the header; the inner frame is the caller's). */
 export function vxlanBufferLen(_repr: VxlanRepr): number {
-  return VXLAN_HEADER_LEN;
+  return Wire.VXLAN_HEADER_LEN;
 }

@@ -1,4 +1,4 @@
-// Issue 4, "Done means", as a user meets it: `silkworm lab up`, curl between
+// As a user meets it: `silkworm lab up`, curl between
 // the containers with and without a policy, tcpdump/tshark on each hop, a
 // second container on the same cell, the cells' tables and counters, and
 // `lab down` leaving nothing behind. Everything runs through the CLI and
@@ -221,7 +221,7 @@ describe.skipIf(!isRoot())(`lab as a user meets it (prefix ${P})`, () => {
       'container', 'add', '--cell', 'cell1', '--app', 'appB', '--netns', EXTRA_NS, '--lab', P,
     ]);
     secondIp = added.ip;
-    // An address from cell1's lease, the same /24 as appA (DESIGN.md, Addressing).
+    // An address from cell1's lease, the same /24 as appA (docs/ARCHITECTURE.md, Addressing).
     expect(vtepIpOf(secondIp)).toBe(vtepIpOf(lab.appA.ip));
     expect(secondIp).not.toBe(lab.appA.ip);
 

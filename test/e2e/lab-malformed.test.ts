@@ -1,4 +1,4 @@
-// Issue 4, "Done means": a burst of malformed and spoofed VXLAN datagrams,
+// A burst of malformed and spoofed VXLAN datagrams,
 // crafted byte by byte and sent with the `raw-socket` package (IPPROTO_RAW,
 // so IP_HDRINCL), is dropped by cell1 and counted under its reason; nothing
 // reaches appA, no ICMP error is sent back to a forged source, and cell1 keeps
@@ -14,7 +14,7 @@
 //
 // VXLAN has no authentication (RFC 7348 §7): the receiving cell's only
 // defences are "encapsulated packets only from underlay IPs that hold a lease,
-// and only with an inner source inside that lease" (DESIGN.md, Bad input).
+// and only with an inner source inside that lease" (docs/ARCHITECTURE.md, Bad input).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   addUnderlayHost,

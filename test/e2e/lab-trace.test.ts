@@ -5,7 +5,7 @@
 // the cells' counters (which cells the packet touched, where it was rejected
 // or dropped, whether it reached appA's container). Where the destination is
 // appA, the verdict must also be the one silk's policy semantics demand
-// (DESIGN.md, Policy): delivered iff a policy appB → appA covers the protocol
+// (docs/ARCHITECTURE.md, Policy): delivered iff a policy appB → appA covers the protocol
 // and port, otherwise rejected.
 //
 // Sources: appB-0 on cell2 (cross-cell) and a second appB container on cell1

@@ -1,4 +1,4 @@
-// Issue 6, as a user looks: `tcpdump -i silk-vtep` in a cell's namespace
+// As a user looks: `tcpdump -i silk-vtep` in a cell's namespace
 // (lab up --capture) shows the inner frame of a curl with the VTEP MACs, as
 // the seed's walkthrough shows on the kernel's VTEP; the cell's and the
 // controller's /metrics parse as Prometheus text and move with traffic.

@@ -3,7 +3,7 @@
 // exec` for commands in namespaces, tcpdump/tshark for a bounded time — and
 // clean up in afterAll no matter how the test went.
 //
-// Rules these helpers keep (DESIGN.md, "Lab topology and network safety"):
+// Rules these helpers keep (docs/ARCHITECTURE.md, "Lab topology and network safety"):
 // - every namespace they make is named `<prefix>-…` with the test's own prefix;
 // - nothing is added to the root namespace (the rogue underlay host's veth is
 //   created inside `<prefix>-underlay` with its peer placed straight into the
@@ -190,7 +190,7 @@ export interface Lab {
   pids: number[];
   /** Root namespace links before `lab up`, to check `lab down` left none behind. */
   rootLinksBefore: string[];
-  /** Wall time of `lab up` (issue 4: under 30 s). */
+  /** Wall time of `lab up` (under 30 s). */
   upMs: number;
 }
 
@@ -500,7 +500,7 @@ export function containerCounters(c: CountersJson, ip: string): { rx_packets: nu
 export const ipToU32 = (s: string): number => s.split('.').reduce((a, b) => a * 256 + Number(b), 0) >>> 0;
 export const u32ToIp = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 
-/** silk's MACs: two prefix bytes and the four IP bytes (DESIGN.md, Addressing). */
+/** silk's MACs: two prefix bytes and the four IP bytes (docs/ARCHITECTURE.md, Addressing). */
 export function macOf(prefixHex: 'ee:ee' | 'aa:aa', ip: string): string {
   return `${prefixHex}:${ip
     .split('.')
@@ -508,7 +508,7 @@ export function macOf(prefixHex: 'ee:ee' | 'aa:aa', ip: string): string {
     .join(':')}`;
 }
 
-/** A cell's VTEP overlay IP: the first address of its /24 lease (DESIGN.md, Addressing). */
+/** A cell's VTEP overlay IP: the first address of its /24 lease (docs/ARCHITECTURE.md, Addressing). */
 export function vtepIpOf(containerIp: string): string {
   return u32ToIp((ipToU32(containerIp) & 0xffffff00) >>> 0);
 }

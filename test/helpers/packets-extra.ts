@@ -6,7 +6,7 @@
 //   cell1  underlay 198.18.0.11  lease 10.255.1.0/24   appA-0 10.255.1.2, appB-1 10.255.1.3
 //   cell2  underlay 198.18.0.12  lease 10.255.2.0/24   appB-0 10.255.2.2
 //
-// Underlay addresses come from 198.18.0.0/15 (DESIGN.md "Lab topology").
+// Underlay addresses come from 198.18.0.0/15 (docs/ARCHITECTURE.md, "Lab topology").
 import { Action, FrameBatch, slotSizeFor } from '../../src/dataplane/batch.js';
 import { DROP_NAMES, STAT_NAMES } from '../../src/dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../../src/dataplane/dataplane.js';

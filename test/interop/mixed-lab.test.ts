@@ -1,4 +1,4 @@
-// The kernel as a peer (issue 5), as root: a mixed lab — cell1 runs
+// The kernel as a peer, as root: a mixed lab — cell1 runs
 // silkworm, cell2 is programmed into the kernel (`--dataplane kernel`) — and
 // the two must interoperate on the wire exactly as two silk cells would.
 // Skipped without root. Uses its own prefix, never a running lab's.

@@ -1,4 +1,4 @@
-// Anti-spoofing and malformed input (DESIGN.md "Bad input and faults"):
+// Anti-spoofing and malformed input (docs/ARCHITECTURE.md, "Bad input and faults"):
 // anything from the wire or a TAP is checked before use; VXLAN is accepted
 // only from underlay IPs that hold a lease and only with an inner source
 // inside that lease; a container may only send from its own IP. Every case is

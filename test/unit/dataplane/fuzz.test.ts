@@ -1,4 +1,4 @@
-// Fuzz (issue 2 "Done means"): 100k random and mutated inputs — truncated,
+// Fuzz: 100k random and mutated inputs — truncated,
 // bit-flipped, length fields lying — through ingress and 100k through egress,
 // in batches of 1..32 frames, with time moving (conntrack expiry, the ICMP
 // token bucket). Nothing may throw, and every frame ends in exactly one

@@ -1,4 +1,4 @@
-// The ICMP errors a cell generates (issue 2, DESIGN.md "Addressing"): time
+// The ICMP errors a cell generates (docs/ARCHITECTURE.md, "Addressing"): time
 // exceeded at TTL 1, net unreachable without a route, fragmentation needed
 // (with the next-hop MTU, RFC 1191 §4) for a DF packet over the container MTU
 // (underlay MTU − 50), all rate-limited by a token bucket driven by `now`.

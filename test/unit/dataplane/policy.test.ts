@@ -1,4 +1,4 @@
-// Ingress policy with silk's semantics (DESIGN.md "Policy"), through two
+// Ingress policy with silk's semantics (docs/ARCHITECTURE.md, "Policy"), through two
 // in-memory cells: allow if the packet belongs to a tracked connection (reply
 // / related ICMP error); else allow if the GBP ID is the tag of a source app
 // with a policy to this container's app for this protocol and port; else

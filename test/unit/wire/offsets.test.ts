@@ -96,4 +96,25 @@ describe('offsets', () => {
     expect(b[3]).toBe(0xa5);
     expect(b[32]).toBe(0xa5);
   });
+
+  it('writeIpv4Header computes its checksum from the values: the same as RFC 1071 over the written bytes', () => {
+    // A fixed-seed LCG, so a failure reproduces; edge words (0, 0xffff) included.
+    let seed = 0x2545f491;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const pick = (max: number) => [0, max, rnd(max + 1)][rnd(3)]!;
+    const b = new Uint8Array(24);
+    for (let k = 0; k < 5000; k++) {
+      const [tot, id, ff, ttl, proto, tos] = [pick(0xffff), pick(0xffff), pick(0xffff), pick(0xff), pick(0xff), pick(0xff)];
+      const src = (pick(0xffff) * 0x10000 + pick(0xffff)) >>> 0;
+      const dst = (pick(0xffff) * 0x10000 + pick(0xffff)) >>> 0;
+      writeIpv4Header(b, 2, tot, id, ff, ttl, proto, src, dst, tos);
+      const csum = readU16(b, 2 + O.IPV4_CHECKSUM);
+      b[2 + O.IPV4_CHECKSUM] = 0;
+      b[2 + O.IPV4_CHECKSUM + 1] = 0;
+      expect(csum).toBe(internetChecksum(b, 2, 20));
+    }
+  });
 });
