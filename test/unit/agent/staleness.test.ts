@@ -21,7 +21,8 @@ function idleController(): ControllerClient & { watches: number } {
     acquireLease: async () => lease,
     renewLease: async (l: Lease) => l,
     snapshot: async () => snap,
-    watch: (_v: number, signal?: AbortSignal) =>
+    watch: (_v: number, signal?: AbortSignal) => c.watchDelta(_v, signal),
+    watchDelta: (_v: number, signal?: AbortSignal) =>
       new Promise<Snapshot>((resolve, reject) => {
         const t = setTimeout(() => {
           c.watches++;
@@ -43,6 +44,10 @@ function failingController(): ControllerClient {
     renewLease: async (l: Lease) => l,
     snapshot: async () => snap,
     watch: async () => {
+      await sleep(5);
+      throw new Error('connect ECONNREFUSED');
+    },
+    watchDelta: async () => {
       await sleep(5);
       throw new Error('connect ECONNREFUSED');
     },
