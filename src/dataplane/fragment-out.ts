@@ -85,16 +85,25 @@ export function writeFragment(
   if (ff & FLAG_DF) nff |= FLAG_DF;
   if (!last || ff & FLAG_MF) nff |= FLAG_MF;
   const tot = hl + len;
-  out[outOff + 2] = tot >>> 8;
-  out[outOff + 3] = tot & 0xff;
-  out[outOff + 6] = nff >>> 8;
-  out[outOff + 7] = nff & 0xff;
-  out[outOff + 10] = 0;
-  out[outOff + 11] = 0;
-  const c = internetChecksum(out, outOff, hl);
-  out[outOff + 10] = c >>> 8;
-  out[outOff + 11] = c & 0xff;
+  finishFragmentHeader(out, outOff, hl, tot, nff);
   return tot;
+}
+
+/**
+ * Write a fragment's total length and flags/fragment-offset word into the
+ * IPv4 header at `off` (header length `hl`) and recompute its checksum: the
+ * last step of every fragment, cut here or forwarded by the reassembly table.
+ */
+export function finishFragmentHeader(out: Uint8Array, off: number, hl: number, tot: number, flagsFrag: number): void {
+  out[off + 2] = tot >>> 8;
+  out[off + 3] = tot & 0xff;
+  out[off + 6] = flagsFrag >>> 8;
+  out[off + 7] = flagsFrag & 0xff;
+  out[off + 10] = 0;
+  out[off + 11] = 0;
+  const c = internetChecksum(out, off, hl);
+  out[off + 10] = c >>> 8;
+  out[off + 11] = c & 0xff;
 }
 
 const nativeCopy = Buffer.prototype.copy;

@@ -56,7 +56,7 @@
 // Time is a parameter (`now`, milliseconds); expire(now) is driven by the
 // cell's coarse tick.
 import { internetChecksum } from '../wire/checksum.js';
-import { copyBytes, nopUncopiedOptions } from './fragment-out.js';
+import { copyBytes, finishFragmentHeader, nopUncopiedOptions } from './fragment-out.js';
 
 /** What add() did with the fragment it was given. */
 export const enum FragOutcome {
@@ -526,15 +526,7 @@ export class FragmentTable {
     let ff = this.fOff[f]! >>> 3;
     if (this.fNext[f] !== NONE) ff |= 0x2000;
     out[outOff + 1] = out[outOff + 1]! | ecnCombine(this.qEcn[q]!);
-    out[outOff + 2] = tot >>> 8;
-    out[outOff + 3] = tot & 0xff;
-    out[outOff + 6] = ff >>> 8;
-    out[outOff + 7] = ff & 0xff;
-    out[outOff + 10] = 0;
-    out[outOff + 11] = 0;
-    const c = internetChecksum(out, outOff, hl);
-    out[outOff + 10] = c >>> 8;
-    out[outOff + 11] = c & 0xff;
+    finishFragmentHeader(out, outOff, hl, tot, ff);
     return tot;
   }
 
