@@ -11,23 +11,7 @@ import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
 import { Drop } from '../dataplane/counters.js';
 import { u32ToIp } from '../util/ip.js';
 import { readU16, readU32 } from '../wire/bytes.js';
-import {
-  IPPROTO_UDP,
-  IPV4_DST,
-  IPV4_FLAGS_FRAG,
-  IPV4_FLAG_MF,
-  IPV4_FRAG_OFFSET_MASK,
-  IPV4_HEADER_LEN,
-  IPV4_PROTOCOL,
-  IPV4_SRC,
-  IPV4_TOTAL_LEN,
-  IPV4_VER_IHL,
-  UDP_CHECKSUM,
-  UDP_DST_PORT,
-  UDP_HEADER_LEN,
-  UDP_LENGTH,
-  UDP_SRC_PORT,
-} from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 
 const DEFAULT_CAPACITY = BATCH_SIZE;
@@ -263,19 +247,19 @@ export class MemoryUnderlay {
       this.drops[reason]++;
       return false;
     }
-    const ihl = (slab[off + IPV4_VER_IHL]! & 0x0f) * 4;
-    let src = readU32(slab, off + IPV4_SRC);
+    const ihl = (slab[off + Wire.IPV4_VER_IHL]! & 0x0f) * 4;
+    let src = readU32(slab, off + Wire.IPV4_SRC);
     if (src === 0) src = from.ip;
-    const dst = readU32(slab, off + IPV4_DST);
+    const dst = readU32(slab, off + Wire.IPV4_DST);
     this.sent.push({ src, dst, nextHop: nextHop >>> 0, bytes: slab.slice(off, off + len) });
     const udp = off + ihl;
-    const dstPort = readU16(slab, udp + UDP_DST_PORT);
+    const dstPort = readU16(slab, udp + Wire.UDP_DST_PORT);
     const to = this.sockets.get(dst);
     if (!to || to.port !== dstPort || to.isClosed) {
       this.drops.noListener++;
       return true; // the sender's kernel took it; it is lost on the way, as on a real network
     }
-    to.enqueue({ payload: slab.slice(udp + UDP_HEADER_LEN, off + len), srcIp: src, srcPort: readU16(slab, udp + UDP_SRC_PORT) });
+    to.enqueue({ payload: slab.slice(udp + Wire.UDP_HEADER_LEN, off + len), srcIp: src, srcPort: readU16(slab, udp + Wire.UDP_SRC_PORT) });
     if (this.delivery === 'microtask' && !this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => {
@@ -391,18 +375,18 @@ export class MemoryDatagramSocket implements DatagramSocket {
 // checksum code in src/wire, so the fake can catch mistakes there.
 
 function checkOuter(b: Uint8Array, off: number, len: number): UnderlayDropReason | undefined {
-  if (len < IPV4_HEADER_LEN + UDP_HEADER_LEN) return 'short';
-  const vihl = b[off + IPV4_VER_IHL]!;
+  if (len < Wire.IPV4_HEADER_LEN + Wire.UDP_HEADER_LEN) return 'short';
+  const vihl = b[off + Wire.IPV4_VER_IHL]!;
   const ihl = (vihl & 0x0f) * 4;
-  if (vihl >> 4 !== 4 || ihl < IPV4_HEADER_LEN) return 'notIpv4';
-  const total = readU16(b, off + IPV4_TOTAL_LEN);
-  if (total !== len || ihl + UDP_HEADER_LEN > len) return 'badLength';
-  if ((readU16(b, off + IPV4_FLAGS_FRAG) & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK)) !== 0) return 'fragment';
-  if (b[off + IPV4_PROTOCOL] !== IPPROTO_UDP) return 'notUdp';
+  if (vihl >> 4 !== 4 || ihl < Wire.IPV4_HEADER_LEN) return 'notIpv4';
+  const total = readU16(b, off + Wire.IPV4_TOTAL_LEN);
+  if (total !== len || ihl + Wire.UDP_HEADER_LEN > len) return 'badLength';
+  if ((readU16(b, off + Wire.IPV4_FLAGS_FRAG) & (Wire.IPV4_FLAG_MF | Wire.IPV4_FRAG_OFFSET_MASK)) !== 0) return 'fragment';
+  if (b[off + Wire.IPV4_PROTOCOL] !== Wire.IPPROTO_UDP) return 'notUdp';
   const udp = off + ihl;
-  const udpLen = readU16(b, udp + UDP_LENGTH);
+  const udpLen = readU16(b, udp + Wire.UDP_LENGTH);
   if (udpLen !== len - ihl) return 'badUdpLength';
-  const csum = readU16(b, udp + UDP_CHECKSUM);
+  const csum = readU16(b, udp + Wire.UDP_CHECKSUM);
   if (csum !== 0 && udpChecksum(b, off, ihl, udpLen) !== 0) return 'badChecksum';
   return undefined;
 }
@@ -410,8 +394,8 @@ function checkOuter(b: Uint8Array, off: number, len: number): UnderlayDropReason
 /** One's-complement sum over the pseudo-header and the UDP datagram; 0 when the checksum verifies. */
 function udpChecksum(b: Uint8Array, off: number, ihl: number, udpLen: number): number {
   let sum = 0;
-  for (let i = IPV4_SRC; i < IPV4_DST + 4; i += 2) sum += (b[off + i]! << 8) | b[off + i + 1]!;
-  sum += IPPROTO_UDP + udpLen;
+  for (let i = Wire.IPV4_SRC; i < Wire.IPV4_DST + 4; i += 2) sum += (b[off + i]! << 8) | b[off + i + 1]!;
+  sum += Wire.IPPROTO_UDP + udpLen;
   const udp = off + ihl;
   for (let i = 0; i + 1 < udpLen; i += 2) sum += (b[udp + i]! << 8) | b[udp + i + 1]!;
   if (udpLen & 1) sum += b[udp + udpLen - 1]! << 8;
