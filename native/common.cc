@@ -36,6 +36,17 @@ bool GetBytes(Napi::Env env, const Napi::Value& v, const char* name, uint8_t** d
 bool GetU32s(Napi::Env env, const Napi::Value& v, const char* name, uint32_t** data, size_t* len) {
   return GetTyped(env, v, name, napi_uint32_array, "Uint32Array", reinterpret_cast<void**>(data), len);
 }
+
+bool GetExt(Napi::Env env, const Napi::CallbackInfo& info, size_t i, ExtPieces* ext) {
+  *ext = ExtPieces();
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return true;
+  size_t no = 0, nl = 0;
+  if (!GetBytes(env, info[i], "ext", &ext->buf, &ext->len) || !GetU32s(env, info[i + 1], "extOffs", &ext->offs, &no) ||
+      !GetU32s(env, info[i + 2], "extLens", &ext->lens, &nl))
+    return false;
+  ext->n = no < nl ? no : nl;
+  return true;
+}
 bool GetU16s(Napi::Env env, const Napi::Value& v, const char* name, uint16_t** data, size_t* len) {
   return GetTyped(env, v, name, napi_uint16_array, "Uint16Array", reinterpret_cast<void**>(data), len);
 }

@@ -48,6 +48,22 @@ Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err);
 
 // Throws and returns false when `v` is not the expected typed array.
 bool GetBytes(Napi::Env env, const Napi::Value& v, const char* name, uint8_t** data, size_t* len);
+// Payload pieces kept outside the slab (zero-copy TSO segments): packet k's
+// bytes are slab[offs[k], +lens[k]-xlens[k]) followed by buf[xoffs[k],
+// +xlens[k]); xlens[k] == 0 (or no buf) means the packet is whole in the slab.
+struct ExtPieces {
+  uint8_t* buf = nullptr;
+  size_t len = 0;
+  uint32_t* offs = nullptr;
+  uint32_t* lens = nullptr;
+  size_t n = 0;
+  // Length of packet k's piece outside the slab (0 when none).
+  uint32_t At(uint32_t k) const { return buf != nullptr && k < n ? lens[k] : 0; }
+};
+// Optional arguments i, i+1, i+2 = (buf, xoffs, xlens); absent or undefined: no pieces.
+// Returns false (with a JS exception) when present but malformed.
+bool GetExt(Napi::Env env, const Napi::CallbackInfo& info, size_t i, ExtPieces* ext);
+
 bool GetU32s(Napi::Env env, const Napi::Value& v, const char* name, uint32_t** data, size_t* len);
 bool GetU16s(Napi::Env env, const Napi::Value& v, const char* name, uint16_t** data, size_t* len);
 bool GetF64s(Napi::Env env, const Napi::Value& v, const char* name, double** data, size_t* len);

@@ -10,19 +10,24 @@ import { ALL_OFFLOADS, OffloadNegotiation, type OffloadOptions } from '../offloa
 /** How the devices do their byte work: nativeBytes (default true) uses the addon's copy/checksum primitives. */
 export interface IoTuning {
   nativeBytes?: boolean;
+  /**
+   * The containers' MTU: with nativeBytes, TSO segments that fit it are cut without copying their
+   * payloads (TapOptions.zeroCopyMtu). 0 or absent: off.
+   */
+  zeroCopyMtu?: number;
 }
 
 export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS, tuning: IoTuning = {}): CellIo {
   const neg = new OffloadNegotiation(offload);
   return {
     openTap: (name, slotSize, drops, persist) => {
-      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, persist, nativeBytes: tuning.nativeBytes });
+      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, persist, nativeBytes: tuning.nativeBytes, zeroCopyMtu: tuning.zeroCopyMtu });
       if (offload.tapGro) neg.record('tap-gro', dev.vnetHdr, dev.vnetRefusal);
       if (offload.tapTso) neg.record('tap-tso', dev.tso, dev.tsoRefusal);
       return dev;
     },
     reattachTap: (netnsPath, name, slotSize, drops) =>
-      TapDevice.attach(netnsPath, name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, nativeBytes: tuning.nativeBytes }),
+      TapDevice.attach(netnsPath, name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, nativeBytes: tuning.nativeBytes, zeroCopyMtu: tuning.zeroCopyMtu }),
     openUnderlay: (underlayIp, port, slotSize, drops) => {
       const u = UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH_SIZE, gso: offload.udpGso, gro: offload.udpGro, drops });
       if (offload.udpGso) neg.record('udp-gso', u.gso, u.gsoRefusal);

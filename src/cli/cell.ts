@@ -22,6 +22,7 @@ import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads }
 import { defaultStateDir, StateDir } from '../agent/state-dir.js';
 import { loadNative } from '../io/native.js';
 import { DEFAULT_CONNTRACK_MAX } from '../policy/conntrack.js';
+import { VXLAN_OVERHEAD } from '../wire/offsets.js';
 import type { Address } from '../net/address.js';
 import type { AgentCell } from '../agent/agent-cell.js';
 
@@ -324,8 +325,12 @@ export function register(program: Command): void {
         controller: client,
         underlayIp: o.underlayIp,
         // SILKWORM_NATIVE_BYTES=0: segmentation and checksum verification in TypeScript instead of the
-        // addon's byte primitives (for paired measurements, scripts/bench-compare.sh --paired).
-        io: nativeCellIo(offloads.options, { nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0' }),
+        // addon's byte primitives; SILKWORM_ZEROCOPY_TSO=0: TSO segments copied whole into the batch
+        // instead of sent from where the TAP read them (for paired measurements, scripts/bench-compare.sh).
+        io: nativeCellIo(offloads.options, {
+          nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0',
+          zeroCopyMtu: process.env.SILKWORM_ZEROCOPY_TSO === '0' ? 0 : mtu - VXLAN_OVERHEAD,
+        }),
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },
         capture: Boolean(o.capture),

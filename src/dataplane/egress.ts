@@ -233,6 +233,8 @@ export class Egress {
     writeMacFromIp(buf, off + Wire.ETH_SRC, 0xaaaa, port.ip);
     writeU16(buf, off + Wire.ETH_TYPE, Wire.ETHERTYPE_IPV4);
     batch.verdict(i, Action.Tap, off, Wire.ETH_HEADER_LEN + ipLen, port.index);
+    // The reply lies whole in the slot: a zero-copy segment's payload piece is no part of it.
+    batch.extLen[i] = 0;
     if (run.tracing) run.steps.icmpErrorToContainer(port);
   }
 }

@@ -88,7 +88,17 @@ export interface NativeUdpGsoSender {
    * Send packets start..count-1 (full IPv4 packets, as sendBatch) with one syscall: returns packets sent
    * (> 0), 0 on EAGAIN, or -errno when packet `start` itself was refused.
    */
-  send(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, count: number, start?: number): number;
+  send(
+    slab: Uint8Array,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    dsts: Uint32Array,
+    count: number,
+    start?: number,
+    ext?: Uint8Array,
+    extOffs?: Uint32Array,
+    extLens?: Uint32Array,
+  ): number;
   counters(): GsoSenderCounters;
   /** Close the pool sockets (not the raw fd, which the caller owns). */
   close(): void;
@@ -139,6 +149,10 @@ export interface NativeAddon {
     dsts: Uint32Array,
     count: number,
     start?: number,
+    /** Payload pieces outside the slab (see DatagramSocket.send). */
+    ext?: Uint8Array,
+    extOffs?: Uint32Array,
+    extLens?: Uint32Array,
   ): number;
   TapReader: new (
     fd: number,

@@ -25,6 +25,15 @@
 // segment's header and payload are described as ranges, copied and summed
 // together, then the headers are rewritten and the checksums finished here.
 // Without it the copy and sum run in TypeScript (copy() below).
+//
+// Zero-copy (with `bytes` and a `zeroCopyMtu`): a segment whose IP length fits
+// that MTU gets only its headers in the slot; its payload stays where the TAP
+// read put it, referenced by batch.extOff/extLen (batch.ext = the raw buffer),
+// and is only summed (sumRanges) for the TCP checksum. The underlay gathers
+// headers and payload into one UDP GSO sendmsg (native/udp.cc, PacketIov).
+// The MTU bound keeps such a segment off the pipeline's paths that read a
+// payload (fragmenting a packet over the MTU): the pipeline reads and writes
+// headers only.
 import type { FrameBatch } from '../dataplane/batch.js';
 import type { ByteOps } from './bytes.js';
 import { Drop } from '../dataplane/counters.js';
@@ -81,6 +90,13 @@ export class GsoSegmenter {
   /** copySum ranges: two per slot (headers, payload), and their sums. */
   private readonly desc: Uint32Array;
   private readonly sums: Uint32Array;
+  /** Zero-copy: sumRanges ranges (payload offset, length) per slot, and their sums. */
+  private readonly pdesc: Uint32Array;
+  private readonly psums: Uint32Array;
+  /** Largest IP total length of a zero-copy segment (0: zero-copy off). */
+  private readonly zeroCopyMtu: number;
+  /** Zero-copy for the packet in progress. */
+  private zc = false;
   // The packet in progress (begin() .. done).
   private frame = 0; // offset of its Ethernet header in raw
   private frameLen = 0;
@@ -99,11 +115,16 @@ export class GsoSegmenter {
   /**
    * `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for
    * life. `drops`: the cell's drop-reason table (indexed by Drop), if any. `bytes`: the native copy and
-   * checksum primitive, called once per fill() for a super-frame's segments.
+   * checksum primitive, called once per fill() for a super-frame's segments. `zeroCopyMtu` (> 0, needs
+   * `bytes`): segments whose IP total length is at most this leave their payload in `raw` (see above).
    */
-  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array, bytes?: ByteOps) {
+  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array, bytes?: ByteOps, zeroCopyMtu = 0) {
     this.raw = raw;
     this.bytes = bytes;
+    this.zeroCopyMtu = bytes === undefined ? 0 : zeroCopyMtu;
+    this.pdesc = new Uint32Array(this.zeroCopyMtu > 0 ? 2 * batch.capacity : 0);
+    this.psums = new Uint32Array(this.zeroCopyMtu > 0 ? batch.capacity : 0);
+    if (this.zeroCopyMtu > 0) batch.ext = raw;
     this.desc = new Uint32Array(bytes === undefined ? 0 : 6 * batch.capacity);
     this.sums = new Uint32Array(bytes === undefined ? 0 : 2 * batch.capacity);
     this.drops = drops;
@@ -177,6 +198,9 @@ export class GsoSegmenter {
     const hl = S.ETH_HLEN + ipHl + thl;
     if (hl + gsoSize > this.batch.maxFrame) return this.tooBig();
     this.gso = true;
+    // Not for a fragment (MF or an offset, which the kernel never hands over): the pipeline would read its payload.
+    this.zc =
+      ipHl + thl + gsoSize <= this.zeroCopyMtu && (readU16(r, ip + Wire.IPV4_FLAGS_FRAG) & (Wire.IPV4_FLAG_MF | Wire.IPV4_FRAG_OFFSET_MASK)) === 0;
     this.hl = hl;
     this.ipHl = ipHl;
     this.gsoSize = gsoSize;
@@ -194,7 +218,8 @@ export class GsoSegmenter {
   /** Append frames of the current packet at batch.count until the batch is full or the packet is done. */
   fill(): void {
     if (this.gso && this.bytes !== undefined) {
-      this.fillBulk(this.bytes);
+      if (this.zc) this.fillZeroCopy(this.bytes);
+      else this.fillBulk(this.bytes);
       return;
     }
     const b = this.batch;
@@ -206,12 +231,14 @@ export class GsoSegmenter {
         b.len[i] = this.frameLen;
         b.srcIp[i] = 0;
         b.srcPort[i] = 0;
+        b.extLen[i] = 0;
         this.next = 1;
         continue;
       }
       b.len[i] = this.segment(this.next++, dst);
       b.srcIp[i] = 0;
       b.srcPort[i] = 0;
+      b.extLen[i] = 0;
       this.counters.segments++;
     }
   }
@@ -244,11 +271,49 @@ export class GsoSegmenter {
       b.len[i] = hl + plen;
       b.srcIp[i] = 0;
       b.srcPort[i] = 0;
+      b.extLen[i] = 0;
       n++;
     }
     if (n === 0) return;
     bytes.copySum(this.raw, b.slab, desc, 2 * n, sums);
     for (let j = 0; j < n; j++) this.headers(k0 + j, b.inOff(i0 + j), desc[6 * j + 5]!, sums[2 * j + 1]!);
+    this.counters.segments += n;
+  }
+
+  /**
+   * fill() without copying payloads: each segment's headers are copied into its slot (one copySum call
+   * for all of them), its payload slice of the super-frame is summed in place (one sumRanges call) and
+   * left where it is, referenced by batch.extOff/extLen; then the headers are rewritten as in fillBulk.
+   */
+  private fillZeroCopy(bytes: ByteOps): void {
+    const b = this.batch;
+    const desc = this.desc;
+    const pdesc = this.pdesc;
+    const hl = this.hl;
+    const i0 = b.count;
+    const k0 = this.next;
+    let n = 0;
+    while (this.next < this.nseg && b.count < b.capacity) {
+      const i = b.count++;
+      const k = this.next++;
+      const plen = k === this.nseg - 1 ? this.payload - k * this.gsoSize : this.gsoSize;
+      const pay = this.frame + hl + k * this.gsoSize;
+      desc[3 * n] = this.frame;
+      desc[3 * n + 1] = b.inOff(i);
+      desc[3 * n + 2] = hl;
+      pdesc[2 * n] = pay;
+      pdesc[2 * n + 1] = plen;
+      b.len[i] = hl + plen;
+      b.srcIp[i] = 0;
+      b.srcPort[i] = 0;
+      b.extOff[i] = pay;
+      b.extLen[i] = plen;
+      n++;
+    }
+    if (n === 0) return;
+    bytes.copySum(this.raw, b.slab, desc, n, this.sums);
+    bytes.sumRanges(this.raw, pdesc, n, this.psums);
+    for (let j = 0; j < n; j++) this.headers(k0 + j, b.inOff(i0 + j), pdesc[2 * j + 1]!, this.psums[j]!);
     this.counters.segments += n;
   }
 

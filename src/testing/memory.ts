@@ -309,14 +309,34 @@ export class MemoryDatagramSocket implements DatagramSocket {
     else if (this.hub.delivery === 'microtask' && this.inbox.length > 0) queueMicrotask(() => this.drain());
   }
 
-  send(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, count: number): number {
+  send(
+    slab: Uint8Array,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    dsts: Uint32Array,
+    count: number,
+    ext?: Uint8Array,
+    extOffs?: Uint32Array,
+    extLens?: Uint32Array,
+  ): number {
     if (this.closed) return 0;
     let sent = 0;
     for (let k = 0; k < count; k++) {
-      const off = offs[k]!;
+      let buf = slab;
+      let off = offs[k]!;
       const len = lens[k]!;
-      if (off + len > slab.length) throw new RangeError(`packet ${k} (offset ${off}, length ${len}) lies outside the slab`);
-      if (this.hub.route(this, slab, off, len, dsts[k]!)) sent++;
+      const xl = ext !== undefined && extOffs !== undefined && extLens !== undefined ? extLens[k]! : 0;
+      if (off + len - xl > slab.length) throw new RangeError(`packet ${k} (offset ${off}, length ${len}) lies outside the slab`);
+      if (xl > 0) {
+        // A packet in two pieces (zero-copy segments): gathered into one buffer, as the kernel does.
+        const xo = extOffs![k]!;
+        if (xl > len || xo + xl > ext!.length) throw new RangeError(`packet ${k}'s piece outside the slab (offset ${xo}, length ${xl}) lies outside ext`);
+        buf = new Uint8Array(len);
+        buf.set(slab.subarray(off, off + len - xl));
+        buf.set(ext!.subarray(xo, xo + xl), len - xl);
+        off = 0;
+      }
+      if (this.hub.route(this, buf, off, len, dsts[k]!)) sent++;
       else {
         this.stats.txRefused++;
         if (this.drops) this.drops[Drop.UnderlayTxRefused]!++;
