@@ -7,10 +7,10 @@
 // dropped as underlay-rx-oversize, as before. Root: a namespace of our own,
 // loopback only.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { scratchNetns } from '../helpers/scratch-netns.js';
 import { referenceChecksum } from '../../src/wire/checksum.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -18,7 +18,6 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const NS = `swt${process.pid}`;
 const MTU = 1450;
 const PAYLOAD = 10_000;
-let tmp = '';
 
 /** The super-packet: VXLAN (G|I, GBP 1, VNI 1) + inner frame; TCP checksum left partial, as the sender leaves it. */
 function superPacket(): Uint8Array {
@@ -41,22 +40,10 @@ function superPacket(): Uint8Array {
 }
 
 describe.skipIf(!isRoot || !existsSync(join(ROOT, 'build/Release/silkworm_native.node')))('UDP-tunnel super-packets on the underlay (root)', () => {
-  beforeAll(() => {
-    tmp = mkdtempSync(join(tmpdir(), `${NS}-`));
-    execFileSync('ip', ['netns', 'add', NS]);
-    execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
-  });
-  afterAll(() => {
-    try {
-      execFileSync('ip', ['netns', 'del', NS]);
-    } catch {
-      /* not made */
-    }
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-  });
+  const scratch = scratchNetns(NS);
 
   function receive(innerMtu: number): { lens: number[]; hex: string[]; oversize: number; tso: number } {
-    const script = join(tmp, `tso-${innerMtu}.ts`);
+    const script = join(scratch.dir, `tso-${innerMtu}.ts`);
     writeFileSync(
       script,
       `import dgram from 'node:dgram';

@@ -3,33 +3,20 @@
 // loopback only). With UDP_GRO a zero-length datagram used to vanish in the
 // native receiver — counted nowhere.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { scratchNetns } from '../helpers/scratch-netns.js';
 
 const isRoot = process.getuid?.() === 0;
 const ROOT = resolve(import.meta.dirname, '../..');
 const NS = `swz${process.pid}`;
-let tmp = '';
 
 describe.skipIf(!isRoot || !existsSync(join(ROOT, 'build/Release/silkworm_native.node')))('zero-length datagrams on the underlay (root)', () => {
-  beforeAll(() => {
-    tmp = mkdtempSync(join(tmpdir(), `${NS}-`));
-    execFileSync('ip', ['netns', 'add', NS]);
-    execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
-  });
-  afterAll(() => {
-    try {
-      execFileSync('ip', ['netns', 'del', NS]);
-    } catch {
-      /* not made */
-    }
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-  });
+  const scratch = scratchNetns(NS);
 
   it.each([false, true])('udp-gro %s: sizes 0, 3, 0, 7, 20 each take a slot; the pipeline counts four as bad-vxlan and the 20-byte one as unknown-underlay-source', (gro) => {
-    const script = join(tmp, `zero-${gro}.ts`);
+    const script = join(scratch.dir, `zero-${gro}.ts`);
     writeFileSync(
       script,
       `import dgram from 'node:dgram';
