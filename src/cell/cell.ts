@@ -11,7 +11,7 @@
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
 import { Wire } from '../wire/offsets.js';
-import { Counters, DROP_NAMES, STAT_NAMES } from '../dataplane/counters.js';
+import { Counters, Drop, DROP_NAMES, Stat, STAT_NAMES } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 import type { OffloadStatus } from '../offload/options.js';
@@ -43,7 +43,8 @@ export interface CellIo {
    * Without it the cell cannot re-attach containers after a restart.
    */
   reattachTap?(netnsPath: string, name: string, slotSize: number, drops?: Float64Array): FrameDevice;
-  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array): DatagramSocket;
+  /** `innerMtu`: the containers' MTU, for cutting UDP-tunnel super-packets from a same-host kernel peer (native only). */
+  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array, innerMtu?: number): DatagramSocket;
   /** The offloads asked for and what the kernel granted, where the devices have any. */
   offloads?(): OffloadStatus;
 }
@@ -173,7 +174,7 @@ export class Cell extends AgentCell {
     const mtu = this.opts.dataplane?.underlayMtu ?? DEFAULT_CONFIG.underlayMtu;
     const port = this.opts.dataplane?.vxlanPort ?? DEFAULT_CONFIG.vxlanPort;
     try {
-      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu), this.counters.drops);
+      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu), this.counters.drops, mtu - 50);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'EADDRINUSE') throw new Error(`UDP port ${port} on ${this.opts.underlayIp} is in use (another cell for this underlay address is running)`);
@@ -463,9 +464,14 @@ export class Cell extends AgentCell {
         nu++;
       }
     }
+    // Final outcomes: what the devices took is delivered or sent; what they
+    // refused they count under their own drop reasons (never both).
+    const stats = this.dp.counters.stats;
     if (nu > 0) {
-      if (nx > 0) this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu, ext, this.sXOff, this.sXLen);
-      else this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
+      stats[Stat.Sent]! +=
+        nx > 0
+          ? this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu, ext, this.sXOff, this.sXLen)
+          : this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
       if (this.capture !== null) {
         // What the kernel's silk-vtep transmits: the inner frame, VTEP MACs, TTL already decremented.
         for (let k = 0; k < nu; k++) {
@@ -489,7 +495,8 @@ export class Cell extends AgentCell {
         }
       }
       const dev = this.devByIndex[target];
-      if (dev !== undefined) dev.write(batch.slab, this.tOff, this.tLen, nt);
+      if (dev !== undefined) stats[Stat.Delivered]! += dev.write(batch.slab, this.tOff, this.tLen, nt);
+      else this.dp.counters.drops[Drop.TapTxGone]! += nt;
     }
   }
 }
