@@ -71,6 +71,19 @@ bool GetF64s(Napi::Env env, const Napi::Value& v, const char* name, double** dat
 bool GetIndex(Napi::Env env, const Napi::Value& v, const char* name, uint32_t* out);
 bool GetFd(Napi::Env env, const Napi::Value& v, int* out);
 
+// Adaptive busy polling (one event loop per process: the cell's). After a
+// reader drained traffic the loop keeps polling without sleeping for a window
+// (a uv_idle handle is active: libuv then polls with timeout 0), so the next
+// packet — a reply, the next request — is picked up without a wake-up; once a
+// window passes with no traffic the handle stops and the loop sleeps in
+// epoll_wait again. Nothing spins while idle; each spin iteration calls
+// sched_yield() so a runnable peer (the container, the other cell) on a busy
+// machine gets the core first. windowUs 0 turns it off (the cell's default:
+// on a loaded 2-core machine it made latency worse, see the README).
+void SetBusyPoll(uint32_t windowUs);
+void BusyPollKick();
+void InitBusyPoll(Napi::Env env, Napi::Object exports);
+
 // The readers share one shape: a uv_poll_t on a non-blocking fd; on readable,
 // drain up to kMaxRounds batches into the caller's slab and make ONE call into
 // JS per batch. Subclasses implement ReadBatch().

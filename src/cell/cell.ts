@@ -47,6 +47,8 @@ export interface CellIo {
   openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array, innerMtu?: number): DatagramSocket;
   /** The offloads asked for and what the kernel granted, where the devices have any. */
   offloads?(): OffloadStatus;
+  /** Busy-polling counters (windowUs, kicks, spins, windows), where the devices do it. */
+  busyPoll?(): unknown;
 }
 
 /** The state directory's files for the tracked connections and the counters. */
@@ -366,6 +368,8 @@ export class Cell extends AgentCell {
     for (const a of this.attached.values()) out[a.dev.name] = statsOf(a.dev);
     const off = this.opts.io.offloads?.();
     if (off !== undefined) out.offload = off;
+    const bp = this.opts.io.busyPoll?.();
+    if (bp !== undefined) out.busy_poll = bp;
     return out;
   }
 

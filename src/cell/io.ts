@@ -5,6 +5,7 @@ import type { CellIo } from './cell.js';
 import { TapDevice } from '../io/tap.js';
 import { UdpUnderlay } from '../io/underlay.js';
 import { BATCH_SIZE } from '../io/types.js';
+import { loadNative } from '../io/native.js';
 import { ALL_OFFLOADS, OffloadNegotiation, type OffloadOptions } from '../offload/options.js';
 
 /** How the devices do their byte work: nativeBytes (default true) uses the addon's copy/checksum primitives. */
@@ -15,11 +16,17 @@ export interface IoTuning {
    * payloads (TapOptions.zeroCopyMtu). 0 or absent: off.
    */
   zeroCopyMtu?: number;
+  /** Adaptive busy polling after traffic, µs (native setBusyPoll); 0 or absent: off. */
+  busyPollUs?: number;
 }
 
 export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS, tuning: IoTuning = {}): CellIo {
   const neg = new OffloadNegotiation(offload);
+  const native = loadNative();
+  // Off (the default) leaves the event loop exactly as it was: no idle handle at all.
+  if ((tuning.busyPollUs ?? 0) > 0) native.setBusyPoll?.(tuning.busyPollUs!);
   return {
+    busyPoll: () => native.busyPollCounters?.(),
     openTap: (name, slotSize, drops, persist) => {
       const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, persist, nativeBytes: tuning.nativeBytes, zeroCopyMtu: tuning.zeroCopyMtu });
       if (offload.tapGro) neg.record('tap-gro', dev.vnetHdr, dev.vnetRefusal);

@@ -26,6 +26,15 @@ import { VXLAN_OVERHEAD } from '../wire/offsets.js';
 import type { Address } from '../net/address.js';
 import type { AgentCell } from '../agent/agent-cell.js';
 
+/** Default busy-polling window after traffic, µs (SILKWORM_BUSY_POLL_US overrides; 0 turns it off). */
+export const DEFAULT_BUSY_POLL_US = 0;
+
+/** SILKWORM_BUSY_POLL_US as a window in µs: a whole number from 0 to 100000, else the default. */
+export function busyPollUs(v: string | undefined): number {
+  if (v === undefined || !/^\d{1,6}$/.test(v)) return DEFAULT_BUSY_POLL_US;
+  return Math.min(Number(v), 100_000);
+}
+
 // commander reads a `--no-X` flag as the negation of `--X`; this one is a list of its own.
 function noOffloadOption(): Option {
   const o = new Option('--no-offload <list>', 'turn these offloads off (comma-separated), keeping the rest');
@@ -330,6 +339,8 @@ export function register(program: Command): void {
         io: nativeCellIo(offloads.options, {
           nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0',
           zeroCopyMtu: process.env.SILKWORM_ZEROCOPY_TSO === '0' ? 0 : mtu - VXLAN_OVERHEAD,
+          // SILKWORM_BUSY_POLL_US: how long the event loop keeps polling without sleeping after traffic.
+          busyPollUs: busyPollUs(process.env.SILKWORM_BUSY_POLL_US),
         }),
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },

@@ -209,6 +209,13 @@ export interface NativeAddon {
   copySum?: (src: Uint8Array, dst: Uint8Array, desc: Uint32Array, n: number, sums: Uint32Array) => void;
   /** desc[2k..2k+1] = [off, len]: sums[k] = the folded one's complement sum of buf[off, +len). */
   sumRanges?: (buf: Uint8Array, desc: Uint32Array, n: number, sums: Uint32Array) => void;
+  /**
+   * Adaptive busy polling of this process's event loop (native/common.cc): after a reader drained
+   * traffic the loop polls without sleeping for windowUs µs; 0 turns it off (the default). Absent from
+   * addons built before it.
+   */
+  setBusyPoll?: (windowUs: number) => void;
+  busyPollCounters?: () => { windowUs: number; kicks: number; spins: number; windows: number };
   /** Largest batch one sendBatch call or reader accepts (1024). */
   maxBatch: number;
 }
