@@ -111,6 +111,12 @@ export class GsoSegmenter {
   private id0 = 0;
   private flags0 = 0;
   private pseudo = 0; // src + dst + proto part of the pseudo-header sum
+  // The super-frame's IPv4 and TCP header sums without the words each segment rewrites (IP total
+  // length, ID, checksum; TCP sequence number, data offset + flags, checksum): per segment only those
+  // words are added (RFC 1071 §2: the sum is a sum of words, in any order), not the headers re-read.
+  private ipBase = 0;
+  private tcpBase = 0;
+  private doff = 0; // the TCP data offset byte (high byte of the data offset + flags word)
 
   /**
    * `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for
@@ -211,6 +217,17 @@ export class GsoSegmenter {
     this.flags0 = r[t + Wire.TCP_FLAGS]!;
     this.pseudo =
       readU16(r, ip + Wire.IPV4_SRC) + readU16(r, ip + Wire.IPV4_SRC + 2) + readU16(r, ip + Wire.IPV4_DST) + readU16(r, ip + Wire.IPV4_DST + 2) + Wire.IPPROTO_TCP;
+    let ipBase = 0;
+    for (let j = 0; j < ipHl; j += 2) {
+      if (j !== Wire.IPV4_TOTAL_LEN && j !== Wire.IPV4_IDENT && j !== Wire.IPV4_CHECKSUM) ipBase += (r[ip + j]! << 8) | r[ip + j + 1]!;
+    }
+    let tcpBase = 0;
+    for (let j = 0; j < thl; j += 2) {
+      if (j !== Wire.TCP_SEQ && j !== Wire.TCP_SEQ + 2 && j !== Wire.TCP_DATA_OFF && j !== Wire.TCP_CHECKSUM) tcpBase += (r[t + j]! << 8) | r[t + j + 1]!;
+    }
+    this.ipBase = ipBase;
+    this.tcpBase = tcpBase;
+    this.doff = r[t + Wire.TCP_DATA_OFF]!;
     this.counters.superFrames++;
     return true;
   }
@@ -327,19 +344,21 @@ export class GsoSegmenter {
     const thl = this.hl - S.ETH_HLEN - ipHl;
     const last = k === this.nseg - 1;
     const ip = dst + S.ETH_HLEN;
-    writeU16(s, ip + Wire.IPV4_TOTAL_LEN, ipHl + thl + plen);
-    writeU16(s, ip + Wire.IPV4_IDENT, (this.id0 + k) & 0xffff);
-    writeU16(s, ip + Wire.IPV4_CHECKSUM, 0);
-    writeU16(s, ip + Wire.IPV4_CHECKSUM, foldChecksum(onesComplementSum(s, ip, ipHl)));
+    const tot = ipHl + thl + plen;
+    const id = (this.id0 + k) & 0xffff;
+    writeU16(s, ip + Wire.IPV4_TOTAL_LEN, tot);
+    writeU16(s, ip + Wire.IPV4_IDENT, id);
+    writeU16(s, ip + Wire.IPV4_CHECKSUM, foldChecksum(this.ipBase + tot + id));
     const t = ip + ipHl;
-    writeU32(s, t + Wire.TCP_SEQ, (this.seq0 + k * this.gsoSize) >>> 0);
+    const seq = (this.seq0 + k * this.gsoSize) >>> 0;
+    writeU32(s, t + Wire.TCP_SEQ, seq);
     let fl = this.flags0;
     if (!last) fl &= ~(S.TCP_FIN | S.TCP_PSH);
     if (k > 0) fl &= ~S.TCP_CWR;
     s[t + Wire.TCP_FLAGS] = fl;
-    writeU16(s, t + Wire.TCP_CHECKSUM, 0);
     // thl is a multiple of 4, so the payload's 16-bit words line up with the TCP header's.
-    writeU16(s, t + Wire.TCP_CHECKSUM, foldChecksum(this.pseudo + thl + plen + onesComplementSum(s, t, thl) + paySum));
+    const hsum = this.tcpBase + (seq >>> 16) + (seq & 0xffff) + ((this.doff << 8) | fl);
+    writeU16(s, t + Wire.TCP_CHECKSUM, foldChecksum(this.pseudo + thl + plen + hsum + paySum));
   }
 
   /** Write segment k at slab[dst..]; returns its frame length. */
