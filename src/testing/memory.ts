@@ -43,6 +43,11 @@ export class MemoryFrameDevice implements FrameDevice {
   private onBatch: ((batch: FrameBatch) => void) | undefined;
   private onGone: ((err: Error) => void) | undefined;
   private readonly pending: Uint8Array[] = [];
+  /** Per pending frame: bytes kept in the slot when it arrives split (injectSplit), 0 = whole. */
+  private readonly pendingHead: number[] = [];
+  /** Where split frames' remaining bytes go (the batch's ext buffer), and how much of it is in use. */
+  private ext: Uint8Array | undefined;
+  private extUsed = 0;
   private delivering = false;
   private goneErr: Error | undefined;
   private closed = false;
@@ -76,10 +81,24 @@ export class MemoryFrameDevice implements FrameDevice {
         continue;
       }
       this.pending.push(f.slice());
+      this.pendingHead.push(0);
       accepted++;
     }
     this.drain();
     return accepted;
+  }
+
+  /**
+   * As a zero-copy TSO segment arrives (src/offload/gso.ts): only the first `head` bytes in the slot
+   * (the rest of the slot poisoned with 0xa5), the remaining bytes in the batch's ext buffer
+   * (FrameBatch.ext/extOff/extLen). For tests of the paths that must gather or materialize them.
+   */
+  injectSplit(frame: Uint8Array, head: number): number {
+    if (this.closed || this.goneErr || frame.length > this.batch.maxFrame || head <= 0 || head >= frame.length) return 0;
+    this.pending.push(frame.slice());
+    this.pendingHead.push(head);
+    this.drain();
+    return 1;
   }
 
   /** Frames injected but not yet delivered (before start(), or while paused). */
@@ -113,6 +132,7 @@ export class MemoryFrameDevice implements FrameDevice {
     if (this.goneErr || this.closed) return;
     this.goneErr = err;
     this.pending.length = 0;
+    this.pendingHead.length = 0;
     this.onGone?.(err);
   }
 
@@ -123,6 +143,7 @@ export class MemoryFrameDevice implements FrameDevice {
   close(): void {
     this.closed = true;
     this.pending.length = 0;
+    this.pendingHead.length = 0;
   }
 
   private drain(): void {
@@ -134,7 +155,26 @@ export class MemoryFrameDevice implements FrameDevice {
       const b = this.batch;
       while (this.pending.length > 0 && !this.closed && !this.goneErr) {
         b.count = 0;
-        while (b.count < b.capacity && this.pending.length > 0) b.push(this.pending.shift()!);
+        this.extUsed = 0;
+        while (b.count < b.capacity && this.pending.length > 0) {
+          const f = this.pending.shift()!;
+          const head = this.pendingHead.shift()!;
+          if (head === 0) {
+            b.push(f);
+            b.extLen[b.count - 1] = 0;
+            continue;
+          }
+          this.ext ??= new Uint8Array(b.capacity * b.maxFrame);
+          b.ext = this.ext;
+          b.push(f.subarray(0, head));
+          const i = b.count - 1;
+          b.slab.fill(0xa5, b.inOff(i) + head, b.inOff(i) + f.length);
+          this.ext.set(f.subarray(head), this.extUsed);
+          b.len[i] = f.length;
+          b.extOff[i] = this.extUsed;
+          b.extLen[i] = f.length - head;
+          this.extUsed += f.length - head;
+        }
         this.stats.rxBatches++;
         this.stats.rxFrames += b.count;
         this.onBatch(b);
