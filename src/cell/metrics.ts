@@ -41,6 +41,7 @@ export function cellRegistry(cell: Cell): client.Registry {
   stat('silkworm_delivered_same_cell_total', 'Frames delivered between containers of this cell', Stat.DeliveredLocal);
   stat('silkworm_icmp_sent_total', 'ICMP errors generated (rejects, unreachables, time exceeded)', Stat.IcmpSent);
   stat('silkworm_policy_allowed_total', 'New connections allowed by a policy rule', Stat.PolicyAllowed);
+  stat('silkworm_conntrack_invalid_total', "TCP packets connection tracking calls INVALID (bad flag mix, or no connection to open or pick up): forwarded untracked, as the kernel's conntrack does", Stat.ConntrackInvalid);
   new client.Counter({
     name: 'silkworm_policy_denies_total',
     help: 'Packets denied by policy (rejected with ICMP port unreachable or dropped)',

@@ -148,6 +148,8 @@ export const enum Stat {
   IcmpSent,
   PolicyAllowed,
   ConntrackAllowed,
+  // Appended: the numbers above never change.
+  ConntrackInvalid,
   Count,
 }
 
@@ -164,6 +166,7 @@ const STATS: { readonly [K in Exclude<Stat, Stat.Count>]: string } = {
   [Stat.IcmpSent]: 'icmp-sent',
   [Stat.PolicyAllowed]: 'policy-allowed',
   [Stat.ConntrackAllowed]: 'conntrack-allowed',
+  [Stat.ConntrackInvalid]: 'conntrack-invalid',
 };
 
 export const STAT_NAMES: readonly string[] = column(Stat.Count, (i) => STATS[i as Exclude<Stat, Stat.Count>]);

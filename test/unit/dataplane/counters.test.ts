@@ -82,6 +82,7 @@ describe('drop reasons', () => {
       'icmp-sent',
       'policy-allowed',
       'conntrack-allowed',
+      'conntrack-invalid',
     ]);
   });
 });

@@ -49,6 +49,9 @@ function walks(): Record<string, Walk | Walk[]> {
   out['ingress stranger'] = ingress(vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: TAG.appB, inner: inner(B0, A0, { proto: 'tcp', dport: 8080 }) }), STRANGER);
   out['ingress no container'] = ingress(vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: TAG.appB, inner: inner(B0, '10.255.1.77', { proto: 'tcp', dport: 8080 }) }));
   out['ingress ttl 1'] = ingress(vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: TAG.appB, inner: inner(B0, A0, { proto: 'tcp', dport: 8080, ttl: 1 }) }));
+  // A FIN without ACK: conntrack calls it INVALID at both cells (not tracked; the reject would come back unrelated).
+  const fin = runTrace(t.c1, 'egress', containerFrame(A0, B0, { proto: 'tcp', sport: 40000, dport: 7777, flags: 0x01 }), { port: t.appA0.index, now: NOW });
+  out['remote tcp FIN without ACK (INVALID), denied'] = [fin, runTrace(t.c2, 'ingress', fin.result.output.subarray(28), { srcIp: U1, now: NOW })];
   const quoted = ipPacket(A0, B0, { proto: 'udp', sport: 40000, dport: 5000 });
   out['ingress unrelated icmp error'] = ingress(vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: 0, inner: icmpErrorPacket(B0, A0, 3, 3, quoted) }));
   return out;
