@@ -441,13 +441,25 @@ export function compare(kernel, user) {
   const byId = new Map(kernel.cases.map((c) => [c.id, c]));
   const differences = [];
   const totals = {};
+  // On the underlay, only appB's packets are the generated ones, matched by
+  // their IP id (the case number). Anything else crossing into appA's cell —
+  // the port unreachables appB's cell sends to appA when appA answers a case
+  // (with a RST, say) and appB's side has no connection for the answer — has
+  // an id of its sender's choosing (the kernel's counter; silkworm's errors
+  // 0): keyed by it, a kernel error would be compared with whichever case has
+  // that number. Those are counted (totals.underlayOther), not matched.
+  const other = { kernel: 0, user: 0 };
   for (const side of ['dst', 'underlay', 'src']) {
     const isU = side === 'underlay';
-    const collect = (recs) => {
+    const collect = (recs, who, b) => {
       const m = new Map();
       for (const r of recs)
         for (const x of innersOf(r, isU, side)) {
         if (x.ip.length < 20) continue;
+        if (isU && ((x.ip[12] << 24) | (x.ip[13] << 16) | (x.ip[14] << 8) | x.ip[15]) >>> 0 !== b) {
+          other[who]++;
+          continue;
+        }
         const k = key(x.ip);
         if (!byId.has(Number(k.split('/')[0]))) continue;
         const list = m.get(k) ?? [];
@@ -456,8 +468,8 @@ export function compare(kernel, user) {
         }
       return m;
     };
-    const km = collect(kernel[side]);
-    const um = collect(user[side]);
+    const km = collect(kernel[side], 'kernel', ipU32(kernel.addrs.b));
+    const um = collect(user[side], 'user', ipU32(user.addrs.b));
     let same = 0;
     const keys = new Set([...km.keys(), ...um.keys()]);
     for (const k of keys) {
@@ -480,6 +492,10 @@ export function compare(kernel, user) {
       }
     }
     totals[side] = { kernel: [...km.values()].reduce((s, l) => s + l.length, 0), user: [...um.values()].reduce((s, l) => s + l.length, 0), identical: same };
+  }
+  totals.underlayOther = { kernel: other.kernel, user: other.user, identical: null };
+  if (other.kernel !== other.user) {
+    differences.push({ side: 'underlay', key: 'not-from-appB', case: -1, what: 'packets not from appB (counted, not matched)', kind: 'count differs', explained: null, kernel: String(other.kernel), user: String(other.user) });
   }
   return { totals, differences };
 }
@@ -524,7 +540,10 @@ function explainBytes(side, diffs, x, y, c) {
 export function report(result, seed, count) {
   const lines = [];
   lines.push(`differential run: seed ${seed}, ${count} cases`);
-  for (const [side, t] of Object.entries(result.totals)) lines.push(`  ${side}: kernel ${t.kernel} packets, user ${t.user}, identical ${t.identical}`);
+  for (const [side, t] of Object.entries(result.totals)) {
+    if (side === 'underlayOther') lines.push(`  underlay, not from appB (counted, not matched): kernel ${t.kernel} packets, user ${t.user}`);
+    else lines.push(`  ${side}: kernel ${t.kernel} packets, user ${t.user}, identical ${t.identical}`);
+  }
   const groups = new Map();
   for (const d of result.differences) {
     const g = `${d.side} ${d.kind}: ${d.explained ?? 'UNEXPLAINED'} — ${d.what.replace(/\d+ bytes/g, 'N bytes').replace(/0x[0-9a-f]+/, 'F')}`;
