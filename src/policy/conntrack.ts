@@ -318,6 +318,11 @@ export class ConnTrack {
   evictions = 0;
   /** Of `evictions`, those that were ASSURED and not closing (the table is too small for the live load). */
   evictionsProtected = 0;
+  /**
+   * While set, process() answers as it would but changes nothing: no entry
+   * created, updated, refreshed or deleted (`silkworm trace`'s dry run).
+   */
+  readOnly = false;
 
   private readonly t: CtTimeouts;
   private readonly seed: number;
@@ -632,7 +637,7 @@ export class ConnTrack {
       if (kind === K_SYN) {
         const end = (seq + segLen + 1) | 0;
         if (seqBefore(tdEnd, end)) {
-          this.tdEnd[id] = end;
+          if (!this.readOnly) this.tdEnd[id] = end;
           return W_OK;
         }
         return seqBefore(seq, tdEnd + 1) ? W_OK : W_INVALID;
@@ -736,7 +741,7 @@ export class ConnTrack {
     if (proto === Wire.IPPROTO_TCP && (segLen < 0 || !tcpFlagsValid(tcpFlags))) return CtState.Invalid;
     let ref = this.find(src, dst, proto, sport, dport);
     if (ref >= 0 && this.times[(ref >>> 1) * 2 + T_EXPIRES]! <= now) {
-      this.removeEntry(ref >>> 1);
+      if (!this.readOnly) this.removeEntry(ref >>> 1);
       ref = -1;
     }
     if (ref < 0) {
@@ -748,7 +753,7 @@ export class ConnTrack {
         else if (kind === K_ACK) tcpState = TCP_ESTABLISHED;
         else return CtState.Invalid;
       }
-      if (!create) return CtState.New;
+      if (!create || this.readOnly) return CtState.New;
       const id = this.alloc(now);
       const o = id * E_STRIDE;
       const ent = this.ent;
@@ -776,10 +781,11 @@ export class ConnTrack {
         // established connection [...] so we can delete the conntrack
         // immediately" — whichever side sent it. The RST itself still
         // belongs to the connection.
-        this.removeEntry(id);
+        if (!this.readOnly) this.removeEntry(id);
         return dir === 1 ? CtState.Reply : CtState.New;
       }
     }
+    if (this.readOnly) return dir === 1 ? CtState.Reply : this.flags(id) & F_SEEN_REPLY ? CtState.Established : CtState.New;
     if (dir === 1) this.setFlags(id, this.flags(id) | F_SEEN_REPLY);
     if (proto === Wire.IPPROTO_TCP) {
       this.tcpUpdate(id, tcpKind(tcpFlags), dir);

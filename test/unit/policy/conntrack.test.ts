@@ -215,6 +215,21 @@ describe('ConnTrack: TCP', () => {
     });
   });
 
+  it('readOnly: answers as it would, changes nothing (trace)', () => {
+    const ct = new ConnTrack({ capacity: 16, seed: 11 });
+    ct.process(A, B, TCP, 40000, 80, TCP_SYN, 0, true);
+    const before = lines(ct, 1);
+    ct.readOnly = true;
+    expect(ct.process(A, B, TCP, 40001, 80, TCP_SYN, 1, true)).toBe(CtState.New); // would create
+    expect(ct.process(B, A, TCP, 80, 40000, TCP_SYN | TCP_ACK, 1, false)).toBe(CtState.Reply); // would answer
+    expect(ct.process(A, B, TCP, 40000, 80, TCP_RST, 1, true)).toBe(CtState.New); // would delete
+    expect(ct.process(A, B, TCP, 40000, 80, TCP_SYN, 200, true)).toBe(CtState.New); // would expire and reopen
+    expect(lines(ct, 1)).toEqual(before);
+    ct.readOnly = false;
+    expect(ct.process(A, B, TCP, 40000, 80, TCP_RST, 1, true)).toBe(CtState.New);
+    expect(ct.size).toBe(0);
+  });
+
   it('picks up the seed 002 data segment mid-stream as ESTABLISHED (loose pickup)', () => {
     // Seed 002, destination container capture: 10.255.99.3.56766 > 10.255.132.2.7777, Flags [P.] (0x18).
     const seg = Uint8Array.from([0xdd, 0xbe, 0x1e, 0x61, 0x8c, 0x78, 0x3a, 0x6f, 0x80, 0xd3, 0x13, 0xea, 0x80, 0x18]);
