@@ -788,7 +788,10 @@ export class ConnTrack {
     if (this.readOnly) return dir === 1 ? CtState.Reply : this.flags(id) & F_SEEN_REPLY ? CtState.Established : CtState.New;
     if (dir === 1) this.setFlags(id, this.flags(id) | F_SEEN_REPLY);
     if (proto === Wire.IPPROTO_TCP) {
+      const was = this.tcpState(id);
       this.tcpUpdate(id, tcpKind(tcpFlags), dir);
+      // A SYN reopening a closed connection starts a new opener's end.
+      if (was !== TCP_SYN_SENT && this.tcpState(id) === TCP_SYN_SENT) this.tdEnd[id] = (seq + segLen + 1) | 0;
     } else if (proto === Wire.IPPROTO_UDP && this.flags(id) & F_SEEN_REPLY) {
       this.setFlags(id, this.flags(id) | F_ASSURED);
     }

@@ -207,6 +207,18 @@ describe('ConnTrack: TCP', () => {
       expect(left(ct, 1)).toEqual([['CLOSE', 10]]);
     });
 
+    it('a SYN reopening a closed connection starts a new end: a RST before the new reply is judged against it', () => {
+      const ct = new ConnTrack({ capacity: 16, seed: 12 });
+      ct.process(A, B, TCP, 40000, 80, TCP_SYN, 0, true, 0, 5000);
+      ct.process(B, A, TCP, 80, 40000, TCP_SYN | TCP_ACK, 0, false, 0, 9000, 5001);
+      ct.process(A, B, TCP, 40000, 80, TCP_RST, 1, true, 0, 5001); // answered: CLOSE
+      expect(ct.process(A, B, TCP, 40000, 80, TCP_SYN, 2, true, 0, 2_000_000_000)).toBe(CtState.New);
+      expect(left(ct, 2)).toEqual([['SYN_SENT', 120]]);
+      // Past the old end, at the new one: in window, deletes the reopened entry.
+      expect(ct.process(A, B, TCP, 40000, 80, TCP_RST, 3, true, 0, 2_000_000_001)).toBe(CtState.New);
+      expect(ct.size).toBe(0);
+    });
+
     it('a TCP header whose data offset is below 5 or past the packet (segLen -1) is INVALID', () => {
       const ct = opened();
       expect(ct.process(A, B, TCP, 40000, 8081, TCP_RST, 1, true, 0, SEQ, 0, -1)).toBe(CtState.Invalid);
