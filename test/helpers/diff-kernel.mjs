@@ -184,6 +184,19 @@ const OPTIONS = [
 ];
 
 /**
+ * Cases come in blocks of PORT_BLOCK, each with its own 1,000 TCP/UDP source
+ * ports (20 blocks, then again): a flow is reused only by nearby cases (a few
+ * seconds apart at the send rate) and never again once its block is over.
+ * Reused far apart, whether a flow's conntrack entry still lives (TCP CLOSE
+ * lasts 10 s, an unanswered UDP flow 30 s) would depend on how fast this
+ * machine sent the cases in between, and the two labs could each land on
+ * another side of the timeout. (The first block's ports are the ones every
+ * case had before: the 300-case corpus is unchanged.)
+ */
+const PORT_BLOCK = 2000;
+const sportBase = (n) => 40000 + (Math.floor(n / PORT_BLOCK) % 20) * 1000;
+
+/**
  * The generated cases: each an array of IPv4 packets (fragments of one
  * datagram, or one packet), every packet with IP id = case number + 1.
  * `ports`: { tcpAllowed, tcpDenied, udpAllowed, udpDenied }.
@@ -214,7 +227,7 @@ export function generate(seed, count, src, dst, ports) {
       const payLen = r() < 0.5 ? 0 : Math.floor(r() * 1000);
       const thl = 20 + opt.length;
       const l4 = new Uint8Array(thl + payLen);
-      put16(l4, 0, 40000 + Math.floor(r() * 1000));
+      put16(l4, 0, sportBase(n) + Math.floor(r() * 1000));
       put16(l4, 2, allowed ? ports.tcpAllowed : ports.tcpDenied);
       put32(l4, 4, Math.floor(r() * 0xffffffff));
       put32(l4, 8, flags & 0x10 ? Math.floor(r() * 0xffffffff) : 0);
@@ -228,7 +241,7 @@ export function generate(seed, count, src, dst, ports) {
     } else if (kind < 0.8) {
       const size = r() < 0.3 ? pick([1400, 1422, 1423, 1500, 3000, 8972, 9000]) : Math.floor(r() * (r() < 0.7 ? 1400 : 9000));
       const l4 = new Uint8Array(8 + size);
-      put16(l4, 0, 40000 + Math.floor(r() * 1000));
+      put16(l4, 0, sportBase(n) + Math.floor(r() * 1000));
       put16(l4, 2, allowed ? ports.udpAllowed : ports.udpDenied);
       put16(l4, 4, 8 + size);
       for (let i = 0; i < size; i++) l4[8 + i] = (i * 7 + n) & 0xff;
