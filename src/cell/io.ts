@@ -16,6 +16,8 @@ export interface IoTuning {
    * payloads (TapOptions.zeroCopyMtu). 0 or absent: off.
    */
   zeroCopyMtu?: number;
+  /** With zero-copy: TSO super-frames carried through egress whole (TapOptions.wholeTso); default true. */
+  wholeTso?: boolean;
   /** Adaptive busy polling after traffic, µs (native setBusyPoll); 0 or absent: off. */
   busyPollUs?: number;
 }
@@ -28,13 +30,13 @@ export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS, tuning: IoT
   return {
     busyPoll: () => native.busyPollCounters?.(),
     openTap: (name, slotSize, drops, persist) => {
-      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, persist, nativeBytes: tuning.nativeBytes, zeroCopyMtu: tuning.zeroCopyMtu });
+      const dev = TapDevice.create(name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, persist, nativeBytes: tuning.nativeBytes, zeroCopyMtu: tuning.zeroCopyMtu, wholeTso: tuning.wholeTso ?? true });
       if (offload.tapGro) neg.record('tap-gro', dev.vnetHdr, dev.vnetRefusal);
       if (offload.tapTso) neg.record('tap-tso', dev.tso, dev.tsoRefusal);
       return dev;
     },
     reattachTap: (netnsPath, name, slotSize, drops) =>
-      TapDevice.attach(netnsPath, name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, nativeBytes: tuning.nativeBytes, zeroCopyMtu: tuning.zeroCopyMtu }),
+      TapDevice.attach(netnsPath, name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, nativeBytes: tuning.nativeBytes, zeroCopyMtu: tuning.zeroCopyMtu, wholeTso: tuning.wholeTso ?? true }),
     openUnderlay: (underlayIp, port, slotSize, drops, innerMtu) => {
       const u = UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH_SIZE, gso: offload.udpGso, gro: offload.udpGro, drops, innerMtu });
       if (offload.udpGso) neg.record('udp-gso', u.gso, u.gsoRefusal);

@@ -339,6 +339,8 @@ export function register(program: Command): void {
         io: nativeCellIo(offloads.options, {
           nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0',
           zeroCopyMtu: process.env.SILKWORM_ZEROCOPY_TSO === '0' ? 0 : mtu - VXLAN_OVERHEAD,
+          // SILKWORM_WHOLE_TSO=0: every TSO segment walks egress on its own instead of the super-frame once.
+          wholeTso: process.env.SILKWORM_WHOLE_TSO !== '0',
           // SILKWORM_BUSY_POLL_US: how long the event loop keeps polling without sleeping after traffic.
           busyPollUs: busyPollUs(process.env.SILKWORM_BUSY_POLL_US),
         }),

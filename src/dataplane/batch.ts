@@ -79,6 +79,29 @@ export class SideOut {
 
 export const DEFAULT_HEADROOM = 64;
 
+/**
+ * The segments of one TSO super-frame carried through egress whole (src/offload/gso.ts implements it,
+ * FrameBatch.run marks them): the pipeline decides once, on the run's first slot (its lead, whose
+ * headers are in its slot), and the segmenter writes the others' headers from that decision.
+ */
+export interface RunEmitter {
+  /**
+   * Write the inner headers of slots [i, i+n) (followers of a run: until now only their payload pieces
+   * are set) exactly as segmenting would have, so each can take the per-frame path. For a run the
+   * pipeline does not carry whole (the lead was dropped, answered, delivered locally, traced).
+   */
+  inner(batch: FrameBatch, i: number, n: number): void;
+  /** The lead `lead` was encapsulated: take its output headers (outer + inner, at outOff) as the run's template. */
+  template(batch: FrameBatch, lead: number): void;
+  /**
+   * Write follower slot s's VXLAN packet headers in front of its payload piece, from the template with
+   * the per-segment fix-ups (outer IPv4 total length, ident and checksum, UDP length; inner IPv4 total
+   * length, ID and checksum; TCP sequence number, flags and checksum). Returns the offset of its outer
+   * IPv4 header (inOff(s) - VXLAN_ENCAP_LEN).
+   */
+  vxlan(batch: FrameBatch, s: number, ident: number): number;
+}
+
 export class FrameBatch {
   readonly slab: Uint8Array;
   readonly capacity: number;
@@ -108,6 +131,13 @@ export class FrameBatch {
   ext: Uint8Array | undefined = undefined;
   readonly extOff: Uint32Array;
   readonly extLen: Uint32Array;
+  /**
+   * Runs (whole TSO super-frames, see RunEmitter): run[i] = n > 1 when slots [i, i+n) are consecutive
+   * zero-copy segments of one super-frame, slot i's headers written and the others' not yet (`runs`
+   * writes them); 0 for every other slot. Only a TAP's segmenter sets it.
+   */
+  readonly run: Uint16Array;
+  runs: RunEmitter | undefined = undefined;
 
   constructor(capacity: number, slotSize: number, headroom = DEFAULT_HEADROOM) {
     if (headroom >= slotSize) throw new Error('headroom must be smaller than the slot size');
@@ -125,6 +155,7 @@ export class FrameBatch {
     this.outTarget = new Uint32Array(capacity);
     this.extOff = new Uint32Array(capacity);
     this.extLen = new Uint32Array(capacity);
+    this.run = new Uint16Array(capacity);
   }
 
   /**
@@ -168,6 +199,7 @@ export class FrameBatch {
     this.srcIp[i] = srcIp;
     this.srcPort[i] = srcPort;
     this.tos[i] = tos;
+    this.run[i] = 0;
     return true;
   }
 

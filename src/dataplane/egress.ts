@@ -32,6 +32,12 @@ import { GATEWAY_IP, type ControlState, type Port, type Run } from './state.js';
 export class Egress {
   private readonly ip = new Ipv4View();
   private readonly l4 = new L4();
+  /** While whole() runs a lead: the run's payload bytes (conntrack's segment length); -1 otherwise. */
+  private wholeLen = -1;
+  /** Set by toRemote when it encapsulated a lead with the whole run's conntrack decision. */
+  private wholeTaken = false;
+  /** That decision was INVALID (counted per segment, as the per-frame path counts it). */
+  private wholeInvalid = false;
 
   constructor(
     private readonly state: ControlState,
@@ -43,6 +49,17 @@ export class Egress {
     const port = this.state.ports[portIndex];
     const stats = run.counters.stats;
     for (let i = 0; i < batch.count; i++) {
+      const n = batch.run[i]!;
+      if (n > 1 && batch.runs !== undefined) {
+        // A TSO super-frame's segments [i, i+n): decided once when its lead goes to another cell.
+        if (port !== undefined && !run.tracing) {
+          // Not carried whole: the lead is done and the followers' headers are written; they go on
+          // one by one from i + 1.
+          if (this.whole(batch, i, n, port, now, run)) i += n - 1;
+          continue;
+        }
+        batch.runs.inner(batch, i + 1, n - 1);
+      }
       const off = batch.inOff(i);
       const len = batch.len[i]!;
       stats[Stat.EgressPackets]!++;
@@ -58,6 +75,52 @@ export class Egress {
       this.one(batch, i, off, len, port, now, run);
       if (this.frag.split) this.frag.splitSlot(batch, i, run);
     }
+  }
+
+  /**
+   * The run of n segments of one TSO super-frame at slots [i, i+n) (FrameBatch.run): its lead (slot i)
+   * takes the per-frame path with the conntrack decision made for the whole run (its first sequence
+   * number and all the run's payload bytes; the segmenter forms runs only of segments conntrack judges
+   * alike — ACK without SYN, RST or FIN — so one decision leaves the table as n would). When the lead is
+   * encapsulated, every follower is too, with the same route, FDB entry, tag and source port: the
+   * segmenter writes its headers from the lead's (RunEmitter.vxlan), and it is counted as the per-frame
+   * path counts it. Returns false when the lead took another way (dropped, answered, local): then the
+   * followers' inner headers are written and each goes the per-frame way.
+   */
+  private whole(batch: FrameBatch, i: number, n: number, port: Port, now: number, run: Run): boolean {
+    const stats = run.counters.stats;
+    const len = batch.len[i]!;
+    stats[Stat.EgressPackets]!++;
+    stats[Stat.EgressBytes]! += len;
+    port.packets[0]!++;
+    port.packets[1]! += len;
+    let total = 0;
+    for (let j = 0; j < n; j++) total += batch.extLen[i + j]!;
+    this.wholeLen = total;
+    this.wholeTaken = false;
+    this.one(batch, i, batch.inOff(i), len, port, now, run);
+    this.wholeLen = -1;
+    if (this.frag.split) this.frag.splitSlot(batch, i, run);
+    const runs = batch.runs!;
+    if (!this.wholeTaken || batch.action[i] !== Action.Underlay) {
+      runs.inner(batch, i + 1, n - 1);
+      return false;
+    }
+    runs.template(batch, i);
+    const target = batch.outTarget[i]!;
+    const invalid = this.wholeInvalid;
+    for (let s = i + 1; s < i + n; s++) {
+      const l = batch.len[s]!;
+      stats[Stat.EgressPackets]!++;
+      stats[Stat.EgressBytes]! += l;
+      port.packets[0]!++;
+      port.packets[1]! += l;
+      if (invalid) stats[Stat.ConntrackInvalid]!++;
+      const outer = runs.vxlan(batch, s, run.nextIdent());
+      stats[Stat.Encapsulated]!++;
+      batch.verdict(s, Action.Underlay, outer, l + Wire.VXLAN_ENCAP_LEN, target);
+    }
+    return true;
   }
 
   private one(batch: FrameBatch, i: number, off: number, len: number, port: Port, now: number, run: Run): void {
@@ -203,9 +266,20 @@ export class Egress {
     // SYN+ACK, …) is sent on untracked, as the kernel forwards it: an ICMP
     // error coming back about it is then unrelated here and dropped, as the
     // kernel cell's `overlay` chain drops it (docs/kernel-differences.md).
-    if (!l4.icmpError && state.conntrack.process(src, dst, proto, l4.sport, l4.dport, l4.tcpFlags, now, !run.dry && l4.opensFlow(proto), 0, l4.tcpSeq, l4.tcpAck, l4.tcpLen) === CtState.Invalid) {
+    const wholeLen = this.wholeLen;
+    let invalid = false;
+    if (
+      !l4.icmpError &&
+      state.conntrack.process(src, dst, proto, l4.sport, l4.dport, l4.tcpFlags, now, !run.dry && l4.opensFlow(proto), 0, l4.tcpSeq, l4.tcpAck, wholeLen >= 0 ? wholeLen : l4.tcpLen) ===
+        CtState.Invalid
+    ) {
+      invalid = true;
       run.counters.stats[Stat.ConntrackInvalid]!++;
       if (run.tracing) run.steps.conntrackInvalid(l4.tcpFlags);
+    }
+    if (wholeLen >= 0) {
+      this.wholeTaken = true;
+      this.wholeInvalid = invalid;
     }
     ip.decrementTtl();
     // The VTEP MACs with indexed stores: buf.set() of 6 bytes costs a builtin call each.

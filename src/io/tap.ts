@@ -80,6 +80,13 @@ export interface TapOptions {
    * (FrameBatch.ext, src/offload/gso.ts). 0 or absent: segments are copied whole into the slots.
    */
   zeroCopyMtu?: number;
+  /**
+   * With zero-copy: a super-frame's segments go to the pipeline as a run (FrameBatch.run) it carries
+   * whole — one decision, the followers' headers written by the segmenter from the first's
+   * (src/offload/gso.ts, RunEmitter). Only for a consumer that runs Dataplane.egress on every batch
+   * (the cell); default false.
+   */
+  wholeTso?: boolean;
 }
 
 export interface TapStats {
@@ -220,7 +227,7 @@ export class TapDevice implements FrameDevice {
     if (tso) {
       this.raw = new Uint8Array(RAW_BYTES);
       this.rawMeta = new Uint32Array(2 * batch);
-      this.gsoSeg = new GsoSegmenter(this.raw, this.batch, opts.drops, bytes, opts.zeroCopyMtu ?? 0);
+      this.gsoSeg = new GsoSegmenter(this.raw, this.batch, opts.drops, bytes, opts.zeroCopyMtu ?? 0, opts.wholeTso ?? false);
     }
   }
 

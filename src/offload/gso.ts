@@ -34,7 +34,7 @@
 // The MTU bound keeps such a segment off the pipeline's paths that read a
 // payload (fragmenting a packet over the MTU): the pipeline reads and writes
 // headers only.
-import type { FrameBatch } from '../dataplane/batch.js';
+import type { FrameBatch, RunEmitter } from '../dataplane/batch.js';
 import type { ByteOps } from './bytes.js';
 import { Drop } from '../dataplane/counters.js';
 import { onesComplementSum, pseudoHeaderSum, foldChecksum } from '../wire/checksum.js';
@@ -61,7 +61,12 @@ export interface GsoCounters {
 const enum S {
   ETH_HLEN = Wire.ETH_HEADER_LEN,
   TCP_FIN = 0x01,
+  TCP_SYN = 0x02,
+  TCP_RST = 0x04,
   TCP_PSH = 0x08,
+  TCP_ACK = 0x10,
+  /** Ethernet + outer IPv4 + UDP + VXLAN in front of it: where a VXLAN packet's inner IPv4 header starts. */
+  OUTER_IP = Wire.VXLAN_ENCAP_LEN + Wire.ETH_HEADER_LEN,
   TCP_CWR = 0x80,
   /** gso_type bit: the super-frame has CWR set and the device must handle ECN (TUN_F_TSO_ECN; we never ask for it). */
   VIRTIO_NET_HDR_GSO_ECN = 0x80,
@@ -71,7 +76,7 @@ function u32View(buf: Uint8Array): Uint32Array | undefined {
   return (buf.byteOffset & 3) === 0 ? new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2) : undefined;
 }
 
-export class GsoSegmenter {
+export class GsoSegmenter implements RunEmitter {
   readonly counters: GsoCounters = {
     superFrames: 0,
     segments: 0,
@@ -117,15 +122,46 @@ export class GsoSegmenter {
   private ipBase = 0;
   private tcpBase = 0;
   private doff = 0; // the TCP data offset byte (high byte of the data offset + flags word)
+  /** Whole super-frames (runs, FrameBatch.run): zero-copy segments after the first get no headers until egress decides. */
+  private readonly wholeRuns: boolean;
+  // Per batch slot, for the followers of a run: the super-frame's offset in raw, the segment's index in it,
+  // its TCP flags, gso_size and the payload's unfolded sum.
+  private readonly sFrame: Uint32Array;
+  private readonly sK: Uint32Array;
+  private readonly sFlags: Uint8Array;
+  private readonly sGso: Uint32Array;
+  private readonly sSum: Uint32Array;
+  // The run being emitted (template(batch, lead) .. vxlan): its template (the lead's output headers) and sums.
+  private tOff = 0;
+  private tLen = 0;
+  private tIpHl = 0;
+  private tThl = 0;
+  private tOuterBase = 0;
+  private tInnerBase = 0;
+  private tTcpBase = 0;
+  private tPseudo = 0;
+  private tDoff = 0;
+  private tSeq = 0;
+  private tId = 0;
+  private tK = 0;
 
   /**
    * `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for
    * life. `drops`: the cell's drop-reason table (indexed by Drop), if any. `bytes`: the native copy and
    * checksum primitive, called once per fill() for a super-frame's segments. `zeroCopyMtu` (> 0, needs
    * `bytes`): segments whose IP total length is at most this leave their payload in `raw` (see above).
+   * `whole` (with zero-copy): a super-frame's segments in a fill form a run (FrameBatch.run) that egress
+   * carries whole — only the first gets its headers here; this segmenter writes the others' (RunEmitter).
    */
-  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array, bytes?: ByteOps, zeroCopyMtu = 0) {
+  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array, bytes?: ByteOps, zeroCopyMtu = 0, whole = false) {
     this.raw = raw;
+    this.wholeRuns = whole && bytes !== undefined && zeroCopyMtu > 0;
+    const cap = this.wholeRuns ? batch.capacity : 0;
+    this.sFrame = new Uint32Array(cap);
+    this.sK = new Uint32Array(cap);
+    this.sFlags = new Uint8Array(cap);
+    this.sGso = new Uint32Array(cap);
+    this.sSum = new Uint32Array(cap);
     this.bytes = bytes;
     this.zeroCopyMtu = bytes === undefined ? 0 : zeroCopyMtu;
     this.pdesc = new Uint32Array(this.zeroCopyMtu > 0 ? 2 * batch.capacity : 0);
@@ -249,6 +285,7 @@ export class GsoSegmenter {
         b.srcIp[i] = 0;
         b.srcPort[i] = 0;
         b.extLen[i] = 0;
+        b.run[i] = 0;
         this.next = 1;
         continue;
       }
@@ -256,6 +293,7 @@ export class GsoSegmenter {
       b.srcIp[i] = 0;
       b.srcPort[i] = 0;
       b.extLen[i] = 0;
+      b.run[i] = 0;
       this.counters.segments++;
     }
   }
@@ -289,6 +327,7 @@ export class GsoSegmenter {
       b.srcIp[i] = 0;
       b.srcPort[i] = 0;
       b.extLen[i] = 0;
+      b.run[i] = 0;
       n++;
     }
     if (n === 0) return;
@@ -325,13 +364,140 @@ export class GsoSegmenter {
       b.srcPort[i] = 0;
       b.extOff[i] = pay;
       b.extLen[i] = plen;
+      b.run[i] = 0;
       n++;
     }
     if (n === 0) return;
+    // A run: only segments conntrack judges alike (ACK, no SYN, RST or FIN: egress.ts whole()).
+    const f0 = this.flags0;
+    if (this.wholeRuns && n > 1 && (f0 & (S.TCP_SYN | S.TCP_RST | S.TCP_FIN)) === 0 && (f0 & S.TCP_ACK) !== 0) {
+      bytes.copySum(this.raw, b.slab, desc, 1, this.sums);
+      bytes.sumRanges(this.raw, pdesc, n, this.psums);
+      this.headers(k0, b.inOff(i0), pdesc[1]!, this.psums[0]!);
+      for (let j = 1; j < n; j++) {
+        const s = i0 + j;
+        const k = k0 + j;
+        this.sFrame[s] = this.frame;
+        this.sK[s] = k;
+        this.sGso[s] = this.gsoSize;
+        this.sSum[s] = this.psums[j]!;
+        // As headers() writes them: FIN and PSH only on the last segment, CWR only on the first.
+        let fl = f0;
+        if (k !== this.nseg - 1) fl &= ~(S.TCP_FIN | S.TCP_PSH);
+        fl &= ~S.TCP_CWR;
+        this.sFlags[s] = fl;
+      }
+      this.sK[i0] = k0;
+      b.run[i0] = n;
+      b.runs = this;
+      this.counters.segments += n;
+      return;
+    }
     bytes.copySum(this.raw, b.slab, desc, n, this.sums);
     bytes.sumRanges(this.raw, pdesc, n, this.psums);
     for (let j = 0; j < n; j++) this.headers(k0 + j, b.inOff(i0 + j), pdesc[2 * j + 1]!, this.psums[j]!);
     this.counters.segments += n;
+  }
+
+  // ---------------------------------------------------------------- RunEmitter
+
+  /** Followers [i, i+n) of a run not carried whole: their inner headers, exactly as headers() writes them. */
+  inner(batch: FrameBatch, i: number, n: number): void {
+    const r = this.raw;
+    const sl = batch.slab;
+    for (let s = i; s < i + n; s++) {
+      const f = this.sFrame[s]!;
+      const ip0 = f + S.ETH_HLEN;
+      const ipHl = (r[ip0 + Wire.IPV4_VER_IHL]! & 0x0f) * 4;
+      const t0 = ip0 + ipHl;
+      const thl = (r[t0 + Wire.TCP_DATA_OFF]! >>> 4) * 4;
+      const hl = S.ETH_HLEN + ipHl + thl;
+      const dst = batch.inOff(s);
+      for (let j = 0; j < hl; j++) sl[dst + j] = r[f + j]!;
+      const k = this.sK[s]!;
+      const plen = batch.len[s]! - hl;
+      const ip = dst + S.ETH_HLEN;
+      writeU16(sl, ip + Wire.IPV4_TOTAL_LEN, ipHl + thl + plen);
+      writeU16(sl, ip + Wire.IPV4_IDENT, (readU16(r, ip0 + Wire.IPV4_IDENT) + k) & 0xffff);
+      writeU16(sl, ip + Wire.IPV4_CHECKSUM, 0);
+      writeU16(sl, ip + Wire.IPV4_CHECKSUM, foldChecksum(onesComplementSum(sl, ip, ipHl)));
+      const t = ip + ipHl;
+      writeU32(sl, t + Wire.TCP_SEQ, (readU32(r, t0 + Wire.TCP_SEQ) + k * this.sGso[s]!) >>> 0);
+      sl[t + Wire.TCP_FLAGS] = this.sFlags[s]!;
+      writeU16(sl, t + Wire.TCP_CHECKSUM, 0);
+      const pseudo =
+        readU16(r, ip0 + Wire.IPV4_SRC) + readU16(r, ip0 + Wire.IPV4_SRC + 2) + readU16(r, ip0 + Wire.IPV4_DST) + readU16(r, ip0 + Wire.IPV4_DST + 2) + Wire.IPPROTO_TCP;
+      writeU16(sl, t + Wire.TCP_CHECKSUM, foldChecksum(pseudo + thl + plen + onesComplementSum(sl, t, thl) + this.sSum[s]!));
+    }
+  }
+
+  /** The lead of a run was encapsulated: its output headers (outer IPv4, UDP, VXLAN, Ethernet, IPv4, TCP) are the template. */
+  template(batch: FrameBatch, lead: number): void {
+    const sl = batch.slab;
+    const o = batch.outOff[lead]!;
+    const ip = o + S.OUTER_IP;
+    const ipHl = (sl[ip + Wire.IPV4_VER_IHL]! & 0x0f) * 4;
+    const t = ip + ipHl;
+    const thl = (sl[t + Wire.TCP_DATA_OFF]! >>> 4) * 4;
+    this.tOff = o;
+    this.tLen = S.OUTER_IP + ipHl + thl;
+    this.tIpHl = ipHl;
+    this.tThl = thl;
+    // Each header's words but the ones a segment rewrites.
+    let ob = 0;
+    for (let j = 0; j < Wire.IPV4_HEADER_LEN; j += 2) {
+      if (j !== Wire.IPV4_TOTAL_LEN && j !== Wire.IPV4_IDENT && j !== Wire.IPV4_CHECKSUM) ob += (sl[o + j]! << 8) | sl[o + j + 1]!;
+    }
+    let ib = 0;
+    for (let j = 0; j < ipHl; j += 2) {
+      if (j !== Wire.IPV4_TOTAL_LEN && j !== Wire.IPV4_IDENT && j !== Wire.IPV4_CHECKSUM) ib += (sl[ip + j]! << 8) | sl[ip + j + 1]!;
+    }
+    let tb = 0;
+    for (let j = 0; j < thl; j += 2) {
+      if (j !== Wire.TCP_SEQ && j !== Wire.TCP_SEQ + 2 && j !== Wire.TCP_DATA_OFF && j !== Wire.TCP_CHECKSUM) tb += (sl[t + j]! << 8) | sl[t + j + 1]!;
+    }
+    this.tOuterBase = ob;
+    this.tInnerBase = ib;
+    this.tTcpBase = tb;
+    this.tPseudo =
+      readU16(sl, ip + Wire.IPV4_SRC) + readU16(sl, ip + Wire.IPV4_SRC + 2) + readU16(sl, ip + Wire.IPV4_DST) + readU16(sl, ip + Wire.IPV4_DST + 2) + Wire.IPPROTO_TCP;
+    this.tDoff = sl[t + Wire.TCP_DATA_OFF]!;
+    this.tSeq = readU32(sl, t + Wire.TCP_SEQ);
+    this.tId = readU16(sl, ip + Wire.IPV4_IDENT);
+    this.tK = this.sK[lead]!;
+  }
+
+  /** Follower s of the run begun: the template, then its own lengths, IDs, sequence number, flags and checksums. */
+  vxlan(batch: FrameBatch, s: number, ident: number): number {
+    const sl = batch.slab;
+    const len = batch.len[s]!;
+    const o = batch.inOff(s) - Wire.VXLAN_ENCAP_LEN;
+    sl.copyWithin(o, this.tOff, this.tOff + this.tLen);
+    // Outer IPv4 and UDP.
+    const total = Wire.VXLAN_ENCAP_LEN + len;
+    writeU16(sl, o + Wire.IPV4_TOTAL_LEN, total);
+    writeU16(sl, o + Wire.IPV4_IDENT, ident);
+    writeU16(sl, o + Wire.IPV4_CHECKSUM, foldChecksum(this.tOuterBase + total + ident));
+    writeU16(sl, o + Wire.IPV4_HEADER_LEN + Wire.UDP_LENGTH, total - Wire.IPV4_HEADER_LEN);
+    // Inner IPv4.
+    const ip = o + S.OUTER_IP;
+    const d = this.sK[s]! - this.tK;
+    const tot = len - S.ETH_HLEN;
+    const id = (this.tId + d) & 0xffff;
+    writeU16(sl, ip + Wire.IPV4_TOTAL_LEN, tot);
+    writeU16(sl, ip + Wire.IPV4_IDENT, id);
+    writeU16(sl, ip + Wire.IPV4_CHECKSUM, foldChecksum(this.tInnerBase + tot + id));
+    // TCP.
+    const t = ip + this.tIpHl;
+    const thl = this.tThl;
+    const seq = (this.tSeq + d * this.sGso[s]!) >>> 0;
+    const fl = this.sFlags[s]!;
+    writeU32(sl, t + Wire.TCP_SEQ, seq);
+    sl[t + Wire.TCP_FLAGS] = fl;
+    const plen = tot - this.tIpHl - thl;
+    const hsum = this.tTcpBase + (seq >>> 16) + (seq & 0xffff) + ((this.tDoff << 8) | fl);
+    writeU16(sl, t + Wire.TCP_CHECKSUM, foldChecksum(this.tPseudo + thl + plen + hsum + this.sSum[s]!));
+    return o;
   }
 
   /**
