@@ -365,7 +365,12 @@ export class Cell extends AgentCell {
     const u = this.underlay as unknown as { senderCounters?: () => unknown; receiverCounters?: () => unknown };
     if (typeof u?.senderCounters === 'function') out.underlay_gso = u.senderCounters();
     if (typeof u?.receiverCounters === 'function') out.underlay_rx = u.receiverCounters();
-    for (const a of this.attached.values()) out[a.dev.name] = statsOf(a.dev);
+    for (const a of this.attached.values()) {
+      out[a.dev.name] = statsOf(a.dev);
+      // TSO segmentation (super-frames, segments, runs carried whole), where the TAP has it.
+      const g = (a.dev as unknown as { gsoCounters?: () => unknown }).gsoCounters?.();
+      if (g !== undefined) out[`${a.dev.name}.tso`] = g;
+    }
     const off = this.opts.io.offloads?.();
     if (off !== undefined) out.offload = off;
     const bp = this.opts.io.busyPoll?.();

@@ -47,6 +47,9 @@ export interface GsoCounters {
   superFrames: number;
   /** Frames produced from those super-frames. */
   segments: number;
+  /** Runs formed (FrameBatch.run: segments of one super-frame egress carries whole) and the segments in them. */
+  runs: number;
+  runSegments: number;
   /** Frames with NEEDS_CSUM and no GSO whose checksum was completed. */
   csumCompleted: number;
   /** Dropped: header fields inconsistent with the frame (hdr_len/csum_start beyond it, gso_size 0, bad IP/TCP header, unknown flags). */
@@ -80,6 +83,8 @@ export class GsoSegmenter implements RunEmitter {
   readonly counters: GsoCounters = {
     superFrames: 0,
     segments: 0,
+    runs: 0,
+    runSegments: 0,
     csumCompleted: 0,
     dropMalformed: 0,
     dropUnsupported: 0,
@@ -391,6 +396,8 @@ export class GsoSegmenter implements RunEmitter {
       b.run[i0] = n;
       b.runs = this;
       this.counters.segments += n;
+      this.counters.runs++;
+      this.counters.runSegments += n;
       return;
     }
     bytes.copySum(this.raw, b.slab, desc, n, this.sums);
