@@ -315,6 +315,18 @@ EOF
   log "leases in upstream silk-controller:"
   nsx ctl curl -s "${MTLS[@]}" "https://$CTL:4103/leases"; echo
 
+  # What upstream really answers to the calls a silkworm cell makes (compare src/testing/fake-upstream.ts).
+  log "recorded from the real servers:"
+  {
+    for u in "https://$CTL:4103/watch?since=-1" "https://$CTL:4103/leases" "https://$CTL:4013/networking/v1/internal/policies_last_updated" \
+      "https://$CTL:4013/networking/v1/internal/policies?id=$APPA%2C$APPC" "https://$CTL:4013/watch?since=-1"; do
+      echo "GET ${u#https://$CTL}"; nsx ctl curl -si "${MTLS[@]}" "$u" | tr -d '\r' | grep -iv '^date:'; echo
+    done
+    echo "PUT /leases/renew (cell1's lease)"
+    nsx ctl curl -si "${MTLS[@]}" -X PUT "https://$CTL:4103/leases/renew" -d "$(nsx ctl curl -s "${MTLS[@]}" "https://$CTL:4103/leases" | node -e 'let s="";process.stdin.on("data",c=>s+=c).on("end",()=>console.log(JSON.stringify(JSON.parse(s).leases.find(l=>l.underlay_ip===process.argv[1]))))' "$NET.11")" | tr -d '\r' | grep -iv '^date:'; echo
+  } > "$WORK/logs/recorded.txt" 2>&1
+  sed 's/^/    /' "$WORK/logs/recorded.txt"
+
   # (a) forwarding with no policy yet: denied (silk denies by default)
   if nsx b curl -s -m 3 "http://$AIP:8080/" > /dev/null; then fail "(b) appB → appA:8080 worked before any policy"; else pass "(b) appB → appA:8080 denied before any policy"; fi
 
