@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "bytes.h"
 #include "tap.h"
 
 namespace silkworm {
@@ -214,6 +215,9 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
     setsockopt(fd_, IPPROTO_IP, IP_RECVTOS, &on, sizeof on);
     tosRef_ = Napi::Persistent(info[13].As<Napi::Object>());
   }
+  // Largest inner IPv4 packet (the containers' MTU): with it, UDP-tunnel
+  // super-packets are cut into segments instead of dropped as oversize.
+  if (info.Length() > 14 && info[14].IsNumber()) maxInnerIp_ = info[14].As<Napi::Number>().Uint32Value();
   if (gro_) {
     // 64 messages per recvmmsg at most (4 MiB of scratch); bigger batches loop.
     groBufs_ = std::min<uint32_t>(maxFrames, 64);
@@ -306,6 +310,7 @@ Napi::Value UdpReceiver::Counters(const Napi::CallbackInfo& info) {
   o.Set("groMessages", groMessages_);
   o.Set("groSegments", groSegments_);
   o.Set("carried", carried_);
+  o.Set("tsoMessages", tsoMessages_);
   return o;
 }
 
@@ -367,6 +372,69 @@ uint32_t UdpReceiver::ReadBatch(int* /*err*/) {
 // ---------------------------------------------------------------------------
 // UdpReceiver, UDP_GRO mode
 
+static inline uint32_t Rd16(const uint8_t* p) { return static_cast<uint32_t>(p[0] << 8 | p[1]); }
+static inline void Wr16(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+// A kernel VXLAN device on this host with its default offloads hands a whole
+// UDP-tunnel super-packet (inner TCP with TSO, up to 64 KiB) across veths;
+// a plain UDP socket receives it as one datagram, with no UDP_GRO segment
+// size (it is not UDP_L4 GSO). Such a message is VXLAN header + Ethernet +
+// IPv4 (total length = the whole rest) + TCP + payload. Returns the TCP
+// payload bytes per segment to cut it into (inner IPv4 packets of at most
+// maxInnerIp_ bytes, each fitting a slot), or 0 when it is not one.
+uint32_t UdpReceiver::TsoSegmentPayload(const uint8_t* p, uint32_t len) const {
+  const uint32_t room = slot_ - headroom_;
+  if (maxInnerIp_ == 0 || len < 8 + 14 + 20 + 20) return 0;
+  const uint8_t* e = p + 8;
+  if (e[12] != 0x08 || e[13] != 0x00) return 0;
+  const uint8_t* ip = e + 14;
+  const uint32_t ihl = (ip[0] & 0x0fu) * 4;
+  if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 6) return 0;
+  const uint32_t tot = Rd16(ip + 2);
+  if (tot != len - 22 || (Rd16(ip + 6) & 0x3fffu) != 0 || ihl + 20 > tot) return 0;
+  const uint32_t thl = (ip[ihl + 12] >> 4) * 4u;
+  if (thl < 20 || ihl + thl >= tot || maxInnerIp_ <= ihl + thl) return 0;
+  const uint32_t mss = maxInnerIp_ - ihl - thl;
+  if (22 + ihl + thl + mss > room || tot - ihl - thl <= mss) return 0;
+  return mss;
+}
+
+// Writes segment k (TCP payload bytes [off, off + plen)) of super-packet p
+// into slot n, as tcp_gso_segment/inet_gso_segment would cut it: IPv4 total
+// length, ID + k, header checksum; TCP seq + off, FIN and PSH only on the
+// last segment, CWR only on the first, and a full TCP checksum.
+void UdpReceiver::WriteTsoSegment(const uint8_t* p, uint32_t n, uint32_t k, uint32_t off, uint32_t plen, bool last) {
+  const uint8_t* sip = p + 22;
+  const uint32_t ihl = (sip[0] & 0x0fu) * 4;
+  const uint32_t thl = (sip[ihl + 12] >> 4) * 4u;
+  const uint32_t hdrs = 22 + ihl + thl;
+  uint8_t* d = slab_ + static_cast<size_t>(n) * slot_ + headroom_;
+  memcpy(d, p, hdrs);
+  memcpy(d + hdrs, p + hdrs + off, plen);
+  uint8_t* ip = d + 22;
+  uint8_t* tcp = ip + ihl;
+  Wr16(ip + 2, ihl + thl + plen);
+  Wr16(ip + 4, (Rd16(sip + 4) + k) & 0xffffu);
+  Wr16(ip + 10, 0);
+  Wr16(ip + 10, ~Sum16(ip, ihl) & 0xffffu);
+  const uint32_t seq = (Rd16(tcp + 4) << 16 | Rd16(tcp + 6)) + off;
+  Wr16(tcp + 4, seq >> 16);
+  Wr16(tcp + 6, seq & 0xffffu);
+  uint8_t flags = tcp[13];
+  if (!last) flags &= static_cast<uint8_t>(~0x09);  // FIN, PSH
+  if (k > 0) flags &= static_cast<uint8_t>(~0x80);  // CWR
+  tcp[13] = flags;
+  Wr16(tcp + 16, 0);
+  uint32_t sum = Sum16(tcp, thl + plen);
+  sum += Rd16(ip + 12) + Rd16(ip + 14) + Rd16(ip + 16) + Rd16(ip + 18) + 6 + thl + plen;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+  Wr16(tcp + 16, ~sum & 0xffffu);
+  lengths_[n] = hdrs + plen;
+}
+
 // Copies datagrams of messages [pend_, pendGot_) into slots n.. until the
 // batch is full; a message only partly placed stays pending at pendOff_.
 uint32_t UdpReceiver::PlacePending(uint32_t n) {
@@ -384,6 +452,38 @@ uint32_t UdpReceiver::PlacePending(uint32_t n) {
     }
     const uint32_t ip = ntohl(gaddrs_[pend_].sin_addr.s_addr);
     const uint16_t port = ntohs(gaddrs_[pend_].sin_port);
+    if (gmsgs_[pend_].msg_len == 0 && !(h.msg_flags & MSG_TRUNC)) {
+      // A zero-length datagram still takes a slot, as on the plain path, so
+      // the pipeline counts it under a reason (it is no VXLAN packet).
+      lengths_[n] = 0;
+      srcIps_[n] = ip;
+      srcPorts_[n] = port;
+      n++;
+      pend_++;
+      pendOff_ = 0;
+      continue;
+    }
+    const uint32_t mss = seg == len && len > room && !(h.msg_flags & MSG_TRUNC) ? TsoSegmentPayload(base, len) : 0;
+    if (mss != 0) {
+      // pendOff_ counts TCP payload bytes already placed.
+      const uint32_t ihl = (base[22] & 0x0fu) * 4;
+      const uint32_t plen = len - 22 - ihl - (base[22 + ihl + 12] >> 4) * 4u;
+      while (pendOff_ < plen && n < maxFrames_) {
+        const uint32_t piece = std::min(mss, plen - pendOff_);
+        WriteTsoSegment(base, n, pendOff_ / mss, pendOff_, piece, pendOff_ + piece >= plen);
+        srcIps_[n] = ip;
+        srcPorts_[n] = port;
+        if (tos_ != nullptr) tos_[n] = gtos_[pend_];
+        n++;
+        pendOff_ += piece;
+      }
+      if (pendOff_ >= plen) {
+        tsoMessages_++;
+        pend_++;
+        pendOff_ = 0;
+      }
+      continue;
+    }
     while (pendOff_ < len && n < maxFrames_) {
       const uint32_t piece = std::min(seg, len - pendOff_);
       if (piece > room) {

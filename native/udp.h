@@ -28,6 +28,8 @@ class UdpReceiver : public Napi::ObjectWrap<UdpReceiver>, public PollReader {
   // UDP_GRO mode: recvmmsg into scratch_, then split each message into slots.
   uint32_t ReadBatchGro();
   uint32_t PlacePending(uint32_t n);
+  uint32_t TsoSegmentPayload(const uint8_t* p, uint32_t len) const;
+  void WriteTsoSegment(const uint8_t* p, uint32_t n, uint32_t k, uint32_t off, uint32_t plen, bool last);
   void ScheduleFlush();
   static void OnFlush(uv_timer_t* t);
   void CloseFlush();
@@ -71,6 +73,9 @@ class UdpReceiver : public Napi::ObjectWrap<UdpReceiver>, public PollReader {
   uv_timer_t* flush_ = nullptr;
   int groErrno_ = 0;  // why setsockopt(UDP_GRO) was refused, when it was
   double groMessages_ = 0, groSegments_ = 0, carried_ = 0;
+  // UDP-tunnel super-packets cut into segments (0 = off: maxInnerIp_ not given).
+  uint32_t maxInnerIp_ = 0;
+  double tsoMessages_ = 0;
 };
 
 // Send side of UDP GSO (UDP_SEGMENT, Linux 4.18): a pool of UDP sockets bound

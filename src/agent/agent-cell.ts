@@ -65,6 +65,10 @@ export abstract class AgentCell implements Backend {
   get lastSnapshotAt(): number {
     return this.loop.lastSnapshotAt;
   }
+  /** Wall-clock ms of the last successful round-trip with the controller (0 = none yet). */
+  get lastContactAt(): number {
+    return this.loop.lastContactAt;
+  }
   get watchErrors(): number {
     return this.loop.watchErrors;
   }

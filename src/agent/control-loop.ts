@@ -26,7 +26,16 @@ export interface ControlLoopOptions {
 export class ControlLoop {
   lease!: Lease;
   version = -1;
+  /** Wall-clock ms when a snapshot with a new version was last applied. */
   lastSnapshotAt = 0;
+  /**
+   * Wall-clock ms of the last successful round-trip with the controller: the
+   * first snapshot, then every watch that returned — with a change, or with
+   * the same version when the controller's hold ran out. What staleness is
+   * measured from: on a healthy idle cell it stays under the hold time (a
+   * change-based clock grows without bound while nothing changes).
+   */
+  lastContactAt = 0;
   watchErrors = 0;
   renewFailures = 0;
   /** Watch answers that were deltas / full snapshots. */
@@ -52,7 +61,9 @@ export class ControlLoop {
 
   /** Apply the current snapshot now, then follow changes and renew in the background. */
   async start(): Promise<void> {
-    await this.handle(await this.o.client.snapshot());
+    const first = await this.o.client.snapshot();
+    this.lastContactAt = Date.now();
+    await this.handle(first);
     void this.watchLoop();
     const every = (this.o.renewInterval ?? 30) * 1000;
     this.timer = setInterval(() => void this.renew(), every);
@@ -99,6 +110,7 @@ export class ControlLoop {
       try {
         const ans = await this.o.client.watchDelta(this.version, this.abort.signal);
         if (this.stopped) return;
+        this.lastContactAt = Date.now();
         if ('changes' in ans) {
           if (ans.version !== this.version) await this.handleDelta(ans);
         } else if (ans.version !== this.version) await this.handle(ans);

@@ -56,6 +56,8 @@ export class SilkPollLoop {
   lease!: Lease;
   version = -1;
   lastSnapshotAt = 0;
+  /** Wall-clock ms of the last poll the controller answered (leases or policies): what staleness counts from. */
+  lastContactAt = 0;
   /** Failed polls (leases or policies); the watch's counter in silkworm mode. */
   watchErrors = 0;
   renewFailures = 0;
@@ -138,6 +140,7 @@ export class SilkPollLoop {
     }
     try {
       this.leases = await this.o.client.leases();
+      this.lastContactAt = Date.now();
     } catch (err) {
       this.watchErrors++;
       this.o.log.warn({ err: (err as Error).message }, 'leases-poll-failed');
@@ -152,6 +155,7 @@ export class SilkPollLoop {
     let remote: number | undefined;
     try {
       remote = await this.o.policyServer.policiesLastUpdated();
+      this.lastContactAt = Date.now();
     } catch (err) {
       // As the agent: a failed check runs the full cycle.
       this.watchErrors++;
@@ -164,6 +168,7 @@ export class SilkPollLoop {
     try {
       // planner.go: no containers, no policies to ask for (GetPoliciesByID refuses an empty list).
       this.policies = apps.length === 0 ? [] : await this.o.policyServer.internalPolicies(apps);
+      if (apps.length > 0) this.lastContactAt = Date.now();
       if (remote !== undefined) this.lastUpdated = remote;
       this.appsKey = appsKey;
     } catch (err) {

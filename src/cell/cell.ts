@@ -10,7 +10,7 @@
 //   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
-import { Counters, DROP_NAMES, STAT_NAMES } from '../dataplane/counters.js';
+import { Counters, Drop, DROP_NAMES, Stat, STAT_NAMES } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 import type { OffloadStatus } from '../offload/options.js';
@@ -42,7 +42,8 @@ export interface CellIo {
    * Without it the cell cannot re-attach containers after a restart.
    */
   reattachTap?(netnsPath: string, name: string, slotSize: number, drops?: Float64Array): FrameDevice;
-  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array): DatagramSocket;
+  /** `innerMtu`: the containers' MTU, for cutting UDP-tunnel super-packets from a same-host kernel peer (native only). */
+  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array, innerMtu?: number): DatagramSocket;
   /** The offloads asked for and what the kernel granted, where the devices have any. */
   offloads?(): OffloadStatus;
 }
@@ -169,7 +170,7 @@ export class Cell extends AgentCell {
     const mtu = this.opts.dataplane?.underlayMtu ?? DEFAULT_CONFIG.underlayMtu;
     const port = this.opts.dataplane?.vxlanPort ?? DEFAULT_CONFIG.vxlanPort;
     try {
-      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu), this.counters.drops);
+      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu), this.counters.drops, mtu - 50);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'EADDRINUSE') throw new Error(`UDP port ${port} on ${this.opts.underlayIp} is in use (another cell for this underlay address is running)`);
@@ -438,8 +439,11 @@ export class Cell extends AgentCell {
         nu++;
       }
     }
+    // Final outcomes: what the devices took is delivered or sent; what they
+    // refused they count under their own drop reasons (never both).
+    const stats = this.dp.counters.stats;
     if (nu > 0) {
-      this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
+      stats[Stat.Sent]! += this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
       if (this.capture !== null) {
         // What the kernel's silk-vtep transmits: the inner frame, VTEP MACs, TTL already decremented.
         for (let k = 0; k < nu; k++) {
@@ -462,7 +466,8 @@ export class Cell extends AgentCell {
         }
       }
       const dev = this.devByIndex[target];
-      if (dev !== undefined) dev.write(batch.slab, this.tOff, this.tLen, nt);
+      if (dev !== undefined) stats[Stat.Delivered]! += dev.write(batch.slab, this.tOff, this.tLen, nt);
+      else this.dp.counters.drops[Drop.TapTxGone]! += nt;
     }
   }
 }

@@ -23,8 +23,8 @@ export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS, tuning: IoT
     },
     reattachTap: (netnsPath, name, slotSize, drops) =>
       TapDevice.attach(netnsPath, name, { slotSize, batch: BATCH_SIZE, gro: offload.tapGro, tso: offload.tapTso, drops, nativeBytes: tuning.nativeBytes }),
-    openUnderlay: (underlayIp, port, slotSize, drops) => {
-      const u = UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH_SIZE, gso: offload.udpGso, gro: offload.udpGro, drops });
+    openUnderlay: (underlayIp, port, slotSize, drops, innerMtu) => {
+      const u = UdpUnderlay.open({ bindIp: underlayIp, port, slotSize, batch: BATCH_SIZE, gso: offload.udpGso, gro: offload.udpGro, drops, innerMtu });
       if (offload.udpGso) neg.record('udp-gso', u.gso, u.gsoRefusal);
       if (offload.udpGro) neg.record('udp-gro', u.gro, u.groRefusal);
       return u;

@@ -41,6 +41,10 @@ export function cellRegistry(cell: Cell): client.Registry {
   stat('silkworm_delivered_same_cell_total', 'Frames delivered between containers of this cell', Stat.DeliveredLocal);
   stat('silkworm_icmp_sent_total', 'ICMP errors generated (rejects, unreachables, time exceeded)', Stat.IcmpSent);
   stat('silkworm_policy_allowed_total', 'New connections allowed by a policy rule', Stat.PolicyAllowed);
+  stat('silkworm_icmp_rate_limited_total', 'ICMP errors not sent because of the rate limit (the packets that caused them are counted under their drop reasons)', Stat.IcmpRateLimited);
+  stat('silkworm_checksum_completed_total', 'TCP/UDP checksums a kernel sender left partial, finished before delivery', Stat.ChecksumCompleted);
+  stat('silkworm_written_to_containers_total', 'Final outcome: frames written to a container TAP (deliveries and ICMP errors)', Stat.Delivered);
+  stat('silkworm_sent_on_underlay_total', 'Final outcome: packets sent on the underlay (encapsulated frames and ICMP errors)', Stat.Sent);
   new client.Counter({
     name: 'silkworm_policy_denies_total',
     help: 'Packets denied by policy (rejected with ICMP port unreachable or dropped)',
@@ -95,10 +99,10 @@ export function cellRegistry(cell: Cell): client.Registry {
   });
   new client.Gauge({
     name: 'silkworm_watch_staleness_seconds',
-    help: 'Seconds since the last controller snapshot was applied (long-polls return at least every ~25 s)',
+    help: "Seconds since the last successful round-trip with the controller (a watch that returned, changed or not): under the controller's watch hold (~25 s) plus a round-trip on a healthy cell; -1 before the first",
     registers: [reg],
     collect() {
-      this.set(cell.lastSnapshotAt ? (Date.now() - cell.lastSnapshotAt) / 1000 : -1);
+      this.set(cell.lastContactAt ? (Date.now() - cell.lastContactAt) / 1000 : -1);
     },
   });
   new client.Gauge({

@@ -7,6 +7,23 @@
 // silkworm_drops_total, `trace`'s DROP line) and a one-line help text. The
 // table is typed by the enum, so a reason without a row, or a row without a
 // reason, does not compile. Names are a contract: never rename one.
+//
+// Every frame read from a container's TAP and every datagram received on the
+// underlay ends in exactly one final outcome: `delivered` (written to a
+// container's TAP), `sent` (sent on the underlay), or one drop reason. An ICMP
+// error the cell generates replaces the packet that caused it — that packet
+// is counted under its drop reason — and is itself a new packet with an
+// outcome of its own. So, at any moment between two batches:
+//
+//   frames read from TAPs + datagrams received + icmp-sent
+//     = delivered + sent + Σ drops
+//
+// where "read"/"received" include those a device dropped before the pipeline
+// saw them (tap-rx-*, underlay-rx-oversize); egress-packets and
+// ingress-packets count the rest. An ICMP error the rate limit suppressed is
+// no packet: `icmp-rate-limited` is a stat, not a second drop of the packet
+// that would have caused it (it was a drop reason, between
+// unrelated-icmp-error and port-gone, until that double count was found).
 
 export const enum Drop {
   // ---- pipeline (src/dataplane): frames from a TAP or datagrams from UDP 4789
@@ -33,7 +50,6 @@ export const enum Drop {
   PolicyDenied,
   BadL4Header,
   UnrelatedIcmpError,
-  IcmpRateLimited,
   PortGone,
   // ---- io layer (src/io, src/offload): drops made by the devices, not the
   // pipeline; appended after PortGone so the numbers above never change. The
@@ -96,7 +112,6 @@ export const DROPS: { readonly [K in Exclude<Drop, Drop.Count>]: DropInfo } = {
   [Drop.PolicyDenied]: { name: 'policy-denied', help: 'no tracked connection and no policy allows it (rejected with ICMP port unreachable when the rate limit allows)' },
   [Drop.BadL4Header]: { name: 'bad-l4-header', help: 'TCP, UDP or ICMP header shorter than its fixed part' },
   [Drop.UnrelatedIcmpError]: { name: 'unrelated-icmp-error', help: 'ICMP error that quotes no tracked connection' },
-  [Drop.IcmpRateLimited]: { name: 'icmp-rate-limited', help: 'an ICMP error we would have sent was suppressed by the rate limit' },
   [Drop.PortGone]: { name: 'port-gone', help: "frame from a container's TAP after the container was removed" },
   // ---- io layer
   [Drop.TapRxOversize]: { name: 'tap-rx-oversize', help: "a frame read from a container's TAP was longer than a slot (or a segment's slot, with TSO)" },
@@ -148,6 +163,14 @@ export const enum Stat {
   IcmpSent,
   PolicyAllowed,
   ConntrackAllowed,
+  /** A TCP/UDP checksum a kernel sender left partial (CHECKSUM_PARTIAL), finished before delivery. */
+  ChecksumCompleted,
+  /** An ICMP error the token bucket suppressed (the packet that caused it is counted under its drop reason). */
+  IcmpRateLimited,
+  /** Final outcome: frames the devices wrote to a container's TAP (deliveries and ICMP errors), counted by the cell. */
+  Delivered,
+  /** Final outcome: packets the underlay socket sent (encapsulated frames and ICMP errors), counted by the cell. */
+  Sent,
   Count,
 }
 
@@ -164,6 +187,10 @@ const STATS: { readonly [K in Exclude<Stat, Stat.Count>]: string } = {
   [Stat.IcmpSent]: 'icmp-sent',
   [Stat.PolicyAllowed]: 'policy-allowed',
   [Stat.ConntrackAllowed]: 'conntrack-allowed',
+  [Stat.ChecksumCompleted]: 'checksum-completed',
+  [Stat.IcmpRateLimited]: 'icmp-rate-limited',
+  [Stat.Delivered]: 'delivered',
+  [Stat.Sent]: 'sent',
 };
 
 export const STAT_NAMES: readonly string[] = column(Stat.Count, (i) => STATS[i as Exclude<Stat, Stat.Count>]);

@@ -4,7 +4,7 @@
 // (the kernel's icmp_msgs_per_sec / icmp_msgs_burst, driven by `now`).
 import { writeIcmpError } from '../wire/icmp.js';
 import type { Ipv4View } from '../wire/ipv4.js';
-import { Drop, Stat } from './counters.js';
+import { Stat } from './counters.js';
 import type { L4 } from './l4.js';
 import type { Run } from './state.js';
 
@@ -58,7 +58,7 @@ export function icmpInPlace(
   if (l4.icmpError) return 0;
   if (ip.isFragment && ip.fragOffset !== 0) return 0;
   if (!run.icmp.take(now)) {
-    run.counters.drop(Drop.IcmpRateLimited);
+    run.counters.stats[Stat.IcmpRateLimited]!++;
     return 0;
   }
   const quoteLen = Math.min(ip.totalLen, ip.headerLen + 8);

@@ -10,6 +10,7 @@
 // another cell does.
 import { Wire } from '../wire/offsets.js';
 import { writeU16 } from '../wire/bytes.js';
+import { completePartialChecksum } from '../wire/checksum.js';
 import { IcmpCode, IcmpType, readQuotedFlow, type QuotedFlow } from '../wire/icmp.js';
 import { Ipv4View } from '../wire/ipv4.js';
 import { vxlanFlagsAcceptable, vxlanGpidAt, vxlanVniAt } from '../wire/vxlan.js';
@@ -183,6 +184,9 @@ export class Ingress {
       run.counters.drop(Drop.PolicyDenied);
       return this.replyToUnderlay(batch, i, eth, n, lease, from, run);
     }
+    // A kernel peer on this host (veth, virtio) may have left the TCP/UDP
+    // checksum for the NIC to finish; the container's stack would drop it.
+    if (completePartialChecksum(buf, ip.payloadOffset, ip.payloadLen, ip.protocol, ip.srcAddr, dst)) run.counters.stats[Stat.ChecksumCompleted]!++;
     run.counters.stats[Stat.Decapsulated]!++;
     run.counters.stats[Stat.DeliveredRemote]!++;
     deliverToPort(batch, i, eth, ip, port, frameLen, run);

@@ -64,6 +64,8 @@ export interface UdpReceiverCounters extends ReaderCounters {
   groSegments: number;
   /** Times a batch filled mid-message and the rest waited for the next batch. */
   carried: number;
+  /** UDP-tunnel super-packets (inner TCP with TSO) cut into segments (absent from older addons). */
+  tsoMessages?: number;
 }
 
 /** Counters of the UDP GSO sender. */
@@ -179,6 +181,8 @@ export interface NativeAddon {
     oversizeIdx?: number,
     /** When given (maxFrames entries): IP_RECVTOS, and each datagram's outer DS byte written here. */
     tos?: Uint8Array,
+    /** The containers' MTU: UDP-tunnel super-packets are cut into inner packets of at most this size (0 = drop them as oversize). */
+    maxInnerIp?: number,
   ) => NativeUdpReceiver;
   /** getsockopt(UDP_SEGMENT) on a fresh UDP socket: 0 when the kernel has UDP GSO, else the errno. */
   probeUdpSegment?: () => number;

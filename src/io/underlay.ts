@@ -58,6 +58,12 @@ export interface UnderlayOptions {
   gro?: boolean;
   /** The cell's drop-reason table (indexed by Drop): this socket's drops are counted there too. */
   drops?: Float64Array;
+  /**
+   * The containers' MTU (largest inner IPv4 packet). With it and udp-gro, a UDP-tunnel super-packet
+   * (inner TCP with TSO, which a kernel VXLAN sender on the same host hands over whole) is cut into
+   * segments of at most this size instead of being dropped as underlay-rx-oversize.
+   */
+  innerMtu?: number;
 }
 
 export interface UnderlayStats {
@@ -147,6 +153,7 @@ export class UdpUnderlay implements DatagramSocket {
         opts.drops,
         Drop.UnderlayRxOversize,
         b.tos,
+        opts.innerMtu ?? 0,
       );
     } catch (err) {
       native.closeFd(this.rawFd);

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fail } from './errors.js';
 import { labDir, DEFAULT_LAB } from './paths.js';
-import { buildTopology, deleteNamespaces, listNetns, netnsPids, softwareTxChecksum } from './netns.js';
+import { buildTopology, deleteNamespaces, listNetns, netnsPids } from './netns.js';
 import { cmdline, isAlive, isOurs, listeningIn, probeHttp, spawnDetached, stopProcesses, waitReady } from './procs.js';
 import { cellCommand, labConflist, realRunner, type CellSpec, type LabRunner } from './runner.js';
 import { emptyState, readState, recordedPids, writeState, type LabState } from './state.js';
@@ -93,8 +93,9 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
       state.namespaces.push(ns);
       save();
     });
-    // Kernel cells next to a userspace cell must send finished checksums (netns.ts says why).
-    if (plan.dataplane === 'mixed') for (const cell of plan.cells) if (cell.dataplane === 'kernel') softwareTxChecksum(cell.netns, cell.dev);
+    // Kernel cells keep every offload at its default: the userspace cell
+    // finishes the checksums they leave partial (wire/checksum.ts,
+    // completePartialChecksum).
 
     const c = plan.controller;
     let store = c.store;

@@ -106,25 +106,6 @@ export function buildTopology(plan: LabPlan, onCreated: (netns: string) => void,
   }
 }
 
-/**
- * A kernel cell's underlay veth must checksum in software when a userspace
- * cell is its peer. Over veth a CHECKSUM_PARTIAL packet is never finished:
- * the kernel VXLAN device leaves the *inner* TCP/UDP checksum for "the NIC",
- * the peer kernel trusts it (veth marks it CHECKSUM_UNNECESSARY) and a
- * kernel peer is fine, but silkworm reads the datagram from a UDP socket
- * and writes the inner frame to a TAP, where the container's stack sees a
- * wrong checksum and drops it (measured: every TCP segment kernel → user
- * lost until `tx off`). A real NIC fills the checksum in, so this makes the
- * lab's underlay behave like hardware. Needs ethtool.
- */
-export function softwareTxChecksum(netns: string, dev: string, exec: Exec = run): void {
-  try {
-    exec('ip', ['netns', 'exec', netns, 'ethtool', '-K', dev, 'tx', 'off']);
-  } catch (err) {
-    fail(`turning off tx checksum offload on ${dev} in ${netns} failed (a mixed lab needs ethtool): ${(err as Error).message}`);
-  }
-}
-
 /** Delete namespaces that exist; returns the ones that could not be deleted, with why. */
 export function deleteNamespaces(names: string[]): string[] {
   const errors: string[] = [];

@@ -93,3 +93,50 @@ export function referenceChecksum(bytes: ArrayLike<number>, initialWords: readon
   }
   return 0xffff - sum;
 }
+
+/**
+ * Finish a TCP or UDP checksum that a Linux sender left for "the NIC"
+ * (CHECKSUM_PARTIAL), in place; returns true when it did.
+ *
+ * A kernel that offloads the transport checksum writes only the folded
+ * pseudo-header sum into the field (`th->check = ~tcp_v4_check(len, saddr,
+ * daddr, 0)` in __tcp_v4_send_check, net/ipv4/tcp_ipv4.c; `udp4_hwcsum` and
+ * `udp_set_csum` do the same for UDP) and expects the device to add the
+ * segment's bytes from csum_start on. Over veth and VXLAN that packet leaves
+ * the host unfinished (tcpdump: "incorrect"); a kernel peer trusts it, but
+ * a user-space hop that receives it from a UDP socket sees only the bytes.
+ *
+ * The bytes alone tell such a packet apart from a damaged one: its field
+ * equals fold16(pseudo-header sum), which a random corruption hits with
+ * probability 2^-16. Finishing is then what the NIC does: sum the segment
+ * from its first byte (the field included, so the pseudo-header is counted
+ * through it), fold, complement. For a packet whose correct checksum happens
+ * to equal that value the result is the same value, so the call never breaks
+ * a good packet; a packet with any other wrong checksum is left as it is
+ * (the receiver's stack drops it). A zero UDP checksum (none, RFC 768) is
+ * left alone; a UDP result of 0 is sent as 0xffff.
+ *
+ * `l4Off`/`l4Len`: the segment after the IPv4 header, by the IPv4 total
+ * length. Costs a few additions per packet; the full sum only for packets
+ * that match.
+ */
+export function completePartialChecksum(buf: Uint8Array, l4Off: number, l4Len: number, proto: number, src: number, dst: number): boolean {
+  let field: number;
+  if (proto === 6) {
+    if (l4Len < 20) return false;
+    field = l4Off + 16;
+  } else if (proto === 17) {
+    if (l4Len < 8) return false;
+    field = l4Off + 6;
+  } else {
+    return false;
+  }
+  const cur = (buf[field]! << 8) | buf[field + 1]!;
+  if (cur === 0) return false;
+  if (cur !== fold16(pseudoHeaderSum(src >>> 0, dst >>> 0, proto, l4Len))) return false;
+  let c = foldChecksum(onesComplementSum(buf, l4Off, l4Len));
+  if (c === 0 && proto === 17) c = 0xffff;
+  buf[field] = c >>> 8;
+  buf[field + 1] = c & 0xff;
+  return true;
+}
