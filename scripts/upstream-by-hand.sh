@@ -3,14 +3,15 @@
 # upstream's code). Two commands:
 #
 #   scripts/upstream-by-hand.sh build SILK_RELEASE_DIR CF_NETWORKING_RELEASE_DIR OUT_DIR
-#       Builds silk-controller and silk-daemon (silk-release) and policy-server and
-#       policy-server-internal (cf-networking-release) offline into OUT_DIR, with Debian's
-#       Go 1.19 (apt-get install golang-go) and the vendored dependencies. It edits the source
-#       trees you give it (use throw-away copies, e.g. `git archive HEAD | tar -x -C DIR`):
-#       drops go.mod's `toolchain` line (Go 1.19 cannot parse it); for cf-networking it also
-#       builds with a GOROOT overlay in OUT_DIR/goroot that adds the two Go 1.21 packages the
-#       vendored grpc and pgx import (`maps.Copy`, `slices.Contains/EqualFunc`) and adds
-#       `min`/`clear` helpers to three vendored grpc packages (Go 1.21 builtins).
+#       Builds silk-controller, silk-daemon and vxlan-policy-agent (silk-release) and
+#       policy-server, policy-server-internal and migrate-db (cf-networking-release) offline into
+#       OUT_DIR, with Debian's Go 1.19 (apt-get install golang-go) and the vendored dependencies.
+#       It edits the source trees you give it (use throw-away copies, e.g.
+#       `git --git-dir=REPO archive HEAD | tar -x -C DIR`): drops go.mod's `toolchain` line (Go 1.19
+#       cannot parse it); for all but silk-controller and silk-daemon it builds with a GOROOT
+#       overlay in OUT_DIR/goroot that adds the Go 1.21 packages the vendored grpc and pgx import
+#       (`maps.Copy`, `slices.Contains/EqualFunc`) and adds `min`/`clear` helpers to three
+#       vendored grpc packages (Go 1.21 builtins). A few minutes on 2 cores.
 #
 #   scripts/upstream-by-hand.sh run UPSTREAM_BIN_DIR
 #       Runs, in network namespaces it creates (prefix $UPSTREAM_PREFIX, default q15u; underlay
@@ -18,26 +19,32 @@
 #       on 127.0.0.1 inside the controller namespace):
 #       (a) two silkworm cells lease from upstream silk-controller over mutual TLS (one told
 #           --controller-api silk, one detecting it), keep renewing past the controller's short
-#           lease_expiration_seconds, and forward a curl between containers on the two cells;
+#           lease_expiration_seconds ($UPSTREAM_LEASE_EXPIRY, 8), survive a restart, and forward
+#           a curl between containers on the two cells;
 #       (b) both cells take their policies from upstream policy-server-internal over mutual
-#           TLS; the policy is created through upstream's external API (policy-server) with a
-#           token that a mock UAA accepts, as upstream's integration tests do
-#           (policy-server/integration/helpers/helpers.go MockUAAServer: /check_token answers
+#           TLS; the policy is created (and deleted) through upstream's external API
+#           (policy-server) with a token that a mock UAA accepts, as upstream's integration tests
+#           do (policy-server/integration/helpers/helpers.go MockUAAServer: /check_token answers
 #           network.admin for "valid-token"); the allowed curl works, denied ones do not;
 #       (c) upstream silk-daemon acquires and renews a lease from `silkworm controller` over
-#           mutual TLS (with a short --lease-expiry); its lease shows in GET /leases and in a
-#           silkworm cell's routes.
+#           mutual TLS (with a short --lease-expiry), survives a restart; its lease shows in
+#           GET /leases and in a silkworm cell's routes, and that cell's container reaches it;
+#       (d) with vxlan-policy-agent in UPSTREAM_BIN_DIR: it takes silkworm's policies over mutual
+#           TLS, and its kernel rules let a silkworm container's GBP tag in (others rejected).
 #       Prints PASS/FAIL per check; exits non-zero if any failed. Everything is bounded in time
 #       (UPSTREAM_TIMEOUT, default 600 s, for the whole run); on exit it ends only the PIDs it
-#       started and deletes only the namespaces it created. Logs stay in $UPSTREAM_WORK
-#       (default /tmp/silkworm-upstream-by-hand) when UPSTREAM_KEEP=1.
+#       started and deletes only the namespaces it created. Logs (and recorded.txt, the raw
+#       answers of the upstream servers) stay in $UPSTREAM_WORK (default
+#       /tmp/silkworm-upstream-by-hand) with UPSTREAM_KEEP=1; UPSTREAM_PAUSE=N holds everything N s
+#       before cleaning up; UPSTREAM_TX_OFF=1 turns tx checksum offload off on silk-daemon's veth.
 #
-# Needs root, ip, curl, node (this checkout built: npm run build), PostgreSQL's initdb/pg_ctl.
+# Needs root, ip, iptables, curl, node (this checkout built: npm run build), PostgreSQL's
+# initdb/pg_ctl/createdb/psql.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SW=(node "$ROOT/bin/silkworm.js")
 
-usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 2; }
 
 # ---------------------------------------------------------------------------- build
 build() {
@@ -351,7 +358,7 @@ EOF
   local leases
   leases=$(nsx ctl curl -s "${MTLS[@]}" "https://$CTL:4103/leases")
   if grep -q "\"$NET.11\"" <<< "$leases" && grep -q "\"$NET.12\"" <<< "$leases"; then pass "(a) both cells' leases still routable after 3 × expiry: $leases"; else fail "(a) leases after 3 × expiry: $leases"; fi
-  nsx ctl su postgres -s /bin/sh -c "psql -h 127.0.0.1 -U postgres -d silk -Atc 'SELECT underlay_ip, overlay_subnet, now() - last_renewed_at FROM subnets'" 2>&1 | sed 's/^/    silk db: /' || true
+  nsx ctl su postgres -s /bin/sh -c "psql -h 127.0.0.1 -U postgres -d silk -Atc 'SELECT underlay_ip, overlay_subnet, extract(epoch from now())::bigint - last_renewed_at AS s_since_renewal FROM subnets'" 2>&1 | sed 's/^/    silk db (underlay|subnet|s since renewal): /' || true
   if nsx b curl -sf -m 3 "http://$AIP:8080/" > /dev/null; then pass "(a) appB → appA:8080 still works after 3 × expiry"; else fail "(a) appB → appA:8080 after 3 × expiry"; fi
   for n in 1 2; do
     if grep -q '"lease-renew-conflict"\|"msg":"lease-renew-failed"' "$WORK/logs/cell$n.log"; then fail "(a) cell$n logged renew failures"; else pass "(a) cell$n: no renew failure in its log"; fi
@@ -416,10 +423,12 @@ EOF
   # host's overlay address (its silk-vtep), through silkworm's encapsulation and the kernel's vxlan gbp device
   # that silk-daemon set up from silkworm's leases; the reply comes back through the kernel into silkworm.
   local sdvtep=${sdsub%/*}
-  # As the lab does for a kernel cell (src/lab/netns.ts softwareTxChecksum): over veth the kernel's vxlan
-  # device leaves the inner TCP checksum for "the NIC", which never fills it in, and silkworm reads the
-  # datagram from a UDP socket, so the container would drop every segment. A real NIC fills it in.
-  nsx sd ethtool -K eth0 tx off > /dev/null
+  # Over veth the kernel's vxlan device leaves the inner TCP checksum for "the NIC", which never fills it
+  # in, and silkworm reads the datagram from a UDP socket: the cell completes such partial checksums from
+  # a same-host kernel peer (since main's 1a95bb3; before it every segment from silk-daemon's host was lost).
+  # UPSTREAM_TX_OFF=1 turns tx checksum offload off on that veth instead, as src/lab/netns.ts
+  # softwareTxChecksum does for a kernel cell in the lab.
+  [ "${UPSTREAM_TX_OFF:-0}" = 0 ] || nsx sd ethtool -K eth0 tx off > /dev/null
   mkns d
   "${SW[@]}" container add --cell "$WORK/cell3.sock" --app 2ffe4b0f-b8c9-4a46-8d4a-8c6fcd0aa004 --netns "$P-d" > /dev/null
   start sd http-sd node -e "require('http').createServer((q,s)=>s.end('hello from the silk-daemon host\n')).listen(8080,'$sdvtep')"
