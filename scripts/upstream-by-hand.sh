@@ -29,6 +29,7 @@
 #       (c) upstream silk-daemon acquires and renews a lease from `silkworm controller` over
 #           mutual TLS (with a short --lease-expiry), survives a restart; its lease shows in
 #           GET /leases and in a silkworm cell's routes, and that cell's container reaches it;
+#       (e) a single_ip_only silk-daemon gets a /32 from silkworm; both kinds of cell route it;
 #       (d) with vxlan-policy-agent in UPSTREAM_BIN_DIR: it takes silkworm's policies over mutual
 #           TLS, and its kernel rules let a silkworm container's GBP tag in (others rejected).
 #       Prints PASS/FAIL per check; exits non-zero if any failed. Everything is bounded in time
@@ -446,6 +447,28 @@ EOF
   sleep 5
   if grep -q '"level":"error"' "$WORK/logs/silk-daemon-restarted.log"; then fail "(c) restarted silk-daemon logged errors: $(grep '"level":"error"' "$WORK/logs/silk-daemon-restarted.log" | head -2)"; else pass "(c) restarted silk-daemon: no error"; fi
   if nsx d curl -sf -m 2 "http://$sdvtep:8080/" > /dev/null; then pass "(c) cell3 → silk-daemon's host still works after its restart"; else fail "(c) cell3 → silk-daemon's host after its restart"; fi
+  # (e) a single_ip_only silk-daemon (as on a VM that hosts no containers) asks silkworm for a /32 lease
+  # (controller/client.go AcquireSingleOverlayIPLease: {"underlay_ip","single_overlay_ip":true}).
+  host sd2 "$NET.15"
+  sed -e "s/\"underlay_ip\":\"$NET.13\"/\"underlay_ip\":\"$NET.15\"/" -e 's/"health_check_port":17010/"health_check_port":17012/' \
+    -e 's/"debug_server_port":17011/"debug_server_port":17013/' -e 's/silk-daemon-store.json/silk-daemon2-store.json/' \
+    -e 's/"log_level":"debug"}/"log_level":"debug","single_ip_only":true}/' "$WORK/silk-daemon.json" > "$WORK/silk-daemon2.json"
+  start sd2 silk-daemon2 "$bin/silk-daemon" --config "$WORK/silk-daemon2.json"
+  if waitfor 20 sh -c "ip netns exec $P-ctl curl -s ${MTLS3[*]} https://$CTL:4003/leases | grep -q '\"$NET.15\",\"overlay_subnet\":\"[0-9.]*/32\"'"; then
+    pass "(e) single_ip_only silk-daemon holds a /32 from silkworm: $(nsx ctl curl -s "${MTLS3[@]}" "https://$CTL:4003/leases" | grep -o "{\"underlay_ip\":\"$NET.15\"[^}]*}")"
+  else fail "(e) no /32 lease for the single_ip_only silk-daemon: $(grep '"level":"error"' "$WORK/logs/silk-daemon2.log" | head -2 | cut -c1-300)"; fi
+  sleep 5
+  if grep -q '"level":"error"' "$WORK/logs/silk-daemon2.log"; then fail "(e) single_ip_only silk-daemon logged errors: $(grep '"level":"error"' "$WORK/logs/silk-daemon2.log" | head -2 | cut -c1-300)"; else pass "(e) single_ip_only silk-daemon: renewing, no error"; fi
+  local one
+  one=$(nsx ctl curl -s "${MTLS3[@]}" "https://$CTL:4003/leases" | grep -o "\"$NET.15\",\"overlay_subnet\":\"[0-9.]*/32" | grep -o '[0-9.]*/32$' || true)
+  if [ -n "$one" ] && waitfor 10 sh -c "'${SW[0]}' '${SW[1]}' show routes --cell '$WORK/cell3.sock' | grep -q '^${one%/32}\( \|/32 \)'"; then
+    pass "(e) cell3 routes the /32: $("${SW[@]}" show routes --cell "$WORK/cell3.sock" | grep "^${one%/32}")"
+  else fail "(e) cell3 has no route for the /32 lease $one: $("${SW[@]}" show routes --cell "$WORK/cell3.sock" | tr '\n' ';')"; fi
+  if [ -n "$one" ] && waitfor 10 sh -c "ip netns exec $P-sd ip route show dev silk-vtep | grep -q '^${one%/32} '"; then
+    pass "(e) silk-daemon's host routes the /32: $(nsx sd ip route show dev silk-vtep | grep "^${one%/32} ")"
+  else fail "(e) silk-daemon's host has no route for $one"; fi
+  log "single_ip_only silk-daemon's silk-vtep and routes:"; nsx sd2 ip addr show silk-vtep 2>&1 | grep inet | sed 's/^/    /'; nsx sd2 ip route show dev silk-vtep 2>&1 | sed 's/^/    /'
+
   [ -x "$bin/vxlan-policy-agent" ] || { log "no $bin/vxlan-policy-agent: (d) skipped"; return; }
 
   # (d) upstream vxlan-policy-agent on the silk-daemon host takes its policies from silkworm's internal API
