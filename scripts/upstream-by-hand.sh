@@ -344,6 +344,10 @@ EOF
     -H 'content-type: application/json' "http://$CTL:4002/networking/v1/external/policies" \
     -d "{\"policies\":[{\"source\":{\"id\":\"$APPB\"},\"destination\":{\"id\":\"$APPA\",\"protocol\":\"tcp\",\"ports\":{\"start\":8080,\"end\":8080}}}]}")
   if [ "$code" = 200 ]; then pass "(b) policy appB → appA tcp 8080 created through policy-server's external API"; else fail "(b) create policy: HTTP $code $(cat "$WORK/create.out")"; fi
+  # silkworm's own CLI against upstream's external API (a cf-CLI-like client with a UAA token).
+  if nsx ctl "${SW[@]}" policy list --controller "$CTL:4002" --token valid-token | grep -q "$APPB .* $APPA .* tcp .* 8080"; then
+    pass "(b) silkworm policy list against upstream's external API shows it"
+  else fail "(b) silkworm policy list --controller $CTL:4002 --token valid-token"; fi
   log "policy-server-internal says:"
   nsx ctl curl -s "${MTLS[@]}" "https://$CTL:4013/networking/v1/internal/policies?id=$APPA"; echo
 
