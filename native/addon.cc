@@ -20,6 +20,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   silkworm::InitUdp(env, exports);
   silkworm::InitLock(env, exports);
   silkworm::InitBytes(env, exports);
+  silkworm::InitBusyPoll(env, exports);
   exports.Set("maxBatch", Napi::Number::New(env, silkworm::kMaxBatch));
   return exports;
 }

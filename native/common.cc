@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <sched.h>
 #include <string.h>
 
 namespace silkworm {
@@ -35,6 +36,17 @@ bool GetBytes(Napi::Env env, const Napi::Value& v, const char* name, uint8_t** d
 }
 bool GetU32s(Napi::Env env, const Napi::Value& v, const char* name, uint32_t** data, size_t* len) {
   return GetTyped(env, v, name, napi_uint32_array, "Uint32Array", reinterpret_cast<void**>(data), len);
+}
+
+bool GetExt(Napi::Env env, const Napi::CallbackInfo& info, size_t i, ExtPieces* ext) {
+  *ext = ExtPieces();
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return true;
+  size_t no = 0, nl = 0;
+  if (!GetBytes(env, info[i], "ext", &ext->buf, &ext->len) || !GetU32s(env, info[i + 1], "extOffs", &ext->offs, &no) ||
+      !GetU32s(env, info[i + 2], "extLens", &ext->lens, &nl))
+    return false;
+  ext->n = no < nl ? no : nl;
+  return true;
 }
 bool GetU16s(Napi::Env env, const Napi::Value& v, const char* name, uint16_t** data, size_t* len) {
   return GetTyped(env, v, name, napi_uint16_array, "Uint16Array", reinterpret_cast<void**>(data), len);
@@ -183,6 +195,79 @@ void PollReader::OnPoll(uv_poll_t* handle, int status, int /*events*/) {
   self->Drain(status);
 }
 
+// ---------------------------------------------------------------------------
+// Adaptive busy polling (see common.h)
+
+namespace {
+struct BusyPoll {
+  uv_loop_t* loop = nullptr;  // the loop the handle lives on (the first reader's)
+  uv_idle_t* idle = nullptr;
+  uint64_t windowNs = 0;
+  uint64_t last = 0;  // uv_hrtime() of the last traffic
+  double kicks = 0, spins = 0, windows = 0;
+};
+BusyPoll g_busy;
+
+void OnBusyIdle(uv_idle_t* h) {
+  g_busy.spins++;
+  if (uv_hrtime() - g_busy.last > g_busy.windowNs) {
+    uv_idle_stop(h);
+    return;
+  }
+  // Spin politely: on a machine with fewer cores than busy threads, the peer that will answer (the
+  // container, the other cell) needs this core more than the spin does.
+  sched_yield();
+}
+}  // namespace
+
+void SetBusyPoll(uint32_t windowUs) {
+  g_busy.windowNs = static_cast<uint64_t>(windowUs) * 1000;
+  if (g_busy.windowNs == 0 && g_busy.idle != nullptr) uv_idle_stop(g_busy.idle);
+}
+
+void BusyPollKick() {
+  if (g_busy.windowNs == 0 || g_busy.loop == nullptr) return;
+  g_busy.kicks++;
+  g_busy.last = uv_hrtime();
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(g_busy.idle))) {
+    g_busy.windows++;
+    uv_idle_start(g_busy.idle, OnBusyIdle);
+  }
+}
+
+// setBusyPoll(windowUs) -> undefined; busyPollCounters() -> { windowUs, kicks, spins, windows }
+static Napi::Value SetBusyPollJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t us;
+  if (!GetIndex(env, info[0], "windowUs", &us)) return env.Undefined();
+  if (g_busy.loop == nullptr) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    g_busy.loop = loop;
+    g_busy.idle = new uv_idle_t;
+    uv_idle_init(loop, g_busy.idle);
+    // Never keeps the process alive; an active idle handle still makes the loop poll without sleeping.
+    uv_unref(reinterpret_cast<uv_handle_t*>(g_busy.idle));
+  }
+  SetBusyPoll(us);
+  return env.Undefined();
+}
+
+static Napi::Value BusyPollCountersJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("windowUs", static_cast<double>(g_busy.windowNs / 1000));
+  o.Set("kicks", g_busy.kicks);
+  o.Set("spins", g_busy.spins);
+  o.Set("windows", g_busy.windows);
+  return o;
+}
+
+void InitBusyPoll(Napi::Env env, Napi::Object exports) {
+  exports.Set("setBusyPoll", Napi::Function::New<SetBusyPollJs>(env, "setBusyPoll"));
+  exports.Set("busyPollCounters", Napi::Function::New<BusyPollCountersJs>(env, "busyPollCounters"));
+}
+
 void PollReader::Drain(int status) {
   Napi::Env env(env_);
   Napi::HandleScope scope(env);
@@ -226,6 +311,7 @@ void PollReader::Drain(int status) {
     if (n > 0) {
       batches_++;
       frames_ += n;
+      BusyPollKick();
       CallJs(env, onBatch_, Napi::Number::New(env, n));
       // The callback may have stopped or closed us.
       if (closed_ || !active_) return;

@@ -48,12 +48,41 @@ Napi::Error ErrnoError(Napi::Env env, const std::string& what, int err);
 
 // Throws and returns false when `v` is not the expected typed array.
 bool GetBytes(Napi::Env env, const Napi::Value& v, const char* name, uint8_t** data, size_t* len);
+// Payload pieces kept outside the slab (zero-copy TSO segments): packet k's
+// bytes are slab[offs[k], +lens[k]-xlens[k]) followed by buf[xoffs[k],
+// +xlens[k]); xlens[k] == 0 (or no buf) means the packet is whole in the slab.
+struct ExtPieces {
+  uint8_t* buf = nullptr;
+  size_t len = 0;
+  uint32_t* offs = nullptr;
+  uint32_t* lens = nullptr;
+  size_t n = 0;
+  // Length of packet k's piece outside the slab (0 when none).
+  uint32_t At(uint32_t k) const { return buf != nullptr && k < n ? lens[k] : 0; }
+};
+// Optional arguments i, i+1, i+2 = (buf, xoffs, xlens); absent or undefined: no pieces.
+// Returns false (with a JS exception) when present but malformed.
+bool GetExt(Napi::Env env, const Napi::CallbackInfo& info, size_t i, ExtPieces* ext);
+
 bool GetU32s(Napi::Env env, const Napi::Value& v, const char* name, uint32_t** data, size_t* len);
 bool GetU16s(Napi::Env env, const Napi::Value& v, const char* name, uint16_t** data, size_t* len);
 bool GetF64s(Napi::Env env, const Napi::Value& v, const char* name, double** data, size_t* len);
 // Non-negative integer argument (throws a TypeError otherwise).
 bool GetIndex(Napi::Env env, const Napi::Value& v, const char* name, uint32_t* out);
 bool GetFd(Napi::Env env, const Napi::Value& v, int* out);
+
+// Adaptive busy polling (one event loop per process: the cell's). After a
+// reader drained traffic the loop keeps polling without sleeping for a window
+// (a uv_idle handle is active: libuv then polls with timeout 0), so the next
+// packet — a reply, the next request — is picked up without a wake-up; once a
+// window passes with no traffic the handle stops and the loop sleeps in
+// epoll_wait again. Nothing spins while idle; each spin iteration calls
+// sched_yield() so a runnable peer (the container, the other cell) on a busy
+// machine gets the core first. windowUs 0 turns it off (the cell's default:
+// on a loaded 2-core machine it made latency worse, see the README).
+void SetBusyPoll(uint32_t windowUs);
+void BusyPollKick();
+void InitBusyPoll(Napi::Env env, Napi::Object exports);
 
 // The readers share one shape: a uv_poll_t on a non-blocking fd; on readable,
 // drain up to kMaxRounds batches into the caller's slab and make ONE call into

@@ -43,9 +43,27 @@ static void SetBuffer(int fd, int force, int plain) {
 // allocates nothing (wireguard-go keeps the same arrays per bind).
 struct SendScratch {
   struct mmsghdr msgs[kMaxBatch];
-  struct iovec iov[kMaxBatch];
+  struct iovec iov[2 * kMaxBatch];  // two per message: the slab piece and an ExtPieces piece
   struct sockaddr_in addrs[kMaxBatch];
 };
+
+// iov[0..] = packet k's bytes from byte `skip` on: its piece in the slab, then
+// its piece outside it (ext), if any. Returns the iovecs used (1 or 2), or 0
+// when a piece lies outside its buffer or the slab piece is shorter than skip.
+static uint32_t PacketIov(uint8_t* slab, size_t slabLen, const uint32_t* offs, const uint32_t* lens,
+                          const ExtPieces& ext, uint32_t k, uint32_t skip, struct iovec* iov) {
+  const uint32_t xl = ext.At(k);
+  if (xl > lens[k] || lens[k] - xl < skip) return 0;
+  const uint32_t head = lens[k] - xl;
+  if (static_cast<uint64_t>(offs[k]) + head > slabLen) return 0;
+  iov[0].iov_base = slab + offs[k] + skip;
+  iov[0].iov_len = head - skip;
+  if (xl == 0) return 1;
+  if (static_cast<uint64_t>(ext.offs[k]) + xl > ext.len) return 0;
+  iov[1].iov_base = ext.buf + ext.offs[k];
+  iov[1].iov_len = xl;
+  return 2;
+}
 
 static SendScratch* Scratch(Napi::Env env) {
   SendScratch* s = env.GetInstanceData<SendScratch>();
@@ -56,7 +74,7 @@ static SendScratch* Scratch(Napi::Env env) {
       s->addrs[i].sin_family = AF_INET;
       s->msgs[i].msg_hdr.msg_name = &s->addrs[i];
       s->msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
-      s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
+      s->msgs[i].msg_hdr.msg_iov = &s->iov[2 * i];
       s->msgs[i].msg_hdr.msg_iovlen = 1;
     }
     env.SetInstanceData<SendScratch>(s);
@@ -79,12 +97,14 @@ static Napi::Value OpenRawSocket(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// sendBatch(fd, slab, offs, lens, dsts, count, start = 0) -> n
+// sendBatch(fd, slab, offs, lens, dsts, count, start = 0, ext?, extOffs?, extLens?) -> n
 // ONE sendmmsg() for packets start..min(count, start+1024)-1; dsts are
 // host-order u32 next hops. Returns how many the kernel took (fewer on EAGAIN:
 // the send buffer is full), or -errno when packet `start` itself was refused
 // (EMSGSIZE, EINVAL for a bad header or bytes outside the slab, ENETUNREACH…)
-// so the caller can count it and go on with start+1.
+// so the caller can count it and go on with start+1. With ext, packet k's last
+// extLens[k] bytes are ext[extOffs[k], +extLens[k]) (see ExtPieces), gathered
+// by the kernel: zero-copy TSO segments.
 static Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
@@ -96,6 +116,8 @@ static Napi::Value SendBatch(const Napi::CallbackInfo& info) {
       !GetU32s(env, info[4], "dsts", &dsts, &dstsLen) ||
       !CheckBatchArgs(env, info, 5, offsLen, lensLen, &count, &start))
     return env.Undefined();
+  ExtPieces ext;
+  if (!GetExt(env, info, 7, &ext)) return env.Undefined();
   if (count > dstsLen) {
     Napi::RangeError::New(env, "count is larger than the dsts array").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -103,10 +125,9 @@ static Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   SendScratch* s = Scratch(env);
   uint32_t n = 0;
   for (uint32_t k = start; k < count && n < kMaxBatch; k++, n++) {
-    uint64_t end = static_cast<uint64_t>(offs[k]) + lens[k];
-    if (end > slabLen) break;  // stop before the bad one; it fails alone next call
-    s->iov[n].iov_base = slab + offs[k];
-    s->iov[n].iov_len = lens[k];
+    const uint32_t niov = PacketIov(slab, slabLen, offs, lens, ext, k, 0, &s->iov[2 * n]);
+    if (niov == 0) break;  // stop before the bad one; it fails alone next call
+    s->msgs[n].msg_hdr.msg_iovlen = niov;
     s->addrs[n].sin_addr.s_addr = htonl(dsts[k]);
     s->msgs[n].msg_len = 0;
   }
@@ -620,7 +641,7 @@ UdpGsoSender::UdpGsoSender(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ud
   maxSockets_ = maxSockets;
   pool_.assign(65536, -1);
   msgs_.resize(kMaxBatch);
-  iov_.resize(kMaxBatch);
+  iov_.resize(2 * kMaxBatch);  // two per packet at most (PacketIov)
   addrs_.resize(kMaxBatch);
   ctrl_.assign(static_cast<size_t>(kMaxGroups) * CMSG_SPACE(sizeof(uint16_t)), 0);
   segs_.resize(kMaxBatch);
@@ -674,7 +695,10 @@ static inline uint32_t Be32(const uint8_t* p) {
 bool UdpGsoSender::Eligible(const uint8_t* slab, size_t slabLen, const uint32_t* offs, const uint32_t* lens,
                             const uint32_t* dsts, uint32_t k) const {
   const uint32_t len = lens[k];
-  if (len <= 28 || static_cast<uint64_t>(offs[k]) + len > slabLen) return false;
+  // The outer headers must be in the slab; a piece outside it (ext_) only after them, and inside its buffer.
+  const uint32_t xl = ext_.At(k);
+  if (len <= 28 || xl > len - 28 || static_cast<uint64_t>(offs[k]) + (len - xl) > slabLen) return false;
+  if (xl != 0 && static_cast<uint64_t>(ext_.offs[k]) + xl > ext_.len) return false;
   const uint8_t* p = slab + offs[k];
   return p[0] == 0x45 && p[1] == 0 && Be16(p + 2) == len && p[6] == 0 && p[7] == 0 && p[8] == 64 && p[9] == 17 &&
          Be32(p + 12) == srcIp_ && Be32(p + 16) == dsts[k] && Be16(p + 22) != 0 && Be16(p + 24) == len - 20;
@@ -746,14 +770,14 @@ int UdpGsoSender::SocketFor(uint16_t sport) {
 // One raw sendmmsg of whole packets from..to-1 (the unchanged old path).
 int UdpGsoSender::SendRaw(uint8_t* slab, size_t slabLen, const uint32_t* offs, const uint32_t* lens,
                           const uint32_t* dsts, uint32_t from, uint32_t to) {
-  uint32_t n = 0;
+  uint32_t n = 0, nio = 0;
   for (uint32_t k = from; k < to && n < kMaxBatch; k++, n++) {
-    if (static_cast<uint64_t>(offs[k]) + lens[k] > slabLen) break;
-    iov_[n].iov_base = slab + offs[k];
-    iov_[n].iov_len = lens[k];
+    const uint32_t niov = PacketIov(slab, slabLen, offs, lens, ext_, k, 0, &iov_[nio]);
+    if (niov == 0) break;
     struct msghdr& h = msgs_[n].msg_hdr;
-    h.msg_iov = &iov_[n];
-    h.msg_iovlen = 1;
+    h.msg_iov = &iov_[nio];
+    h.msg_iovlen = niov;
+    nio += niov;
     h.msg_control = nullptr;
     h.msg_controllen = 0;
     addrs_[n].sin_port = 0;
@@ -775,7 +799,8 @@ int UdpGsoSender::SendRaw(uint8_t* slab, size_t slabLen, const uint32_t* offs, c
 // or consecutive groups for one source port (sendmmsg of up to 64 groups on
 // its pool socket, one UDP_SEGMENT message per group). Returns packets sent
 // (> 0), 0 on EAGAIN, or -errno when packet `start` was refused; same contract
-// as sendBatch, so the caller's loop is unchanged.
+// as sendBatch, so the caller's loop is unchanged. Arguments 6-8 (ext, extOffs,
+// extLens) as sendBatch's: payload pieces gathered from outside the slab.
 Napi::Value UdpGsoSender::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint8_t* slab;
@@ -785,6 +810,7 @@ Napi::Value UdpGsoSender::Send(const Napi::CallbackInfo& info) {
       !GetU32s(env, info[2], "lens", &lens, &lensLen) || !GetU32s(env, info[3], "dsts", &dsts, &dstsLen) ||
       !CheckBatchArgs(env, info, 4, offsLen, lensLen, &count, &start))
     return env.Undefined();
+  if (!GetExt(env, info, 6, &ext_)) return env.Undefined();
   if (count > dstsLen) {
     Napi::RangeError::New(env, "count is larger than the dsts array").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -818,15 +844,16 @@ Napi::Value UdpGsoSender::Send(const Napi::CallbackInfo& info) {
       if (!Eligible(slab, slabLen, offs, lens, dsts, k) || Be16(slab + offs[k] + 20) != sport) break;
       glen = GroupLen(slab, offs, lens, dsts, count, slabLen, k);
     }
-    if (nio + glen > kMaxBatch) break;
+    if (nio + 2 * glen > iov_.size()) break;
     const uint8_t* p = slab + offs[k];
+    uint32_t giov = 0;
     for (uint32_t j = 0; j < glen; j++) {
-      iov_[nio + j].iov_base = slab + offs[k + j] + 28;
-      iov_[nio + j].iov_len = lens[k + j] - 28;
+      // Eligible() checked both pieces' bounds: this cannot return 0.
+      giov += PacketIov(slab, slabLen, offs, lens, ext_, k + j, 28, &iov_[nio + giov]);
     }
     struct msghdr& h = msgs_[g].msg_hdr;
     h.msg_iov = &iov_[nio];
-    h.msg_iovlen = glen;
+    h.msg_iovlen = giov;
     addrs_[g].sin_addr.s_addr = htonl(Be32(p + 16));
     addrs_[g].sin_port = htons(Be16(p + 22));
     if (glen > 1) {
@@ -844,7 +871,7 @@ Napi::Value UdpGsoSender::Send(const Napi::CallbackInfo& info) {
       h.msg_controllen = 0;
     }
     segs_[g] = glen;
-    nio += glen;
+    nio += giov;
     k += glen;
     g++;
   }

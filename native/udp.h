@@ -117,6 +117,8 @@ class UdpGsoSender : public Napi::ObjectWrap<UdpGsoSender> {
   std::vector<struct sockaddr_in> addrs_;
   std::vector<uint8_t> ctrl_;
   std::vector<uint32_t> segs_;
+  // The current Send()'s payload pieces outside the slab (none when ext_.buf is null).
+  ExtPieces ext_;
   double gsoGroups_ = 0, gsoPackets_ = 0, rawPackets_ = 0, fallbacks_ = 0, sockets_ = 0, socketFailures_ = 0;
   int lastErrno_ = 0;
 };

@@ -3,8 +3,10 @@
 // GsoSegmenter cutting 64 KiB TCP super-frames into 1448-byte segments (copy
 // and checksum) and GroPlanner verifying and merging a batch of 64 segments,
 // each with the copy/sum in TypeScript and with the addon's copySum/sumRanges
-// (native/bytes.cc). The two variants alternate ROUNDS times and the medians
-// are printed, so a busy machine slows both alike.
+// (native/bytes.cc); and the addon's copying segmentation against zero-copy
+// (headers copied, payloads summed in place: GsoSegmenter's zeroCopyMtu). The
+// two variants alternate ROUNDS times and the medians are printed, so a busy
+// machine slows both alike.
 //
 //   npm run build && node scripts/bench-offload.mjs [--ms 300] [--rounds 7]
 import { createRequire } from 'node:module';
@@ -86,12 +88,12 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 // --- GSO: segments per second
 const raw0 = rawSuper();
-function gsoRunner(withBytes) {
+function gsoRunner(withBytes, zeroCopyMtu = 0) {
   const raw = new Uint8Array(6 * 65600 + 64);
   const at = 6; // the reader's placement: the frame 8-aligned like a slot's
   raw.set(raw0, at);
   const batch = new FrameBatch(64, 2048, 64);
-  const seg = new GsoSegmenter(raw, batch, undefined, withBytes ? bytes : undefined);
+  const seg = new GsoSegmenter(raw, batch, undefined, withBytes ? bytes : undefined, zeroCopyMtu);
   return () => {
     batch.count = 0;
     if (!seg.begin(at, raw0.length)) throw new Error('begin refused the super-frame');
@@ -130,9 +132,10 @@ function groRunner(withBytes) {
   };
 }
 
-for (const [name, mk] of [
-  ['TSO segmentation (GsoSegmenter), segments/s', gsoRunner],
-  ['GRO verify + merge (GroPlanner.plan), segments/s', groRunner],
+for (const [name, mk, la, lb] of [
+  ['TSO segmentation (GsoSegmenter), segments/s', gsoRunner, 'TypeScript', 'native'],
+  ['GRO verify + merge (GroPlanner.plan), segments/s', groRunner, 'TypeScript', 'native'],
+  ['TSO segmentation with the addon, segments/s', (zc) => gsoRunner(true, zc ? 1500 : 0), 'copying', 'zero-copy'],
 ]) {
   const ts = mk(false);
   const nat = mk(true);
@@ -146,5 +149,5 @@ for (const [name, mk] of [
   }
   const ma = median(a);
   const mb = median(b);
-  console.log(`${name}: TypeScript ${Math.round(ma)}, native ${Math.round(mb)}, native/TypeScript ${(mb / ma).toFixed(2)} (${((mb * MSS * 8) / 1e9).toFixed(1)} Gbit/s of payload native)`);
+  console.log(`${name}: ${la} ${Math.round(ma)}, ${lb} ${Math.round(mb)}, ${lb}/${la} ${(mb / ma).toFixed(2)} (${((mb * MSS * 8) / 1e9).toFixed(1)} Gbit/s of payload ${lb})`);
 }

@@ -10,6 +10,7 @@
 //   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
 //     carries out the verdicts with one send/write call per destination.
 import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
+import { Wire } from '../wire/offsets.js';
 import { Counters, Drop, DROP_NAMES, Stat, STAT_NAMES } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
@@ -46,6 +47,8 @@ export interface CellIo {
   openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array, innerMtu?: number): DatagramSocket;
   /** The offloads asked for and what the kernel granted, where the devices have any. */
   offloads?(): OffloadStatus;
+  /** Busy-polling counters (windowUs, kicks, spins, windows), where the devices do it. */
+  busyPoll?(): unknown;
 }
 
 /** The state directory's files for the tracked connections and the counters. */
@@ -130,6 +133,9 @@ export class Cell extends AgentCell {
   private readonly sOff = new Uint32Array(BATCH);
   private readonly sLen = new Uint32Array(BATCH);
   private readonly sDst = new Uint32Array(BATCH);
+  /** Zero-copy segments' payload pieces (FrameBatch.ext), per underlay packet of a dispatch. */
+  private readonly sXOff = new Uint32Array(BATCH);
+  private readonly sXLen = new Uint32Array(BATCH);
   private readonly tOff = new Uint32Array(BATCH);
   private readonly tLen = new Uint32Array(BATCH);
   private readonly cOff = new Uint32Array(BATCH);
@@ -362,6 +368,8 @@ export class Cell extends AgentCell {
     for (const a of this.attached.values()) out[a.dev.name] = statsOf(a.dev);
     const off = this.opts.io.offloads?.();
     if (off !== undefined) out.offload = off;
+    const bp = this.opts.io.busyPoll?.();
+    if (bp !== undefined) out.busy_poll = bp;
     return out;
   }
 
@@ -426,16 +434,37 @@ export class Cell extends AgentCell {
     side.reset();
   }
 
-  /** Carry out the pipeline's verdicts: one underlay send, one write per TAP. */
+  /**
+   * Carry out the pipeline's verdicts: one underlay send, one write per TAP. Zero-copy segments
+   * (batch.extLen[i] > 0) encapsulated whole go to the underlay in two pieces (headers in the slot,
+   * payload in batch.ext); one delivered whole to a TAP, or any with the capture on, is made whole
+   * in its slot first; any other output of such a slot (an ICMP error built in place) lies in the slot.
+   */
   private dispatch(batch: FrameBatch): void {
     const n = batch.count;
     const action = batch.action;
+    const ext = batch.ext;
+    if (ext !== undefined && this.capture !== null) for (let i = 0; i < n; i++) batch.materialize(i);
     let nu = 0;
+    let nx = 0;
     for (let i = 0; i < n; i++) {
       if (action[i] === Action.Underlay) {
+        const len = batch.outLen[i]!;
         this.sOff[nu] = batch.outOff[i]!;
-        this.sLen[nu] = batch.outLen[i]!;
+        this.sLen[nu] = len;
         this.sDst[nu] = batch.outTarget[i]!;
+        let xl = 0;
+        if (ext !== undefined) {
+          xl = batch.extLen[i]!;
+          // Only the whole frame behind the outer headers carries the piece outside the slot.
+          if (xl !== 0 && len !== batch.len[i]! + Wire.VXLAN_ENCAP_LEN) {
+            batch.materialize(i);
+            xl = 0;
+          }
+          this.sXOff[nu] = batch.extOff[i]!;
+          this.sXLen[nu] = xl;
+          if (xl !== 0) nx++;
+        }
         nu++;
       }
     }
@@ -443,7 +472,10 @@ export class Cell extends AgentCell {
     // refused they count under their own drop reasons (never both).
     const stats = this.dp.counters.stats;
     if (nu > 0) {
-      stats[Stat.Sent]! += this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
+      stats[Stat.Sent]! +=
+        nx > 0
+          ? this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu, ext, this.sXOff, this.sXLen)
+          : this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
       if (this.capture !== null) {
         // What the kernel's silk-vtep transmits: the inner frame, VTEP MACs, TTL already decremented.
         for (let k = 0; k < nu; k++) {
@@ -459,6 +491,7 @@ export class Cell extends AgentCell {
       let nt = 0;
       for (let j = i; j < n; j++) {
         if (action[j] === Action.Tap && batch.outTarget[j] === target) {
+          if (ext !== undefined && batch.extLen[j]! !== 0 && batch.outLen[j]! === batch.len[j]!) batch.materialize(j);
           this.tOff[nt] = batch.outOff[j]!;
           this.tLen[nt] = batch.outLen[j]!;
           nt++;

@@ -45,6 +45,7 @@ export function cellRegistry(cell: Cell): client.Registry {
   stat('silkworm_checksum_completed_total', 'TCP/UDP checksums a kernel sender left partial, finished before delivery', Stat.ChecksumCompleted);
   stat('silkworm_written_to_containers_total', 'Final outcome: frames written to a container TAP (deliveries and ICMP errors)', Stat.Delivered);
   stat('silkworm_sent_on_underlay_total', 'Final outcome: packets sent on the underlay (encapsulated frames and ICMP errors)', Stat.Sent);
+  stat('silkworm_conntrack_invalid_total', "TCP packets connection tracking calls INVALID (bad flag mix, or no connection to open or pick up): forwarded untracked, as the kernel's conntrack does", Stat.ConntrackInvalid);
   new client.Counter({
     name: 'silkworm_policy_denies_total',
     help: 'Packets denied by policy (rejected with ICMP port unreachable or dropped)',

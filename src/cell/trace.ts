@@ -9,6 +9,8 @@ import { formatRoute, type RouteEntry } from '../tables/route.js';
 import { formatNeighbor, type NeighborEntry } from '../tables/neighbor.js';
 import { formatFdb, type FdbEntry } from '../tables/fdb.js';
 import { renderIptables, type AcceptRule } from '../policy/planner.js';
+import { tcpFlagsValid } from '../policy/conntrack.js';
+import { tcpdumpFlags } from '../wire/dissect.js';
 import { formatMac, u32ToIp } from '../util/ip.js';
 import { formatTag } from '../policy/tags.js';
 
@@ -54,6 +56,14 @@ export function describeStep(s: TraceStep): string {
       return `VXLAN from ${u32ToIp(s.from)}: flags 0x${s.flags.toString(16)}, VNI ${s.vni}, Group Policy ID ${s.groupPolicyId} (${formatTag(s.groupPolicyId)})`;
     case 'lookup-container':
       return s.container ? `${u32ToIp(s.dst)} is container ${s.container} (app ${s.app}) on this cell` : `no container with ${u32ToIp(s.dst)} on this cell`;
+    case 'conntrack':
+      return (
+        `conntrack: INVALID, TCP flags [${tcpdumpFlags(s.tcpFlags)}] ` +
+        (tcpFlagsValid(s.tcpFlags)
+          ? 'without a tracked connection (only a SYN, or an ACK picked up mid-stream, opens one)'
+          : 'are a mix conntrack never accepts') +
+        ': not tracked (no ESTABLISHED, and an ICMP error about it is not RELATED)'
+      );
     case 'policy': {
       if (s.why === 'policy') {
         const line = renderIptables({ marks: [], accepts: [s.rule] }).find((l) => l.includes('-j ACCEPT') && l.includes('--mark'));
@@ -125,6 +135,8 @@ export function stepDetail(s: TraceStep): Record<string, unknown> {
       return { from: u32ToIp(s.from), vni: s.vni, flags: s.flags, groupPolicyId: s.groupPolicyId };
     case 'lookup-container':
       return { dst: u32ToIp(s.dst), container: s.container, app: s.app };
+    case 'conntrack':
+      return { state: s.state, tcpFlags: s.tcpFlags, flags: tcpdumpFlags(s.tcpFlags), validFlags: tcpFlagsValid(s.tcpFlags) };
     case 'policy':
       if (s.why === 'policy') return { verdict: s.verdict, why: WHY[s.why], rule: ruleJson(s.rule), sameCell: s.sameCell };
       if (s.why === 'no-tag' || s.why === 'no-rule') return { verdict: s.verdict, why: WHY[s.why], tag: s.tag, container: s.container, app: s.app };

@@ -22,8 +22,18 @@ import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads }
 import { defaultStateDir, StateDir } from '../agent/state-dir.js';
 import { loadNative } from '../io/native.js';
 import { DEFAULT_CONNTRACK_MAX } from '../policy/conntrack.js';
+import { VXLAN_OVERHEAD } from '../wire/offsets.js';
 import type { Address } from '../net/address.js';
 import type { AgentCell } from '../agent/agent-cell.js';
+
+/** Default busy-polling window after traffic, µs (SILKWORM_BUSY_POLL_US overrides; 0 turns it off). */
+export const DEFAULT_BUSY_POLL_US = 0;
+
+/** SILKWORM_BUSY_POLL_US as a window in µs: a whole number from 0 to 100000, else the default. */
+export function busyPollUs(v: string | undefined): number {
+  if (v === undefined || !/^\d{1,6}$/.test(v)) return DEFAULT_BUSY_POLL_US;
+  return Math.min(Number(v), 100_000);
+}
 
 // commander reads a `--no-X` flag as the negation of `--X`; this one is a list of its own.
 function noOffloadOption(): Option {
@@ -325,8 +335,14 @@ export function register(program: Command): void {
         controller: client,
         underlayIp: o.underlayIp,
         // SILKWORM_NATIVE_BYTES=0: segmentation and checksum verification in TypeScript instead of the
-        // addon's byte primitives (for paired measurements, scripts/bench-compare.sh --paired).
-        io: nativeCellIo(offloads.options, { nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0' }),
+        // addon's byte primitives; SILKWORM_ZEROCOPY_TSO=0: TSO segments copied whole into the batch
+        // instead of sent from where the TAP read them (for paired measurements, scripts/bench-compare.sh).
+        io: nativeCellIo(offloads.options, {
+          nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0',
+          zeroCopyMtu: process.env.SILKWORM_ZEROCOPY_TSO === '0' ? 0 : mtu - VXLAN_OVERHEAD,
+          // SILKWORM_BUSY_POLL_US: how long the event loop keeps polling without sleeping after traffic.
+          busyPollUs: busyPollUs(process.env.SILKWORM_BUSY_POLL_US),
+        }),
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },
         capture: Boolean(o.capture),

@@ -98,6 +98,16 @@ export class FrameBatch {
   readonly outOff: Uint32Array;
   readonly outLen: Uint32Array;
   readonly outTarget: Uint32Array;
+  /**
+   * Zero-copy frames (TSO segments cut without copying, src/offload/gso.ts): when extLen[i] > 0 only
+   * frame i's first len[i] - extLen[i] bytes (its headers) are in the slot, and the rest is
+   * ext[extOff[i], +extLen[i]) — a payload slice of the super-frame the TAP read, valid while the batch
+   * is. The pipeline reads and writes only headers, so it never notices; whoever sends the whole frame
+   * gathers the two pieces (the underlay) or calls materialize(i) first. extLen is 0 for every other frame.
+   */
+  ext: Uint8Array | undefined = undefined;
+  readonly extOff: Uint32Array;
+  readonly extLen: Uint32Array;
 
   constructor(capacity: number, slotSize: number, headroom = DEFAULT_HEADROOM) {
     if (headroom >= slotSize) throw new Error('headroom must be smaller than the slot size');
@@ -113,6 +123,22 @@ export class FrameBatch {
     this.outOff = new Uint32Array(capacity);
     this.outLen = new Uint32Array(capacity);
     this.outTarget = new Uint32Array(capacity);
+    this.extOff = new Uint32Array(capacity);
+    this.extLen = new Uint32Array(capacity);
+  }
+
+  /**
+   * Copy frame i's piece outside the slab (extLen[i] > 0) into its slot behind its headers, so the frame
+   * is whole at inOff(i) (for the paths that write it to a TAP). Off the hot path: same-cell delivery of
+   * TSO traffic and the capture TAP.
+   */
+  materialize(i: number): void {
+    const xl = this.extLen[i]!;
+    const ext = this.ext;
+    if (xl === 0 || ext === undefined) return;
+    const xo = this.extOff[i]!;
+    this.slab.set(ext.subarray(xo, xo + xl), this.inOff(i) + this.len[i]! - xl);
+    this.extLen[i] = 0;
   }
 
   /** Set frame i's verdict: `action`, and `len` bytes at `off` for `target` (see Action). */

@@ -171,6 +171,8 @@ export const enum Stat {
   Delivered,
   /** Final outcome: packets the underlay socket sent (encapsulated frames and ICMP errors), counted by the cell. */
   Sent,
+  /** A TCP packet conntrack calls INVALID (policy/conntrack.ts): sent on or judged untracked, as the kernel does. */
+  ConntrackInvalid,
   Count,
 }
 
@@ -191,6 +193,7 @@ const STATS: { readonly [K in Exclude<Stat, Stat.Count>]: string } = {
   [Stat.IcmpRateLimited]: 'icmp-rate-limited',
   [Stat.Delivered]: 'delivered',
   [Stat.Sent]: 'sent',
+  [Stat.ConntrackInvalid]: 'conntrack-invalid',
 };
 
 export const STAT_NAMES: readonly string[] = column(Stat.Count, (i) => STATS[i as Exclude<Stat, Stat.Count>]);

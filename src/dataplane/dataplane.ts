@@ -167,7 +167,7 @@ export class Dataplane {
 
   /**
    * Run one frame through the real egress (or ingress) code in a dry Run,
-   * recording its steps: no conntrack entry is created, and no counter, rule
+   * recording its steps: no conntrack entry is created or changed, and no counter, rule
    * hit, ICMP token or IP ident of the cell is spent. Returns the steps, the
    * verdict and the output bytes.
    */
@@ -176,8 +176,16 @@ export class Dataplane {
     batch.push(bytes, opts.srcIp ?? 0, 0);
     const recorder = new StepRecorder(this.state.routes);
     const run = new Run(new Counters(), recorder, this.live.icmp.clone(), true, this.live.ident);
-    if (kind === 'egress') this.egressRoom.run(batch, opts.port ?? -1, opts.now, run);
-    else this.ingressRoom.run(batch, opts.now, run);
+    // Conntrack answers without changing anything (an existing flow's state,
+    // expiry and a RST's deletion included), as it creates nothing.
+    const ct = this.state.conntrack;
+    ct.readOnly = true;
+    try {
+      if (kind === 'egress') this.egressRoom.run(batch, opts.port ?? -1, opts.now, run);
+      else this.ingressRoom.run(batch, opts.now, run);
+    } finally {
+      ct.readOnly = false;
+    }
     const action = batch.action[0];
     return {
       steps: recorder.steps,

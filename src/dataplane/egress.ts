@@ -16,6 +16,7 @@ import { writeU16 } from '../wire/bytes.js';
 import { IcmpCode, IcmpType } from '../wire/icmp.js';
 import { Ipv4View } from '../wire/ipv4.js';
 import { macKey } from '../tables/fdb.js';
+import { CtState } from '../policy/conntrack.js';
 import { writeMacFromIp } from '../util/ip.js';
 import { Action, type FrameBatch } from './batch.js';
 import { Drop, Stat } from './counters.js';
@@ -198,7 +199,14 @@ export class Egress {
     // Track the flow so the reply is let in on the way back (ESTABLISHED).
     // ICMP errors are never tracked themselves (they are RELATED to a flow), and
     // of the rest of ICMP only an echo request opens an entry, as in the kernel.
-    if (!l4.icmpError) state.conntrack.process(src, dst, proto, l4.sport, l4.dport, l4.tcpFlags, now, !run.dry && l4.opensFlow(proto));
+    // A TCP packet conntrack calls INVALID (a lone FIN, a first RST or
+    // SYN+ACK, …) is sent on untracked, as the kernel forwards it: an ICMP
+    // error coming back about it is then unrelated here and dropped, as the
+    // kernel cell's `overlay` chain drops it (docs/kernel-differences.md).
+    if (!l4.icmpError && state.conntrack.process(src, dst, proto, l4.sport, l4.dport, l4.tcpFlags, now, !run.dry && l4.opensFlow(proto), 0, l4.tcpSeq, l4.tcpAck, l4.tcpLen) === CtState.Invalid) {
+      run.counters.stats[Stat.ConntrackInvalid]!++;
+      if (run.tracing) run.steps.conntrackInvalid(l4.tcpFlags);
+    }
     ip.decrementTtl();
     // The VTEP MACs with indexed stores: buf.set() of 6 bytes costs a builtin call each.
     const dstMac = neigh.mac;
@@ -233,6 +241,8 @@ export class Egress {
     writeMacFromIp(buf, off + Wire.ETH_SRC, 0xaaaa, port.ip);
     writeU16(buf, off + Wire.ETH_TYPE, Wire.ETHERTYPE_IPV4);
     batch.verdict(i, Action.Tap, off, Wire.ETH_HEADER_LEN + ipLen, port.index);
+    // The reply lies whole in the slot: a zero-copy segment's payload piece is no part of it.
+    batch.extLen[i] = 0;
     if (run.tracing) run.steps.icmpErrorToContainer(port);
   }
 }

@@ -49,11 +49,18 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
     run.counters.stats[Stat.ConntrackAllowed]!++;
     return Verdict.Allow;
   }
-  const st = state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, false);
-  if (st !== CtState.New) {
+  const st = state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, false, 0, l4.tcpSeq, l4.tcpAck, l4.tcpLen);
+  if (st === CtState.Reply || st === CtState.Established) {
     run.counters.stats[Stat.ConntrackAllowed]!++;
     if (run.tracing) run.steps.policyTracked(st === CtState.Reply ? 'reply' : 'established');
     return Verdict.Allow;
+  }
+  // INVALID (conntrack.ts): no connection, as for a new packet — silk's
+  // accept rules match the mark and port whatever the state, and its
+  // `--state RELATED,ESTABLISHED` rule does not match — but nothing is tracked.
+  if (st === CtState.Invalid) {
+    run.counters.stats[Stat.ConntrackInvalid]!++;
+    if (run.tracing) run.steps.conntrackInvalid(l4.tcpFlags);
   }
   const rule = tag === 0 || proto === Wire.IPPROTO_ICMP ? -1 : state.policy.match(ip.dstAddr, proto, l4.dport, tag);
   if (rule < 0) {
@@ -64,8 +71,8 @@ export function admit(state: ControlState, buf: Uint8Array, ip: Ipv4View, l4: L4
   if (!run.dry) {
     state.ruleHits[rule]!++;
     // Same-cell packets are not tracked at egress (only remote ones are);
-    // here the allowed packet opens the connection.
-    state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, true);
+    // here the allowed packet opens the connection (unless it is INVALID).
+    if (st === CtState.New) state.conntrack.process(ip.srcAddr, ip.dstAddr, proto, l4.sport, l4.dport, l4.tcpFlags, now, true, 0, l4.tcpSeq, l4.tcpAck, l4.tcpLen);
   }
   if (run.tracing) run.steps.policyRule(state.policy.plan.accepts[rule]!, sameCell);
   return Verdict.Allow;

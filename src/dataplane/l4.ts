@@ -3,7 +3,7 @@
 // policy and conntrack key on: ports, TCP flags, the ICMP type and whether it
 // is an error. Kept in fields of one reused object, not returned as a new one,
 // so reading them allocates nothing.
-import { readU16 } from '../wire/bytes.js';
+import { readU16, readU32 } from '../wire/bytes.js';
 import { WireError } from '../wire/errors.js';
 import { IcmpType, isIcmpErrorType } from '../wire/icmp.js';
 import type { Ipv4View } from '../wire/ipv4.js';
@@ -35,6 +35,15 @@ export class L4 {
   dport = 0;
   /** TCP control bits (TcpFlags), 0 for other protocols. */
   tcpFlags = 0;
+  /** TCP sequence and acknowledgment numbers (u32), for conntrack's RST check; 0 for other protocols. */
+  tcpSeq = 0;
+  tcpAck = 0;
+  /**
+   * TCP payload bytes (after the data offset's header), or -1 when the data
+   * offset is below 5 or past the packet: conntrack calls that INVALID
+   * (tcp_error, "truncated packet"). 0 for other protocols.
+   */
+  tcpLen = 0;
   /** ICMP type, or -1 when the packet is not ICMP. */
   icmpType = -1;
   /** An ICMP error (isIcmpErrorType): never tracked itself, never answered with another error. */
@@ -48,11 +57,18 @@ export class L4 {
     this.icmpError = false;
     this.icmpType = -1;
     this.tcpFlags = 0;
+    this.tcpSeq = 0;
+    this.tcpAck = 0;
+    this.tcpLen = 0;
     if (proto === Wire.IPPROTO_TCP) {
       if (len < Wire.TCP_HEADER_LEN) return false;
       this.sport = readU16(buf, off + Wire.TCP_SRC_PORT);
       this.dport = readU16(buf, off + Wire.TCP_DST_PORT);
       this.tcpFlags = tcpFlagsAt(buf, off);
+      this.tcpSeq = readU32(buf, off + Wire.TCP_SEQ);
+      this.tcpAck = readU32(buf, off + Wire.TCP_ACK);
+      const hl = (buf[off + Wire.TCP_DATA_OFF]! >>> 4) << 2;
+      this.tcpLen = hl < Wire.TCP_HEADER_LEN || hl > len ? -1 : len - hl;
       return true;
     }
     if (proto === Wire.IPPROTO_UDP) {

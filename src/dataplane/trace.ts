@@ -49,6 +49,7 @@ export type TraceStep =
     }
   | { kind: 'decapsulate'; from: number; vni: number; flags: number; groupPolicyId: number }
   | { kind: 'lookup-container'; dst: number; container: string | null; app: string | null }
+  | { kind: 'conntrack'; state: 'invalid'; tcpFlags: number }
   | { kind: 'policy'; verdict: 'allow'; why: 'related' | 'reply' | 'established' }
   | { kind: 'policy'; verdict: 'deny'; why: 'unrelated' }
   | { kind: 'policy'; verdict: 'deny'; why: 'no-tag' | 'no-rule'; tag: number; container: string; app: string }
@@ -102,6 +103,8 @@ export interface StepSink {
   policyTracked(why: 'related' | 'unrelated' | 'reply' | 'established'): void;
   policyDenied(why: 'no-tag' | 'no-rule', tag: number, port: Named): void;
   policyRule(rule: AcceptRule, sameCell: boolean): void;
+  /** Connection tracking calls this TCP packet INVALID (policy/conntrack.ts): it is not tracked. */
+  conntrackInvalid(tcpFlags: number): void;
   deliver(port: Named, ttl: number): void;
   icmpErrorToContainer(port: Named): void;
   icmpErrorToUnderlay(ip: number): void;
@@ -124,6 +127,7 @@ export const NO_STEPS: StepSink = Object.freeze({
   policyTracked: nothing,
   policyDenied: nothing,
   policyRule: nothing,
+  conntrackInvalid: nothing,
   deliver: nothing,
   icmpErrorToContainer: nothing,
   icmpErrorToUnderlay: nothing,
@@ -181,6 +185,9 @@ export class StepRecorder implements StepSink {
   }
   policyRule(rule: AcceptRule, sameCell: boolean): void {
     this.steps.push({ kind: 'policy', verdict: 'allow', why: 'policy', rule, sameCell });
+  }
+  conntrackInvalid(tcpFlags: number): void {
+    this.steps.push({ kind: 'conntrack', state: 'invalid', tcpFlags });
   }
   deliver(port: Named, ttl: number): void {
     this.steps.push({ kind: 'deliver', container: port.handle, app: port.app, ttl });

@@ -90,7 +90,17 @@ export interface NativeUdpGsoSender {
    * Send packets start..count-1 (full IPv4 packets, as sendBatch) with one syscall: returns packets sent
    * (> 0), 0 on EAGAIN, or -errno when packet `start` itself was refused.
    */
-  send(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, count: number, start?: number): number;
+  send(
+    slab: Uint8Array,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    dsts: Uint32Array,
+    count: number,
+    start?: number,
+    ext?: Uint8Array,
+    extOffs?: Uint32Array,
+    extLens?: Uint32Array,
+  ): number;
   counters(): GsoSenderCounters;
   /** Close the pool sockets (not the raw fd, which the caller owns). */
   close(): void;
@@ -141,6 +151,10 @@ export interface NativeAddon {
     dsts: Uint32Array,
     count: number,
     start?: number,
+    /** Payload pieces outside the slab (see DatagramSocket.send). */
+    ext?: Uint8Array,
+    extOffs?: Uint32Array,
+    extLens?: Uint32Array,
   ): number;
   TapReader: new (
     fd: number,
@@ -195,6 +209,13 @@ export interface NativeAddon {
   copySum?: (src: Uint8Array, dst: Uint8Array, desc: Uint32Array, n: number, sums: Uint32Array) => void;
   /** desc[2k..2k+1] = [off, len]: sums[k] = the folded one's complement sum of buf[off, +len). */
   sumRanges?: (buf: Uint8Array, desc: Uint32Array, n: number, sums: Uint32Array) => void;
+  /**
+   * Adaptive busy polling of this process's event loop (native/common.cc): after a reader drained
+   * traffic the loop polls without sleeping for windowUs µs; 0 turns it off (the default). Absent from
+   * addons built before it.
+   */
+  setBusyPoll?: (windowUs: number) => void;
+  busyPollCounters?: () => { windowUs: number; kicks: number; spins: number; windows: number };
   /** Largest batch one sendBatch call or reader accepts (1024). */
   maxBatch: number;
 }

@@ -74,6 +74,12 @@ export interface TapOptions {
    * false keeps that byte work in TypeScript, for paired measurements).
    */
   nativeBytes?: boolean;
+  /**
+   * With tso and nativeBytes: cut super-frames without copying payloads when every segment's IP length
+   * is at most this (the inner MTU): headers in the slots, payloads referenced in the read buffer
+   * (FrameBatch.ext, src/offload/gso.ts). 0 or absent: segments are copied whole into the slots.
+   */
+  zeroCopyMtu?: number;
 }
 
 export interface TapStats {
@@ -214,7 +220,7 @@ export class TapDevice implements FrameDevice {
     if (tso) {
       this.raw = new Uint8Array(RAW_BYTES);
       this.rawMeta = new Uint32Array(2 * batch);
-      this.gsoSeg = new GsoSegmenter(this.raw, this.batch, opts.drops, bytes);
+      this.gsoSeg = new GsoSegmenter(this.raw, this.batch, opts.drops, bytes, opts.zeroCopyMtu ?? 0);
     }
   }
 

@@ -28,7 +28,20 @@ export interface FrameDevice {
 export interface DatagramSocket {
   /** Start delivering received UDP payloads (the VXLAN header first) with srcIp/srcPort set. */
   start(onBatch: (batch: FrameBatch) => void): void;
-  /** Send `count` IPv4 packets (outer header included) to dsts[k]. Returns packets sent. */
-  send(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, count: number): number;
+  /**
+   * Send `count` IPv4 packets (outer header included) to dsts[k]. Returns packets sent. With `ext`,
+   * packet k's last extLens[k] bytes are ext[extOffs[k], +extLens[k]) instead of following its first
+   * lens[k] - extLens[k] bytes in the slab (zero-copy TSO segments, FrameBatch.ext).
+   */
+  send(
+    slab: Uint8Array,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    dsts: Uint32Array,
+    count: number,
+    ext?: Uint8Array,
+    extOffs?: Uint32Array,
+    extLens?: Uint32Array,
+  ): number;
   close(): void;
 }

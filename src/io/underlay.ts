@@ -192,7 +192,16 @@ export class UdpUnderlay implements DatagramSocket {
   }
 
   /** Send `count` full IPv4 packets (outer headers included) to next hops dsts[k]. Returns packets sent. */
-  send(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, count: number): number {
+  send(
+    slab: Uint8Array,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    dsts: Uint32Array,
+    count: number,
+    ext?: Uint8Array,
+    extOffs?: Uint32Array,
+    extLens?: Uint32Array,
+  ): number {
     const stats = this.stats;
     if (this.closed) {
       stats.txDropFull += count;
@@ -205,7 +214,10 @@ export class UdpUnderlay implements DatagramSocket {
     while (i < count) {
       // The GSO sender makes one syscall per call (a run of groups or of raw packets) with the same
       // return contract as sendBatch, so this loop is the same for both.
-      const r = gso !== undefined ? gso.send(slab, offs, lens, dsts, count, i) : this.native.sendBatch(this.rawFd, slab, offs, lens, dsts, count, i);
+      const r =
+        gso !== undefined
+          ? gso.send(slab, offs, lens, dsts, count, i, ext, extOffs, extLens)
+          : this.native.sendBatch(this.rawFd, slab, offs, lens, dsts, count, i, ext, extOffs, extLens);
       if (r > 0) {
         i += r;
         sent += r;

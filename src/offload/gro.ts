@@ -18,16 +18,16 @@
 //   - IPv4: IHL 5 (no options), not a fragment, protocol TCP, same TOS, TTL,
 //     DF, addresses; ID = H's ID + k (the sender's counter, RFC 6864 §4.1) or,
 //     with DF set, equal to H's (a fixed ID, which Linux GRO accepts too).
-//   - TCP: same ports, ACK number, data offset and option bytes (timestamps
+//   - TCP: same ports, G.ACK number, data offset and option bytes (timestamps
 //     included: RFC 7323 §4.3 — merging different TSvals would hide the later
-//     ones from the receiver); flags exactly ACK, or ACK|PSH; no SYN/FIN/RST/
+//     ones from the receiver); flags exactly G.ACK, or G.ACK|G.PSH; no SYN/FIN/RST/
 //     URG/ECE/CWR (they carry per-segment meaning); payload > 0;
 //     seq = H's seq + bytes so far (contiguous).
 //   - All but the last segment carry exactly gso_size (= H's payload) bytes;
-//     a shorter segment or one with PSH ends the run (the kernel's resegmenter
-//     assumes equal sizes; PSH belongs to the last byte).
+//     a shorter segment or one with G.PSH ends the run (the kernel's resegmenter
+//     assumes equal sizes; G.PSH belongs to the last byte).
 //   - The super-frame's IP total length stays <= 65535 and it has at most
-//     MAX_SEGS segments.
+//     Vnet.MAX_SEGS segments.
 //   - Every merged segment's TCP checksum verified first (as kernel GRO does
 //     in tcp4_gro_receive): the super-frame goes out checksum-partial, so the
 //     receiver will never look at the per-segment checksums again.
@@ -45,33 +45,7 @@
 import { foldChecksum, internetChecksum, onesComplementSum, pseudoHeaderSum } from '../wire/checksum.js';
 import { readU16, readU32, writeU16 } from '../wire/bytes.js';
 import type { ByteOps } from './bytes.js';
-import {
-  ETH_HEADER_LEN,
-  ETH_TYPE,
-  ETHERTYPE_IPV4,
-  IPPROTO_TCP,
-  IPV4_CHECKSUM,
-  IPV4_DSCP_ECN,
-  IPV4_DST,
-  IPV4_FLAG_DF,
-  IPV4_FLAG_MF,
-  IPV4_FLAGS_FRAG,
-  IPV4_FRAG_OFFSET_MASK,
-  IPV4_HEADER_LEN,
-  IPV4_IDENT,
-  IPV4_PROTOCOL,
-  IPV4_SRC,
-  IPV4_TOTAL_LEN,
-  IPV4_TTL,
-  IPV4_VER_IHL,
-  IPV4_VER_IHL_NO_OPTIONS,
-  TCP_ACK,
-  TCP_CHECKSUM,
-  TCP_DATA_OFF,
-  TCP_FLAGS,
-  TCP_HEADER_LEN,
-  TCP_SEQ,
-} from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 
 /** 16- and 32-bit views of one slab, made once per slab (the cell hands over the same few slabs). */
 interface SlabViews {
@@ -141,50 +115,73 @@ function sumWith(v: SlabViews | undefined, buf: Uint8Array, off: number, len: nu
   return sum;
 }
 
-/** sizeof(struct virtio_net_hdr) (include/uapi/linux/virtio_net.h); the TAP's default vnet header size. */
-export const VNET_HDR_LEN = 10;
-/** struct virtio_net_hdr fields (little-endian u16s on the TAP: TUN's legacy byte order is the host's). */
-export const VNET_FLAGS = 0;
-export const VNET_GSO_TYPE = 1;
-export const VNET_HDR_LEN_FIELD = 2;
-export const VNET_GSO_SIZE = 4;
-export const VNET_CSUM_START = 6;
-export const VNET_CSUM_OFFSET = 8;
-export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
-export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
-export const VIRTIO_NET_HDR_GSO_NONE = 0;
-export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
-
 /**
- * Segments per super-frame at most. Bounds the plan's arrays; in practice a run is shorter: it never
- * spans two write calls (a cell writes at most BATCH_SIZE frames per call, src/io/types.ts), and the
- * 64 KiB IP length holds 45 segments of 1448 bytes.
+ * struct virtio_net_hdr (include/uapi/linux/virtio_net.h) and the plan's shape, as a const enum: tsc
+ * writes the numbers in place (an imported or module-level `const` is a load and a hole check in V8 on
+ * the per-packet path). The named exports below are the same numbers for everything else.
  */
-export const MAX_SEGS = 64;
-/** Words per packet in `pkts`: hdrOff, hdrLen, iovFirst, iovCount (what native writeVnet reads). */
-export const PKT_WORDS = 4;
+export const enum Vnet {
+  /** sizeof(struct virtio_net_hdr); the TAP's default vnet header size. */
+  VNET_HDR_LEN = 10,
+  /** struct virtio_net_hdr fields (little-endian u16s on the TAP: TUN's legacy byte order is the host's). */
+  VNET_FLAGS = 0,
+  VNET_GSO_TYPE = 1,
+  VNET_HDR_LEN_FIELD = 2,
+  VNET_GSO_SIZE = 4,
+  VNET_CSUM_START = 6,
+  VNET_CSUM_OFFSET = 8,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM = 1,
+  VIRTIO_NET_HDR_F_DATA_VALID = 2,
+  VIRTIO_NET_HDR_GSO_NONE = 0,
+  VIRTIO_NET_HDR_GSO_TCPV4 = 1,
+  /**
+   * Segments per super-frame at most. Bounds the plan's arrays; in practice a run is shorter: it never
+   * spans two write calls (a cell writes at most BATCH_SIZE frames per call, src/io/types.ts), and the
+   * 64 KiB IP length holds 45 segments of 1448 bytes.
+   */
+  MAX_SEGS = 64,
+  /** Words per packet in `pkts`: hdrOff, hdrLen, iovFirst, iovCount (what native writeVnet reads). */
+  PKT_WORDS = 4,
+}
+export const VNET_HDR_LEN = Vnet.VNET_HDR_LEN;
+export const VNET_FLAGS = Vnet.VNET_FLAGS;
+export const VNET_GSO_TYPE = Vnet.VNET_GSO_TYPE;
+export const VNET_HDR_LEN_FIELD = Vnet.VNET_HDR_LEN_FIELD;
+export const VNET_GSO_SIZE = Vnet.VNET_GSO_SIZE;
+export const VNET_CSUM_START = Vnet.VNET_CSUM_START;
+export const VNET_CSUM_OFFSET = Vnet.VNET_CSUM_OFFSET;
+export const VIRTIO_NET_HDR_F_NEEDS_CSUM = Vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM;
+export const VIRTIO_NET_HDR_F_DATA_VALID = Vnet.VIRTIO_NET_HDR_F_DATA_VALID;
+export const VIRTIO_NET_HDR_GSO_NONE = Vnet.VIRTIO_NET_HDR_GSO_NONE;
+export const VIRTIO_NET_HDR_GSO_TCPV4 = Vnet.VIRTIO_NET_HDR_GSO_TCPV4;
+export const MAX_SEGS = Vnet.MAX_SEGS;
+export const PKT_WORDS = Vnet.PKT_WORDS;
 
-const ETH_LEN = ETH_HEADER_LEN;
-const IP_LEN = IPV4_HEADER_LEN; // IHL 5 only
-const TCP_OFF = ETH_LEN + IP_LEN; // 34: csum_start of every super-frame
-const TCP_CSUM_OFFSET = TCP_CHECKSUM;
-/** TCP flag bits (byte TCP_FLAGS). */
-const ACK = 0x10;
-const PSH = 0x08;
-/** The DF and MF bits and fragment offset of the IPv4 flags word, as bits of its first byte / the whole word. */
-const IP_DF_BYTE = IPV4_FLAG_DF >>> 8;
-const IP_FRAG_MASK = IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK;
-// Fixed header pieces: a zero header (no claim about the frame) and one with
-// DATA_VALID (the TCP checksum was verified here).
-const HDR_ZERO = 0;
-const HDR_VALID = 16;
-const SLOT_BASE = 32;
-// vnet header + Ethernet + IPv4 (20) + TCP with the largest options (60), rounded up.
-const HDR_SLOT = 112;
-
-/** Per-frame classification results (see classify()). */
-const NOT_TCP = -2;
-const BAD_CSUM = -1;
+/** This file's own numbers (a const enum for the same reason as Vnet). */
+const enum G {
+  ETH_LEN = Wire.ETH_HEADER_LEN,
+  /** IHL 5 only. */
+  IP_LEN = Wire.IPV4_HEADER_LEN,
+  /** 34: csum_start of every super-frame. */
+  TCP_OFF = G.ETH_LEN + G.IP_LEN,
+  TCP_CSUM_OFFSET = Wire.TCP_CHECKSUM,
+  /** TCP flag bits (byte Wire.TCP_FLAGS). */
+  ACK = 0x10,
+  PSH = 0x08,
+  /** The DF and MF bits and fragment offset of the IPv4 flags word, as bits of its first byte / the whole word. */
+  IP_DF_BYTE = Wire.IPV4_FLAG_DF >>> 8,
+  IP_FRAG_MASK = Wire.IPV4_FLAG_MF | Wire.IPV4_FRAG_OFFSET_MASK,
+  // Fixed header pieces: a zero header (no claim about the frame) and one with
+  // DATA_VALID (the TCP checksum was verified here).
+  HDR_ZERO = 0,
+  HDR_VALID = 16,
+  SLOT_BASE = 32,
+  /** vnet header + Ethernet + IPv4 (20) + TCP with the largest options (60), rounded up. */
+  HDR_SLOT = 112,
+  /** Per-frame classification results (see classify()). */
+  NOT_TCP = -2,
+  BAD_CSUM = -1,
+}
 
 export interface GroCounters {
   /** Super-frames planned (each replaces >= 2 frames). */
@@ -196,9 +193,9 @@ export interface GroCounters {
 }
 
 export class GroPlanner {
-  /** Header pieces: two fixed 10-byte headers, then one HDR_SLOT per packet. */
+  /** Header pieces: two fixed 10-byte headers, then one G.HDR_SLOT per packet. */
   readonly hdrs: Uint8Array;
-  /** PKT_WORDS per packet: [hdrOff, hdrLen, iovFirst, iovCount]. */
+  /** Vnet.PKT_WORDS per packet: [hdrOff, hdrLen, iovFirst, iovCount]. */
   readonly pkts: Uint32Array;
   /** Two words per slab piece: [offset, length]. */
   readonly iovs: Uint32Array;
@@ -235,9 +232,9 @@ export class GroPlanner {
     this.maxFrames = maxFrames;
     this.verify = verify;
     this.merge = merge;
-    this.hdrs = new Uint8Array(SLOT_BASE + maxPkts * HDR_SLOT);
-    this.hdrs[HDR_VALID] = VIRTIO_NET_HDR_F_DATA_VALID;
-    this.pkts = new Uint32Array(maxPkts * PKT_WORDS);
+    this.hdrs = new Uint8Array(G.SLOT_BASE + maxPkts * G.HDR_SLOT);
+    this.hdrs[G.HDR_VALID] = Vnet.VIRTIO_NET_HDR_F_DATA_VALID;
+    this.pkts = new Uint32Array(maxPkts * Vnet.PKT_WORDS);
     this.iovs = new Uint32Array(maxFrames * 2);
     this.pktFrames = new Uint32Array(maxPkts);
   }
@@ -262,18 +259,18 @@ export class GroPlanner {
       const hl = lens[i]!;
       const hres = this.classifyAt(slab, i, ho, hl);
       const p = this.npkts;
-      const pw = p * PKT_WORDS;
-      // A run can start only at a verified data segment without PSH.
+      const pw = p * Vnet.PKT_WORDS;
+      // A run can start only at a verified data segment without G.PSH.
       let segs = 1;
       let total = hres;
-      if (this.merge && hres > 0 && slab[ho + TCP_OFF + TCP_FLAGS]! === ACK) {
-        const thl = (slab[ho + TCP_OFF + TCP_DATA_OFF]! >>> 4) * 4;
+      if (this.merge && hres > 0 && slab[ho + G.TCP_OFF + Wire.TCP_FLAGS]! === G.ACK) {
+        const thl = (slab[ho + G.TCP_OFF + Wire.TCP_DATA_OFF]! >>> 4) * 4;
         const mss = hres;
-        const maxPayload = 65535 - IP_LEN - thl;
-        const maxSegs = Math.min(MAX_SEGS, this.maxFrames - this.niovs);
-        const headSeq = readU32(slab, ho + TCP_OFF + TCP_SEQ);
-        const headId = readU16(slab, ho + ETH_LEN + IPV4_IDENT);
-        const df = (slab[ho + ETH_LEN + IPV4_FLAGS_FRAG]! & IP_DF_BYTE) !== 0;
+        const maxPayload = 65535 - G.IP_LEN - thl;
+        const maxSegs = Math.min(Vnet.MAX_SEGS, this.maxFrames - this.niovs);
+        const headSeq = readU32(slab, ho + G.TCP_OFF + Wire.TCP_SEQ);
+        const headId = readU16(slab, ho + G.ETH_LEN + Wire.IPV4_IDENT);
+        const df = (slab[ho + G.ETH_LEN + Wire.IPV4_FLAGS_FRAG]! & G.IP_DF_BYTE) !== 0;
         let last = hres;
         let psh = false;
         let j = i + 1;
@@ -281,16 +278,16 @@ export class GroPlanner {
           const co = offs[j]!;
           const cres = this.classifyAt(slab, j, co, lens[j]!);
           if (cres <= 0 || cres > mss || total + cres > maxPayload) break;
-          const flags = slab[co + TCP_OFF + TCP_FLAGS]!;
+          const flags = slab[co + G.TCP_OFF + Wire.TCP_FLAGS]!;
           // Data offset + reserved bits equal, so the option bytes compared below line up.
-          if ((flags & ~PSH) !== ACK || slab[co + TCP_OFF + TCP_DATA_OFF]! !== slab[ho + TCP_OFF + TCP_DATA_OFF]!) break;
-          if (readU32(slab, co + TCP_OFF + TCP_SEQ) !== ((headSeq + total) >>> 0)) break;
+          if ((flags & ~G.PSH) !== G.ACK || slab[co + G.TCP_OFF + Wire.TCP_DATA_OFF]! !== slab[ho + G.TCP_OFF + Wire.TCP_DATA_OFF]!) break;
+          if (readU32(slab, co + G.TCP_OFF + Wire.TCP_SEQ) !== ((headSeq + total) >>> 0)) break;
           if (!sameHeaders(slab, ho, co, thl)) break;
-          const id = readU16(slab, co + ETH_LEN + IPV4_IDENT);
+          const id = readU16(slab, co + G.ETH_LEN + Wire.IPV4_IDENT);
           if (id !== ((headId + segs) & 0xffff) && !(df && id === headId)) break;
           total += cres;
           last = cres;
-          psh = (flags & PSH) !== 0;
+          psh = (flags & G.PSH) !== 0;
           segs++;
           j++;
         }
@@ -301,8 +298,8 @@ export class GroPlanner {
         }
       }
       // A frame on its own, unchanged: DATA_VALID when its TCP checksum was verified here.
-      pkts[pw] = hres >= 0 && this.verify ? HDR_VALID : HDR_ZERO;
-      pkts[pw + 1] = VNET_HDR_LEN;
+      pkts[pw] = hres >= 0 && this.verify ? G.HDR_VALID : G.HDR_ZERO;
+      pkts[pw + 1] = Vnet.VNET_HDR_LEN;
       pkts[pw + 2] = this.niovs;
       pkts[pw + 3] = 1;
       iovs[this.niovs * 2] = ho;
@@ -317,7 +314,7 @@ export class GroPlanner {
 
   /**
    * Super-frame from frames i..i+segs-1: header piece = vnet header + frame i's headers with the
-   * IP total length, IP checksum, PSH and the TCP pseudo-header checksum rewritten; then payloads.
+   * IP total length, IP checksum, G.PSH and the TCP pseudo-header checksum rewritten; then payloads.
    */
   private emitSuper(
     slab: Uint8Array,
@@ -331,44 +328,44 @@ export class GroPlanner {
   ): void {
     const hdrs = this.hdrs;
     const p = this.npkts;
-    const s = SLOT_BASE + p * HDR_SLOT;
-    const headLen = TCP_OFF + thl;
+    const s = G.SLOT_BASE + p * G.HDR_SLOT;
+    const headLen = G.TCP_OFF + thl;
     const ho = offs[i]!;
     // struct virtio_net_hdr, little-endian (TUN's legacy byte order is the host's; we run on
     // x86-64/arm64 — TapDevice refuses vnetHdr on big-endian hosts).
-    hdrs[s + VNET_FLAGS] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-    hdrs[s + VNET_GSO_TYPE] = VIRTIO_NET_HDR_GSO_TCPV4;
-    writeLe16(hdrs, s + VNET_HDR_LEN_FIELD, headLen);
-    writeLe16(hdrs, s + VNET_GSO_SIZE, mss);
-    writeLe16(hdrs, s + VNET_CSUM_START, TCP_OFF);
-    writeLe16(hdrs, s + VNET_CSUM_OFFSET, TCP_CSUM_OFFSET);
-    const h = s + VNET_HDR_LEN;
+    hdrs[s + Vnet.VNET_FLAGS] = Vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    hdrs[s + Vnet.VNET_GSO_TYPE] = Vnet.VIRTIO_NET_HDR_GSO_TCPV4;
+    writeLe16(hdrs, s + Vnet.VNET_HDR_LEN_FIELD, headLen);
+    writeLe16(hdrs, s + Vnet.VNET_GSO_SIZE, mss);
+    writeLe16(hdrs, s + Vnet.VNET_CSUM_START, G.TCP_OFF);
+    writeLe16(hdrs, s + Vnet.VNET_CSUM_OFFSET, G.TCP_CSUM_OFFSET);
+    const h = s + Vnet.VNET_HDR_LEN;
     for (let k = 0; k < headLen; k++) hdrs[h + k] = slab[ho + k]!;
-    const ip = h + ETH_LEN;
-    writeU16(hdrs, ip + IPV4_TOTAL_LEN, IP_LEN + thl + total);
-    writeU16(hdrs, ip + IPV4_CHECKSUM, 0);
-    writeU16(hdrs, ip + IPV4_CHECKSUM, internetChecksum(hdrs, ip, IP_LEN));
-    const tcp = ip + IP_LEN;
-    if (psh) hdrs[tcp + TCP_FLAGS] = hdrs[tcp + TCP_FLAGS]! | PSH;
+    const ip = h + G.ETH_LEN;
+    writeU16(hdrs, ip + Wire.IPV4_TOTAL_LEN, G.IP_LEN + thl + total);
+    writeU16(hdrs, ip + Wire.IPV4_CHECKSUM, 0);
+    writeU16(hdrs, ip + Wire.IPV4_CHECKSUM, internetChecksum(hdrs, ip, G.IP_LEN));
+    const tcp = ip + G.IP_LEN;
+    if (psh) hdrs[tcp + Wire.TCP_FLAGS] = hdrs[tcp + Wire.TCP_FLAGS]! | G.PSH;
     // CHECKSUM_PARTIAL convention (Linux tcp_v4_send_check, tcp4_gro_complete): the field holds
     // the folded, uncomplemented pseudo-header sum over the whole super-segment's TCP length;
     // whoever finishes the checksum adds the bytes from csum_start on.
-    const src = readU32(hdrs, ip + IPV4_SRC);
-    const dst = readU32(hdrs, ip + IPV4_DST);
-    writeU16(hdrs, tcp + TCP_CHECKSUM, ~foldChecksum(pseudoHeaderSum(src, dst, IPPROTO_TCP, thl + total)) & 0xffff);
+    const src = readU32(hdrs, ip + Wire.IPV4_SRC);
+    const dst = readU32(hdrs, ip + Wire.IPV4_DST);
+    writeU16(hdrs, tcp + Wire.TCP_CHECKSUM, ~foldChecksum(pseudoHeaderSum(src, dst, Wire.IPPROTO_TCP, thl + total)) & 0xffff);
 
-    const pw = p * PKT_WORDS;
+    const pw = p * Vnet.PKT_WORDS;
     this.pkts[pw] = s;
-    this.pkts[pw + 1] = VNET_HDR_LEN + headLen;
+    this.pkts[pw + 1] = Vnet.VNET_HDR_LEN + headLen;
     this.pkts[pw + 2] = this.niovs;
     this.pkts[pw + 3] = segs;
     const iovs = this.iovs;
     for (let k = 0; k < segs; k++) {
       const o = offs[i + k]!;
-      const ipLen = readU16(slab, o + ETH_LEN + IPV4_TOTAL_LEN);
+      const ipLen = readU16(slab, o + G.ETH_LEN + Wire.IPV4_TOTAL_LEN);
       const n = this.niovs++;
       iovs[n * 2] = o + headLen;
-      iovs[n * 2 + 1] = ipLen - IP_LEN - thl;
+      iovs[n * 2 + 1] = ipLen - G.IP_LEN - thl;
     }
     this.pktFrames[p] = segs;
     this.npkts++;
@@ -386,7 +383,7 @@ export class GroPlanner {
     for (let k = 0; k < n; k++) {
       const off = offs[start + k]!;
       const segLen = tcpSegLen(slab, off, lens[start + k]!);
-      desc[2 * k] = segLen < 0 ? 0 : off + TCP_OFF;
+      desc[2 * k] = segLen < 0 ? 0 : off + G.TCP_OFF;
       desc[2 * k + 1] = segLen < 0 ? 0 : segLen;
     }
     bytes.sumRanges(slab, desc, n, this.preSums);
@@ -404,56 +401,56 @@ export class GroPlanner {
   }
 
   /**
-   * NOT_TCP for anything that is not a whole, option-less IPv4 TCP segment inside slab;
-   * BAD_CSUM when its TCP checksum fails (only with verify on); else its TCP payload length.
+   * G.NOT_TCP for anything that is not a whole, option-less IPv4 TCP segment inside slab;
+   * G.BAD_CSUM when its TCP checksum fails (only with verify on); else its TCP payload length.
    * `pre`: the segment's sum from presum(), or -1 to read the bytes here.
    */
   private classify(slab: Uint8Array, off: number, len: number, pre: number): number {
     const segLen = tcpSegLen(slab, off, len);
-    if (segLen < 0) return NOT_TCP;
-    const ip = off + ETH_LEN;
-    const tcp = ip + IP_LEN;
+    if (segLen < 0) return G.NOT_TCP;
+    const ip = off + G.ETH_LEN;
+    const tcp = ip + G.IP_LEN;
     if (this.verify) {
-      const pseudo = pseudoHeaderSum(readU32(slab, ip + IPV4_SRC), readU32(slab, ip + IPV4_DST), IPPROTO_TCP, segLen);
+      const pseudo = pseudoHeaderSum(readU32(slab, ip + Wire.IPV4_SRC), readU32(slab, ip + Wire.IPV4_DST), Wire.IPPROTO_TCP, segLen);
       const sum = (pre >= 0 ? pre : sumWith(this.views, slab, tcp, segLen)) + pseudo;
       if (foldChecksum(sum) !== 0) {
         this.counters.badChecksum++;
-        return BAD_CSUM;
+        return G.BAD_CSUM;
       }
     }
-    return segLen - (slab[tcp + TCP_DATA_OFF]! >>> 4) * 4;
+    return segLen - (slab[tcp + Wire.TCP_DATA_OFF]! >>> 4) * 4;
   }
 }
 
 /** The TCP length (header + payload) of a whole, option-less, unfragmented IPv4 TCP segment inside slab; else -1. */
 function tcpSegLen(slab: Uint8Array, off: number, len: number): number {
-  if (len < TCP_OFF + TCP_HEADER_LEN || off + len > slab.length) return -1;
-  if (readU16(slab, off + ETH_TYPE) !== ETHERTYPE_IPV4) return -1;
-  const ip = off + ETH_LEN;
-  if (slab[ip + IPV4_VER_IHL]! !== IPV4_VER_IHL_NO_OPTIONS || slab[ip + IPV4_PROTOCOL]! !== IPPROTO_TCP) return -1;
+  if (len < G.TCP_OFF + Wire.TCP_HEADER_LEN || off + len > slab.length) return -1;
+  if (readU16(slab, off + Wire.ETH_TYPE) !== Wire.ETHERTYPE_IPV4) return -1;
+  const ip = off + G.ETH_LEN;
+  if (slab[ip + Wire.IPV4_VER_IHL]! !== Wire.IPV4_VER_IHL_NO_OPTIONS || slab[ip + Wire.IPV4_PROTOCOL]! !== Wire.IPPROTO_TCP) return -1;
   // MF set or a fragment offset: a fragment, never merged (RFC 791 §3.1).
-  if ((readU16(slab, ip + IPV4_FLAGS_FRAG) & IP_FRAG_MASK) !== 0) return -1;
-  const ipLen = readU16(slab, ip + IPV4_TOTAL_LEN);
+  if ((readU16(slab, ip + Wire.IPV4_FLAGS_FRAG) & G.IP_FRAG_MASK) !== 0) return -1;
+  const ipLen = readU16(slab, ip + Wire.IPV4_TOTAL_LEN);
   // Ethernet may pad a short frame, never truncate one.
-  if (ipLen > len - ETH_LEN || ipLen < IP_LEN + TCP_HEADER_LEN) return -1;
-  const thl = (slab[ip + IP_LEN + TCP_DATA_OFF]! >>> 4) * 4;
-  if (thl < TCP_HEADER_LEN || thl > ipLen - IP_LEN) return -1;
-  return ipLen - IP_LEN;
+  if (ipLen > len - G.ETH_LEN || ipLen < G.IP_LEN + Wire.TCP_HEADER_LEN) return -1;
+  const thl = (slab[ip + G.IP_LEN + Wire.TCP_DATA_OFF]! >>> 4) * 4;
+  if (thl < Wire.TCP_HEADER_LEN || thl > ipLen - G.IP_LEN) return -1;
+  return ipLen - G.IP_LEN;
 }
 
-/** Same Ethernet header, IPv4 TOS/DF/TTL/addresses, TCP ports, ACK number and option bytes. */
+/** Same Ethernet header, IPv4 TOS/DF/TTL/addresses, TCP ports, G.ACK number and option bytes. */
 function sameHeaders(slab: Uint8Array, a: number, b: number, thl: number): boolean {
-  for (let k = 0; k < ETH_LEN; k++) if (slab[a + k] !== slab[b + k]) return false;
-  const ia = a + ETH_LEN;
-  const ib = b + ETH_LEN;
-  if (slab[ia + IPV4_DSCP_ECN] !== slab[ib + IPV4_DSCP_ECN] || slab[ia + IPV4_TTL] !== slab[ib + IPV4_TTL]) return false;
-  if ((slab[ia + IPV4_FLAGS_FRAG]! & IP_DF_BYTE) !== (slab[ib + IPV4_FLAGS_FRAG]! & IP_DF_BYTE)) return false;
-  for (let k = IPV4_SRC; k < IPV4_DST + 4; k++) if (slab[ia + k] !== slab[ib + k]) return false; // addresses
-  const ta = ia + IP_LEN;
-  const tb = ib + IP_LEN;
-  for (let k = 0; k < TCP_SEQ; k++) if (slab[ta + k] !== slab[tb + k]) return false; // ports
-  for (let k = TCP_ACK; k < TCP_ACK + 4; k++) if (slab[ta + k] !== slab[tb + k]) return false; // ACK number
-  for (let k = TCP_HEADER_LEN; k < thl; k++) if (slab[ta + k] !== slab[tb + k]) return false; // options
+  for (let k = 0; k < G.ETH_LEN; k++) if (slab[a + k] !== slab[b + k]) return false;
+  const ia = a + G.ETH_LEN;
+  const ib = b + G.ETH_LEN;
+  if (slab[ia + Wire.IPV4_DSCP_ECN] !== slab[ib + Wire.IPV4_DSCP_ECN] || slab[ia + Wire.IPV4_TTL] !== slab[ib + Wire.IPV4_TTL]) return false;
+  if ((slab[ia + Wire.IPV4_FLAGS_FRAG]! & G.IP_DF_BYTE) !== (slab[ib + Wire.IPV4_FLAGS_FRAG]! & G.IP_DF_BYTE)) return false;
+  for (let k = Wire.IPV4_SRC; k < Wire.IPV4_DST + 4; k++) if (slab[ia + k] !== slab[ib + k]) return false; // addresses
+  const ta = ia + G.IP_LEN;
+  const tb = ib + G.IP_LEN;
+  for (let k = 0; k < Wire.TCP_SEQ; k++) if (slab[ta + k] !== slab[tb + k]) return false; // ports
+  for (let k = Wire.TCP_ACK; k < Wire.TCP_ACK + 4; k++) if (slab[ta + k] !== slab[tb + k]) return false; // G.ACK number
+  for (let k = Wire.TCP_HEADER_LEN; k < thl; k++) if (slab[ta + k] !== slab[tb + k]) return false; // options
   return true;
 }
 
@@ -467,7 +464,7 @@ function writeLe16(b: Uint8Array, o: number, v: number): void {
  * first — exactly what writeVnet() hands to writev().
  */
 export function packetBytes(g: GroPlanner, slab: Uint8Array, p: number): Uint8Array {
-  const w = p * PKT_WORDS;
+  const w = p * Vnet.PKT_WORDS;
   const parts: Uint8Array[] = [g.hdrs.subarray(g.pkts[w]!, g.pkts[w]! + g.pkts[w + 1]!)];
   for (let k = 0; k < g.pkts[w + 3]!; k++) {
     const n = g.pkts[w + 2]! + k;

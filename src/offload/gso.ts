@@ -25,42 +25,22 @@
 // segment's header and payload are described as ranges, copied and summed
 // together, then the headers are rewritten and the checksums finished here.
 // Without it the copy and sum run in TypeScript (copy() below).
+//
+// Zero-copy (with `bytes` and a `zeroCopyMtu`): a segment whose IP length fits
+// that MTU gets only its headers in the slot; its payload stays where the TAP
+// read put it, referenced by batch.extOff/extLen (batch.ext = the raw buffer),
+// and is only summed (sumRanges) for the TCP checksum. The underlay gathers
+// headers and payload into one UDP GSO sendmsg (native/udp.cc, PacketIov).
+// The MTU bound keeps such a segment off the pipeline's paths that read a
+// payload (fragmenting a packet over the MTU): the pipeline reads and writes
+// headers only.
 import type { FrameBatch } from '../dataplane/batch.js';
 import type { ByteOps } from './bytes.js';
 import { Drop } from '../dataplane/counters.js';
 import { onesComplementSum, pseudoHeaderSum, foldChecksum } from '../wire/checksum.js';
 import { readU16, readU32, writeU16, writeU32 } from '../wire/bytes.js';
-import {
-  VNET_HDR_LEN,
-  VIRTIO_NET_HDR_F_NEEDS_CSUM,
-  VIRTIO_NET_HDR_F_DATA_VALID,
-  VIRTIO_NET_HDR_GSO_TCPV4,
-  VNET_CSUM_OFFSET,
-  VNET_CSUM_START,
-  VNET_FLAGS,
-  VNET_GSO_SIZE,
-  VNET_GSO_TYPE,
-  VNET_HDR_LEN_FIELD,
-} from './gro.js';
-import {
-  ETH_HEADER_LEN,
-  ETH_TYPE,
-  ETHERTYPE_IPV4,
-  IPPROTO_TCP,
-  IPV4_CHECKSUM,
-  IPV4_DST,
-  IPV4_HEADER_LEN,
-  IPV4_IDENT,
-  IPV4_PROTOCOL,
-  IPV4_SRC,
-  IPV4_TOTAL_LEN,
-  IPV4_VER_IHL,
-  TCP_CHECKSUM,
-  TCP_DATA_OFF,
-  TCP_FLAGS,
-  TCP_HEADER_LEN,
-  TCP_SEQ,
-} from '../wire/offsets.js';
+import { Vnet } from './gro.js';
+import { Wire } from '../wire/offsets.js';
 
 export interface GsoCounters {
   /** Raw packets accepted with gso_type TCPV4. */
@@ -77,12 +57,15 @@ export interface GsoCounters {
   dropTooBig: number;
 }
 
-const ETH_HLEN = ETH_HEADER_LEN;
-const TCP_FIN = 0x01;
-const TCP_PSH = 0x08;
-const TCP_CWR = 0x80;
-/** gso_type bit: the super-frame has CWR set and the device must handle ECN (TUN_F_TSO_ECN; we never ask for it). */
-const VIRTIO_NET_HDR_GSO_ECN = 0x80;
+/** This file's numbers, as a const enum: tsc writes them in place (no module-variable loads per segment). */
+const enum S {
+  ETH_HLEN = Wire.ETH_HEADER_LEN,
+  TCP_FIN = 0x01,
+  TCP_PSH = 0x08,
+  TCP_CWR = 0x80,
+  /** gso_type bit: the super-frame has CWR set and the device must handle ECN (TUN_F_TSO_ECN; we never ask for it). */
+  VIRTIO_NET_HDR_GSO_ECN = 0x80,
+}
 
 function u32View(buf: Uint8Array): Uint32Array | undefined {
   return (buf.byteOffset & 3) === 0 ? new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2) : undefined;
@@ -107,6 +90,13 @@ export class GsoSegmenter {
   /** copySum ranges: two per slot (headers, payload), and their sums. */
   private readonly desc: Uint32Array;
   private readonly sums: Uint32Array;
+  /** Zero-copy: sumRanges ranges (payload offset, length) per slot, and their sums. */
+  private readonly pdesc: Uint32Array;
+  private readonly psums: Uint32Array;
+  /** Largest IP total length of a zero-copy segment (0: zero-copy off). */
+  private readonly zeroCopyMtu: number;
+  /** Zero-copy for the packet in progress. */
+  private zc = false;
   // The packet in progress (begin() .. done).
   private frame = 0; // offset of its Ethernet header in raw
   private frameLen = 0;
@@ -121,15 +111,26 @@ export class GsoSegmenter {
   private id0 = 0;
   private flags0 = 0;
   private pseudo = 0; // src + dst + proto part of the pseudo-header sum
+  // The super-frame's IPv4 and TCP header sums without the words each segment rewrites (IP total
+  // length, ID, checksum; TCP sequence number, data offset + flags, checksum): per segment only those
+  // words are added (RFC 1071 §2: the sum is a sum of words, in any order), not the headers re-read.
+  private ipBase = 0;
+  private tcpBase = 0;
+  private doff = 0; // the TCP data offset byte (high byte of the data offset + flags word)
 
   /**
    * `raw`: the scratch buffer raw packets are read into; `batch`: where frames go. Both are fixed for
    * life. `drops`: the cell's drop-reason table (indexed by Drop), if any. `bytes`: the native copy and
-   * checksum primitive, called once per fill() for a super-frame's segments.
+   * checksum primitive, called once per fill() for a super-frame's segments. `zeroCopyMtu` (> 0, needs
+   * `bytes`): segments whose IP total length is at most this leave their payload in `raw` (see above).
    */
-  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array, bytes?: ByteOps) {
+  constructor(raw: Uint8Array, batch: FrameBatch, drops?: Float64Array, bytes?: ByteOps, zeroCopyMtu = 0) {
     this.raw = raw;
     this.bytes = bytes;
+    this.zeroCopyMtu = bytes === undefined ? 0 : zeroCopyMtu;
+    this.pdesc = new Uint32Array(this.zeroCopyMtu > 0 ? 2 * batch.capacity : 0);
+    this.psums = new Uint32Array(this.zeroCopyMtu > 0 ? batch.capacity : 0);
+    if (this.zeroCopyMtu > 0) batch.ext = raw;
     this.desc = new Uint32Array(bytes === undefined ? 0 : 6 * batch.capacity);
     this.sums = new Uint32Array(bytes === undefined ? 0 : 2 * batch.capacity);
     this.drops = drops;
@@ -152,23 +153,23 @@ export class GsoSegmenter {
     const r = this.raw;
     this.next = 0;
     this.nseg = 0;
-    if (len <= VNET_HDR_LEN || off + len > r.length) return this.bad();
-    const flags = r[off + VNET_FLAGS]!;
-    const gsoType = r[off + VNET_GSO_TYPE]!;
-    const hdrLen = readLe16(r, off + VNET_HDR_LEN_FIELD);
-    const gsoSize = readLe16(r, off + VNET_GSO_SIZE);
-    const csumStart = readLe16(r, off + VNET_CSUM_START);
-    const csumOffset = readLe16(r, off + VNET_CSUM_OFFSET);
-    const f = off + VNET_HDR_LEN;
-    const flen = len - VNET_HDR_LEN;
+    if (len <= Vnet.VNET_HDR_LEN || off + len > r.length) return this.bad();
+    const flags = r[off + Vnet.VNET_FLAGS]!;
+    const gsoType = r[off + Vnet.VNET_GSO_TYPE]!;
+    const hdrLen = readLe16(r, off + Vnet.VNET_HDR_LEN_FIELD);
+    const gsoSize = readLe16(r, off + Vnet.VNET_GSO_SIZE);
+    const csumStart = readLe16(r, off + Vnet.VNET_CSUM_START);
+    const csumOffset = readLe16(r, off + Vnet.VNET_CSUM_OFFSET);
+    const f = off + Vnet.VNET_HDR_LEN;
+    const flen = len - Vnet.VNET_HDR_LEN;
     this.frame = f;
     this.frameLen = flen;
-    if ((flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) !== 0) return this.bad();
-    const needsCsum = (flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
+    if ((flags & ~(Vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM | Vnet.VIRTIO_NET_HDR_F_DATA_VALID)) !== 0) return this.bad();
+    const needsCsum = (flags & Vnet.VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
     // csum_start/csum_offset must name a 16-bit field inside the frame, past the Ethernet header.
-    if (needsCsum && (csumStart < ETH_HLEN || csumStart + csumOffset + 2 > flen)) return this.bad();
+    if (needsCsum && (csumStart < S.ETH_HLEN || csumStart + csumOffset + 2 > flen)) return this.bad();
     if (gsoType === 0) {
-      if (flen < ETH_HLEN) return this.bad();
+      if (flen < S.ETH_HLEN) return this.bad();
       if (flen > this.batch.maxFrame) return this.tooBig();
       if (needsCsum) {
         // skb_checksum_help(): the field holds the pseudo-header sum; sum from csum_start to the end
@@ -183,36 +184,50 @@ export class GsoSegmenter {
       this.nseg = 1;
       return true;
     }
-    if ((gsoType & VIRTIO_NET_HDR_GSO_ECN) !== 0 || gsoType !== VIRTIO_NET_HDR_GSO_TCPV4) return this.unsupported();
+    if ((gsoType & S.VIRTIO_NET_HDR_GSO_ECN) !== 0 || gsoType !== Vnet.VIRTIO_NET_HDR_GSO_TCPV4) return this.unsupported();
     // The kernel sets NEEDS_CSUM on every GSO packet (virtio_net_hdr_from_skb); hdr_len is skb_headlen(),
     // which may include payload, so it is only range-checked and the headers are parsed instead.
-    if (!needsCsum || gsoSize === 0 || hdrLen > flen || flen < ETH_HLEN + IPV4_HEADER_LEN) return this.bad();
-    if (readU16(r, f + ETH_TYPE) !== ETHERTYPE_IPV4) return this.unsupported();
-    const ip = f + ETH_HLEN;
-    const vihl = r[ip + IPV4_VER_IHL]!;
+    if (!needsCsum || gsoSize === 0 || hdrLen > flen || flen < S.ETH_HLEN + Wire.IPV4_HEADER_LEN) return this.bad();
+    if (readU16(r, f + Wire.ETH_TYPE) !== Wire.ETHERTYPE_IPV4) return this.unsupported();
+    const ip = f + S.ETH_HLEN;
+    const vihl = r[ip + Wire.IPV4_VER_IHL]!;
     const ipHl = (vihl & 0x0f) * 4;
-    if (vihl >>> 4 !== 4 || ipHl < IPV4_HEADER_LEN) return this.bad();
-    if (r[ip + IPV4_PROTOCOL]! !== IPPROTO_TCP) return this.unsupported();
-    const totalLen = readU16(r, ip + IPV4_TOTAL_LEN);
-    if (totalLen < ipHl + TCP_HEADER_LEN || ETH_HLEN + totalLen > flen) return this.bad();
+    if (vihl >>> 4 !== 4 || ipHl < Wire.IPV4_HEADER_LEN) return this.bad();
+    if (r[ip + Wire.IPV4_PROTOCOL]! !== Wire.IPPROTO_TCP) return this.unsupported();
+    const totalLen = readU16(r, ip + Wire.IPV4_TOTAL_LEN);
+    if (totalLen < ipHl + Wire.TCP_HEADER_LEN || S.ETH_HLEN + totalLen > flen) return this.bad();
     const t = ip + ipHl;
-    const thl = (r[t + TCP_DATA_OFF]! >>> 4) * 4;
-    if (thl < TCP_HEADER_LEN || ipHl + thl > totalLen) return this.bad();
+    const thl = (r[t + Wire.TCP_DATA_OFF]! >>> 4) * 4;
+    if (thl < Wire.TCP_HEADER_LEN || ipHl + thl > totalLen) return this.bad();
     // csum_start at the TCP header, csum_offset at its checksum field (RFC 9293 §3.1 layout).
-    if (csumStart !== ETH_HLEN + ipHl || csumOffset !== TCP_CHECKSUM) return this.bad();
-    const hl = ETH_HLEN + ipHl + thl;
+    if (csumStart !== S.ETH_HLEN + ipHl || csumOffset !== Wire.TCP_CHECKSUM) return this.bad();
+    const hl = S.ETH_HLEN + ipHl + thl;
     if (hl + gsoSize > this.batch.maxFrame) return this.tooBig();
     this.gso = true;
+    // Not for a fragment (MF or an offset, which the kernel never hands over): the pipeline would read its payload.
+    this.zc =
+      ipHl + thl + gsoSize <= this.zeroCopyMtu && (readU16(r, ip + Wire.IPV4_FLAGS_FRAG) & (Wire.IPV4_FLAG_MF | Wire.IPV4_FRAG_OFFSET_MASK)) === 0;
     this.hl = hl;
     this.ipHl = ipHl;
     this.gsoSize = gsoSize;
-    this.payload = ETH_HLEN + totalLen - hl;
+    this.payload = S.ETH_HLEN + totalLen - hl;
     this.nseg = this.payload === 0 ? 1 : Math.ceil(this.payload / gsoSize);
-    this.seq0 = readU32(r, t + TCP_SEQ);
-    this.id0 = readU16(r, ip + IPV4_IDENT);
-    this.flags0 = r[t + TCP_FLAGS]!;
+    this.seq0 = readU32(r, t + Wire.TCP_SEQ);
+    this.id0 = readU16(r, ip + Wire.IPV4_IDENT);
+    this.flags0 = r[t + Wire.TCP_FLAGS]!;
     this.pseudo =
-      readU16(r, ip + IPV4_SRC) + readU16(r, ip + IPV4_SRC + 2) + readU16(r, ip + IPV4_DST) + readU16(r, ip + IPV4_DST + 2) + IPPROTO_TCP;
+      readU16(r, ip + Wire.IPV4_SRC) + readU16(r, ip + Wire.IPV4_SRC + 2) + readU16(r, ip + Wire.IPV4_DST) + readU16(r, ip + Wire.IPV4_DST + 2) + Wire.IPPROTO_TCP;
+    let ipBase = 0;
+    for (let j = 0; j < ipHl; j += 2) {
+      if (j !== Wire.IPV4_TOTAL_LEN && j !== Wire.IPV4_IDENT && j !== Wire.IPV4_CHECKSUM) ipBase += (r[ip + j]! << 8) | r[ip + j + 1]!;
+    }
+    let tcpBase = 0;
+    for (let j = 0; j < thl; j += 2) {
+      if (j !== Wire.TCP_SEQ && j !== Wire.TCP_SEQ + 2 && j !== Wire.TCP_DATA_OFF && j !== Wire.TCP_CHECKSUM) tcpBase += (r[t + j]! << 8) | r[t + j + 1]!;
+    }
+    this.ipBase = ipBase;
+    this.tcpBase = tcpBase;
+    this.doff = r[t + Wire.TCP_DATA_OFF]!;
     this.counters.superFrames++;
     return true;
   }
@@ -220,7 +235,8 @@ export class GsoSegmenter {
   /** Append frames of the current packet at batch.count until the batch is full or the packet is done. */
   fill(): void {
     if (this.gso && this.bytes !== undefined) {
-      this.fillBulk(this.bytes);
+      if (this.zc) this.fillZeroCopy(this.bytes);
+      else this.fillBulk(this.bytes);
       return;
     }
     const b = this.batch;
@@ -232,12 +248,14 @@ export class GsoSegmenter {
         b.len[i] = this.frameLen;
         b.srcIp[i] = 0;
         b.srcPort[i] = 0;
+        b.extLen[i] = 0;
         this.next = 1;
         continue;
       }
       b.len[i] = this.segment(this.next++, dst);
       b.srcIp[i] = 0;
       b.srcPort[i] = 0;
+      b.extLen[i] = 0;
       this.counters.segments++;
     }
   }
@@ -270,11 +288,49 @@ export class GsoSegmenter {
       b.len[i] = hl + plen;
       b.srcIp[i] = 0;
       b.srcPort[i] = 0;
+      b.extLen[i] = 0;
       n++;
     }
     if (n === 0) return;
     bytes.copySum(this.raw, b.slab, desc, 2 * n, sums);
     for (let j = 0; j < n; j++) this.headers(k0 + j, b.inOff(i0 + j), desc[6 * j + 5]!, sums[2 * j + 1]!);
+    this.counters.segments += n;
+  }
+
+  /**
+   * fill() without copying payloads: each segment's headers are copied into its slot (one copySum call
+   * for all of them), its payload slice of the super-frame is summed in place (one sumRanges call) and
+   * left where it is, referenced by batch.extOff/extLen; then the headers are rewritten as in fillBulk.
+   */
+  private fillZeroCopy(bytes: ByteOps): void {
+    const b = this.batch;
+    const desc = this.desc;
+    const pdesc = this.pdesc;
+    const hl = this.hl;
+    const i0 = b.count;
+    const k0 = this.next;
+    let n = 0;
+    while (this.next < this.nseg && b.count < b.capacity) {
+      const i = b.count++;
+      const k = this.next++;
+      const plen = k === this.nseg - 1 ? this.payload - k * this.gsoSize : this.gsoSize;
+      const pay = this.frame + hl + k * this.gsoSize;
+      desc[3 * n] = this.frame;
+      desc[3 * n + 1] = b.inOff(i);
+      desc[3 * n + 2] = hl;
+      pdesc[2 * n] = pay;
+      pdesc[2 * n + 1] = plen;
+      b.len[i] = hl + plen;
+      b.srcIp[i] = 0;
+      b.srcPort[i] = 0;
+      b.extOff[i] = pay;
+      b.extLen[i] = plen;
+      n++;
+    }
+    if (n === 0) return;
+    bytes.copySum(this.raw, b.slab, desc, n, this.sums);
+    bytes.sumRanges(this.raw, pdesc, n, this.psums);
+    for (let j = 0; j < n; j++) this.headers(k0 + j, b.inOff(i0 + j), pdesc[2 * j + 1]!, this.psums[j]!);
     this.counters.segments += n;
   }
 
@@ -285,22 +341,24 @@ export class GsoSegmenter {
   private headers(k: number, dst: number, plen: number, paySum: number): void {
     const s = this.batch.slab;
     const ipHl = this.ipHl;
-    const thl = this.hl - ETH_HLEN - ipHl;
+    const thl = this.hl - S.ETH_HLEN - ipHl;
     const last = k === this.nseg - 1;
-    const ip = dst + ETH_HLEN;
-    writeU16(s, ip + IPV4_TOTAL_LEN, ipHl + thl + plen);
-    writeU16(s, ip + IPV4_IDENT, (this.id0 + k) & 0xffff);
-    writeU16(s, ip + IPV4_CHECKSUM, 0);
-    writeU16(s, ip + IPV4_CHECKSUM, foldChecksum(onesComplementSum(s, ip, ipHl)));
+    const ip = dst + S.ETH_HLEN;
+    const tot = ipHl + thl + plen;
+    const id = (this.id0 + k) & 0xffff;
+    writeU16(s, ip + Wire.IPV4_TOTAL_LEN, tot);
+    writeU16(s, ip + Wire.IPV4_IDENT, id);
+    writeU16(s, ip + Wire.IPV4_CHECKSUM, foldChecksum(this.ipBase + tot + id));
     const t = ip + ipHl;
-    writeU32(s, t + TCP_SEQ, (this.seq0 + k * this.gsoSize) >>> 0);
+    const seq = (this.seq0 + k * this.gsoSize) >>> 0;
+    writeU32(s, t + Wire.TCP_SEQ, seq);
     let fl = this.flags0;
-    if (!last) fl &= ~(TCP_FIN | TCP_PSH);
-    if (k > 0) fl &= ~TCP_CWR;
-    s[t + TCP_FLAGS] = fl;
-    writeU16(s, t + TCP_CHECKSUM, 0);
+    if (!last) fl &= ~(S.TCP_FIN | S.TCP_PSH);
+    if (k > 0) fl &= ~S.TCP_CWR;
+    s[t + Wire.TCP_FLAGS] = fl;
     // thl is a multiple of 4, so the payload's 16-bit words line up with the TCP header's.
-    writeU16(s, t + TCP_CHECKSUM, foldChecksum(this.pseudo + thl + plen + onesComplementSum(s, t, thl) + paySum));
+    const hsum = this.tcpBase + (seq >>> 16) + (seq & 0xffff) + ((this.doff << 8) | fl);
+    writeU16(s, t + Wire.TCP_CHECKSUM, foldChecksum(this.pseudo + thl + plen + hsum + paySum));
   }
 
   /** Write segment k at slab[dst..]; returns its frame length. */
@@ -311,26 +369,26 @@ export class GsoSegmenter {
     const last = k === this.nseg - 1;
     const plen = last ? this.payload - k * this.gsoSize : this.gsoSize;
     for (let j = 0; j < hl; j++) s[dst + j] = this.raw[this.frame + j]!;
-    const ip = dst + ETH_HLEN;
-    const tot = ipHl + (hl - ETH_HLEN - ipHl) + plen;
-    writeU16(s, ip + IPV4_TOTAL_LEN, tot);
-    writeU16(s, ip + IPV4_IDENT, (this.id0 + k) & 0xffff);
-    writeU16(s, ip + IPV4_CHECKSUM, 0);
-    writeU16(s, ip + IPV4_CHECKSUM, foldChecksum(onesComplementSum(s, ip, ipHl)));
+    const ip = dst + S.ETH_HLEN;
+    const tot = ipHl + (hl - S.ETH_HLEN - ipHl) + plen;
+    writeU16(s, ip + Wire.IPV4_TOTAL_LEN, tot);
+    writeU16(s, ip + Wire.IPV4_IDENT, (this.id0 + k) & 0xffff);
+    writeU16(s, ip + Wire.IPV4_CHECKSUM, 0);
+    writeU16(s, ip + Wire.IPV4_CHECKSUM, foldChecksum(onesComplementSum(s, ip, ipHl)));
     const t = ip + ipHl;
     const seq = (this.seq0 + k * this.gsoSize) >>> 0;
-    writeU32(s, t + TCP_SEQ, seq);
+    writeU32(s, t + Wire.TCP_SEQ, seq);
     let fl = this.flags0;
-    if (!last) fl &= ~(TCP_FIN | TCP_PSH);
-    if (k > 0) fl &= ~TCP_CWR;
-    s[t + TCP_FLAGS] = fl;
-    writeU16(s, t + TCP_CHECKSUM, 0);
-    const thl = hl - ETH_HLEN - ipHl;
+    if (!last) fl &= ~(S.TCP_FIN | S.TCP_PSH);
+    if (k > 0) fl &= ~S.TCP_CWR;
+    s[t + Wire.TCP_FLAGS] = fl;
+    writeU16(s, t + Wire.TCP_CHECKSUM, 0);
+    const thl = hl - S.ETH_HLEN - ipHl;
     const paySum = this.copy(this.frame + hl + k * this.gsoSize, dst + hl, plen);
     // thl is a multiple of 4, so the payload's 16-bit words line up with the TCP header's.
     const sum = this.pseudo + thl + plen + onesComplementSum(s, t, thl) + paySum;
     const c = foldChecksum(sum);
-    writeU16(s, t + TCP_CHECKSUM, c);
+    writeU16(s, t + Wire.TCP_CHECKSUM, c);
     return hl + plen;
   }
 

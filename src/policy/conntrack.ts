@@ -49,11 +49,27 @@
 //   FIN (either)             SYN_RECV/ESTABLISHED → FIN_WAIT; once both sides sent FIN → LAST_ACK
 //   ACK of the peer's FIN    FIN_WAIT → CLOSE_WAIT
 //   ACK after last FIN       LAST_ACK → TIME_WAIT
-//   RST (either)             → CLOSE
-// A first packet that is not a SYN is picked up mid-stream as ESTABLISHED
-// (the kernel's default nf_conntrack_tcp_loose=1), so connections survive a
-// cell restart; a first packet that is a RST or a SYN+ACK creates nothing
-// (the kernel marks those INVALID).
+//   RST (either)             → CLOSE; before any reply: the entry is deleted
+//                            (see unreplied(): the kernel's window check first)
+// What the kernel calls INVALID is never tracked and never changes an entry
+// (process returns CtState.Invalid), as nf_conntrack_tcp_packet does:
+// - tcp_error: a flag mix outside tcp_valid_flags (ECE, CWR and PSH
+//   ignored: SYN, SYN|URG, SYN|ACK, RST, RST|ACK, FIN|ACK, FIN|ACK|URG, ACK,
+//   ACK|URG are valid) is INVALID whether or not a connection exists — a FIN
+//   without ACK, a packet with no flags, SYN|FIN, SYN|RST, URG or PSH alone;
+// - tcp_new: without an entry, only a SYN (→ SYN_SENT) or an ACK (→
+//   ESTABLISHED, picked up mid-stream: the kernel's default
+//   nf_conntrack_tcp_loose=1, so connections survive a cell restart) opens
+//   one; a first SYN+ACK, FIN+ACK or RST is INVALID (the NONE column of
+//   tcp_conntracks).
+// The kernel's rules then see no connection: `--state RELATED,ESTABLISHED`
+// does not match, and an ICMP error quoting such a packet is not RELATED on
+// the cell that forwarded it (docs/kernel-differences.md).
+// TCP's window tracking (tcp_in_window) is kept only where it decides whether
+// an entry lives: until the first reply (unreplied()), where a RST deletes
+// the entry and a packet out of the opener's window is INVALID. After a
+// reply no packet is INVALID for its sequence numbers here, as if every
+// connection were tracked with nf_conntrack_tcp_be_liberal.
 // UDP: 30 s until a reply is seen, then 120 s (ASSURED). ICMP echo: 30 s;
 // the caller passes (id, 0) as the ports in both directions, so a request
 // and its reply share one tuple with the addresses swapped.
@@ -68,6 +84,11 @@ export const enum CtState {
   Established = 1,
   /** The reply direction of an entry. */
   Reply = 2,
+  /**
+   * A packet the kernel's conntrack calls INVALID (see the header): belongs
+   * to no connection, creates none, changes none.
+   */
+  Invalid = 3,
 }
 
 /** Kernel TCP conntrack states (TCP_CONNTRACK_*), same numbering. */
@@ -96,7 +117,31 @@ export const TCP_STATE_NAMES = [
 export const TCP_FIN = 0x01;
 export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
+export const TCP_PSH = 0x08;
 export const TCP_ACK = 0x10;
+export const TCP_URG = 0x20;
+
+/** The flag bits tcp_error judges: FIN, SYN, RST, ACK, URG (ECE, CWR and PSH are ignored; so is NS, which is not in the flag byte). */
+const TCP_JUDGED = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK | TCP_URG;
+
+/** nf_conntrack_proto_tcp.c tcp_valid_flags, indexed by flags & TCP_JUDGED: 1 = a mix conntrack accepts at all. */
+const TCP_VALID_FLAGS = new Uint8Array(TCP_JUDGED + 1);
+for (const f of [
+  TCP_SYN,
+  TCP_SYN | TCP_URG,
+  TCP_SYN | TCP_ACK,
+  TCP_RST,
+  TCP_RST | TCP_ACK,
+  TCP_FIN | TCP_ACK,
+  TCP_FIN | TCP_ACK | TCP_URG,
+  TCP_ACK,
+  TCP_ACK | TCP_URG,
+]) TCP_VALID_FLAGS[f] = 1;
+
+/** Does the kernel's conntrack accept this TCP flag mix at all (tcp_error)? False: INVALID, connection or not. */
+export function tcpFlagsValid(flags: number): boolean {
+  return TCP_VALID_FLAGS[flags & TCP_JUDGED] === 1;
+}
 
 /** Seconds. */
 export interface CtTimeouts {
@@ -188,6 +233,22 @@ const F_ASSURED = 2;
 const F_FIN_ORIG = 4;
 const F_FIN_REPLY = 8;
 const F_LASTFIN_REPLY = 16;
+/** Opened by an ACK, mid-stream (tcp_new's loose pickup): the kernel tracks its window liberally (IP_CT_TCP_FLAG_BE_LIBERAL). */
+const F_LOOSE = 32;
+
+// What the window check (see unreplied) makes of a TCP packet.
+const W_OK = 0;
+const W_INVALID = 1; // INVALID: nothing changes
+const W_IGNORE = 2; // accepted as part of the connection, but nothing changes (NFCT_TCP_IGNORE)
+const W_KILL = 3; // the connection is deleted (a RST before any reply)
+
+/** tcp_in_window's MAXACKWINCONST: how far below the receiver's end an ACK may lag. */
+const MAX_ACK_WINDOW = 66000;
+
+/** Sequence-number order (RFC 1982, the kernel's before()): a comes before b. */
+function seqBefore(a: number, b: number): boolean {
+  return ((a - b) | 0) < 0;
+}
 
 // TCP packet kinds for the transition table.
 const K_SYN = 0;
@@ -257,6 +318,11 @@ export class ConnTrack {
   evictions = 0;
   /** Of `evictions`, those that were ASSURED and not closing (the table is too small for the live load). */
   evictionsProtected = 0;
+  /**
+   * While set, process() answers as it would but changes nothing: no entry
+   * created, updated, refreshed or deleted (`silkworm trace`'s dry run).
+   */
+  readOnly = false;
 
   private readonly t: CtTimeouts;
   private readonly seed: number;
@@ -269,6 +335,10 @@ export class ConnTrack {
   private readonly iMask: number;
   // Free entry ids (a stack).
   private readonly freeIds: Int32Array;
+  // Per entry opened by a SYN: the end (sequence number after the last byte,
+  // SYN counted) of what the opener has sent — the kernel's seen[0].td_end,
+  // all of its window tracking this table keeps (see unreplied()).
+  private readonly tdEnd: Int32Array;
   private freeTop = 0;
   private count = 0;
   // Heads and tails of the two LRU lists, indexed by list number (1, 2).
@@ -296,6 +366,7 @@ export class ConnTrack {
     this.index = new Int32Array(size * 2);
     this.iMask = size - 1;
     this.freeIds = new Int32Array(cap);
+    this.tdEnd = new Int32Array(cap);
     this.resetFree();
   }
 
@@ -312,7 +383,7 @@ export class ConnTrack {
 
   /** Bytes of typed arrays this table holds (allocated once, whatever its fill). */
   get footprintBytes(): number {
-    return this.ent.byteLength + this.times.byteLength + this.index.byteLength + this.freeIds.byteLength;
+    return this.ent.byteLength + this.times.byteLength + this.index.byteLength + this.freeIds.byteLength + this.tdEnd.byteLength;
   }
 
   private hash(src: number, dst: number, proto: number, sport: number, dport: number): number {
@@ -537,6 +608,54 @@ export class ConnTrack {
     return t.icmp;
   }
 
+  /**
+   * A TCP packet (valid flags) on entry `id` before the entry has seen a
+   * reply, as nf_conntrack_tcp_packet and tcp_in_window (Linux 6.x) judge it:
+   * - opened mid-stream by an ACK (loose pickup, liberal window): a RST from
+   *   either side deletes it; anything else goes on (W_OK);
+   * - opened by a SYN (SYN_SENT), from the opener: another SYN is in window
+   *   if it ends after what was sent (it re-initialises the end) or starts
+   *   at or before that end; a SYN+ACK, FIN+ACK or ACK is INVALID (the
+   *   state table's sIV); a RST must start at or before the end (or at 0)
+   *   and acknowledge nothing the silent peer could have sent (no ACK, ACK 0,
+   *   or within MAX_ACK_WINDOW below 0: else INVALID or, below, ignored) —
+   *   then it deletes the entry;
+   * - opened by a SYN, the first reply is a RST: deletes the entry if its ACK
+   *   (if any) lies within MAX_ACK_WINDOW at or below the opener's end (one
+   *   past it after a keepalive); else INVALID (past it) or ignored.
+   * Window scaling, SACK and the receive window are not tracked: they play
+   * no part in these cases (the silent side's window is unknown, so the
+   * kernel skips the receive-window check).
+   */
+  private unreplied(id: number, dir: number, flags: number, seq: number, ack: number, segLen: number): number {
+    const kind = tcpKind(flags);
+    if (this.flags(id) & F_LOOSE) return kind === K_RST ? W_KILL : W_OK;
+    if (this.tcpState(id) !== TCP_SYN_SENT) return W_OK;
+    const tdEnd = this.tdEnd[id]!;
+    const acks = (flags & TCP_ACK) !== 0 && ack !== 0; // an RST|ACK with ACK 0 is a broken stack's: no ACK
+    if (dir === 0) {
+      if (kind === K_SYN) {
+        const end = (seq + segLen + 1) | 0;
+        if (seqBefore(tdEnd, end)) {
+          if (!this.readOnly) this.tdEnd[id] = end;
+          return W_OK;
+        }
+        return seqBefore(seq, tdEnd + 1) ? W_OK : W_INVALID;
+      }
+      if (kind !== K_RST) return W_INVALID;
+      if (seq !== 0 && !seqBefore(seq, tdEnd + 1)) return W_INVALID;
+      if (!acks) return W_KILL;
+      // The peer has sent nothing: its end is 0.
+      if (!seqBefore(ack, 1)) return W_INVALID;
+      return seqBefore(-MAX_ACK_WINDOW - 1, ack) ? W_KILL : W_IGNORE;
+    }
+    if (kind !== K_RST) return W_OK;
+    if (!acks) return W_KILL;
+    const end = ack === ((tdEnd + 1) | 0) ? tdEnd + 1 : tdEnd;
+    if (!seqBefore(ack, end + 1)) return W_INVALID;
+    return seqBefore(end - MAX_ACK_WINDOW - 1, ack) ? W_KILL : W_IGNORE;
+  }
+
   /** Apply one TCP packet (kind, direction) to entry `id`'s state. */
   private tcpUpdate(id: number, kind: number, dir: number): void {
     const s = this.tcpState(id);
@@ -594,7 +713,14 @@ export class ConnTrack {
    * and `create` is set, creates it with this packet as the original
    * direction (`mark` is recorded for `show conntrack`). Updates TCP state and
    * the expiry. Returns Reply for the reply direction, Established for the
-   * original direction after a reply was seen, New otherwise.
+   * original direction after a reply was seen, Invalid for a TCP packet the
+   * kernel's conntrack calls INVALID (see the header: then nothing is created
+   * or changed, `create` or not), New otherwise.
+   * TCP only: `seq`, `ack` (u32) and `segLen` (payload bytes; -1 for a data
+   * offset below 5 or past the packet, which the kernel calls INVALID) feed
+   * the check that deletes a connection on a RST before any reply (see
+   * unreplied); left out, they describe a segment with no payload at
+   * sequence 0 that acknowledges nothing.
    * Allocation-free.
    */
   process(
@@ -607,33 +733,36 @@ export class ConnTrack {
     now: number,
     create: boolean,
     mark = 0,
+    seq = 0,
+    ack = 0,
+    segLen = 0,
   ): CtState {
+    // tcp_error: a malformed header or a flag mix the kernel never accepts touches no entry.
+    if (proto === Wire.IPPROTO_TCP && (segLen < 0 || !tcpFlagsValid(tcpFlags))) return CtState.Invalid;
     let ref = this.find(src, dst, proto, sport, dport);
     if (ref >= 0 && this.times[(ref >>> 1) * 2 + T_EXPIRES]! <= now) {
-      this.removeEntry(ref >>> 1);
+      if (!this.readOnly) this.removeEntry(ref >>> 1);
       ref = -1;
     }
     if (ref < 0) {
-      if (!create) return CtState.New;
       let tcpState = 0;
-      let flags = 0;
       if (proto === Wire.IPPROTO_TCP) {
+        // tcp_new: only a SYN or (loose pickup) an ACK opens a connection.
         const kind = tcpKind(tcpFlags);
-        if (kind === K_RST || kind === K_SYNACK) return CtState.New;
         if (kind === K_SYN) tcpState = TCP_SYN_SENT;
-        else if (kind === K_FIN) {
-          tcpState = TCP_FIN_WAIT; // picked up mid-stream while closing
-          flags = F_FIN_ORIG;
-        } else tcpState = TCP_ESTABLISHED;
+        else if (kind === K_ACK) tcpState = TCP_ESTABLISHED;
+        else return CtState.Invalid;
       }
+      if (!create || this.readOnly) return CtState.New;
       const id = this.alloc(now);
       const o = id * E_STRIDE;
       const ent = this.ent;
       ent[o + E_SRC] = src | 0;
       ent[o + E_DST] = dst | 0;
       ent[o + E_PORTS] = ((sport & 0xffff) << 16) | (dport & 0xffff);
-      ent[o + E_META] = (proto & 0xff) | (tcpState << 8) | (flags << 16);
+      ent[o + E_META] = (proto & 0xff) | (tcpState << 8) | ((tcpState === TCP_ESTABLISHED ? F_LOOSE : 0) << 16);
       ent[o + E_MARK] = mark | 0;
+      if (tcpState === TCP_SYN_SENT) this.tdEnd[id] = (seq + segLen + 1) | 0;
       this.link(id, L_EVICTABLE, now);
       this.times[id * 2 + T_EXPIRES] = now + this.timeoutFor(id);
       this.indexInsert(id * 2, this.origHash(id));
@@ -643,9 +772,26 @@ export class ConnTrack {
     }
     const id = ref >>> 1;
     const dir = ref & 1;
+    if (proto === Wire.IPPROTO_TCP && !(this.flags(id) & F_SEEN_REPLY)) {
+      const w = this.unreplied(id, dir, tcpFlags, seq, ack, segLen);
+      if (w === W_INVALID) return CtState.Invalid;
+      if (w === W_IGNORE) return dir === 1 ? CtState.Reply : CtState.New;
+      if (w === W_KILL) {
+        // "If only reply is a RST, we can consider ourselves not to have an
+        // established connection [...] so we can delete the conntrack
+        // immediately" — whichever side sent it. The RST itself still
+        // belongs to the connection.
+        if (!this.readOnly) this.removeEntry(id);
+        return dir === 1 ? CtState.Reply : CtState.New;
+      }
+    }
+    if (this.readOnly) return dir === 1 ? CtState.Reply : this.flags(id) & F_SEEN_REPLY ? CtState.Established : CtState.New;
     if (dir === 1) this.setFlags(id, this.flags(id) | F_SEEN_REPLY);
     if (proto === Wire.IPPROTO_TCP) {
+      const was = this.tcpState(id);
       this.tcpUpdate(id, tcpKind(tcpFlags), dir);
+      // A SYN reopening a closed connection starts a new opener's end.
+      if (was !== TCP_SYN_SENT && this.tcpState(id) === TCP_SYN_SENT) this.tdEnd[id] = (seq + segLen + 1) | 0;
     } else if (proto === Wire.IPPROTO_UDP && this.flags(id) & F_SEEN_REPLY) {
       this.setFlags(id, this.flags(id) | F_ASSURED);
     }

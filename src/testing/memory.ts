@@ -11,23 +11,7 @@ import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
 import { Drop } from '../dataplane/counters.js';
 import { u32ToIp } from '../util/ip.js';
 import { readU16, readU32 } from '../wire/bytes.js';
-import {
-  IPPROTO_UDP,
-  IPV4_DST,
-  IPV4_FLAGS_FRAG,
-  IPV4_FLAG_MF,
-  IPV4_FRAG_OFFSET_MASK,
-  IPV4_HEADER_LEN,
-  IPV4_PROTOCOL,
-  IPV4_SRC,
-  IPV4_TOTAL_LEN,
-  IPV4_VER_IHL,
-  UDP_CHECKSUM,
-  UDP_DST_PORT,
-  UDP_HEADER_LEN,
-  UDP_LENGTH,
-  UDP_SRC_PORT,
-} from '../wire/offsets.js';
+import { Wire } from '../wire/offsets.js';
 import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
 
 const DEFAULT_CAPACITY = BATCH_SIZE;
@@ -59,6 +43,11 @@ export class MemoryFrameDevice implements FrameDevice {
   private onBatch: ((batch: FrameBatch) => void) | undefined;
   private onGone: ((err: Error) => void) | undefined;
   private readonly pending: Uint8Array[] = [];
+  /** Per pending frame: bytes kept in the slot when it arrives split (injectSplit), 0 = whole. */
+  private readonly pendingHead: number[] = [];
+  /** Where split frames' remaining bytes go (the batch's ext buffer), and how much of it is in use. */
+  private ext: Uint8Array | undefined;
+  private extUsed = 0;
   private delivering = false;
   private goneErr: Error | undefined;
   private closed = false;
@@ -92,10 +81,24 @@ export class MemoryFrameDevice implements FrameDevice {
         continue;
       }
       this.pending.push(f.slice());
+      this.pendingHead.push(0);
       accepted++;
     }
     this.drain();
     return accepted;
+  }
+
+  /**
+   * As a zero-copy TSO segment arrives (src/offload/gso.ts): only the first `head` bytes in the slot
+   * (the rest of the slot poisoned with 0xa5), the remaining bytes in the batch's ext buffer
+   * (FrameBatch.ext/extOff/extLen). For tests of the paths that must gather or materialize them.
+   */
+  injectSplit(frame: Uint8Array, head: number): number {
+    if (this.closed || this.goneErr || frame.length > this.batch.maxFrame || head <= 0 || head >= frame.length) return 0;
+    this.pending.push(frame.slice());
+    this.pendingHead.push(head);
+    this.drain();
+    return 1;
   }
 
   /** Frames injected but not yet delivered (before start(), or while paused). */
@@ -129,6 +132,7 @@ export class MemoryFrameDevice implements FrameDevice {
     if (this.goneErr || this.closed) return;
     this.goneErr = err;
     this.pending.length = 0;
+    this.pendingHead.length = 0;
     this.onGone?.(err);
   }
 
@@ -139,6 +143,7 @@ export class MemoryFrameDevice implements FrameDevice {
   close(): void {
     this.closed = true;
     this.pending.length = 0;
+    this.pendingHead.length = 0;
   }
 
   private drain(): void {
@@ -150,7 +155,26 @@ export class MemoryFrameDevice implements FrameDevice {
       const b = this.batch;
       while (this.pending.length > 0 && !this.closed && !this.goneErr) {
         b.count = 0;
-        while (b.count < b.capacity && this.pending.length > 0) b.push(this.pending.shift()!);
+        this.extUsed = 0;
+        while (b.count < b.capacity && this.pending.length > 0) {
+          const f = this.pending.shift()!;
+          const head = this.pendingHead.shift()!;
+          if (head === 0) {
+            b.push(f);
+            b.extLen[b.count - 1] = 0;
+            continue;
+          }
+          this.ext ??= new Uint8Array(b.capacity * b.maxFrame);
+          b.ext = this.ext;
+          b.push(f.subarray(0, head));
+          const i = b.count - 1;
+          b.slab.fill(0xa5, b.inOff(i) + head, b.inOff(i) + f.length);
+          this.ext.set(f.subarray(head), this.extUsed);
+          b.len[i] = f.length;
+          b.extOff[i] = this.extUsed;
+          b.extLen[i] = f.length - head;
+          this.extUsed += f.length - head;
+        }
         this.stats.rxBatches++;
         this.stats.rxFrames += b.count;
         this.onBatch(b);
@@ -263,19 +287,19 @@ export class MemoryUnderlay {
       this.drops[reason]++;
       return false;
     }
-    const ihl = (slab[off + IPV4_VER_IHL]! & 0x0f) * 4;
-    let src = readU32(slab, off + IPV4_SRC);
+    const ihl = (slab[off + Wire.IPV4_VER_IHL]! & 0x0f) * 4;
+    let src = readU32(slab, off + Wire.IPV4_SRC);
     if (src === 0) src = from.ip;
-    const dst = readU32(slab, off + IPV4_DST);
+    const dst = readU32(slab, off + Wire.IPV4_DST);
     this.sent.push({ src, dst, nextHop: nextHop >>> 0, bytes: slab.slice(off, off + len) });
     const udp = off + ihl;
-    const dstPort = readU16(slab, udp + UDP_DST_PORT);
+    const dstPort = readU16(slab, udp + Wire.UDP_DST_PORT);
     const to = this.sockets.get(dst);
     if (!to || to.port !== dstPort || to.isClosed) {
       this.drops.noListener++;
       return true; // the sender's kernel took it; it is lost on the way, as on a real network
     }
-    to.enqueue({ payload: slab.slice(udp + UDP_HEADER_LEN, off + len), srcIp: src, srcPort: readU16(slab, udp + UDP_SRC_PORT) });
+    to.enqueue({ payload: slab.slice(udp + Wire.UDP_HEADER_LEN, off + len), srcIp: src, srcPort: readU16(slab, udp + Wire.UDP_SRC_PORT) });
     if (this.delivery === 'microtask' && !this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => {
@@ -325,14 +349,34 @@ export class MemoryDatagramSocket implements DatagramSocket {
     else if (this.hub.delivery === 'microtask' && this.inbox.length > 0) queueMicrotask(() => this.drain());
   }
 
-  send(slab: Uint8Array, offs: Uint32Array, lens: Uint32Array, dsts: Uint32Array, count: number): number {
+  send(
+    slab: Uint8Array,
+    offs: Uint32Array,
+    lens: Uint32Array,
+    dsts: Uint32Array,
+    count: number,
+    ext?: Uint8Array,
+    extOffs?: Uint32Array,
+    extLens?: Uint32Array,
+  ): number {
     if (this.closed) return 0;
     let sent = 0;
     for (let k = 0; k < count; k++) {
-      const off = offs[k]!;
+      let buf = slab;
+      let off = offs[k]!;
       const len = lens[k]!;
-      if (off + len > slab.length) throw new RangeError(`packet ${k} (offset ${off}, length ${len}) lies outside the slab`);
-      if (this.hub.route(this, slab, off, len, dsts[k]!)) sent++;
+      const xl = ext !== undefined && extOffs !== undefined && extLens !== undefined ? extLens[k]! : 0;
+      if (off + len - xl > slab.length) throw new RangeError(`packet ${k} (offset ${off}, length ${len}) lies outside the slab`);
+      if (xl > 0) {
+        // A packet in two pieces (zero-copy segments): gathered into one buffer, as the kernel does.
+        const xo = extOffs![k]!;
+        if (xl > len || xo + xl > ext!.length) throw new RangeError(`packet ${k}'s piece outside the slab (offset ${xo}, length ${xl}) lies outside ext`);
+        buf = new Uint8Array(len);
+        buf.set(slab.subarray(off, off + len - xl));
+        buf.set(ext!.subarray(xo, xo + xl), len - xl);
+        off = 0;
+      }
+      if (this.hub.route(this, buf, off, len, dsts[k]!)) sent++;
       else {
         this.stats.txRefused++;
         if (this.drops) this.drops[Drop.UnderlayTxRefused]!++;
@@ -391,18 +435,18 @@ export class MemoryDatagramSocket implements DatagramSocket {
 // checksum code in src/wire, so the fake can catch mistakes there.
 
 function checkOuter(b: Uint8Array, off: number, len: number): UnderlayDropReason | undefined {
-  if (len < IPV4_HEADER_LEN + UDP_HEADER_LEN) return 'short';
-  const vihl = b[off + IPV4_VER_IHL]!;
+  if (len < Wire.IPV4_HEADER_LEN + Wire.UDP_HEADER_LEN) return 'short';
+  const vihl = b[off + Wire.IPV4_VER_IHL]!;
   const ihl = (vihl & 0x0f) * 4;
-  if (vihl >> 4 !== 4 || ihl < IPV4_HEADER_LEN) return 'notIpv4';
-  const total = readU16(b, off + IPV4_TOTAL_LEN);
-  if (total !== len || ihl + UDP_HEADER_LEN > len) return 'badLength';
-  if ((readU16(b, off + IPV4_FLAGS_FRAG) & (IPV4_FLAG_MF | IPV4_FRAG_OFFSET_MASK)) !== 0) return 'fragment';
-  if (b[off + IPV4_PROTOCOL] !== IPPROTO_UDP) return 'notUdp';
+  if (vihl >> 4 !== 4 || ihl < Wire.IPV4_HEADER_LEN) return 'notIpv4';
+  const total = readU16(b, off + Wire.IPV4_TOTAL_LEN);
+  if (total !== len || ihl + Wire.UDP_HEADER_LEN > len) return 'badLength';
+  if ((readU16(b, off + Wire.IPV4_FLAGS_FRAG) & (Wire.IPV4_FLAG_MF | Wire.IPV4_FRAG_OFFSET_MASK)) !== 0) return 'fragment';
+  if (b[off + Wire.IPV4_PROTOCOL] !== Wire.IPPROTO_UDP) return 'notUdp';
   const udp = off + ihl;
-  const udpLen = readU16(b, udp + UDP_LENGTH);
+  const udpLen = readU16(b, udp + Wire.UDP_LENGTH);
   if (udpLen !== len - ihl) return 'badUdpLength';
-  const csum = readU16(b, udp + UDP_CHECKSUM);
+  const csum = readU16(b, udp + Wire.UDP_CHECKSUM);
   if (csum !== 0 && udpChecksum(b, off, ihl, udpLen) !== 0) return 'badChecksum';
   return undefined;
 }
@@ -410,8 +454,8 @@ function checkOuter(b: Uint8Array, off: number, len: number): UnderlayDropReason
 /** One's-complement sum over the pseudo-header and the UDP datagram; 0 when the checksum verifies. */
 function udpChecksum(b: Uint8Array, off: number, ihl: number, udpLen: number): number {
   let sum = 0;
-  for (let i = IPV4_SRC; i < IPV4_DST + 4; i += 2) sum += (b[off + i]! << 8) | b[off + i + 1]!;
-  sum += IPPROTO_UDP + udpLen;
+  for (let i = Wire.IPV4_SRC; i < Wire.IPV4_DST + 4; i += 2) sum += (b[off + i]! << 8) | b[off + i + 1]!;
+  sum += Wire.IPPROTO_UDP + udpLen;
   const udp = off + ihl;
   for (let i = 0; i + 1 < udpLen; i += 2) sum += (b[udp + i]! << 8) | b[udp + i + 1]!;
   if (udpLen & 1) sum += b[udp + udpLen - 1]! << 8;

@@ -86,13 +86,17 @@ function writeScripts(): void {
     join(tmp, 'send.ts'),
     `import { UdpUnderlay } from ${JSON.stringify(join(ROOT, 'src/io/underlay.js'))};
 import { ipToU32 } from ${JSON.stringify(join(ROOT, 'src/util/ip.js'))};
-const { packets, gso } = JSON.parse(process.argv[2]!) as { packets: string[]; gso: boolean };
+const { packets, gso, split } = JSON.parse(process.argv[2]!) as { packets: string[]; gso: boolean; split: number };
 const u = UdpUnderlay.open({ bindIp: ipToU32(${JSON.stringify(IP_A)}), port: 0, gso });
 const slab = new Uint8Array(packets.length * 2048);
 const offs = new Uint32Array(packets.length), lens = new Uint32Array(packets.length);
 const dsts = new Uint32Array(packets.length).fill(ipToU32(${JSON.stringify(IP_B)}));
 packets.forEach((h, i) => { const b = Buffer.from(h, 'hex'); offs[i] = i * 2048 + 28; lens[i] = b.length; slab.set(b, offs[i]!); });
-const sent = u.send(slab, offs, lens, dsts, packets.length);
+// split > 0: each packet's bytes after the first "split" are given as a piece outside the slab (as zero-copy
+// TSO segments are), at odd offsets of another buffer; the slab holds only the head (the rest zeroed).
+const ext = new Uint8Array(packets.length * 2048 + 7), xoffs = new Uint32Array(packets.length), xlens = new Uint32Array(packets.length);
+if (split > 0) packets.forEach((_, i) => { const o = offs[i]!; xoffs[i] = i * 2048 + 3; xlens[i] = lens[i]! - split; ext.set(slab.subarray(o + split, o + lens[i]!), xoffs[i]!); slab.fill(0, o + split, o + lens[i]!); });
+const sent = split > 0 ? u.send(slab, offs, lens, dsts, packets.length, ext, xoffs, xlens) : u.send(slab, offs, lens, dsts, packets.length);
 console.log(JSON.stringify({ sent, stats: u.stats, gso: u.gso, counters: u.senderCounters() ?? null }));
 u.close();
 `,
@@ -136,8 +140,8 @@ interface SendResult {
   stats: { txPackets: number; txDropFull: number; txDropRefused: number };
   counters: { gsoGroups: number; gsoPackets: number; rawPackets: number; fallbacks: number; sockets: number; socketFailures: number } | null;
 }
-function send(packets: Uint8Array[], gso = true): SendResult {
-  const arg = JSON.stringify({ packets: packets.map((p) => Buffer.from(p).toString('hex')), gso });
+function send(packets: Uint8Array[], gso = true, split = 0): SendResult {
+  const arg = JSON.stringify({ packets: packets.map((p) => Buffer.from(p).toString('hex')), gso, split });
   const out = inNs(NS_A, VIEW_NODE, join(tmp, 'send.ts'), arg);
   return JSON.parse(out.trim().split('\n').pop()!) as SendResult;
 }
@@ -368,4 +372,17 @@ describe.skipIf(!canRun)('underlay UDP GSO / GRO (root, network namespaces)', ()
     const got = await result();
     expect(got.map((g) => g.hex)).toEqual([innerFrame(800, 60), innerFrame(800, 61)].map((f) => Buffer.from(vxlanPayload(f)).toString('hex')));
   });
+
+  // Zero-copy TSO segments: the outer and inner headers in the slab, the payload elsewhere (FrameBatch.ext).
+  for (const gso of [true, false]) {
+    it(`packets in two pieces (headers in the slab, payload outside it) arrive whole (gso: ${gso})`, async () => {
+      const result = await listen(41);
+      const s = send(BURST.map((f, i) => outerPacket(f, SPORT, 300 + i)), gso, 36 + 54);
+      expect(s.sent).toBe(41);
+      if (gso) expect(s.counters).toMatchObject({ gsoGroups: 1, gsoPackets: 41, rawPackets: 0, fallbacks: 0 });
+      else expect(s.counters).toBeNull();
+      const got = await result();
+      expect(got.map((g) => g.hex)).toEqual(BURST.map((f) => Buffer.from(vxlanPayload(f)).toString('hex')));
+    });
+  }
 });

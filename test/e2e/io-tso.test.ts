@@ -20,8 +20,6 @@ const isRoot = process.getuid?.() === 0;
 const canRun = isRoot && existsSync('/dev/net/tun');
 
 const P = `tso${process.pid}`;
-const NS = `${P}-c`;
-const TAP = `${P}t`;
 const C_IP = [10, 255, 1, 2];
 const PEER_IP = [10, 255, 2, 3];
 const C_MAC = [0xee, 0xee, 10, 255, 1, 2];
@@ -72,8 +70,13 @@ function tcpFrame(id: number, sport: number, seq: number, ack: number, flags: nu
   return Uint8Array.from([...C_MAC, ...HOST_MAC, 0x08, 0x00, ...iph, ...seg]);
 }
 
-describe.skipIf(!canRun)('TAP with TSO: super-frames from a real TCP sender, segmented in user space (root)', () => {
+// Copying segments whole into the slots, and zero-copy (zeroCopyMtu: headers in the slots, payloads left
+// in the read buffer and referenced by batch.ext/extOff/extLen, src/offload/gso.ts).
+for (const zeroCopyMtu of [0, 1500]) describe.skipIf(!canRun)(`TAP with TSO: super-frames from a real TCP sender, segmented in user space (root, zeroCopyMtu ${zeroCopyMtu})`, () => {
+  const NS = `${P}-c${zeroCopyMtu ? 'z' : ''}`;
+  const TAP = `${P}t${zeroCopyMtu ? 'z' : ''}`;
   let tap: TapDevice;
+  let zeroCopied = 0;
   let client: ChildProcess | undefined;
   let clientOut = '';
   let nsMade = false;
@@ -105,7 +108,15 @@ describe.skipIf(!canRun)('TAP with TSO: super-frames from a real TCP sender, seg
     for (let i = 0; i < b.count; i++) {
       const o = b.inOff(i);
       const len = b.len[i]!;
-      const f = b.slab.subarray(o, o + len);
+      const xl = b.extLen[i]!;
+      // The frame as the underlay would send it: the slot's bytes, then the piece outside it (zero-copy).
+      let f = b.slab.subarray(o, o + len);
+      if (xl > 0) {
+        zeroCopied++;
+        f = new Uint8Array(len);
+        f.set(b.slab.subarray(o, o + len - xl));
+        f.set(b.ext!.subarray(b.extOff[i]!, b.extOff[i]! + xl), len - xl);
+      }
       if (len < 54 || u16(f, 12) !== 0x0800 || f[23] !== 6 || u16(f, 36) !== PORT) continue;
       frames++;
       maxFrame = Math.max(maxFrame, len);
@@ -149,7 +160,7 @@ describe.skipIf(!canRun)('TAP with TSO: super-frames from a real TCP sender, seg
     ip('netns', 'add', NS);
     nsMade = true;
     ip('-n', NS, 'link', 'set', 'lo', 'up');
-    tap = TapDevice.create(TAP, { batch: 64, vnetHdr: true, tso: true });
+    tap = TapDevice.create(TAP, { batch: 64, vnetHdr: true, tso: true, zeroCopyMtu });
     // The kernel granted TUNSETOFFLOAD(CSUM | TSO4): no fallback recorded.
     expect(tap.tso).toBe(true);
     expect(tap.tsoRefusal).toBeUndefined();
@@ -197,5 +208,7 @@ describe.skipIf(!canRun)('TAP with TSO: super-frames from a real TCP sender, seg
     expect(g.segments).toBeGreaterThan(2 * g.superFrames);
     expect(g.dropMalformed + g.dropUnsupported + g.dropTooBig).toBe(0);
     expect(rc.frames).toBeLessThan(frames);
+    if (zeroCopyMtu > 0) expect(zeroCopied).toBeGreaterThan(g.segments / 2);
+    else expect(zeroCopied).toBe(0);
   }, 40_000);
 });

@@ -15,6 +15,7 @@ import { MemoryUnderlay } from '../../../src/testing/memory.js';
 import { formatRoute } from '../../../src/tables/route.js';
 import { containerFrame } from '../../helpers/packets.js';
 import { ipToU32 } from '../../../src/util/ip.js';
+import { referenceChecksum } from '../../../src/wire/checksum.js';
 
 let ctl: RunningController | undefined;
 const cells: Cell[] = [];
@@ -128,5 +129,70 @@ describe('cell agent', () => {
     await client.addPolicies([{ source: { id: 'appB' }, destination: { id: 'appA', protocol: 'udp', ports: { start: 53, end: 53 } } }]);
     await until(() => c1.cell.dp.plan.accepts.length === 2);
     expect(c1.cell.dp.plan).not.toBe(plan);
+  });
+
+  it('zero-copy segments (headers in the slot, payload in batch.ext) arrive whole: to another cell, to a container on the same cell, and an ICMP error built in place is not overwritten', async () => {
+    const { client, c1, c2 } = await setup();
+    await c1.cell.addContainer({ app: 'appA', netns: 't-appA-0' });
+    await c2.cell.addContainer({ app: 'appB', netns: 't-appB-0' });
+    await c2.cell.addContainer({ app: 'appC', netns: 't-appC-0' });
+    const tapA = c1.io.taps.get('s-010255001002')!;
+    const tapB = c2.io.taps.get('s-010255002002')!;
+    const tapC = c2.io.taps.get('s-010255002003')!;
+    const tcp8080 = { protocol: 'tcp', ports: { start: 8080, end: 8080 } };
+    await client.addPolicies([
+      { source: { id: 'appB' }, destination: { id: 'appA', ...tcp8080 } },
+      { source: { id: 'appB' }, destination: { id: 'appC', ...tcp8080 } },
+    ]);
+    await until(
+      () =>
+        c2.cell.dp.port(0)?.tag !== 0 &&
+        c1.cell.dp.plan.accepts.length === 1 &&
+        c2.cell.dp.plan.accepts.length === 1 &&
+        c2.cell.dp.routes.lookup(ipToU32('10.255.1.2')) !== undefined,
+    );
+    const payload = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7 + 3) & 0xff);
+    const HEAD = 14 + 20 + 20;
+    const seg = (dst: string, ttl = 64) => containerFrame('10.255.2.2', dst, { proto: 'tcp', sport: 40010, dport: 8080, flags: 0x18, payload, ttl });
+
+    // To another cell: the underlay gathers slot + piece.
+    const f1 = seg('10.255.1.2');
+    expect(tapB.injectSplit(f1, HEAD)).toBe(1);
+    await until(() => tapA.written.length === 1);
+    const got1 = tapA.written[0]!;
+    expect(got1.length).toBe(f1.length);
+    expect(got1[14 + 8]).toBe(62);
+    expect(got1.subarray(34)).toEqual(f1.subarray(34)); // TCP header and payload unchanged
+    expect(referenceChecksum(got1.subarray(14, 34))).toBe(0);
+
+    // To a container on the same cell: the piece is copied into the slot before the TAP write.
+    const f2 = seg('10.255.2.3');
+    expect(tapB.injectSplit(f2, HEAD)).toBe(1);
+    await until(() => tapC.written.length === 1);
+    const got2 = tapC.written[0]!;
+    expect(got2.length).toBe(f2.length);
+    expect(got2.subarray(34)).toEqual(f2.subarray(34));
+
+    // TTL 1: time exceeded, built in place in the slot and sent back to appB, whole and verifying.
+    expect(tapB.injectSplit(seg('10.255.1.2', 1), HEAD)).toBe(1);
+    await until(() => tapB.written.length === 1);
+    const icmp = tapB.written[0]!;
+    expect(icmp[14 + 9]).toBe(1);
+    expect(icmp[34]).toBe(11);
+    const ipLen = (icmp[16]! << 8) | icmp[17]!;
+    expect(icmp.length).toBe(14 + ipLen);
+    expect(referenceChecksum(icmp.subarray(34, 14 + ipLen))).toBe(0);
+
+    // The same with a 16-byte payload: the segment is exactly as long as the reply (14 + 20 + 8 + 20 + 8),
+    // so only the reference the egress drops with the reply keeps its last 16 bytes from being overwritten.
+    const small = containerFrame('10.255.2.2', '10.255.1.2', { proto: 'tcp', sport: 40011, dport: 8080, flags: 0x18, payload: payload.subarray(0, 16), ttl: 1 });
+    expect(small.length).toBe(70);
+    expect(tapB.injectSplit(small, HEAD)).toBe(1);
+    await until(() => tapB.written.length === 2);
+    const icmp2 = tapB.written[1]!;
+    expect(icmp2.length).toBe(70);
+    expect(referenceChecksum(icmp2.subarray(34, 70))).toBe(0);
+    expect(icmp2.subarray(42 + 20, 70)).toEqual(small.subarray(34, 42)); // the quoted first 8 bytes of TCP
+    expect(c2.cell.dp.counters.drops.reduce((a, b) => a + b, 0)).toBe(2); // the two ttl-exceeded ones only
   });
 });

@@ -86,6 +86,7 @@ describe('drop reasons', () => {
       'icmp-rate-limited',
       'delivered',
       'sent',
+      'conntrack-invalid',
     ]);
   });
 });

@@ -11,7 +11,7 @@ import { runTrace } from '../../../src/cell/trace.js';
 import { buildProbe } from '../../../src/dataplane/probe.js';
 import { ipToU32 } from '../../../src/util/ip.js';
 import { containerFrame, ipPacket, vxlanPayload } from '../../helpers/packets.js';
-import { A0, B0, B1, STRANGER, TAG, U1, U2, icmpErrorPacket, policy, topology } from '../../helpers/packets-extra.js';
+import { A0, B0, B1, STRANGER, TAG, U1, U2, icmpErrorPacket, policy, runEgress, topology } from '../../helpers/packets-extra.js';
 
 const POLICIES = [policy('appB', 'appA', 'tcp', 8080), policy('appA', 'appB', 'udp', 5000, 5010), policy('appA', 'appB', 'tcp', 9000)];
 const NOW = 100;
@@ -49,6 +49,9 @@ function walks(): Record<string, Walk | Walk[]> {
   out['ingress stranger'] = ingress(vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: TAG.appB, inner: inner(B0, A0, { proto: 'tcp', dport: 8080 }) }), STRANGER);
   out['ingress no container'] = ingress(vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: TAG.appB, inner: inner(B0, '10.255.1.77', { proto: 'tcp', dport: 8080 }) }));
   out['ingress ttl 1'] = ingress(vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: TAG.appB, inner: inner(B0, A0, { proto: 'tcp', dport: 8080, ttl: 1 }) }));
+  // A FIN without ACK: conntrack calls it INVALID at both cells (not tracked; the reject would come back unrelated).
+  const fin = runTrace(t.c1, 'egress', containerFrame(A0, B0, { proto: 'tcp', sport: 40000, dport: 7777, flags: 0x01 }), { port: t.appA0.index, now: NOW });
+  out['remote tcp FIN without ACK (INVALID), denied'] = [fin, runTrace(t.c2, 'ingress', fin.result.output.subarray(28), { srcIp: U1, now: NOW })];
   const quoted = ipPacket(A0, B0, { proto: 'udp', sport: 40000, dport: 5000 });
   out['ingress unrelated icmp error'] = ingress(vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: 0, inner: icmpErrorPacket(B0, A0, 3, 3, quoted) }));
   return out;
@@ -81,5 +84,19 @@ describe('trace', () => {
       expect(Array.from(c.counters.drops)).toEqual(Array.from(before[i]!.drops));
       expect(Array.from(c.counters.stats)).toEqual(Array.from(before[i]!.stats));
     });
+  });
+
+  it('changes no existing connection either: a traced RST does not delete an unanswered one, a traced reply does not answer it', () => {
+    const t = topology(POLICIES);
+    // A live SYN from appA-0: cell 1 tracks it (SYN_SENT, no reply yet).
+    runEgress(t.c1, t.appA0, containerFrame(A0, B0, { proto: 'tcp', sport: 40000, dport: 9000, flags: 0x02 }), NOW);
+    const listing = () => t.c1.conntrack.entries(NOW + 5).map((e) => [e.tcpState, e.seenReply, e.expires]);
+    const before = listing();
+    expect(before).toEqual([['SYN_SENT', false, NOW + 120]]);
+    // A live RST would delete it (before any reply); traced, nothing happens.
+    runTrace(t.c1, 'egress', containerFrame(A0, B0, { proto: 'tcp', sport: 40000, dport: 9000, flags: 0x04 }), { port: t.appA0.index, now: NOW + 5 });
+    const synack = vxlanPayload({ fromVtep: '10.255.2.0', toVtep: '10.255.1.0', gpid: TAG.appB, inner: ipPacket(B0, A0, { proto: 'tcp', sport: 9000, dport: 40000, flags: 0x12 }) });
+    runTrace(t.c1, 'ingress', synack, { srcIp: U2, now: NOW + 5 });
+    expect(listing()).toEqual(before);
   });
 });

@@ -51,6 +51,24 @@ describe('native loader', () => {
   });
 });
 
+describe('adaptive busy polling (setBusyPoll)', () => {
+  it('is off until set, reports its window, and never spins without traffic', async () => {
+    const n = loadNative();
+    expect(typeof n.setBusyPoll).toBe('function');
+    const before = n.busyPollCounters!();
+    n.setBusyPoll!(1000);
+    expect(n.busyPollCounters!().windowUs).toBe(1000);
+    // No reader drained anything: the idle handle is never started, the loop sleeps as before.
+    await new Promise((r) => setTimeout(r, 30));
+    const after = n.busyPollCounters!();
+    expect(after.spins).toBe(before.spins);
+    expect(after.windows).toBe(before.windows);
+    n.setBusyPoll!(0);
+    expect(n.busyPollCounters!().windowUs).toBe(0);
+    expect(() => n.setBusyPoll!(-1)).toThrow();
+  });
+});
+
 describe('native argument checks (no root)', () => {
   const n = loadNative();
 

@@ -87,28 +87,44 @@ function superFrame(payload: Uint8Array, flags: number, gsoSize = MSS, hdrLen = 
   return raw;
 }
 
-function setup(rawPkt: Uint8Array, at: number, capacity = 64, bytes?: ByteOps): { seg: GsoSegmenter; batch: FrameBatch } {
+function setup(rawPkt: Uint8Array, at: number, capacity = 64, bytes?: ByteOps, zeroCopyMtu = 0): { seg: GsoSegmenter; batch: FrameBatch; raw: Uint8Array } {
   const raw = new Uint8Array(70000);
   raw.set(rawPkt, at);
   const batch = new FrameBatch(capacity, 1600, 64);
-  return { seg: new GsoSegmenter(raw, batch, undefined, bytes), batch };
+  return { seg: new GsoSegmenter(raw, batch, undefined, bytes, zeroCopyMtu), batch, raw };
 }
 
+const NATIVE = nativeAvailable() ? (loadNative() as unknown as ByteOps) : undefined;
 // The same cases with the copy and sum in TypeScript (no ByteOps), through the ByteOps interface in
-// TypeScript (src/offload/bytes.ts), and through the addon's copySum (native/bytes.cc) when it is built.
-const BYTE_PATHS: [string, ByteOps | undefined][] = [
-  ['TypeScript copy', undefined],
-  ['jsByteOps', jsByteOps],
-  ...(nativeAvailable() ? ([['native copySum', loadNative() as unknown as ByteOps]] as [string, ByteOps][]) : []),
+// TypeScript (src/offload/bytes.ts), through the addon's copySum (native/bytes.cc) when it is built, and
+// zero-copy (headers copied, payloads summed in place and referenced: batch.ext) with either ByteOps.
+const BYTE_PATHS: [string, ByteOps | undefined, number][] = [
+  ['TypeScript copy', undefined, 0],
+  ['jsByteOps', jsByteOps, 0],
+  ['jsByteOps zero-copy', jsByteOps, 9000],
+  ...(NATIVE !== undefined
+    ? ([
+        ['native copySum', NATIVE, 0],
+        ['native zero-copy', NATIVE, 9000],
+      ] as [string, ByteOps, number][])
+    : []),
 ];
 
+/** Each frame as the wire gets it: the slot's bytes, then its piece in batch.ext (zero-copy), if any. */
 function frames(batch: FrameBatch): Uint8Array[] {
   const out: Uint8Array[] = [];
-  for (let i = 0; i < batch.count; i++) out.push(batch.slab.slice(batch.inOff(i), batch.inOff(i) + batch.len[i]!));
+  for (let i = 0; i < batch.count; i++) {
+    const len = batch.len[i]!;
+    const xl = batch.extLen[i]!;
+    const f = new Uint8Array(len);
+    f.set(batch.slab.subarray(batch.inOff(i), batch.inOff(i) + len - xl));
+    if (xl > 0) f.set(batch.ext!.subarray(batch.extOff[i]!, batch.extOff[i]! + xl), len - xl);
+    out.push(f);
+  }
   return out;
 }
 
-for (const [path, bytes] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-frames (${path})`, () => {
+for (const [path, bytes, zeroCopyMtu] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-frames (${path})`, () => {
   const payload = payloadBytes(3 * MSS + 517); // odd last segment
   const expected = [0, 1, 2, 3].map((i) =>
     wireFrame(
@@ -123,7 +139,7 @@ for (const [path, bytes] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-fram
   // at 1: odd (byte path). Both must give the same bytes.
   for (const at of [6, 1, 3]) {
     it(`cuts 4 wire-exact segments (raw packet at offset ${at})`, () => {
-      const { seg, batch } = setup(superFrame(payload, ACK | PSH | FIN | CWR), at, 64, bytes);
+      const { seg, batch } = setup(superFrame(payload, ACK | PSH | FIN | CWR), at, 64, bytes, zeroCopyMtu);
       expect(seg.begin(at, 10 + HDR + payload.length)).toBe(true);
       seg.fill();
       expect(seg.done).toBe(true);
@@ -136,6 +152,12 @@ for (const [path, bytes] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-fram
         expect(referenceChecksum(got[i]!.subarray(T), pseudoWords(got[i]!, got[i]!.length - T))).toBe(0);
       }
       expect(u16(got[3]!, 16)).toBe(IPHL + THL + 517);
+      // Zero-copy: only the headers are in the slots; the payloads stay in the read buffer, in place.
+      for (let i = 0; i < 4; i++) {
+        const plen = i === 3 ? 517 : MSS;
+        expect(batch.extLen[i]).toBe(zeroCopyMtu > 0 ? plen : 0);
+        if (zeroCopyMtu > 0) expect(batch.extOff[i]).toBe(at + 10 + HDR + i * MSS);
+      }
       expect(u16(got[1]!, 18)).toBe(0xffff);
       expect(u16(got[2]!, 18)).toBe(0);
       expect(seg.counters).toMatchObject({ superFrames: 1, segments: 4, dropMalformed: 0 });
@@ -148,7 +170,7 @@ for (const [path, bytes] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-fram
     it(`gso_size 1398, raw packet at offset ${at}: wire-exact segments on every copy path`, () => {
       const gso = 1398;
       const pay = payloadBytes(4 * gso + 333);
-      const { seg, batch } = setup(superFrame(pay, ACK | PSH, gso), at, 64, bytes);
+      const { seg, batch } = setup(superFrame(pay, ACK | PSH, gso), at, 64, bytes, zeroCopyMtu);
       expect(seg.begin(at, 10 + HDR + pay.length)).toBe(true);
       seg.fill();
       const got = frames(batch);
@@ -161,7 +183,7 @@ for (const [path, bytes] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-fram
   }
 
   it('carries a super-frame across batches without loss or reordering', () => {
-    const { seg, batch } = setup(superFrame(payload, ACK | PSH), 6, 3, bytes);
+    const { seg, batch } = setup(superFrame(payload, ACK | PSH), 6, 3, bytes, zeroCopyMtu);
     expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
     seg.fill();
     expect(seg.done).toBe(false);
@@ -184,7 +206,7 @@ for (const [path, bytes] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-fram
   });
 
   it('takes hdr_len as a bound only (the kernel reports skb_headlen, which may include payload)', () => {
-    const { seg, batch } = setup(superFrame(payload, ACK, MSS, HDR + 200), 6, 64, bytes);
+    const { seg, batch } = setup(superFrame(payload, ACK, MSS, HDR + 200), 6, 64, bytes, zeroCopyMtu);
     expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
     seg.fill();
     expect(batch.count).toBe(4);
@@ -197,7 +219,7 @@ for (const [path, bytes] of BYTE_PATHS) describe(`GsoSegmenter: TCPv4 super-fram
 
   it('a payload no larger than gso_size gives one segment with a full checksum', () => {
     const small = payloadBytes(700);
-    const { seg, batch } = setup(superFrame(small, ACK | PSH), 6, 64, bytes);
+    const { seg, batch } = setup(superFrame(small, ACK | PSH), 6, 64, bytes, zeroCopyMtu);
     expect(seg.begin(6, 10 + HDR + small.length)).toBe(true);
     seg.fill();
     expect(frames(batch)).toEqual([wireFrame(SEQ0, ID0, ACK | PSH, small)]);
@@ -303,3 +325,58 @@ function put16LE(b: Uint8Array, o: number, v: number): void {
   b[o] = v & 0xff;
   b[o + 1] = (v >>> 8) & 0xff;
 }
+
+describe.each(
+  [['jsByteOps', jsByteOps] as const, ...(NATIVE !== undefined ? [['native', NATIVE] as const] : [])],
+)('GsoSegmenter zero-copy (%s): when it applies, and the whole frame when a TAP needs it', (_name, bytes) => {
+  const payload = payloadBytes(3 * MSS + 517);
+  const want = (i: number, flags: number) =>
+    wireFrame((SEQ0 + i * MSS) >>> 0, (ID0 + i) & 0xffff, flags, payload.subarray(i * MSS, Math.min((i + 1) * MSS, payload.length)));
+
+  it('copies segments whose IP length is over the zero-copy MTU (they may take a path that reads the payload)', () => {
+    const { seg, batch } = setup(superFrame(payload, ACK), 6, 64, bytes, IPHL + THL + MSS - 1);
+    expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
+    seg.fill();
+    expect(batch.count).toBe(4);
+    for (let i = 0; i < 4; i++) expect(batch.extLen[i]).toBe(0);
+    expect(frames(batch)[1]).toEqual(want(1, ACK));
+  });
+
+  it('zero-copy exactly at the MTU', () => {
+    const { seg, batch } = setup(superFrame(payload, ACK), 6, 64, bytes, IPHL + THL + MSS);
+    expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
+    seg.fill();
+    expect(batch.extLen[0]).toBe(MSS);
+  });
+
+  it('copies a super-frame with MF set (a fragment: the pipeline would reassemble its payload)', () => {
+    const raw = superFrame(payload, ACK);
+    raw[10 + 14 + 6]! |= 0x20; // MF
+    const { seg, batch } = setup(raw, 6, 64, bytes, 9000);
+    expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
+    seg.fill();
+    for (let i = 0; i < batch.count; i++) expect(batch.extLen[i]).toBe(0);
+  });
+
+  it('materialize() makes the frame whole in its slot: wire-exact, checksums verify', () => {
+    const { seg, batch } = setup(superFrame(payload, ACK | PSH), 6, 64, bytes, 9000);
+    expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
+    seg.fill();
+    for (let i = 0; i < 4; i++) {
+      batch.materialize(i);
+      expect(batch.extLen[i]).toBe(0);
+      const f = batch.slab.slice(batch.inOff(i), batch.inOff(i) + batch.len[i]!);
+      expect(f).toEqual(want(i, i === 3 ? ACK | PSH : ACK));
+      expect(referenceChecksum(f.subarray(T), pseudoWords(f, f.length - T))).toBe(0);
+    }
+  });
+
+  it('a wrong payload sum would show: a changed payload byte no longer verifies', () => {
+    const { seg, batch, raw } = setup(superFrame(payload, ACK), 6, 64, bytes, 9000);
+    expect(seg.begin(6, 10 + HDR + payload.length)).toBe(true);
+    seg.fill();
+    raw[batch.extOff[1]! + 100]! ^= 0x01; // after the checksum was computed
+    const f = frames(batch)[1]!;
+    expect(referenceChecksum(f.subarray(T), pseudoWords(f, f.length - T))).not.toBe(0);
+  });
+});

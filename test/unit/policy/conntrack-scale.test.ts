@@ -102,8 +102,9 @@ describe('ConnTrack eviction order (early drop)', () => {
     const ct = new ConnTrack({ capacity: 3, seed: 24, timeouts: { tcpClose: 1 } });
     ct.process(A, B, TCP, 1, 80, TCP_SYN, 0, true); // SYN_SENT, lives 120 s
     ct.process(A, B, TCP, 2, 80, TCP_RST | TCP_ACK, 1, true); // a first RST creates nothing
-    ct.process(A, B, TCP, 2, 80, TCP_ACK, 1, true); // picked up mid-stream …
-    ct.process(A, B, TCP, 2, 80, TCP_RST, 2, true); // … then CLOSE, expires at 3
+    ct.process(A, B, TCP, 2, 80, TCP_ACK, 1, true); // picked up mid-stream, answered …
+    ct.process(B, A, TCP, 80, 2, TCP_ACK, 1, false);
+    ct.process(A, B, TCP, 2, 80, TCP_RST, 2, true); // … then CLOSE, expires at 3 (before any reply, a RST deletes the entry)
     ct.process(A, B, UDP, 3, 53, 0, 3, true);
     expect(evictedBy(ct, 4, 5)).toEqual(['6/2']);
   });
@@ -180,7 +181,8 @@ describe('ConnTrack eviction order (early drop)', () => {
       if (++k % 500 === 0) ct.tick(now);
       const live = new Map(ct.entries(-Infinity).map((e) => [key(e.proto, e.sport), e] as const));
       const id = key(proto, sport);
-      const creates = fromClient && !live.has(id) && !(proto === TCP && (flags & TCP_RST || (flags & TCP_SYN && flags & TCP_ACK)));
+      // Only a SYN or an ACK opens a TCP connection (the kernel's tcp_new: a first SYN+ACK, FIN+ACK or RST is INVALID).
+      const creates = fromClient && !live.has(id) && !(proto === TCP && flags !== TCP_SYN && flags !== TCP_ACK);
       let want: string | undefined;
       if (creates && live.size === cap) {
         const all = [...live.values()].sort((a, b) => last.get(key(a.proto, a.sport))! - last.get(key(b.proto, b.sport))!);
@@ -195,8 +197,7 @@ describe('ConnTrack eviction order (early drop)', () => {
         evictions++;
         if (prot.includes(pick) && pick.expires > now) protectedEvictions++;
       }
-      if (fromClient) ct.process(A, B, proto, sport, 80, flags, now, true);
-      else ct.process(B, A, proto, 80, sport, flags, now, false);
+      const r = fromClient ? ct.process(A, B, proto, sport, 80, flags, now, true) : ct.process(B, A, proto, 80, sport, flags, now, false);
       const after = new Set(ct.entries(-Infinity).map((e) => key(e.proto, e.sport)));
       if (want !== undefined) {
         expect(after.has(want), `packet ${k}: expected ${want} evicted`).toBe(false);
@@ -204,7 +205,8 @@ describe('ConnTrack eviction order (early drop)', () => {
         if (lost.length > 0) expect(lost, `packet ${k}: only ${want} evicted`).toEqual([]);
       }
       if (ct.evictions !== evictions) expect(ct.evictions, `packet ${k}: evictions`).toBe(evictions);
-      if (after.has(id)) last.set(id, now);
+      // An INVALID packet (an ACK or FIN+ACK from the opener of a SYN_SENT entry) leaves the entry as it was.
+      if (after.has(id) && r !== CtState.Invalid) last.set(id, now);
     };
     while (k < 15_000) {
       const proto = next(2) ? TCP : UDP;

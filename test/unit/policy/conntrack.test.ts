@@ -8,6 +8,7 @@ import {
   TCP_SYN,
   conntrackJson,
   formatConntrack,
+  tcpFlagsValid,
 } from '../../../src/policy/conntrack.js';
 import { ipToU32 as ip } from '../../../src/util/ip.js';
 
@@ -17,6 +18,9 @@ const TCP = 6;
 const UDP = 17;
 const ICMP = 1;
 const PSH = 0x08;
+const URG = 0x20;
+const ECE = 0x40;
+const CWR = 0x80;
 
 const lines = (ct: ConnTrack, now: number) => ct.entries(now).map((e) => formatConntrack(e, now));
 
@@ -86,13 +90,156 @@ describe('ConnTrack: TCP', () => {
     expect([e.tcpState, e.seenReply, e.assured]).toEqual(['SYN_SENT', false, false]);
   });
 
-  it('creates nothing for a first RST or SYN+ACK, nor without `create`', () => {
+  it('creates nothing for a first packet conntrack calls INVALID (tcp_new: only a SYN or an ACK opens one), nor without `create`', () => {
     const ct = new ConnTrack({ capacity: 16, seed: 4 });
-    expect(ct.process(A, B, TCP, 1, 2, TCP_RST, 0, true)).toBe(CtState.New);
-    expect(ct.process(A, B, TCP, 1, 2, TCP_SYN | TCP_ACK, 0, true)).toBe(CtState.New);
+    // Valid flag mixes that cannot open a connection: the NONE column of the kernel's tcp_conntracks.
+    for (const f of [TCP_RST, TCP_RST | TCP_ACK, TCP_SYN | TCP_ACK, TCP_FIN | TCP_ACK, TCP_FIN | TCP_ACK | URG]) {
+      expect(ct.process(A, B, TCP, 1, 2, f, 0, true), `flags 0x${f.toString(16)}`).toBe(CtState.Invalid);
+    }
     expect(ct.process(A, B, TCP, 1, 2, TCP_SYN, 0, false)).toBe(CtState.New);
     expect(ct.size).toBe(0);
     expect(ct.process(B, A, TCP, 2, 1, TCP_ACK, 0, false)).toBe(CtState.New);
+    expect(ct.process(B, A, TCP, 2, 1, TCP_SYN | TCP_ACK, 0, false)).toBe(CtState.Invalid);
+    expect(ct.size).toBe(0);
+    // What does open one: a SYN (ECE, CWR, PSH and URG aside) and, picked up mid-stream, an ACK.
+    for (const [sport, f, st] of [
+      [10, TCP_SYN, 'SYN_SENT'],
+      [11, TCP_SYN | ECE | CWR, 'SYN_SENT'],
+      [12, TCP_SYN | URG, 'SYN_SENT'],
+      [13, TCP_ACK, 'ESTABLISHED'],
+      [14, TCP_ACK | PSH, 'ESTABLISHED'],
+      [15, TCP_ACK | URG, 'ESTABLISHED'],
+    ] as const) {
+      expect(ct.process(A, B, TCP, sport, 2, f, 0, true)).toBe(CtState.New);
+      expect(ct.entries(0).find((e) => e.sport === sport)?.tcpState).toBe(st);
+    }
+    expect(ct.size).toBe(6);
+  });
+
+  it('a flag mix outside tcp_valid_flags is INVALID with or without a connection, and changes nothing', () => {
+    const ct = new ConnTrack({ capacity: 16, seed: 7 });
+    // tcp_error: FIN alone, no flags, PSH alone, URG alone, SYN|FIN, SYN|RST, FIN|PSH|URG, every flag.
+    const bad = [TCP_FIN, 0, PSH, URG, TCP_SYN | TCP_FIN, TCP_SYN | TCP_RST, TCP_FIN | PSH | URG, 0x3f, TCP_FIN | URG, TCP_RST | TCP_FIN | TCP_ACK];
+    for (const f of bad) expect(ct.process(A, B, TCP, 1, 2, f, 0, true), `flags 0x${f.toString(16)}`).toBe(CtState.Invalid);
+    expect(ct.size).toBe(0);
+    // An established connection: its entry is not touched (state, expiry) by them, in either direction.
+    ct.process(A, B, TCP, 40000, 80, TCP_SYN, 0, true);
+    ct.process(B, A, TCP, 80, 40000, TCP_SYN | TCP_ACK, 0, false);
+    ct.process(A, B, TCP, 40000, 80, TCP_ACK, 0, true);
+    const before = lines(ct, 0);
+    for (const f of bad) {
+      expect(ct.process(A, B, TCP, 40000, 80, f, 100, true)).toBe(CtState.Invalid);
+      expect(ct.process(B, A, TCP, 80, 40000, f, 100, false)).toBe(CtState.Invalid);
+    }
+    expect(lines(ct, 0)).toEqual(before);
+    expect(tcpFlagsValid(TCP_FIN | TCP_ACK)).toBe(true);
+    expect(tcpFlagsValid(TCP_FIN)).toBe(false);
+  });
+
+  describe('before any reply (nf_conntrack_tcp_packet: "If only reply is a RST, ... delete the conntrack immediately")', () => {
+    const SEQ = 1_000_000;
+    /** A SYN from A with 100 bytes of data: the opener's end is SEQ + 101. */
+    const opened = () => {
+      const ct = new ConnTrack({ capacity: 16, seed: 8 });
+      expect(ct.process(A, B, TCP, 40000, 8081, TCP_SYN, 0, true, 0, SEQ, 0, 100)).toBe(CtState.New);
+      return ct;
+    };
+    const left = (ct: ConnTrack, now: number) => ct.entries(now).map((e) => [e.tcpState, Math.round(e.expires - now)]);
+
+    it('a RST from the opener, starting at or before its end, deletes the entry (it still belongs to it: New)', () => {
+      for (const seq of [SEQ + 101, SEQ, SEQ - 2_000_000_000, 0]) {
+        const ct = opened();
+        expect(ct.process(A, B, TCP, 40000, 8081, TCP_RST, 1, true, 0, seq), `seq ${seq}`).toBe(CtState.New);
+        expect(ct.size).toBe(0);
+      }
+    });
+
+    it('a RST from the opener past its end is INVALID and changes nothing', () => {
+      const ct = opened();
+      expect(ct.process(A, B, TCP, 40000, 8081, TCP_RST, 5, true, 0, SEQ + 102)).toBe(CtState.Invalid);
+      expect(left(ct, 5)).toEqual([['SYN_SENT', 115]]);
+    });
+
+    it("a RST|ACK from the opener acknowledging what the silent peer never sent is INVALID or ignored; ACK 0 is a broken stack's RST", () => {
+      const ct = opened();
+      expect(ct.process(A, B, TCP, 40000, 8081, TCP_RST | TCP_ACK, 1, true, 0, SEQ, 12345)).toBe(CtState.Invalid);
+      expect(ct.process(A, B, TCP, 40000, 8081, TCP_RST | TCP_ACK, 1, true, 0, SEQ, 0x90000000)).toBe(CtState.New); // ignored
+      expect(left(ct, 1)).toEqual([['SYN_SENT', 119]]);
+      expect(ct.process(A, B, TCP, 40000, 8081, TCP_RST | TCP_ACK, 2, true, 0, SEQ, 2 ** 32 - 66000)).toBe(CtState.New);
+      expect(ct.size).toBe(0);
+      const ct2 = opened();
+      expect(ct2.process(A, B, TCP, 40000, 8081, TCP_RST | TCP_ACK, 2, true, 0, SEQ, 0)).toBe(CtState.New);
+      expect(ct2.size).toBe(0);
+    });
+
+    it('the first reply a RST|ACK of the SYN ("connection refused"): deleted; one acknowledging past the SYN is INVALID', () => {
+      const ct = opened();
+      expect(ct.process(B, A, TCP, 8081, 40000, TCP_RST | TCP_ACK, 1, false, 0, 0, SEQ + 200)).toBe(CtState.Invalid);
+      expect(ct.size).toBe(1);
+      expect(ct.process(B, A, TCP, 8081, 40000, TCP_RST | TCP_ACK, 1, false, 0, 0, SEQ + 101)).toBe(CtState.Reply);
+      expect(ct.size).toBe(0);
+    });
+
+    it('from the opener, a SYN+ACK, FIN+ACK or ACK before any reply is INVALID (sIV in SYN_SENT); a later SYN moves its end', () => {
+      const ct = opened();
+      for (const f of [TCP_SYN | TCP_ACK, TCP_FIN | TCP_ACK, TCP_ACK, TCP_ACK | PSH]) {
+        expect(ct.process(A, B, TCP, 40000, 8081, f, 10, true, 0, SEQ + 101, 5), `flags 0x${f.toString(16)}`).toBe(CtState.Invalid);
+      }
+      expect(left(ct, 10)).toEqual([['SYN_SENT', 110]]);
+      // A SYN far ahead re-initialises the end (RFC 793 "reinitialized"); a RST at the old end is then in window too.
+      expect(ct.process(A, B, TCP, 40000, 8081, TCP_SYN, 11, true, 0, SEQ + 3_000_000)).toBe(CtState.New);
+      expect(ct.process(A, B, TCP, 40000, 8081, TCP_RST, 12, true, 0, SEQ + 3_000_001)).toBe(CtState.New);
+      expect(ct.size).toBe(0);
+    });
+
+    it('an entry picked up mid-stream (liberal window) goes on any RST from either side; a reply first makes a RST close it', () => {
+      for (const [dir, flags] of [[0, TCP_RST], [0, TCP_RST | TCP_ACK], [1, TCP_RST], [1, TCP_RST | TCP_ACK]] as const) {
+        const ct = new ConnTrack({ capacity: 16, seed: 9 });
+        ct.process(A, B, TCP, 40000, 8080, TCP_ACK, 0, true, 0, 7, 8, 10);
+        const r = dir === 0 ? ct.process(A, B, TCP, 40000, 8080, flags, 1, true, 0, 123456789, 987654321) : ct.process(B, A, TCP, 8080, 40000, flags, 1, false, 0, 123456789, 987654321);
+        expect(r).toBe(dir === 0 ? CtState.New : CtState.Reply);
+        expect(ct.size).toBe(0);
+      }
+      const ct = new ConnTrack({ capacity: 16, seed: 10 });
+      ct.process(A, B, TCP, 40000, 8080, TCP_ACK, 0, true);
+      ct.process(B, A, TCP, 8080, 40000, TCP_ACK, 0, false);
+      expect(ct.process(B, A, TCP, 8080, 40000, TCP_RST, 1, false)).toBe(CtState.Reply);
+      expect(left(ct, 1)).toEqual([['CLOSE', 10]]);
+    });
+
+    it('a SYN reopening a closed connection starts a new end: a RST before the new reply is judged against it', () => {
+      const ct = new ConnTrack({ capacity: 16, seed: 12 });
+      ct.process(A, B, TCP, 40000, 80, TCP_SYN, 0, true, 0, 5000);
+      ct.process(B, A, TCP, 80, 40000, TCP_SYN | TCP_ACK, 0, false, 0, 9000, 5001);
+      ct.process(A, B, TCP, 40000, 80, TCP_RST, 1, true, 0, 5001); // answered: CLOSE
+      expect(ct.process(A, B, TCP, 40000, 80, TCP_SYN, 2, true, 0, 2_000_000_000)).toBe(CtState.New);
+      expect(left(ct, 2)).toEqual([['SYN_SENT', 120]]);
+      // Past the old end, at the new one: in window, deletes the reopened entry.
+      expect(ct.process(A, B, TCP, 40000, 80, TCP_RST, 3, true, 0, 2_000_000_001)).toBe(CtState.New);
+      expect(ct.size).toBe(0);
+    });
+
+    it('a TCP header whose data offset is below 5 or past the packet (segLen -1) is INVALID', () => {
+      const ct = opened();
+      expect(ct.process(A, B, TCP, 40000, 8081, TCP_RST, 1, true, 0, SEQ, 0, -1)).toBe(CtState.Invalid);
+      expect(ct.process(A, B, TCP, 40001, 8081, TCP_SYN, 1, true, 0, SEQ, 0, -1)).toBe(CtState.Invalid);
+      expect(ct.size).toBe(1);
+    });
+  });
+
+  it('readOnly: answers as it would, changes nothing (trace)', () => {
+    const ct = new ConnTrack({ capacity: 16, seed: 11 });
+    ct.process(A, B, TCP, 40000, 80, TCP_SYN, 0, true);
+    const before = lines(ct, 1);
+    ct.readOnly = true;
+    expect(ct.process(A, B, TCP, 40001, 80, TCP_SYN, 1, true)).toBe(CtState.New); // would create
+    expect(ct.process(B, A, TCP, 80, 40000, TCP_SYN | TCP_ACK, 1, false)).toBe(CtState.Reply); // would answer
+    expect(ct.process(A, B, TCP, 40000, 80, TCP_RST, 1, true)).toBe(CtState.New); // would delete
+    expect(ct.process(A, B, TCP, 40000, 80, TCP_SYN, 200, true)).toBe(CtState.New); // would expire and reopen
+    expect(lines(ct, 1)).toEqual(before);
+    ct.readOnly = false;
+    expect(ct.process(A, B, TCP, 40000, 80, TCP_RST, 1, true)).toBe(CtState.New);
+    expect(ct.size).toBe(0);
   });
 
   it('picks up the seed 002 data segment mid-stream as ESTABLISHED (loose pickup)', () => {
