@@ -66,7 +66,7 @@ export class SilkPollLoop {
   private stopped = false;
   private leases: Lease[] = [];
   private policies: PolicyRecord[] = [];
-  private lastUpdated = 0;
+  private lastUpdated = 0n;
   private appsKey = '';
   private lastSuccess = Date.now();
   private published = '';
@@ -152,7 +152,7 @@ export class SilkPollLoop {
     if (this.stopped) return;
     const apps = [...new Set(this.o.localApps())].sort();
     const appsKey = apps.join(',');
-    let remote: number | undefined;
+    let remote: bigint | undefined;
     try {
       remote = await this.o.policyServer.policiesLastUpdated();
       this.lastContactAt = Date.now();
@@ -161,7 +161,7 @@ export class SilkPollLoop {
       this.watchErrors++;
       this.o.log.warn({ err: (err as Error).message }, 'error-getting-policies-last-updated');
     }
-    if (remote !== undefined && this.lastUpdated !== 0 && remote <= this.lastUpdated && appsKey === this.appsKey) {
+    if (remote !== undefined && this.lastUpdated !== 0n && remote <= this.lastUpdated && appsKey === this.appsKey) {
       this.skippedPolicyRounds++;
       return;
     }

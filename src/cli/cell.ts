@@ -158,7 +158,7 @@ export function register(program: Command): void {
       'auto',
     )
     .option('--policy-server <addr>', "with the silk API: the policy server's internal API (https://HOST:PORT; default the --controller address), same TLS files")
-    .option('--lease-poll <s>', "with the silk API: seconds between renew + GET /leases rounds (silk-daemon's lease_poll_interval_seconds)", '30')
+    .option('--lease-poll <s>', "seconds between lease renewals; with the silk API, between renew + GET /leases rounds (silk-daemon's lease_poll_interval_seconds). Keep it below the controller's lease expiry", '30')
     .option('--policy-poll <s>', "with the silk API: seconds between policy rounds (vxlan-policy-agent's policy_poll_interval_seconds)", '5')
     .option('--admin <addr>', 'admin socket for show/container/trace (default: the lab socket for --name)')
     .option('--mtu <n>', 'underlay MTU; containers get MTU − 50', '1500')
@@ -311,6 +311,7 @@ export function register(program: Command): void {
           vxlanPort: port,
           overlayNetwork: o.overlayNetwork,
           containerNet: new IprouteContainerNet(),
+          renewInterval: leasePoll,
           upstream,
           state,
         });
@@ -347,6 +348,7 @@ export function register(program: Command): void {
         containerNet: new IprouteContainerNet(),
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },
         capture: Boolean(o.capture),
+        renewInterval: leasePoll,
         upstream,
         state,
       });

@@ -268,8 +268,10 @@ function leaseFields(body: unknown, struct: string, fields: [string, 'string' | 
       `unmarshal-request: json: cannot unmarshal ${goKind(body)} into Go value of type ${struct ? 'controller.' + struct : 'struct { ' + fields.map(([k, t]) => `${goField(k)} ${t} "json:\\"${k}\\""`).join('; ') + ' }'}`,
     );
   }
+  // As Go's decoder: "UNDERLAY_IP" fills underlay_ip (silk's client sends lower case; Go accepts any case).
+  const o: Obj = { ...body, ...goJsonFields(body, fields.map(([k]) => k)) };
   for (const [k, t] of fields) {
-    const v = body[k];
+    const v = o[k];
     if (v === undefined || v === null) continue;
     if ((t === 'string' && typeof v !== 'string') || (t === 'bool' && typeof v !== 'boolean')) {
       throw new ValidationError(
@@ -278,7 +280,26 @@ function leaseFields(body: unknown, struct: string, fields: [string, 'string' | 
       );
     }
   }
-  return body;
+  return o;
+}
+
+/**
+ * The object's members under the field names a Go struct with these `json`
+ * names would decode them into: encoding/json takes a key that matches a
+ * name exactly and otherwise one that matches it ignoring case (a later
+ * key overwrites an earlier one); unknown keys are dropped. Upstream's own
+ * clients rely on it: vxlan-policy-agent's policy_client sends
+ * PUT /networking/v1/internal/tags as {"ID":"INGRESS_ROUTER","Type":"router"}
+ * (TagRequest has no json tags), which the policy server decodes into
+ * {"id","type"} (handlers/tags_create.go).
+ */
+export function goJsonFields(body: Obj, names: readonly string[]): Obj {
+  const out: Obj = {};
+  for (const key of Object.keys(body)) {
+    const name = names.includes(key) ? key : names.find((n) => n.toLowerCase() === key.toLowerCase());
+    if (name !== undefined) out[name] = body[key];
+  }
+  return out;
 }
 
 function goField(k: string): string {
@@ -351,17 +372,19 @@ export function validateReleaseBody(body: unknown): { underlay_ip: string; overl
 export function validateTagBody(body: unknown): { id: string; type: string } {
   const parse = 'failed parsing request body';
   if (!isObj(body)) throw new ValidationError(`the request body must be an object like {"id":"appA","type":"app"}, got ${typeName(body)}`, parse);
-  if (body.type !== undefined && body.type !== null && typeof body.type !== 'string') {
-    throw new ValidationError(`type must be a string, got ${typeName(body.type)}`, parse);
+  // Go's decoder matches keys ignoring case: vxlan-policy-agent sends {"ID":…,"Type":…}.
+  const o = goJsonFields(body, ['id', 'type']);
+  if (o.type !== undefined && o.type !== null && typeof o.type !== 'string') {
+    throw new ValidationError(`type must be a string, got ${typeName(o.type)}`, parse);
   }
   let id: string;
   try {
-    id = checkId(body.id, 'id', 'group');
+    id = checkId(o.id, 'id', 'group');
   } catch (e) {
     // Upstream would store an empty id; silkworm refuses ids it could not list or log.
     throw new ValidationError((e as Error).message, (e as Error).message);
   }
-  return { id, type: (body.type as string | undefined | null) ?? '' };
+  return { id, type: (o.type as string | undefined | null) ?? '' };
 }
 
 function checkUnderlayIp(v: unknown, where: string, upstream?: string, status = 400): string {

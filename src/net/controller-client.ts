@@ -7,7 +7,7 @@
 // a call goes to the replica that answered last; when that one is gone
 // (nobody listens, the connection broke, it timed out) or answers 503, the
 // same call goes to the next, and the client stays there.
-import { httpJson, HttpTimeoutError, UnreachableError, type Address, type HttpJsonOptions } from './http.js';
+import { httpJson, HttpTimeoutError, UnreachableError, type Address, type HttpJsonOptions, type HttpJsonResult } from './http.js';
 import type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord, WatchDelta } from './controller-types.js';
 
 export type { Lease, PolicyFilter, PolicyRecord, Snapshot, TagRecord, WatchDelta };
@@ -64,6 +64,10 @@ export class ControllerClient {
   }
 
   private async call<T>(method: string, path: string, body?: unknown, opts?: HttpJsonOptions): Promise<T> {
+    return (await this.callRaw(method, path, body, opts)).body as T;
+  }
+
+  private async callRaw(method: string, path: string, body?: unknown, opts?: HttpJsonOptions): Promise<HttpJsonResult> {
     const n = this.addresses.length;
     let last: unknown;
     for (let i = 0; i < n; i++) {
@@ -78,7 +82,7 @@ export class ControllerClient {
           throw new ControllerError(res.status, reason);
         }
         this.moveTo(at);
-        return res.body as T;
+        return res;
       } catch (e) {
         if (opts?.signal?.aborted || !replicaGone(e)) {
           if (e instanceof ControllerError) this.moveTo(at);
@@ -144,12 +148,17 @@ export class ControllerClient {
     return (await this.call<{ total_policies: number; policies: PolicyRecord[] }>('GET', path)).policies;
   }
 
-  /** The policy server's policies_last_updated: an integer that grows when policies change (vxlan-policy-agent skips rounds on it). */
-  async policiesLastUpdated(): Promise<number> {
-    const v = await this.call<unknown>('GET', '/networking/v1/internal/policies_last_updated');
-    const n = typeof v === 'number' ? v : Number(v);
-    if (!Number.isFinite(n)) throw new ControllerError(200, `policies_last_updated answered ${JSON.stringify(v)}, not a number`);
-    return n;
+  /**
+   * The policy server's policies_last_updated: an integer that grows when policies change (vxlan-policy-agent
+   * skips rounds on it). Upstream sends Unix nanoseconds (19 digits), more than a double holds exactly, so it is
+   * read from the body's text as a bigint.
+   */
+  async policiesLastUpdated(): Promise<bigint> {
+    const res = await this.callRaw('GET', '/networking/v1/internal/policies_last_updated');
+    const t = res.text.trim();
+    const m = /^"?(\d{1,30})"?$/.exec(t);
+    if (m) return BigInt(m[1]!);
+    throw new ControllerError(200, `policies_last_updated answered ${JSON.stringify(t.slice(0, 80))}, not a whole number`);
   }
 
   // --- watch ---

@@ -33,6 +33,8 @@ export interface HttpJsonResult {
   // The parsed JSON body (null when empty; the raw text when it is not JSON).
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   body: any;
+  /** The body as it came (UTF-8). */
+  text: string;
 }
 
 /** Nobody listens at the address (ENOENT/ECONNREFUSED…): the peer is not running. */
@@ -123,7 +125,7 @@ export function httpJson(
             parsed = text;
           }
         }
-        finish(null, { status: res.statusCode ?? 0, body: parsed });
+        finish(null, { status: res.statusCode ?? 0, body: parsed, text });
       });
     });
     const onAbort = () => {

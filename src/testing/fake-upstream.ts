@@ -5,6 +5,12 @@
 // in the handshake (tls.RequireAndVerifyClientCert), an unknown path gets Go's
 // plain-text 404. It replays, it does not compute: a test changes what a path
 // answers with set(), and reads what the cell asked in `requests`.
+//
+// Checked against the real binaries (silk-release 5148d058, cf-networking-release
+// 240c7422, both v3.53.0+1, built and run by scripts/upstream-by-hand.sh): neither
+// server sets a content type on its JSON answers, so Go's sniffing sends
+// `text/plain; charset=utf-8` (the default below); policies_last_updated is Unix
+// nanoseconds (19 digits, more than a double holds exactly).
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TlsMaterial } from '../net/tls.js';
@@ -18,6 +24,7 @@ export interface RecordedExchange {
   status: number;
   /** JSON body (serialised) or, for a string, the raw text. */
   response: unknown;
+  /** Default text/plain; charset=utf-8, what the real servers send (see above). */
   contentType?: string;
 }
 
@@ -68,7 +75,6 @@ export const SILK_CONTROLLER_RECORDED: RecordedExchange[] = [
     path: '/health',
     status: 200,
     response: '',
-    contentType: 'text/plain; charset=utf-8',
   },
 ];
 
@@ -93,8 +99,7 @@ export const POLICY_SERVER_RECORDED: RecordedExchange[] = [
     method: 'GET',
     path: '/networking/v1/internal/policies_last_updated',
     status: 200,
-    response: '1700000000',
-    contentType: 'text/plain; charset=utf-8',
+    response: '1796039918941272000',
   },
   {
     source: 'handlers/policies_index_internal.go, asked by policy_client/internal_policy_client.go GetPoliciesByID',
@@ -165,7 +170,8 @@ export class FakeUpstream {
             return;
           }
           const out = typeof e.response === 'string' ? e.response : JSON.stringify(e.response);
-          res.writeHead(e.status, { 'content-type': e.contentType ?? 'application/json' });
+          // As observed: no handler sets a content type, Go's http.DetectContentType says text/plain.
+          res.writeHead(e.status, { 'content-type': e.contentType ?? 'text/plain; charset=utf-8' });
           res.end(out);
         });
       },

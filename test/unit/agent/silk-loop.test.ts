@@ -123,7 +123,9 @@ describe('a cell against upstream silk-controller and policy server (recorded co
       // A policy change: last_updated moves, the next round fetches, a new snapshot follows.
       const newer = { ...RECORDED_POLICY, destination: { ...RECORDED_POLICY.destination, ports: { start: 9000, end: 9001 } } };
       policy.set({ ...POLICY_SERVER_RECORDED[1]!, response: { total_policies: 2, policies: [RECORDED_POLICY, newer] } });
-      policy.set({ ...POLICY_SERVER_RECORDED[0]!, response: '1700000001' });
+      // A change 1 ns later: 19-digit nanoseconds are past 2^53 (a double would read both as one
+      // value), so the cell compares them exactly.
+      policy.set({ ...POLICY_SERVER_RECORDED[0]!, response: '1796039918941272001' });
       const s2 = await until('a second snapshot', () => snaps[1]);
       expect(s2.version).toBe(1);
       expect(s2.policies).toEqual([RECORDED_POLICY, newer]);

@@ -219,6 +219,29 @@ const CASES: Case[] = [
     ],
   },
   {
+    // Found running upstream's vxlan-policy-agent against silkworm (scripts/upstream-by-hand.sh, part d):
+    // its policy_client sends TagRequest{ID, Type}, a struct without json tags, so the keys are "ID" and
+    // "Type"; the policy server's Group{`json:"type"`, `json:"id"`} decodes them because Go's decoder
+    // matches keys ignoring case. silkworm answered 400 "id is missing" and the agent's every cycle failed.
+    name: "PUT internal tags as vxlan-policy-agent sends it ({\"ID\",\"Type\"}): keys match ignoring case, as Go's decoder does",
+    from: 'silk-release: src/code.cloudfoundry.org/vendor/code.cloudfoundry.org/policy_client/internal_policy_client.go',
+    steps: [
+      { method: 'PUT', path: '/networking/v1/internal/tags', body: { ID: 'INGRESS_ROUTER', Type: 'router' }, want: { status: 200, body: { id: 'INGRESS_ROUTER', tag: '0001', type: 'router' } } },
+      { method: 'PUT', path: '/networking/v1/internal/tags', body: { id: 'INGRESS_ROUTER', TYPE: 'router' }, want: { status: 200, body: { id: 'INGRESS_ROUTER', tag: '0001', type: 'router' } } },
+      // An exact key and a folded one: the later key wins, as in encoding/json.
+      { method: 'PUT', path: '/networking/v1/internal/tags', body: { id: 'other', Id: 'space-9', type: 'space' }, want: { status: 200, body: { id: 'space-9', tag: '0002', type: 'space' } } },
+    ],
+  },
+  {
+    name: 'lease bodies decode as Go does: keys match ignoring case',
+    // handlers/lease_acquire.go and renew_lease.go json.Unmarshal into controller.Lease (json:"underlay_ip"…).
+    from: SILK + 'handlers/renew_lease.go',
+    steps: [
+      { method: 'PUT', path: '/leases/acquire', body: { Underlay_IP: '10.244.4.5' }, want: { status: 200, body: l1 } },
+      { method: 'PUT', path: '/leases/renew', body: { UNDERLAY_IP: l1.underlay_ip, Overlay_Subnet: l1.overlay_subnet, overlay_hardware_addr: l1.overlay_hardware_addr }, want: { status: 200 } },
+    ],
+  },
+  {
     name: 'PUT internal tags with a body that does not parse is 400',
     from: PS + 'handlers/tags_create.go',
     steps: [{ method: 'PUT', path: '/networking/v1/internal/tags', body: ['x'], want: { status: 400, error: 'failed parsing request body' } }],
