@@ -52,12 +52,13 @@ export class Egress {
       const n = batch.run[i]!;
       if (n > 1 && batch.runs !== undefined) {
         // A TSO super-frame's segments [i, i+n): decided once when its lead goes to another cell.
-        if (port !== undefined && !run.tracing) {
-          // Not carried whole: the lead is done and the followers' headers are written; they go on
-          // one by one from i + 1.
+        if (port !== undefined && !run.dry && !run.tracing) {
+          // Carried whole: on after the run. If not, the lead is done and the followers' headers are
+          // written: they go one by one from i + 1.
           if (this.whole(batch, i, n, port, now, run)) i += n - 1;
           continue;
         }
+        // No port (or a trace): every segment the per-frame way, the followers' headers written first.
         batch.runs.inner(batch, i + 1, n - 1);
       }
       const off = batch.inOff(i);
