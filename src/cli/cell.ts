@@ -346,7 +346,8 @@ export function register(program: Command): void {
           busyPollUs: busyPollUs(process.env.SILKWORM_BUSY_POLL_US),
         }),
         containerNet: new IprouteContainerNet(),
-        dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax },
+        // SILKWORM_WHOLE_RX=0: every received segment walks ingress on its own (no whole runs).
+        dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax, wholeRx: process.env.SILKWORM_WHOLE_RX !== '0' },
         capture: Boolean(o.capture),
         renewInterval: leasePoll,
         upstream,

@@ -68,6 +68,11 @@ export class Dataplane {
     this.ingressRoom = new Ingress(this.state, this.ingressFrags);
   }
 
+  /** Ingress runs decided whole (ingress.ts whole runs): how many, and the datagrams in them. */
+  get rxRuns(): { readonly runs: number; readonly segments: number } {
+    return this.ingressRoom.runCounters;
+  }
+
   /** Datagrams being reassembled and bytes held for them, both directions. */
   get fragments(): { queues: number; bytes: number; reassembled: number } {
     const e = this.egressFrags.table;

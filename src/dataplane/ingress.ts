@@ -96,21 +96,55 @@ export function deliverToPort(batch: FrameBatch, i: number, eth: number, ip: Ipv
   if (run.tracing) run.steps.deliver(port, ip.ttl);
 }
 
+/** Inner headers a whole run compares (VXLAN 8 + Ethernet 14 + IPv4 20 + TCP 20). */
+const RUN_HDR = Wire.VXLAN_HEADER_LEN + Wire.ETH_HEADER_LEN + Wire.IPV4_HEADER_LEN + Wire.TCP_HEADER_LEN;
+/** TCP flags a run's segments may carry: ACK, with or without PSH (conntrack's K_ACK either way). */
+const RUN_FLAGS_ACK = 0x10;
+const RUN_FLAGS_PSH = 0x08;
+
 export class Ingress {
   private readonly ip = new Ipv4View();
   private readonly l4 = new L4();
+  /** A follower's IPv4 header, checked as the per-segment path checks it (wrapIpv4). */
+  private readonly fip = new Ipv4View();
+  /**
+   * Whole runs (see runLength): consecutive datagrams of one settled TCP flow from one peer decided
+   * once. Off (false) with SILKWORM_WHOLE_RX=0 (cfg.wholeRx).
+   */
+  private readonly wholeRx: boolean;
+  /** Runs decided whole, and the datagrams in them (not Counters: the two paths count alike there). */
+  readonly runCounters = { runs: 0, segments: 0 };
+  /** The last runLength's TCP payload bytes. */
+  private runTotal = 0;
+  /** While the lead of a run is decided: the run's total TCP payload bytes; -1 otherwise. */
+  private wholeLen = -1;
+  /** Set by toContainer when the lead's flow was settled in conntrack before its decision (ConnTrack.settled). */
+  private wholeSettled = false;
+  /** The container the lead was delivered to. */
+  private wholePort: Port | undefined = undefined;
   /** The outer DS byte of the datagram in hand. */
   private tos = 0;
 
   constructor(
     private readonly state: ControlState,
     private readonly frag: Defrag,
-  ) {}
+  ) {
+    this.wholeRx = state.cfg.wholeRx !== false;
+  }
 
   /** VXLAN datagrams received on the underlay (payload = VXLAN header first; srcIp set). */
   run(batch: FrameBatch, now: number, run: Run): void {
     const stats = run.counters.stats;
+    const whole = this.wholeRx && !run.dry && !run.tracing;
     for (let i = 0; i < batch.count; i++) {
+      if (whole && i + 1 < batch.count) {
+        const n = this.runLength(batch, i);
+        if (n > 1) {
+          // Decided whole: on after the run. If not, the lead is done and the followers go one by one.
+          if (this.whole(batch, i, n, now, run)) i += n - 1;
+          continue;
+        }
+      }
       const len = batch.len[i]!;
       stats[Stat.IngressPackets]!++;
       stats[Stat.IngressBytes]! += len;
@@ -118,6 +152,125 @@ export class Ingress {
       this.one(batch, i, batch.inOff(i), len, batch.srcIp[i]! >>> 0, now, run);
       if (this.frag.split) this.frag.splitSlot(batch, i, run);
     }
+  }
+
+  /**
+   * How many datagrams from slot i on (at least 1) form a run the pipeline may decide once: each is a
+   * plain ACK segment (ACK, or ACK|PSH; no SYN, FIN, RST, URG, ECE, CWR) of one inner TCP flow from
+   * one underlay peer, with the same outer DS byte (no ECN bits: RFC 6040 decapsulation stays per
+   * datagram), the same 8 VXLAN bytes, 14 inner Ethernet bytes, IPv4 header (IHL 5, not a fragment,
+   * same DS byte, flags, TTL, addresses) and TCP ports, acknowledgment number and data offset; only
+   * the per-segment fields differ (total length, identification, header checksum, sequence number,
+   * window, TCP checksum, options' values, payload). Every follower's IPv4 header passes the checks
+   * the per-segment path makes (wrapIpv4), its TCP header fits, and it fits the container's MTU —
+   * so the per-segment path would take every follower exactly where it takes the lead. Reads only.
+   * Sets runTotal to the run's TCP payload bytes.
+   */
+  private runLength(batch: FrameBatch, i: number): number {
+    const buf = batch.slab;
+    const lenI = batch.len[i]!;
+    const tos = batch.tos[i]!;
+    if (tos & 3 || lenI < RUN_HDR) return 1;
+    const a = batch.inOff(i);
+    const from = batch.srcIp[i]!;
+    const mtu = this.state.innerMtu;
+    const fip = this.fip;
+    let total = 0;
+    let n = 0;
+    for (let s = i; s < batch.count; s++) {
+      if (s > i) {
+        if (batch.srcIp[s] !== from || batch.tos[s] !== tos || batch.len[s]! < RUN_HDR) break;
+        const b = batch.inOff(s);
+        let same = true;
+        // VXLAN 8 + Ethernet 14 + IPv4 bytes 0-1 (version/IHL, DS).
+        for (let k = 0; k < 24; k++) {
+          if (buf[a + k] !== buf[b + k]) {
+            same = false;
+            break;
+          }
+        }
+        if (!same) break;
+        // IPv4 flags/fragment, TTL, protocol (6-9), addresses (12-19).
+        const ip = 22;
+        for (let k = 6; k < 20; k++) {
+          if (k !== 10 && k !== 11 && buf[a + ip + k] !== buf[b + ip + k]) {
+            same = false;
+            break;
+          }
+        }
+        if (!same) break;
+        // TCP ports (0-3), acknowledgment (8-11), data offset (12).
+        const t = ip + Wire.IPV4_HEADER_LEN;
+        for (let k = 0; k < 13; k++) {
+          if ((k < 4 || k > 7) && buf[a + t + k] !== buf[b + t + k]) {
+            same = false;
+            break;
+          }
+        }
+        if (!same) break;
+      }
+      const o = batch.inOff(s);
+      const ipOff = o + Wire.VXLAN_HEADER_LEN + Wire.ETH_HEADER_LEN;
+      if (s === i) {
+        // The lead: IPv4 without options, TCP, not a fragment, TTL over 1 (what the followers copy).
+        if (buf[ipOff] !== Wire.IPV4_VER_IHL_NO_OPTIONS || buf[ipOff + Wire.IPV4_PROTOCOL] !== Wire.IPPROTO_TCP) return 1;
+        if ((buf[ipOff + Wire.IPV4_FLAGS_FRAG]! & ~(Wire.IPV4_FLAG_DF >>> 8)) !== 0 || buf[ipOff + Wire.IPV4_FLAGS_FRAG + 1] !== 0) return 1;
+        if (buf[ipOff + Wire.IPV4_TTL]! <= 1) return 1;
+        if ((buf[ipOff + Wire.IPV4_HEADER_LEN + Wire.TCP_DATA_OFF]! >>> 4) < 5) return 1;
+      }
+      const fl = buf[ipOff + Wire.IPV4_HEADER_LEN + Wire.TCP_FLAGS]!;
+      if ((fl & ~RUN_FLAGS_PSH) !== RUN_FLAGS_ACK) break;
+      const elen = batch.len[s]! - Wire.VXLAN_HEADER_LEN;
+      if (wrapIpv4(buf, o + Wire.VXLAN_HEADER_LEN, elen, fip) !== NO_DROP) break;
+      const doff = (buf[ipOff + Wire.IPV4_HEADER_LEN + Wire.TCP_DATA_OFF]! >>> 4) * 4;
+      const payloadLen = fip.payloadLen;
+      if (doff > payloadLen || fip.totalLen > mtu) break;
+      total += payloadLen - doff;
+      n++;
+    }
+    this.runTotal = total;
+    return n;
+  }
+
+  /**
+   * The run of n datagrams at [i, i+n) (runLength): the lead takes the per-segment path; when its flow
+   * was settled in conntrack before (ConnTrack.settled: one process() call, made with the run's total
+   * payload, leaves the table as n would) and it was delivered, every follower is delivered to the same
+   * container as the per-segment path would deliver it (counted as it counts, TTL and MACs rewritten,
+   * a partial checksum completed) without its checks, lookups and conntrack call. Returns false when
+   * the lead went another way: the followers then take the per-segment path.
+   */
+  private whole(batch: FrameBatch, i: number, n: number, now: number, run: Run): boolean {
+    const stats = run.counters.stats;
+    const len = batch.len[i]!;
+    stats[Stat.IngressPackets]!++;
+    stats[Stat.IngressBytes]! += len;
+    this.tos = batch.tos[i]!;
+    this.wholeSettled = false;
+    this.wholePort = undefined;
+    this.wholeLen = this.runTotal;
+    this.one(batch, i, batch.inOff(i), len, batch.srcIp[i]! >>> 0, now, run);
+    this.wholeLen = -1;
+    if (this.frag.split) this.frag.splitSlot(batch, i, run);
+    const port = this.wholePort;
+    if (!this.wholeSettled || port === undefined || batch.action[i] !== Action.Tap) return false;
+    this.runCounters.runs++;
+    this.runCounters.segments += n;
+    const buf = batch.slab;
+    const fip = this.fip;
+    for (let s = i + 1; s < i + n; s++) {
+      const l = batch.len[s]!;
+      stats[Stat.IngressPackets]!++;
+      stats[Stat.IngressBytes]! += l;
+      const eth = batch.inOff(s) + Wire.VXLAN_HEADER_LEN;
+      fip.wrap(buf, eth + Wire.ETH_HEADER_LEN, l - Wire.VXLAN_HEADER_LEN - Wire.ETH_HEADER_LEN);
+      stats[Stat.ConntrackAllowed]!++;
+      if (completePartialChecksum(buf, fip.payloadOffset, fip.payloadLen, Wire.IPPROTO_TCP, fip.srcAddr, fip.dstAddr)) stats[Stat.ChecksumCompleted]!++;
+      stats[Stat.Decapsulated]!++;
+      stats[Stat.DeliveredRemote]!++;
+      deliverToPort(batch, s, eth, fip, port, Wire.ETH_HEADER_LEN + fip.totalLen, run);
+    }
+    return true;
   }
 
   private one(batch: FrameBatch, i: number, off: number, len: number, from: number, now: number, run: Run): void {
@@ -182,6 +335,12 @@ export class Ingress {
       if (n === 0) return run.drop(batch, i, Drop.TooBig);
       run.counters.drop(Drop.TooBig);
       return this.replyToUnderlay(batch, i, eth, n, lease, from, run);
+    }
+    if (this.wholeLen >= 0 && ip.protocol === Wire.IPPROTO_TCP && state.conntrack.settled(ip.srcAddr, dst, l4.sport, l4.dport, now)) {
+      // The lead of a whole run (runLength): one conntrack call for the run's payload.
+      this.wholeSettled = true;
+      this.wholePort = port;
+      l4.tcpLen = this.wholeLen;
     }
     const v = admit(state, buf, ip, l4, port, gpid, now, false, run);
     if (v === Verdict.Unrelated) return run.drop(batch, i, Drop.UnrelatedIcmpError);

@@ -42,6 +42,11 @@ export interface DataplaneConfig {
   icmpRate: number;
   icmpBurst: number;
   conntrackCapacity: number;
+  /**
+   * Ingress decides runs of one settled TCP flow's segments once (ingress.ts whole runs); default
+   * true, false with SILKWORM_WHOLE_RX=0.
+   */
+  wholeRx?: boolean;
 }
 
 export const DEFAULT_CONFIG: Omit<DataplaneConfig, 'underlayIp' | 'leaseSubnet'> = {

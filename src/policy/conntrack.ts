@@ -802,6 +802,22 @@ export class ConnTrack {
   }
 
   /**
+   * True when a live TCP entry for this tuple (either direction) has seen a reply and is ESTABLISHED,
+   * and the table is writable: then process() for a plain ACK segment (no SYN, FIN or RST) answers
+   * Reply or Established whatever its seq, ack and length (unreplied() is not consulted), leaves the
+   * state ESTABLISHED and only touches the entry — so one call at `now` leaves the table exactly as n
+   * such calls at `now` would (ingress.ts whole runs rely on this). Changes nothing.
+   */
+  settled(src: number, dst: number, sport: number, dport: number, now: number): boolean {
+    if (this.readOnly) return false;
+    const ref = this.find(src, dst, Wire.IPPROTO_TCP, sport, dport);
+    if (ref < 0) return false;
+    const id = ref >>> 1;
+    if (this.times[id * 2 + T_EXPIRES]! <= now) return false;
+    return (this.flags(id) & F_SEEN_REPLY) !== 0 && this.tcpState(id) === TCP_ESTABLISHED;
+  }
+
+  /**
    * For an ICMP error quoting a packet (qsrc → qdst, qproto, qsport, qdport):
    * true if that packet belongs to a tracked flow in either direction — the
    * kernel's RELATED. With `now`, an expired entry does not count.

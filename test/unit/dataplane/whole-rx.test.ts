@@ -1,0 +1,296 @@
+// Whole runs on ingress (src/dataplane/ingress.ts runLength/whole, ConnTrack.settled): the same VXLAN
+// datagrams through the ingress of a cell that decides runs once (wholeRx) and of one that decides every
+// datagram (wholeRx: false) must give the same verdicts, the same bytes in every slot, the same bytes
+// written to the TAPs (each batch's TAP frames through the GRO planner, as the cell writes them), the
+// same counters, drop counters, port counts, rule hits and the same conntrack arrays — for runs of a
+// settled flow (with partial checksums to complete, PSH on the last segment, across batch boundaries),
+// runs cut short by any header field that differs (another flow, another tag, TTL, DS byte, a bad IPv4
+// checksum, a FIN, a SYN, an ack number, another peer), runs of a flow not settled (new, unreplied,
+// expired), runs whose lead is dropped (no container, TTL 1, ECN), and over-MTU followers.
+import { describe, expect, it } from 'vitest';
+import { Dataplane, DEFAULT_CONFIG, type Port } from '../../../src/dataplane/dataplane.js';
+import { Action, FrameBatch, slotSizeFor } from '../../../src/dataplane/batch.js';
+import { Stat } from '../../../src/dataplane/counters.js';
+import { GroPlanner, packetBytes } from '../../../src/offload/gro.js';
+import { ipToU32 } from '../../../src/util/ip.js';
+import { referenceChecksum } from '../../../src/wire/checksum.js';
+import { seedBytes } from '../../vectors/seed002.js';
+
+const U1 = ipToU32('10.0.16.16');
+const U2 = ipToU32('10.0.32.14');
+const U3 = ipToU32('10.0.48.1');
+const L1 = ipToU32('10.255.99.0');
+const L2 = ipToU32('10.255.132.0');
+const SRC = ipToU32('10.255.99.3');
+const DST = ipToU32('10.255.132.2');
+const leases = [
+  { underlayIp: U1, subnet: L1, prefixLen: 24 },
+  { underlayIp: U2, subnet: L2, prefixLen: 24 },
+];
+const policies = [
+  { source: { id: 'proxy', tag: '0001' }, destination: { id: 'proxy', tag: '0001', protocol: 'tcp' as const, ports: { start: 7777, end: 7777 } } },
+];
+
+const SEED = seedBytes('SRC_CONTAINER_ETH0'); // 10.255.99.3 → 10.255.132.2:7777, TCP with timestamps
+const IPHL = (SEED[14]! & 0x0f) * 4;
+const THL = (SEED[14 + IPHL + 12]! >>> 4) * 4;
+const HDR = 14 + IPHL + THL;
+const T = 14 + IPHL;
+const SPORT = (SEED[T]! << 8) | SEED[T + 1]!;
+const ACK = 0x10;
+const PSH = 0x08;
+const FIN = 0x01;
+const SYN = 0x02;
+const MSS = 1398;
+
+function put16(b: Uint8Array, o: number, v: number): void {
+  b[o] = (v >>> 8) & 0xff;
+  b[o + 1] = v & 0xff;
+}
+function put32(b: Uint8Array, o: number, v: number): void {
+  put16(b, o, v >>> 16);
+  put16(b, o + 2, v & 0xffff);
+}
+function u16(b: Uint8Array, o: number): number {
+  return (b[o]! << 8) | b[o + 1]!;
+}
+
+interface Seg {
+  seq: number;
+  payload?: number;
+  flags?: number;
+  ack?: number;
+  sport?: number;
+  id?: number;
+  ttl?: number;
+  tos?: number;
+  dst?: number;
+  gpid?: number;
+  /** TCP checksum left partial (the pseudo-header sum), as a kernel peer on this host may send it. */
+  partial?: boolean;
+  badIpCsum?: boolean;
+  /** Outer DS byte. */
+  outerTos?: number;
+  from?: number;
+}
+
+/** A VXLAN payload as the underlay socket hands it over: VXLAN-GBP header, inner Ethernet, IPv4, TCP, payload. */
+function datagram(o: Seg): Uint8Array {
+  const payload = o.payload ?? MSS;
+  const f = new Uint8Array(8 + HDR + payload);
+  f[0] = 0x88;
+  put16(f, 2, o.gpid ?? 1);
+  f[6] = 1; // VNI 1
+  const e = 8;
+  f.set([0xee, 0xee, 10, 255, 132, 0, 0xee, 0xee, 10, 255, 99, 0, 0x08, 0x00], e);
+  f.set(SEED.subarray(14, HDR), e + 14);
+  let x = (o.seq ^ 0x9e3779b9) >>> 0;
+  for (let i = e + HDR; i < f.length; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    f[i] = x >>> 24;
+  }
+  const ip = e + 14;
+  put16(f, ip + 2, IPHL + THL + payload);
+  put16(f, ip + 4, o.id ?? 0x1234);
+  f[ip + 1] = o.tos ?? 0;
+  f[ip + 8] = o.ttl ?? 63;
+  if (o.dst !== undefined) put32(f, ip + 16, o.dst);
+  put16(f, ip + 10, 0);
+  put16(f, ip + 10, referenceChecksum(f.subarray(ip, ip + IPHL)) ^ (o.badIpCsum ? 0x5a : 0));
+  const t = e + T;
+  put16(f, t, o.sport ?? SPORT);
+  put32(f, t + 4, o.seq);
+  put32(f, t + 8, o.ack ?? 0x01020304);
+  f[t + 13] = o.flags ?? ACK;
+  const pseudo = [u16(f, ip + 12), u16(f, ip + 14), u16(f, ip + 16), u16(f, ip + 18), 6, THL + payload];
+  put16(f, t + 16, 0);
+  put16(f, t + 16, o.partial ? 0xffff - referenceChecksum([], pseudo) : referenceChecksum(f.subarray(t), pseudo));
+  return f;
+}
+
+interface Cell {
+  dp: Dataplane;
+  port: Port;
+  batch: FrameBatch;
+  gro: GroPlanner;
+  out: { action: number; target: number; bytes: string }[];
+  tap: string[];
+}
+
+function cell(whole: boolean, capacity: number): Cell {
+  const dp = new Dataplane({ ...DEFAULT_CONFIG, underlayIp: U2, leaseSubnet: L2, conntrackCapacity: 256, wholeRx: whole });
+  dp.setLeases(leases);
+  dp.setPolicies(policies);
+  const port = dp.addPort('proxy-0', 'proxy', DST);
+  dp.addPort('proxy-1', 'proxy', ipToU32('10.255.132.3'));
+  return { dp, port, batch: new FrameBatch(capacity, slotSizeFor(1500)), gro: new GroPlanner(64, 256), out: [], tap: [] };
+}
+
+/** The verdicts and output bytes, and what the cell writes to each TAP (GRO planned per destination, in order). */
+function collect(c: Cell): void {
+  const b = c.batch;
+  const byTap = new Map<number, number[]>();
+  for (let i = 0; i < b.count; i++) {
+    const a = b.action[i]!;
+    c.out.push({ action: a, target: b.outTarget[i]!, bytes: a === Action.Drop ? '' : Buffer.from(b.output(i)).toString('hex') });
+    if (a === Action.Tap) byTap.set(b.outTarget[i]!, [...(byTap.get(b.outTarget[i]!) ?? []), i]);
+  }
+  for (const [target, slots] of byTap) {
+    const offs = Uint32Array.from(slots.map((i) => b.outOff[i]!));
+    const lens = Uint32Array.from(slots.map((i) => b.outLen[i]!));
+    for (let s = 0; s < slots.length; ) {
+      const k = c.gro.plan(b.slab, offs, lens, s, slots.length);
+      for (let p = 0; p < c.gro.npkts; p++) c.tap.push(`${target}:${Buffer.from(packetBytes(c.gro, b.slab, p)).toString('hex')}`);
+      s += k;
+    }
+  }
+}
+
+/** These datagrams through ingress in batches of the cell's capacity. */
+function recv(c: Cell, segs: Seg[], now: number): void {
+  const b = c.batch;
+  b.count = 0;
+  for (const s of segs) {
+    if (b.count === b.capacity) {
+      c.dp.ingress(b, now);
+      collect(c);
+      b.count = 0;
+    }
+    expect(b.push(datagram(s), s.from ?? U1, 40000, s.outerTos ?? 0)).toBe(true);
+  }
+  if (b.count > 0) {
+    c.dp.ingress(b, now);
+    collect(c);
+  }
+  b.count = 0;
+}
+
+/** The reply direction seen (the container's answer through egress would do this): the flow settles. */
+function reply(c: Cell, now: number, sport = SPORT): void {
+  c.dp.conntrack.process(DST, SRC, 6, 7777, sport, ACK, now, false, 0, 0x01020304, 1, 0);
+}
+
+function ctState(dp: Dataplane): unknown {
+  const ct = dp.conntrack as unknown as Record<string, unknown>;
+  return {
+    entries: dp.conntrack.entries(0),
+    ent: Array.from(ct.ent as Int32Array),
+    times: Array.from(ct.times as Float64Array),
+    tdEnd: Array.from(ct.tdEnd as Int32Array),
+    head: Array.from(ct.head as Int32Array),
+    count: ct.count,
+    evictions: dp.conntrack.evictions,
+  };
+}
+
+function expectSame(a: Cell, b: Cell): void {
+  expect(b.out.length).toBe(a.out.length);
+  for (let i = 0; i < a.out.length; i++) expect(b.out[i], `frame ${i}`).toEqual(a.out[i]);
+  expect(b.tap).toEqual(a.tap);
+  expect(Array.from(b.dp.counters.stats)).toEqual(Array.from(a.dp.counters.stats));
+  expect(Array.from(b.dp.counters.drops)).toEqual(Array.from(a.dp.counters.drops));
+  expect(Array.from(b.port.packets)).toEqual(Array.from(a.port.packets));
+  expect(Array.from(b.dp.ruleHits)).toEqual(Array.from(a.dp.ruleHits));
+  expect((b.dp as unknown as { live: { ident: number } }).live.ident).toBe((a.dp as unknown as { live: { ident: number } }).live.ident);
+  expect(ctState(b.dp)).toEqual(ctState(a.dp));
+}
+
+/** A bulk stream: n segments from seq on, the last shorter and with PSH. */
+function stream(seq: number, n: number, o: Partial<Seg> = {}): Seg[] {
+  const out: Seg[] = [];
+  for (let k = 0; k < n; k++) out.push({ seq: (seq + k * MSS) >>> 0, id: (0x100 + k) & 0xffff, ...o, ...(k === n - 1 ? { payload: 311, flags: ACK | PSH } : {}) });
+  return out;
+}
+
+describe('whole runs vs per-segment ingress', () => {
+  function both(capacity: number, steps: (c: Cell) => void): [Cell, Cell] {
+    const old = cell(false, capacity);
+    const whole = cell(true, capacity);
+    steps(old);
+    steps(whole);
+    expectSame(old, whole);
+    return [old, whole];
+  }
+
+  it('a settled flow: runs decided once, byte for byte, across batch boundaries; the TAP gets super-frames', () => {
+    for (const capacity of [64, 5, 2]) {
+      const [old, whole] = both(capacity, (c) => {
+        // New (picked up by policy), then unreplied: the per-segment way.
+        recv(c, stream(0xffffe000, 4), 10);
+        reply(c, 11);
+        recv(c, stream(0xffffe000 + 3 * MSS + 311, 9, { partial: true }), 12);
+        recv(c, [...stream(5000, 6), ...stream(0x7fffffff, 7, { partial: true, id: 7 })], 13);
+      });
+      expect(whole.out.every((o) => o.action === Action.Tap)).toBe(true);
+      expect(whole.dp.counters.stats[Stat.ChecksumCompleted]).toBe(16);
+      expect(whole.dp.conntrack.entries(0).map((e) => e.tcpState)).toEqual(['ESTABLISHED']);
+      if (capacity === 64) expect(whole.tap.length).toBeLessThan(whole.out.length);
+      // Runs were decided whole (the per-segment cell has none): 9, then 6 + 7 as one (sequence
+      // numbers and PSH do not cut a run: conntrack's decision does not depend on them once settled).
+      expect(old.dp.rxRuns.runs).toBe(0);
+      if (capacity === 64) expect(whole.dp.rxRuns).toEqual({ runs: 2, segments: 22 });
+      else expect(whole.dp.rxRuns.segments).toBeGreaterThan(capacity === 5 ? 15 : 8);
+    }
+  });
+
+  it('runs cut by any field that differs: flow, tag, TTL, DS, ack, flags, peer, IPv4 checksum', () => {
+    for (const capacity of [64, 3]) {
+      const [, whole] = both(capacity, (c) => {
+        recv(c, [{ seq: 1 }, { seq: 1, sport: 40001 }], 20);
+        reply(c, 20);
+        reply(c, 20, 40001);
+        const s = (k: number, o: Partial<Seg> = {}): Seg => ({ seq: 1 + k * MSS, id: k, ...o });
+        recv(
+          c,
+          [
+            s(1), s(2), s(3, { sport: 40001 }), s(4, { sport: 40001 }), s(5), s(6, { gpid: 2 }), s(7, { gpid: 2 }), s(8),
+            s(9, { ttl: 1 }), s(10, { ttl: 1 }), s(11), s(12, { tos: 4 }), s(13, { tos: 4 }), s(14), s(15, { ack: 9 }),
+            s(16), s(17, { badIpCsum: true }), s(18), s(19), s(20), s(21), s(22),
+            s(23, { from: U3 }), s(24), s(25, { outerTos: 1 }), s(26, { outerTos: 1 }), s(27, { outerTos: 3, tos: 0 }),
+            s(28, { outerTos: 2 }), s(29, { outerTos: 2 }), s(30, { flags: ACK | 0x20 }), s(31), s(32, { partial: true }), s(33),
+            // A FIN: the flow is no longer settled (FIN_WAIT), runs after it walk per segment.
+            s(34, { flags: ACK | FIN }), s(35), s(36), s(37, { flags: SYN }), s(38), s(39),
+          ],
+          21,
+        );
+      });
+      if (capacity === 64) expect(whole.dp.rxRuns).toEqual({ runs: 6, segments: 16 });
+      else expect(whole.dp.rxRuns.runs).toBeGreaterThan(2);
+    }
+  });
+
+  it('leads dropped or answered: no container, TTL 1 (ICMP back), a tag with no rule on a new flow, over the MTU', () => {
+    both(64, (c) => {
+      recv(c, stream(100, 4, { dst: ipToU32('10.255.132.77') }), 30);
+      recv(c, stream(100, 4, { ttl: 1 }), 31);
+      recv(c, stream(100, 4, { gpid: 2 }), 32);
+      recv(c, stream(100, 4), 33);
+      reply(c, 33);
+      recv(c, [{ seq: 100 }, { seq: 100 + MSS, payload: 1500 - 8 - HDR - 20 }, { seq: 200 }, { seq: 200 + MSS }], 34);
+      // Another container on this cell, a settled flow to it.
+      c.dp.conntrack.process(ipToU32('10.255.132.3'), SRC, 6, 7777, SPORT, ACK, 35, true, 0, 0, 0, 0);
+      recv(c, stream(300, 5, { dst: ipToU32('10.255.132.3') }), 35);
+    });
+  });
+
+  it('an expired entry is not settled: the run walks per segment and the flow is picked up again', () => {
+    const [, whole] = both(64, (c) => {
+      recv(c, stream(1, 3), 40);
+      reply(c, 40);
+      recv(c, stream(1 + 3 * MSS, 3), 41);
+      recv(c, stream(1 + 6 * MSS, 5), 41 + 10 * 24 * 3600 * 1000);
+    });
+    expect(whole.dp.conntrack.entries(0).length).toBe(1);
+  });
+
+  it('SILKWORM_WHOLE_RX off is the per-segment path itself (cfg.wholeRx false)', () => {
+    const a = cell(false, 64);
+    const b = cell(false, 64);
+    for (const c of [a, b]) {
+      recv(c, stream(1, 3), 50);
+      reply(c, 50);
+      recv(c, stream(1 + 3 * MSS, 8), 51);
+    }
+    expectSame(a, b);
+  });
+});
