@@ -72,10 +72,50 @@ interface Seg {
   /** Outer DS byte. */
   outerTos?: number;
   from?: number;
+  /** TCP data offset (words) written over the seed's. */
+  doff?: number;
+  /** Four bytes of IPv4 options (NOPs): IHL 6. */
+  ihl6?: boolean;
+  /** IPv4 flags/fragment word. */
+  frag?: number;
+  /** These bytes instead (see fragments). */
+  raw?: Uint8Array;
+}
+
+/** The datagram of `o` with its inner IPv4 packet cut in two fragments (the first 512 payload bytes, MF; the rest). */
+function fragments(o: Seg): [Uint8Array, Uint8Array] {
+  const d = datagram(o);
+  const ip = 22;
+  const body = d.subarray(ip + 20);
+  const cut = (from: number, to: number, word: number): Uint8Array => {
+    const f = new Uint8Array(ip + 20 + to - from);
+    f.set(d.subarray(0, ip + 20));
+    f.set(body.subarray(from, to), ip + 20);
+    put16(f, ip + 2, 20 + to - from);
+    put16(f, ip + 6, word);
+    put16(f, ip + 10, 0);
+    put16(f, ip + 10, referenceChecksum(f.subarray(ip, ip + 20)));
+    return f;
+  };
+  return [cut(0, 512, 0x2000), cut(512, body.length, 512 / 8)];
 }
 
 /** A VXLAN payload as the underlay socket hands it over: VXLAN-GBP header, inner Ethernet, IPv4, TCP, payload. */
 function datagram(o: Seg): Uint8Array {
+  if (o.raw !== undefined) return o.raw;
+  if (o.ihl6) {
+    // The same datagram with four bytes of options: IHL 6, everything after moved on.
+    const d = datagram({ ...o, ihl6: false });
+    const f = new Uint8Array(d.length + 4);
+    f.set(d.subarray(0, 22 + 20));
+    f.fill(1, 42, 46);
+    f.set(d.subarray(42), 46);
+    f[22] = 0x46;
+    put16(f, 24, u16(d, 24) + 4);
+    put16(f, 32, 0);
+    put16(f, 32, referenceChecksum(f.subarray(22, 46)));
+    return f;
+  }
   const payload = o.payload ?? MSS;
   const f = new Uint8Array(8 + HDR + payload);
   f[0] = 0x88;
@@ -92,6 +132,7 @@ function datagram(o: Seg): Uint8Array {
   const ip = e + 14;
   put16(f, ip + 2, IPHL + THL + payload);
   put16(f, ip + 4, o.id ?? 0x1234);
+  if (o.frag !== undefined) put16(f, ip + 6, o.frag);
   f[ip + 1] = o.tos ?? 0;
   f[ip + 8] = o.ttl ?? 63;
   if (o.dst !== undefined) put32(f, ip + 16, o.dst);
@@ -102,6 +143,7 @@ function datagram(o: Seg): Uint8Array {
   put32(f, t + 4, o.seq);
   put32(f, t + 8, o.ack ?? 0x01020304);
   f[t + 13] = o.flags ?? ACK;
+  if (o.doff !== undefined) f[t + 12] = (o.doff << 4) | (f[t + 12]! & 0x0f);
   const pseudo = [u16(f, ip + 12), u16(f, ip + 14), u16(f, ip + 16), u16(f, ip + 18), 6, THL + payload];
   put16(f, t + 16, 0);
   put16(f, t + 16, o.partial ? 0xffff - referenceChecksum([], pseudo) : referenceChecksum(f.subarray(t), pseudo));
@@ -125,6 +167,8 @@ function cell(whole: boolean, capacity: number): Cell {
   dp.addPort('proxy-1', 'proxy', ipToU32('10.255.132.3'));
   return { dp, port, batch: new FrameBatch(capacity, slotSizeFor(1500)), gro: new GroPlanner(64, 256), out: [], tap: [] };
 }
+
+const FRAGS = fragments({ seq: 1 + 48 * MSS, payload: 1000, id: 4848 });
 
 /** The verdicts and output bytes, and what the cell writes to each TAP (GRO planned per destination, in order). */
 function collect(c: Cell): void {
@@ -248,6 +292,14 @@ describe('whole runs vs per-segment ingress', () => {
             s(16), s(17, { badIpCsum: true }), s(18), s(19), s(20), s(21), s(22),
             s(23, { from: U3 }), s(24), s(25, { outerTos: 1 }), s(26, { outerTos: 1 }), s(27, { outerTos: 3, tos: 0 }),
             s(28, { outerTos: 2 }), s(29, { outerTos: 2 }), s(30, { flags: ACK | 0x20 }), s(31), s(32, { partial: true }), s(33),
+            // Data offsets the per-segment path calls INVALID (below 5; past the packet for a follower).
+            s(40, { doff: 4 }), s(41, { doff: 4 }), s(42, { doff: 15, payload: 1000 }), s(43, { doff: 15, payload: 10 }),
+            // IPv4 options: the follower is another (new) flow whose sequence number matches the lead's.
+            s(44, { ihl6: true, ack: 0x50100000, payload: 1000 }), { seq: 1 + 44 * MSS, id: 45, ihl6: true, ack: 0x50100000, sport: 40002, payload: 1000 }, s(46),
+            // Fragments (MF set) of one datagram: never runs.
+            s(47, { frag: 0x2000 }), s(47, { frag: 0x2000 }), s(48),
+            // The last fragment twice: the first completes the datagram (delivered), the second is held alone.
+            { seq: 0, raw: FRAGS[0] }, { seq: 0, raw: FRAGS[1] }, { seq: 0, raw: FRAGS[1] }, s(49),
             // A FIN: the flow is no longer settled (FIN_WAIT), runs after it walk per segment.
             s(34, { flags: ACK | FIN }), s(35), s(36), s(37, { flags: SYN }), s(38), s(39),
           ],
