@@ -154,8 +154,8 @@ export class ControllerClient {
    * read from the body's text as a bigint.
    */
   async policiesLastUpdated(): Promise<bigint> {
-    const res = await this.callRaw('GET', '/networking/v1/internal/policies_last_updated');
-    const t = res.text.trim();
+    const res = await this.callRaw('GET', '/networking/v1/internal/policies_last_updated', undefined, { keepText: true });
+    const t = (res.text ?? '').trim();
     const m = /^"?(\d{1,30})"?$/.exec(t);
     if (m) return BigInt(m[1]!);
     throw new ControllerError(200, `policies_last_updated answered ${JSON.stringify(t.slice(0, 80))}, not a whole number`);

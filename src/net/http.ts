@@ -26,6 +26,8 @@ export interface HttpJsonOptions {
   tls?: TlsMaterial;
   /** Extra request headers, e.g. Authorization. */
   headers?: Record<string, string>;
+  /** Also return the body's text (HttpJsonResult.text): for numbers JSON.parse would round. */
+  keepText?: boolean;
 }
 
 export interface HttpJsonResult {
@@ -33,8 +35,8 @@ export interface HttpJsonResult {
   // The parsed JSON body (null when empty; the raw text when it is not JSON).
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   body: any;
-  /** The body as it came (UTF-8). */
-  text: string;
+  /** The body as it came (UTF-8), when the request asked for it (HttpJsonOptions.keepText). */
+  text?: string;
 }
 
 /** Nobody listens at the address (ENOENT/ECONNREFUSED…): the peer is not running. */
@@ -125,7 +127,7 @@ export function httpJson(
             parsed = text;
           }
         }
-        finish(null, { status: res.statusCode ?? 0, body: parsed, text });
+        finish(null, opts.keepText ? { status: res.statusCode ?? 0, body: parsed, text } : { status: res.statusCode ?? 0, body: parsed });
       });
     });
     const onAbort = () => {
