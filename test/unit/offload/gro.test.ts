@@ -14,6 +14,7 @@ import { loadNative, nativeAvailable } from '../../../src/io/native.js';
 import { foldChecksum } from '../../../src/wire/checksum.js';
 import { vnetDefault } from '../../../src/offload/options.js';
 import { seedBytes } from '../../vectors/seed002.js';
+import { put16, put32, u16 } from '../../helpers/bytes.js';
 
 const SEED = seedBytes('DST_CONTAINER_ETH0'); // 91 bytes: eth 14 + ip 20 + tcp 32 (nop,nop,TS) + 25 payload
 const THL = 32;
@@ -23,19 +24,8 @@ const ID0 = 0x9a12;
 const ACK = 0x10;
 const PSH = 0x08;
 
-function u16(b: Uint8Array, o: number): number {
-  return (b[o]! << 8) | b[o + 1]!;
-}
 function u32(b: Uint8Array, o: number): number {
   return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-}
-function put32(b: Uint8Array, o: number, v: number): void {
-  put16(b, o, v >>> 16);
-  put16(b, o + 2, v & 0xffff);
 }
 function le16(b: Uint8Array, o: number): number {
   return b[o]! | (b[o + 1]! << 8);

@@ -12,6 +12,7 @@ import { GsoSegmenter } from '../../../src/offload/gso.js';
 import { jsByteOps, type ByteOps } from '../../../src/offload/bytes.js';
 import { loadNative, nativeAvailable } from '../../../src/io/native.js';
 import { seedBytes } from '../../vectors/seed002.js';
+import { put16, put32, u16 } from '../../helpers/bytes.js';
 
 const SEED = seedBytes('SRC_CONTAINER_ETH0');
 const IPHL = (SEED[14]! & 0x0f) * 4;
@@ -26,17 +27,6 @@ const PSH = 0x08;
 const FIN = 0x01;
 const CWR = 0x80;
 
-function u16(b: Uint8Array, o: number): number {
-  return (b[o]! << 8) | b[o + 1]!;
-}
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-}
-function put32(b: Uint8Array, o: number, v: number): void {
-  put16(b, o, v >>> 16);
-  put16(b, o + 2, v & 0xffff);
-}
 function payloadBytes(n: number): Uint8Array {
   const p = new Uint8Array(n);
   let x = 0x12345678;

@@ -16,6 +16,7 @@ import { loadNative, nativeAvailable } from '../../../src/io/native.js';
 import { ipToU32 } from '../../../src/util/ip.js';
 import { referenceChecksum } from '../../../src/wire/checksum.js';
 import { seedBytes } from '../../vectors/seed002.js';
+import { put16, put32, u16 } from '../../helpers/bytes.js';
 
 const U1 = ipToU32('10.0.16.16');
 const U2 = ipToU32('10.0.32.14');
@@ -42,17 +43,6 @@ const FIN = 0x01;
 const SYN = 0x02;
 const CWR = 0x80;
 
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-}
-function put32(b: Uint8Array, o: number, v: number): void {
-  put16(b, o, v >>> 16);
-  put16(b, o + 2, v & 0xffff);
-}
-function u16(b: Uint8Array, o: number): number {
-  return (b[o]! << 8) | b[o + 1]!;
-}
 
 interface Sf {
   payload: number;
