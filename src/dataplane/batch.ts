@@ -104,6 +104,12 @@ export interface RunEmitter {
 
 export class FrameBatch {
   readonly slab: Uint8Array;
+  /**
+   * The slab as 16-bit words in host order (slab[2k], slab[2k+1] = w16[k]), for comparing and summing
+   * header bytes two at a time: equal words are equal byte pairs, and a one's complement sum of
+   * byte-swapped words is the byte-swapped sum (RFC 1071 §2(B)), so "folds to 0xffff" reads the same.
+   */
+  readonly w16: Uint16Array;
   readonly capacity: number;
   readonly slotSize: number;
   readonly headroom: number;
@@ -145,6 +151,7 @@ export class FrameBatch {
     this.slotSize = slotSize;
     this.headroom = headroom;
     this.slab = new Uint8Array(capacity * slotSize);
+    this.w16 = new Uint16Array(this.slab.buffer, 0, this.slab.length >>> 1);
     this.len = new Uint32Array(capacity);
     this.srcIp = new Uint32Array(capacity);
     this.srcPort = new Uint16Array(capacity);

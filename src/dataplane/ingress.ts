@@ -9,8 +9,8 @@
 // containers of one cell meets the destination's policy exactly as one from
 // another cell does.
 import { Wire } from '../wire/offsets.js';
-import { writeU16 } from '../wire/bytes.js';
-import { completePartialChecksum } from '../wire/checksum.js';
+import { readU16, readU32, writeU16 } from '../wire/bytes.js';
+import { completePartialChecksum, updateChecksum16 } from '../wire/checksum.js';
 import { IcmpCode, IcmpType, readQuotedFlow, type QuotedFlow } from '../wire/icmp.js';
 import { Ipv4View } from '../wire/ipv4.js';
 import { vxlanFlagsAcceptable, vxlanGpidAt, vxlanVniAt } from '../wire/vxlan.js';
@@ -98,6 +98,15 @@ export function deliverToPort(batch: FrameBatch, i: number, eth: number, ip: Ipv
 
 /** Inner headers a whole run compares (VXLAN 8 + Ethernet 14 + IPv4 20 + TCP 20). */
 const RUN_HDR = Wire.VXLAN_HEADER_LEN + Wire.ETH_HEADER_LEN + Wire.IPV4_HEADER_LEN + Wire.TCP_HEADER_LEN;
+/** Where a run's headers sit from the start of a datagram (IPv4 without options). */
+const enum R {
+  IP = Wire.VXLAN_HEADER_LEN + Wire.ETH_HEADER_LEN,
+  /** The IPv4 header's first 16-bit word. */
+  IP_WORD = R.IP / 2,
+  TCP = R.IP + Wire.IPV4_HEADER_LEN,
+  TCP_DOFF = R.TCP + Wire.TCP_DATA_OFF,
+  TCP_FLAGS = R.TCP + Wire.TCP_FLAGS,
+}
 /** TCP flags a run's segments may carry: ACK, with or without PSH (conntrack's K_ACK either way). */
 const RUN_FLAGS_ACK = 0x10;
 const RUN_FLAGS_PSH = 0x08;
@@ -105,8 +114,6 @@ const RUN_FLAGS_PSH = 0x08;
 export class Ingress {
   private readonly ip = new Ipv4View();
   private readonly l4 = new L4();
-  /** A follower's IPv4 header, checked as the per-segment path checks it (wrapIpv4). */
-  private readonly fip = new Ipv4View();
   /**
    * Whole runs (see runLength): consecutive datagrams of one settled TCP flow from one peer decided
    * once. Off (false) with SILKWORM_WHOLE_RX=0 (cfg.wholeRx).
@@ -168,63 +175,55 @@ export class Ingress {
    */
   private runLength(batch: FrameBatch, i: number): number {
     const buf = batch.slab;
+    const w = batch.w16;
     const lenI = batch.len[i]!;
     const tos = batch.tos[i]!;
-    if (tos & 3 || lenI < RUN_HDR) return 1;
     const a = batch.inOff(i);
+    // Headers are compared as 16-bit words (FrameBatch.w16), so every slot must start on an even byte.
+    if (tos & 3 || lenI < RUN_HDR || (a & 1) !== 0 || (batch.slotSize & 1) !== 0) return 1;
+    const ipA = a + R.IP;
+    // The lead: IPv4 without options, TCP, not a fragment, TTL over 1 (what the followers copy).
+    if (buf[ipA] !== Wire.IPV4_VER_IHL_NO_OPTIONS || buf[ipA + Wire.IPV4_PROTOCOL] !== Wire.IPPROTO_TCP) return 1;
+    if ((buf[ipA + Wire.IPV4_FLAGS_FRAG]! & ~(Wire.IPV4_FLAG_DF >>> 8)) !== 0 || buf[ipA + Wire.IPV4_FLAGS_FRAG + 1] !== 0) return 1;
+    if (buf[ipA + Wire.IPV4_TTL]! <= 1) return 1;
+    if ((buf[a + R.TCP_DOFF]! >>> 4) < 5) return 1;
     const from = batch.srcIp[i]!;
     const mtu = this.state.innerMtu;
-    const fip = this.fip;
+    const wa = a >>> 1;
+    const slotWords = batch.slotSize >>> 1;
     let total = 0;
     let n = 0;
     for (let s = i; s < batch.count; s++) {
+      const len = batch.len[s]!;
+      const b = a + (s - i) * batch.slotSize;
+      const wb = wa + (s - i) * slotWords;
       if (s > i) {
-        if (batch.srcIp[s] !== from || batch.tos[s] !== tos || batch.len[s]! < RUN_HDR) break;
-        const b = batch.inOff(s);
-        let same = true;
-        // VXLAN 8 + Ethernet 14 + IPv4 bytes 0-1 (version/IHL, DS).
-        for (let k = 0; k < 24; k++) {
-          if (buf[a + k] !== buf[b + k]) {
-            same = false;
-            break;
-          }
-        }
-        if (!same) break;
-        // IPv4 flags/fragment, TTL, protocol (6-9), addresses (12-19).
-        const ip = 22;
-        for (let k = 6; k < 20; k++) {
-          if (k !== 10 && k !== 11 && buf[a + ip + k] !== buf[b + ip + k]) {
-            same = false;
-            break;
-          }
-        }
-        if (!same) break;
-        // TCP ports (0-3), acknowledgment (8-11), data offset (12).
-        const t = ip + Wire.IPV4_HEADER_LEN;
-        for (let k = 0; k < 13; k++) {
-          if ((k < 4 || k > 7) && buf[a + t + k] !== buf[b + t + k]) {
-            same = false;
-            break;
-          }
-        }
-        if (!same) break;
+        if (batch.srcIp[s] !== from || batch.tos[s] !== tos || len < RUN_HDR) break;
+        // VXLAN 8 + Ethernet 14 + IPv4 bytes 0-1 (version/IHL, DS): words 0-11.
+        let k = 0;
+        while (k < 12 && w[wa + k] === w[wb + k]) k++;
+        if (k < 12) break;
+        // IPv4 flags/fragment, TTL, protocol (bytes 6-9: words 14-15), addresses (12-19: words 17-20),
+        // TCP ports (words 21-22), acknowledgment (words 25-26), data offset.
+        if (w[wa + 14] !== w[wb + 14] || w[wa + 15] !== w[wb + 15]) break;
+        if (w[wa + 17] !== w[wb + 17] || w[wa + 18] !== w[wb + 18] || w[wa + 19] !== w[wb + 19] || w[wa + 20] !== w[wb + 20]) break;
+        if (w[wa + 21] !== w[wb + 21] || w[wa + 22] !== w[wb + 22] || w[wa + 25] !== w[wb + 25] || w[wa + 26] !== w[wb + 26]) break;
+        if (buf[a + R.TCP_DOFF] !== buf[b + R.TCP_DOFF]) break;
       }
-      const o = batch.inOff(s);
-      const ipOff = o + Wire.VXLAN_HEADER_LEN + Wire.ETH_HEADER_LEN;
-      if (s === i) {
-        // The lead: IPv4 without options, TCP, not a fragment, TTL over 1 (what the followers copy).
-        if (buf[ipOff] !== Wire.IPV4_VER_IHL_NO_OPTIONS || buf[ipOff + Wire.IPV4_PROTOCOL] !== Wire.IPPROTO_TCP) return 1;
-        if ((buf[ipOff + Wire.IPV4_FLAGS_FRAG]! & ~(Wire.IPV4_FLAG_DF >>> 8)) !== 0 || buf[ipOff + Wire.IPV4_FLAGS_FRAG + 1] !== 0) return 1;
-        if (buf[ipOff + Wire.IPV4_TTL]! <= 1) return 1;
-        if ((buf[ipOff + Wire.IPV4_HEADER_LEN + Wire.TCP_DATA_OFF]! >>> 4) < 5) return 1;
-      }
-      const fl = buf[ipOff + Wire.IPV4_HEADER_LEN + Wire.TCP_FLAGS]!;
+      const fl = buf[b + R.TCP_FLAGS]!;
       if ((fl & ~RUN_FLAGS_PSH) !== RUN_FLAGS_ACK) break;
-      const elen = batch.len[s]! - Wire.VXLAN_HEADER_LEN;
-      if (wrapIpv4(buf, o + Wire.VXLAN_HEADER_LEN, elen, fip) !== NO_DROP) break;
-      const doff = (buf[ipOff + Wire.IPV4_HEADER_LEN + Wire.TCP_DATA_OFF]! >>> 4) * 4;
-      const payloadLen = fip.payloadLen;
-      if (doff > payloadLen || fip.totalLen > mtu) break;
+      // What wrapIpv4 checks of a follower whose first 24 bytes equal the lead's (IPv4, IHL 5): the
+      // total length within the datagram, then the header checksum (10 words folding to 0xffff).
+      const ipLen = (buf[b + R.IP + Wire.IPV4_TOTAL_LEN]! << 8) | buf[b + R.IP + Wire.IPV4_TOTAL_LEN + 1]!;
+      if (ipLen < Wire.IPV4_HEADER_LEN || ipLen > len - R.IP) break;
+      let sum = 0;
+      for (let k = R.IP_WORD; k < R.IP_WORD + 10; k++) sum += w[wb + k]!;
+      sum = (sum & 0xffff) + (sum >>> 16);
+      sum = (sum & 0xffff) + (sum >>> 16);
+      if (sum !== 0xffff) break;
+      const doff = (buf[b + R.TCP_DOFF]! >>> 4) * 4;
+      const payloadLen = ipLen - Wire.IPV4_HEADER_LEN;
+      if (doff > payloadLen || ipLen > mtu) break;
       total += payloadLen - doff;
       n++;
     }
@@ -252,23 +251,44 @@ export class Ingress {
     this.one(batch, i, batch.inOff(i), len, batch.srcIp[i]! >>> 0, now, run);
     this.wholeLen = -1;
     if (this.frag.split) this.frag.splitSlot(batch, i, run);
-    const port = this.wholePort;
+    const port = this.wholePort as Port | undefined; // set by one() (TypeScript narrowed it to undefined above)
     if (!this.wholeSettled || port === undefined || batch.action[i] !== Action.Tap) return false;
     this.runCounters.runs++;
     this.runCounters.segments += n;
+    // What deliverToPort did to the lead, done to each follower: TTL - 1 (the same old and new TTL for
+    // all, so the same checksum update), the lead's rewritten container MACs, counted, to the TAP.
     const buf = batch.slab;
-    const fip = this.fip;
+    const w = batch.w16;
+    const a = batch.inOff(i);
+    const wa = a >>> 1;
+    const src = readU32(buf, a + R.IP + Wire.IPV4_SRC);
+    const dst = readU32(buf, a + R.IP + Wire.IPV4_DST);
+    const ttl = buf[a + R.IP + Wire.IPV4_TTL]!;
+    const oldWord = ((ttl + 1) << 8) | Wire.IPPROTO_TCP;
+    const newWord = (ttl << 8) | Wire.IPPROTO_TCP;
+    const counts = port.packets;
     for (let s = i + 1; s < i + n; s++) {
       const l = batch.len[s]!;
       stats[Stat.IngressPackets]!++;
       stats[Stat.IngressBytes]! += l;
-      const eth = batch.inOff(s) + Wire.VXLAN_HEADER_LEN;
-      fip.wrap(buf, eth + Wire.ETH_HEADER_LEN, l - Wire.VXLAN_HEADER_LEN - Wire.ETH_HEADER_LEN);
+      const b = a + (s - i) * batch.slotSize;
+      const ipOff = b + R.IP;
+      const ipLen = (buf[ipOff + Wire.IPV4_TOTAL_LEN]! << 8) | buf[ipOff + Wire.IPV4_TOTAL_LEN + 1]!;
       stats[Stat.ConntrackAllowed]!++;
-      if (completePartialChecksum(buf, fip.payloadOffset, fip.payloadLen, Wire.IPPROTO_TCP, fip.srcAddr, fip.dstAddr)) stats[Stat.ChecksumCompleted]!++;
+      if (completePartialChecksum(buf, ipOff + Wire.IPV4_HEADER_LEN, ipLen - Wire.IPV4_HEADER_LEN, Wire.IPPROTO_TCP, src, dst)) stats[Stat.ChecksumCompleted]!++;
       stats[Stat.Decapsulated]!++;
       stats[Stat.DeliveredRemote]!++;
-      deliverToPort(batch, s, eth, fip, port, Wire.ETH_HEADER_LEN + fip.totalLen, run);
+      buf[ipOff + Wire.IPV4_TTL] = ttl;
+      writeU16(buf, ipOff + Wire.IPV4_CHECKSUM, updateChecksum16(readU16(buf, ipOff + Wire.IPV4_CHECKSUM), oldWord, newWord));
+      // Ethernet destination and source: words 4-9 of the datagram.
+      const wb = b >>> 1;
+      for (let k = 4; k < 10; k++) w[wb + k] = w[wa + k]!;
+      const frameLen = Wire.ETH_HEADER_LEN + ipLen;
+      if (!run.dry) {
+        counts[2]!++;
+        counts[3]! += frameLen;
+      }
+      batch.verdict(s, Action.Tap, b + Wire.VXLAN_HEADER_LEN, frameLen, port.index);
     }
     return true;
   }

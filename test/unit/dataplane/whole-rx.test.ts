@@ -70,6 +70,8 @@ interface Seg {
   frag?: number;
   /** These bytes instead (see fragments). */
   raw?: Uint8Array;
+  /** An IPv4 total length this many bytes past the datagram's end (a bad header the per-segment path drops). */
+  longIp?: number;
 }
 
 /** The datagram of `o` with its inner IPv4 packet cut in two fragments (the first 512 payload bytes, MF; the rest). */
@@ -120,7 +122,7 @@ function datagram(o: Seg): Uint8Array {
     f[i] = x >>> 24;
   }
   const ip = e + 14;
-  put16(f, ip + 2, IPHL + THL + payload);
+  put16(f, ip + 2, IPHL + THL + payload + (o.longIp ?? 0));
   put16(f, ip + 4, o.id ?? 0x1234);
   if (o.frag !== undefined) put16(f, ip + 6, o.frag);
   f[ip + 1] = o.tos ?? 0;
@@ -288,6 +290,8 @@ describe('whole runs vs per-segment ingress', () => {
             s(44, { ihl6: true, ack: 0x50100000, payload: 1000 }), { seq: 1 + 44 * MSS, id: 45, ihl6: true, ack: 0x50100000, sport: 40002, payload: 1000 }, s(46),
             // Fragments (MF set) of one datagram: never runs.
             s(47, { frag: 0x2000 }), s(47, { frag: 0x2000 }), s(48),
+            // Only the ack number's high half differs; an IPv4 total length past the datagram.
+            s(50), s(51, { ack: 0x0a0b0304 }), s(52), s(53, { longIp: 2, payload: 1000 }), s(54),
             // The last fragment twice: the first completes the datagram (delivered), the second is held alone.
             { seq: 0, raw: FRAGS[0] }, { seq: 0, raw: FRAGS[1] }, { seq: 0, raw: FRAGS[1] }, s(49),
             // A FIN: the flow is no longer settled (FIN_WAIT), runs after it walk per segment.
@@ -296,7 +300,7 @@ describe('whole runs vs per-segment ingress', () => {
           21,
         );
       });
-      if (capacity === 64) expect(whole.dp.rxRuns).toEqual({ runs: 6, segments: 16 });
+      if (capacity === 64) expect(whole.dp.rxRuns).toEqual({ runs: 7, segments: 18 });
       else expect(whole.dp.rxRuns.runs).toBeGreaterThan(2);
     }
   });
