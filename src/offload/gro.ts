@@ -282,7 +282,7 @@ export class GroPlanner {
           // Data offset + reserved bits equal, so the option bytes compared below line up.
           if ((flags & ~G.PSH) !== G.ACK || slab[co + G.TCP_OFF + Wire.TCP_DATA_OFF]! !== slab[ho + G.TCP_OFF + Wire.TCP_DATA_OFF]!) break;
           if (readU32(slab, co + G.TCP_OFF + Wire.TCP_SEQ) !== ((headSeq + total) >>> 0)) break;
-          if (!sameHeaders(slab, ho, co, thl)) break;
+          if (!sameHeaders(this.views, slab, ho, co, thl)) break;
           const id = readU16(slab, co + G.ETH_LEN + Wire.IPV4_IDENT);
           if (id !== ((headId + segs) & 0xffff) && !(df && id === headId)) break;
           total += cres;
@@ -439,12 +439,27 @@ function tcpSegLen(slab: Uint8Array, off: number, len: number): number {
 }
 
 /** Same Ethernet header, IPv4 TOS/DF/TTL/addresses, TCP ports, G.ACK number and option bytes. */
-function sameHeaders(slab: Uint8Array, a: number, b: number, thl: number): boolean {
-  for (let k = 0; k < G.ETH_LEN; k++) if (slab[a + k] !== slab[b + k]) return false;
+function sameHeaders(v: SlabViews | undefined, slab: Uint8Array, a: number, b: number, thl: number): boolean {
   const ia = a + G.ETH_LEN;
   const ib = b + G.ETH_LEN;
   if (slab[ia + Wire.IPV4_DSCP_ECN] !== slab[ib + Wire.IPV4_DSCP_ECN] || slab[ia + Wire.IPV4_TTL] !== slab[ib + Wire.IPV4_TTL]) return false;
   if ((slab[ia + Wire.IPV4_FLAGS_FRAG]! & G.IP_DF_BYTE) !== (slab[ib + Wire.IPV4_FLAGS_FRAG]! & G.IP_DF_BYTE)) return false;
+  if (v !== undefined && ((a | b) & 1) === 0) {
+    // Two bytes at a time (equal words are equal byte pairs): Ethernet (words 0-6), IPv4 addresses
+    // (13-16), TCP ports (17-18), acknowledgment (21-22), options (27..).
+    const w = v.u16;
+    const wa = a >>> 1;
+    const wb = b >>> 1;
+    let k = 0;
+    while (k < 7 && w[wa + k] === w[wb + k]) k++;
+    if (k < 7) return false;
+    for (k = 13; k < 19; k++) if (w[wa + k] !== w[wb + k]) return false;
+    if (w[wa + 21] !== w[wb + 21] || w[wa + 22] !== w[wb + 22]) return false;
+    const end = (G.TCP_OFF + thl) >>> 1;
+    for (k = (G.TCP_OFF + Wire.TCP_HEADER_LEN) >>> 1; k < end; k++) if (w[wa + k] !== w[wb + k]) return false;
+    return true;
+  }
+  for (let k = 0; k < G.ETH_LEN; k++) if (slab[a + k] !== slab[b + k]) return false;
   for (let k = Wire.IPV4_SRC; k < Wire.IPV4_DST + 4; k++) if (slab[ia + k] !== slab[ib + k]) return false; // addresses
   const ta = ia + G.IP_LEN;
   const tb = ib + G.IP_LEN;

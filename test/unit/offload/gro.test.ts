@@ -49,6 +49,8 @@ interface SegOpts {
   tsval?: number;
   ttl?: number;
   srcPort?: number;
+  /** Bytes set at frame offsets (before the checksums are recomputed). */
+  poke?: [number, number][];
 }
 
 /** Seed 002's frame with `payload` in place of its 25 bytes. */
@@ -63,6 +65,7 @@ function segment(payload: Uint8Array, o: SegOpts = {}): Uint8Array {
   if (o.seq !== undefined) put32(f, 38, o.seq);
   f[47] = o.flags ?? ACK;
   if (o.tsval !== undefined) put32(f, 58, o.tsval);
+  for (const [off, v] of o.poke ?? []) f[off] = v;
   return fixChecksums(f);
 }
 
@@ -84,21 +87,21 @@ function stream(n: number, mss: number, lastLen = mss, lastPsh = false): Uint8Ar
   return out;
 }
 
-/** Frames in a slab the way the cell hands them over: each at a slot, with 64 bytes in front. */
-function layout(frames: Uint8Array[], slot = 2048): { slab: Uint8Array; offs: Uint32Array; lens: Uint32Array } {
+/** Frames in a slab the way the cell hands them over: each at a slot, with 64 bytes (`front`) in front. */
+function layout(frames: Uint8Array[], slot = 2048, front = 64): { slab: Uint8Array; offs: Uint32Array; lens: Uint32Array } {
   const slab = new Uint8Array(frames.length * slot);
   const offs = new Uint32Array(frames.length);
   const lens = new Uint32Array(frames.length);
   frames.forEach((f, k) => {
-    offs[k] = k * slot + 64;
+    offs[k] = k * slot + front;
     lens[k] = f.length;
     slab.set(f, offs[k]!);
   });
   return { slab, offs, lens };
 }
 
-function plan(frames: Uint8Array[], g = new GroPlanner()): { g: GroPlanner; pkts: Uint8Array[]; frames: number[]; planned: number } {
-  const { slab, offs, lens } = layout(frames);
+function plan(frames: Uint8Array[], g = new GroPlanner(), front = 64): { g: GroPlanner; pkts: Uint8Array[]; frames: number[]; planned: number } {
+  const { slab, offs, lens } = layout(frames, 2048, front);
   const planned = g.plan(slab, offs, lens, 0, frames.length);
   const pkts: Uint8Array[] = [];
   const fr: number[] = [];
@@ -241,10 +244,28 @@ for (const [path, bytes] of BYTE_PATHS) describe(`GroPlanner: merging (${path})`
       ['TTL', segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1, ttl: 61 })],
       ['IP ID jump', segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 5 })],
     ];
+    // Every other byte the rule compares, one at a time (headers are compared two bytes at a time
+    // where the slab allows: each byte of each compared word).
+    const pokes: [string, number][] = [
+      ['Ethernet destination', 0], ['Ethernet destination', 5], ['Ethernet source', 6], ['Ethernet source', 11],
+      ['IPv4 DS', 15], ['IPv4 source', 26], ['IPv4 source', 29], ['IPv4 destination', 30], ['IPv4 destination', 33],
+      ['TCP source port', 35], ['TCP destination port', 36], ['TCP destination port', 37],
+      ['acknowledgment', 42], ['acknowledgment', 43], ['acknowledgment', 44], ['acknowledgment', 45],
+      ['first option byte', 54], ['last option byte', 65],
+    ];
+    for (const [field, off] of pokes) {
+      const f = segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1 });
+      cases.push([`${field} (byte ${off})`, segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1, poke: [[off, f[off]! ^ 0x11]] })]);
+    }
+    // DF: set on the first, cleared on the second.
+    cases.push(['DF', segment(payloadOf(800, 1), { seq: SEQ0 + 800, id: ID0 + 1, poke: [[20, base[0]![20]! ^ 0x40]] })]);
     expect(planB(base).frames).toEqual([2]); // the control: these two do merge
     for (const [name, second] of cases) {
       expect(planB([base[0]!, second]).frames, name).toEqual([1, 1]);
+      // Frames at odd offsets: the byte-at-a-time comparison.
+      expect(plan([base[0]!, second], mk(), 65).frames, `${name}, odd offsets`).toEqual([1, 1]);
     }
+    expect(plan(base, mk(), 65).frames).toEqual([2]);
   });
 
   it('merges a fixed IP ID when DF is set (as Linux GRO does) but not without DF', () => {
