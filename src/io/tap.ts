@@ -50,7 +50,7 @@ export interface TapOptions {
   persist?: boolean;
   /** Bytes per slot including headroom (default 2048). */
   slotSize?: number;
-  /** Frames per batch (default 64, at most 1024). */
+  /** Frames per batch (default BATCH_SIZE, at most 1024). */
   batch?: number;
   headroom?: number;
   /**
