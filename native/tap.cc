@@ -301,8 +301,8 @@ static Napi::Value WriteFrames(const Napi::CallbackInfo& info) {
 }
 
 // One write holds at most this many pieces: the header piece plus one per
-// coalesced segment. gro.ts caps a super-frame at 64 segments (a 64-frame
-// batch); the limit is far below the kernel's UIO_MAXIOV (1024).
+// coalesced segment. gro.ts caps a super-frame at 64 segments (Vnet.MAX_SEGS,
+// whatever the batch); the limit is far below the kernel's UIO_MAXIOV (1024).
 constexpr uint32_t kMaxIov = 128;
 
 // writeVnet(fd, slab, hdrs, pkts, iovs, npkts, start = 0) -> n

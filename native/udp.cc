@@ -19,7 +19,7 @@
 
 namespace silkworm {
 
-// 4 MiB: a 64-frame batch of 1500-byte packets is ~100 KiB of payload but the
+// 4 MiB: a 128-frame batch of 1500-byte packets is ~200 KiB of payload but the
 // kernel charges each skb's truesize (~2.3 KiB), and bursts from several
 // cells arrive between two wakeups. SO_*BUFFORCE needs CAP_NET_ADMIN and
 // ignores net.core.[rw]mem_max; fall back to the capped option without it.

@@ -170,7 +170,10 @@ export class Ingress {
    * the per-segment fields differ (total length, identification, header checksum, sequence number,
    * window, TCP checksum, options' values, payload). Every follower's IPv4 header passes the checks
    * the per-segment path makes (wrapIpv4), its TCP header fits, and it fits the container's MTU —
-   * so the per-segment path would take every follower exactly where it takes the lead. Reads only.
+   * so the per-segment path would take every follower exactly where it takes the lead. The lead's own
+   * Ethernet type and checks are left to the per-segment path it takes first (whole() gives up when
+   * the lead is not delivered). Slots at odd offsets never form runs (headers are compared as words).
+   * Reads only.
    * Sets runTotal to the run's TCP payload bytes.
    */
   private runLength(batch: FrameBatch, i: number): number {

@@ -7,8 +7,8 @@ import type { FrameBatch } from '../dataplane/batch.js';
  * Frames per batch: at most this many per device callback and per cell send/write call. The one
  * place the number lives; the cell passes it down to the devices it opens (wireguard-go's
  * IdealBatchSize is 128). 128 rather than 64: a TSO super-frame is ~45 segments and a UDP-GRO
- * message ~44 datagrams, so 64 slots cut every second one across two batches, and whole runs with
- * it (paired in the README's performance section: the cells' CPU per GB 0.86–0.94 ×). Each TAP's
+ * message ~44 datagrams, so 64 slots held one whole and cut the next (and its whole run); 128 hold
+ * two (paired in the README's performance section: the cells' CPU per GB 0.79–0.94 ×). Each TAP's
  * slab is 128 slots of slotSizeFor(MTU) bytes (~200 KiB; its TSO read buffer is ~400 KiB).
  */
 export const BATCH_SIZE = 128;

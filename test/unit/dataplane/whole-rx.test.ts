@@ -72,6 +72,14 @@ interface Seg {
   raw?: Uint8Array;
   /** An IPv4 total length this many bytes past the datagram's end (a bad header the per-segment path drops). */
   longIp?: number;
+  /** Inner IPv4 source address. */
+  src?: number;
+  /** TCP destination port. */
+  dport?: number;
+  /** VNI. */
+  vni?: number;
+  /** XORed into the last byte of the inner destination MAC. */
+  macXor?: number;
 }
 
 /** The datagram of `o` with its inner IPv4 packet cut in two fragments (the first 512 payload bytes, MF; the rest). */
@@ -112,7 +120,7 @@ function datagram(o: Seg): Uint8Array {
   const f = new Uint8Array(8 + HDR + payload);
   f[0] = 0x88;
   put16(f, 2, o.gpid ?? 1);
-  f[6] = 1; // VNI 1
+  f[6] = o.vni ?? 1; // VNI 1
   const e = 8;
   f.set([0xee, 0xee, 10, 255, 132, 0, 0xee, 0xee, 10, 255, 99, 0, 0x08, 0x00], e);
   f.set(SEED.subarray(14, HDR), e + 14);
@@ -128,10 +136,13 @@ function datagram(o: Seg): Uint8Array {
   f[ip + 1] = o.tos ?? 0;
   f[ip + 8] = o.ttl ?? 63;
   if (o.dst !== undefined) put32(f, ip + 16, o.dst);
+  if (o.src !== undefined) put32(f, ip + 12, o.src);
+  if (o.macXor !== undefined) f[e + 5] = f[e + 5]! ^ o.macXor;
   put16(f, ip + 10, 0);
   put16(f, ip + 10, referenceChecksum(f.subarray(ip, ip + IPHL)) ^ (o.badIpCsum ? 0x5a : 0));
   const t = e + T;
   put16(f, t, o.sport ?? SPORT);
+  if (o.dport !== undefined) put16(f, t + 2, o.dport);
   put32(f, t + 4, o.seq);
   put32(f, t + 8, o.ack ?? 0x01020304);
   f[t + 13] = o.flags ?? ACK;
@@ -151,13 +162,13 @@ interface Cell {
   tap: string[];
 }
 
-function cell(whole: boolean, capacity: number): Cell {
+function cell(whole: boolean, capacity: number, slot = slotSizeFor(1500)): Cell {
   const dp = new Dataplane({ ...DEFAULT_CONFIG, underlayIp: U2, leaseSubnet: L2, conntrackCapacity: 256, wholeRx: whole });
   dp.setLeases(leases);
   dp.setPolicies(policies);
   const port = dp.addPort('proxy-0', 'proxy', DST);
   dp.addPort('proxy-1', 'proxy', ipToU32('10.255.132.3'));
-  return { dp, port, batch: new FrameBatch(capacity, slotSizeFor(1500)), gro: new GroPlanner(64, 256), out: [], tap: [] };
+  return { dp, port, batch: new FrameBatch(capacity, slot), gro: new GroPlanner(64, 256), out: [], tap: [] };
 }
 
 const FRAGS = fragments({ seq: 1 + 48 * MSS, payload: 1000, id: 4848 });
@@ -239,9 +250,9 @@ function stream(seq: number, n: number, o: Partial<Seg> = {}): Seg[] {
 }
 
 describe('whole runs vs per-segment ingress', () => {
-  function both(capacity: number, steps: (c: Cell) => void): [Cell, Cell] {
-    const old = cell(false, capacity);
-    const whole = cell(true, capacity);
+  function both(capacity: number, steps: (c: Cell) => void, slot?: number): [Cell, Cell] {
+    const old = cell(false, capacity, slot);
+    const whole = cell(true, capacity, slot);
     steps(old);
     steps(whole);
     expectSame(old, whole);
@@ -269,7 +280,21 @@ describe('whole runs vs per-segment ingress', () => {
     }
   });
 
-  it('runs cut by any field that differs: flow, tag, TTL, DS, ack, flags, peer, IPv4 checksum', () => {
+  it('slots at odd offsets (an odd slot size): no runs, the per-segment path, the same bytes', () => {
+    const [, whole] = both(
+      64,
+      (c) => {
+        recv(c, stream(5000, 3), 10);
+        reply(c, 11);
+        recv(c, stream(5000 + 2 * MSS + 311, 12), 12);
+      },
+      slotSizeFor(1500) + 1,
+    );
+    expect(whole.dp.rxRuns.runs).toBe(0);
+    expect(whole.out.every((o) => o.action === Action.Tap)).toBe(true);
+  });
+
+  it('runs cut by any field that differs: flow, tag, TTL, DS, ack, flags, peer, IPv4 checksum, addresses, port, VNI, MAC', () => {
     for (const capacity of [64, 3]) {
       const [, whole] = both(capacity, (c) => {
         recv(c, [{ seq: 1 }, { seq: 1, sport: 40001 }], 20);
@@ -292,6 +317,9 @@ describe('whole runs vs per-segment ingress', () => {
             s(47, { frag: 0x2000 }), s(47, { frag: 0x2000 }), s(48),
             // Only the ack number's high half differs; an IPv4 total length past the datagram.
             s(50), s(51, { ack: 0x0a0b0304 }), s(52), s(53, { longIp: 2, payload: 1000 }), s(54),
+            // Another container, another source in the peer's lease, another port, VNI, inner MAC.
+            s(55), s(56, { dst: ipToU32('10.255.132.3') }), s(57), s(58, { src: ipToU32('10.255.99.4') }), s(59),
+            s(60, { dport: 7778 }), s(61), s(62, { vni: 2 }), s(63), s(64, { macXor: 1 }), s(65),
             // The last fragment twice: the first completes the datagram (delivered), the second is held alone.
             { seq: 0, raw: FRAGS[0] }, { seq: 0, raw: FRAGS[1] }, { seq: 0, raw: FRAGS[1] }, s(49),
             // A FIN: the flow is no longer settled (FIN_WAIT), runs after it walk per segment.
@@ -300,7 +328,7 @@ describe('whole runs vs per-segment ingress', () => {
           21,
         );
       });
-      if (capacity === 64) expect(whole.dp.rxRuns).toEqual({ runs: 7, segments: 18 });
+      if (capacity === 64) expect(whole.dp.rxRuns).toEqual({ runs: 8, segments: 20 });
       else expect(whole.dp.rxRuns.runs).toBeGreaterThan(2);
     }
   });
