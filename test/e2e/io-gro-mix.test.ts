@@ -83,7 +83,7 @@ function msg(caseId: number, n: number, size: number, tail?: number): Uint8Array
 const SCRIPT = `import { readFileSync, writeFileSync } from 'node:fs';
 import { UdpUnderlay } from ${JSON.stringify(join(ROOT, 'src/io/underlay.js'))};
 import { ipToU32 } from ${JSON.stringify(join(ROOT, 'src/util/ip.js'))};
-const spec = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as { batch: number; messages: string[][] };
+const spec = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as { batch: number; messages: string[][]; paced: boolean };
 const A = ipToU32(${JSON.stringify(IP_A)}), B = ipToU32(${JSON.stringify(IP_B)});
 const rx = UdpUnderlay.open({ bindIp: B, port: ${DPORT}, batch: spec.batch, gro: true, gso: false });
 const tx = UdpUnderlay.open({ bindIp: A, port: 0, gso: true, gro: false });
@@ -95,19 +95,35 @@ rx.start((b) => {
     got.push({ src: b.srcIp[i]!, sport: b.srcPort[i]!, len: b.len[i]!, hex: Buffer.from(b.slab.subarray(b.inOff(i), b.inOff(i) + b.len[i]!)).toString('hex') });
   }
 });
-rx.pause(); // everything queues in the socket first, so batches fill
 const sent: number[] = [];
 let total = 0;
-for (const m of spec.messages) {
+let sending = true;
+const sendOne = (m: string[]) => {
   const slab = new Uint8Array(m.length * 2048);
   const offs = new Uint32Array(m.length), lens = new Uint32Array(m.length), dsts = new Uint32Array(m.length).fill(B);
   m.forEach((h, i) => { const p = Buffer.from(h, 'hex'); offs[i] = i * 2048; lens[i] = p.length; slab.set(p, offs[i]!); });
   sent.push(tx.send(slab, offs, lens, dsts, m.length));
   total += m.length;
+};
+if (!spec.paced) {
+  rx.pause(); // everything queues in the socket first, so batches fill
+  for (const m of spec.messages) sendOne(m);
+  rx.resume();
+  sending = false;
+} else {
+  // One message at a time, each received before the next is sent: the receiver reads the next
+  // message only after the one before it was handed over.
+  void (async () => {
+    for (const m of spec.messages) {
+      sendOne(m);
+      const t = Date.now();
+      while (got.length < total && Date.now() - t < 2000) await new Promise((r) => setTimeout(r, 2));
+    }
+    sending = false;
+  })();
 }
-const txc = tx.senderCounters() ?? null;
-rx.resume();
 const report = () => {
+  const txc = tx.senderCounters() ?? null;
   // To a file: a large console.log to a pipe can be cut short by process.exit.
   writeFileSync(process.argv[3]!, JSON.stringify({ gro: rx.gro, groRefusal: rx.groRefusal ?? null, gso: tx.gso, sent, txc, counts, got, rc: rx.receiverCounters() }));
   rx.close(); tx.close(); process.exit(0);
@@ -115,7 +131,7 @@ const report = () => {
 const t0 = Date.now();
 const poll = setInterval(() => {
   // All in (or given up after 3 s): wait a little more so duplicates would show too.
-  if (got.length >= total || Date.now() - t0 > 3000) { clearInterval(poll); setTimeout(report, 150); }
+  if ((!sending && got.length >= total) || Date.now() - t0 > 6000) { clearInterval(poll); setTimeout(report, 150); }
 }, 10);
 setTimeout(() => process.exit(3), 10000);
 `;
@@ -128,16 +144,16 @@ interface Result {
   txc: { gsoGroups: number; gsoPackets: number; rawPackets: number; fallbacks: number } | null;
   counts: number[];
   got: { src: number; sport: number; len: number; hex: string }[];
-  rc: { gro: boolean; groMessages: number; groSegments: number; carried: number; oversize: number; frames: number; errors: number };
+  rc: { gro: boolean; groMessages: number; groSegments: number; carried: number; oversize: number; frames: number; errors: number; wakeups: number };
 }
 
 let scriptPath = '';
 let runNo = 0;
 
-function run(dir: string, batch: number, messages: Uint8Array[][]): Result {
+function run(dir: string, batch: number, messages: Uint8Array[][], paced = false): Result {
   const file = join(dir, `spec-${++runNo}.json`);
   let ident = 1;
-  writeFileSync(file, JSON.stringify({ batch, messages: messages.map((m) => m.map((p) => Buffer.from(packet(p, ident++)).toString('hex'))) }));
+  writeFileSync(file, JSON.stringify({ batch, paced, messages: messages.map((m) => m.map((p) => Buffer.from(packet(p, ident++)).toString('hex'))) }));
   const resultFile = join(dir, `result-${runNo}.json`);
   execFileSync('ip', ['netns', 'exec', NS, VIEW_NODE, scriptPath, file, resultFile], {
     cwd: ROOT,
@@ -231,6 +247,22 @@ describe.skipIf(!canRun)('underlay UDP_GRO with mixed datagram sizes (root, netw
     expect(r.got[10]!.len).toBe(300);
     expect(r.got[16]!.len).toBe(1);
   }, 40_000);
+
+  it.each([128, 5])(
+    'batch %i, one message at a time (each read before the next is sent): sizes change, lone, short, zero-length',
+    (batch) => {
+      const messages = [
+        msg(6, 30, 1472), msg(6, 30, 1472), msg(6, 20, 1000), msg(6, 20, 1000), msg(6, 1, 1400),
+        msg(6, 10, 1472, 300), msg(6, 44, 1472), msg(6, 20, 1472, 700),
+        msg(6, 1, 200), msg(6, 1, 0), msg(6, 5, 1472, 1), msg(6, 3, 500), msg(6, 12, 1472), msg(6, 12, 1472, 5),
+      ];
+      const r = run(scratch.dir, batch, messages, true);
+      check(`paced, batch ${batch}`, r, batch, messages);
+      // Every message came in a read of its own (the next was sent only after it arrived).
+      expect(r.rc.wakeups).toBeGreaterThanOrEqual(messages.length);
+    },
+    40_000,
+  );
 
   it('zero-length datagrams between coalesced bursts take a slot of length 0', () => {
     const messages = [msg(5, 20, 1472), msg(5, 1, 0), msg(5, 15, 1000), msg(5, 1, 0), msg(5, 1, 0), msg(5, 12, 1472, 700), msg(5, 1, 0)];
