@@ -21,6 +21,7 @@ import { FakeContainerNet } from '../../../src/testing/fake-container-net.js';
 import { MemoryUnderlay, type MemoryDatagramSocket } from '../../../src/testing/memory.js';
 import { ipToU32 } from '../../../src/util/ip.js';
 import { containerFrame, ipPacket, vxlanPayload } from '../../helpers/packets.js';
+import { until } from '../../helpers/until.js';
 
 let ctl: RunningController | undefined;
 let cell: Cell | undefined;
@@ -33,14 +34,6 @@ afterEach(async () => {
   ctl = undefined;
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const U1 = '198.18.0.11';
 const U2 = '198.18.0.12';

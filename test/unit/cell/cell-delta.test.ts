@@ -13,6 +13,7 @@ import { FakeContainerNet } from '../../../src/testing/fake-container-net.js';
 import { MemoryUnderlay } from '../../../src/testing/memory.js';
 import { plan } from '../../../src/policy/planner.js';
 import type { ControlState } from '../../../src/dataplane/state.js';
+import { until } from '../../helpers/until.js';
 
 let ctl: RunningController | undefined;
 let cell: Cell | undefined;
@@ -23,14 +24,6 @@ afterEach(async () => {
   await ctl?.close();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const pol = (s: string, d: string, port: number) => ({ source: { id: s }, destination: { id: d, protocol: 'tcp' as const, ports: { start: port, end: port } } });
 

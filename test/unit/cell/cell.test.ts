@@ -16,6 +16,7 @@ import { formatRoute } from '../../../src/tables/route.js';
 import { containerFrame } from '../../helpers/packets.js';
 import { ipToU32 } from '../../../src/util/ip.js';
 import { referenceChecksum } from '../../../src/wire/checksum.js';
+import { until } from '../../helpers/until.js';
 
 let ctl: RunningController | undefined;
 const cells: Cell[] = [];
@@ -27,14 +28,6 @@ afterEach(async () => {
   ctl = undefined;
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function setup() {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'swcell-'));

@@ -15,6 +15,7 @@ import { Drop, DROP_NAMES, Stat } from '../../../src/dataplane/counters.js';
 import { memoryCellIo } from '../../../src/testing/cell-io.js';
 import { MemoryFrameDevice, MemoryUnderlay } from '../../../src/testing/memory.js';
 import { containerFrame } from '../../helpers/packets.js';
+import { until } from '../../helpers/until.js';
 
 let ctl: RunningController | undefined;
 const cells: Cell[] = [];
@@ -26,14 +27,6 @@ afterEach(async () => {
   ctl = undefined;
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('io drops in the drop-reason table', () => {
   it('has a name for every reason, the io block last', () => {
