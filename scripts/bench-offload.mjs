@@ -10,17 +10,10 @@
 //
 //   npm run build && node scripts/bench-offload.mjs [--ms 300] [--rounds 7]
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { paired, root, timeIt } from './bench-paired.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const arg = (name, def) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const MS = arg('ms', 300);
-const ROUNDS = arg('rounds', 7);
 const native = require(join(root, 'build/Release/silkworm_native.node'));
 const { GsoSegmenter } = await import(join(root, 'dist/offload/gso.js'));
 const { GroPlanner } = await import(join(root, 'dist/offload/gro.js'));
@@ -72,19 +65,6 @@ function rawSuper() {
   raw.set(pay, 10 + HDR);
   return raw;
 }
-
-function timeIt(fn) {
-  let n = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < MS) {
-    for (let k = 0; k < 20; k++) n += fn();
-    t = performance.now();
-  }
-  return (n / (t - t0)) * 1000; // units per second
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 // --- GSO: segments per second
 const raw0 = rawSuper();
@@ -139,15 +119,6 @@ for (const [name, mk, la, lb] of [
 ]) {
   const ts = mk(false);
   const nat = mk(true);
-  const a = [];
-  const b = [];
-  timeIt(ts); // warm-up: both optimized before anything is measured
-  timeIt(nat);
-  for (let r = 0; r < ROUNDS; r++) {
-    a.push(timeIt(ts));
-    b.push(timeIt(nat));
-  }
-  const ma = median(a);
-  const mb = median(b);
+  const [ma, mb] = paired(() => timeIt(ts), () => timeIt(nat));
   console.log(`${name}: ${la} ${Math.round(ma)}, ${lb} ${Math.round(mb)}, ${lb}/${la} ${(mb / ma).toFixed(2)} (${((mb * MSS * 8) / 1e9).toFixed(1)} Gbit/s of payload ${lb})`);
 }

@@ -8,16 +8,9 @@
 // two alternate ROUNDS times; medians of datagrams/s. GRO planning of the TAP write is not included.
 //
 //   npm run build && node scripts/bench-whole-rx.mjs [--ms 300] [--rounds 7]
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { MS, ROUNDS, paired, root } from './bench-paired.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name, def) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const MS = arg('ms', 300);
-const ROUNDS = arg('rounds', 7);
 const { FrameBatch, slotSizeFor } = await import(join(root, 'dist/dataplane/batch.js'));
 const { Dataplane, DEFAULT_CONFIG } = await import(join(root, 'dist/dataplane/dataplane.js'));
 const { internetChecksum } = await import(join(root, 'dist/wire/checksum.js'));
@@ -105,14 +98,5 @@ function round(c, ms) {
 
 const per = cell(false);
 const whole = cell(true);
-for (const c of [per, whole]) round(c, 200);
-const a = [];
-const b = [];
-for (let r = 0; r < ROUNDS; r++) {
-  a.push(round(per, MS));
-  b.push(round(whole, MS));
-}
-const med = (x) => [...x].sort((p, q) => p - q)[x.length >> 1];
-const ma = med(a);
-const mb = med(b);
+const [ma, mb] = paired(() => round(per, MS), () => round(whole, MS));
 console.log(`per segment: ${(ma / 1e6).toFixed(2)} M datagrams/s; whole runs: ${(mb / 1e6).toFixed(2)} M datagrams/s; ratio ${(mb / ma).toFixed(2)} x (runs ${whole.dp.rxRuns.runs}, ${ROUNDS} rounds of ${MS} ms, medians)`);

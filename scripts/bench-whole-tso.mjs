@@ -9,17 +9,10 @@
 //
 //   npm run build && node scripts/bench-whole-tso.mjs [--ms 300] [--rounds 7]
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { paired, root, timeIt } from './bench-paired.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const arg = (name, def) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const MS = arg('ms', 300);
-const ROUNDS = arg('rounds', 7);
 const native = require(join(root, 'build/Release/silkworm_native.node'));
 const { GsoSegmenter } = await import(join(root, 'dist/offload/gso.js'));
 const { FrameBatch, slotSizeFor } = await import(join(root, 'dist/dataplane/batch.js'));
@@ -83,28 +76,7 @@ function runner(whole) {
   };
 }
 
-function timeIt(fn) {
-  let n = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < MS) {
-    for (let k = 0; k < 20; k++) n += fn();
-    t = performance.now();
-  }
-  return (n / (t - t0)) * 1000;
-}
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-
 const per = runner(false);
 const whole = runner(true);
-timeIt(per);
-timeIt(whole);
-const a = [];
-const b = [];
-for (let r = 0; r < ROUNDS; r++) {
-  a.push(timeIt(per));
-  b.push(timeIt(whole));
-}
-const ma = median(a);
-const mb = median(b);
+const [ma, mb] = paired(() => timeIt(per), () => timeIt(whole));
 console.log(`TSO segmentation + egress, segments/s: per-segment ${Math.round(ma)}, whole ${Math.round(mb)}, whole/per-segment ${(mb / ma).toFixed(2)}`);
