@@ -40,6 +40,11 @@ export interface ConntrackStreamOptions {
   signal?: AbortSignal;
   /** Called after each slice is written, with the entries written so far. */
   onSlice?: (entries: number, sliceMs: number) => void;
+  /** Tables to stream after this one (a cell's other workers'). */
+  more?: ConntrackSource[];
+  /** The headers' size and capacity when there are more tables (default: this table's). */
+  size?: number;
+  capacity?: number;
 }
 
 export interface ConntrackStreamResult {
@@ -141,9 +146,42 @@ const SCAN_BATCH = 4096;
 // stays small, and the reader's pace shows up as backpressure early.
 const SLICE_CHARS = 64 * 1024;
 
+/** One slice of a walk: where it stopped, the text it made and how many entries that is. */
+export interface ConntrackSlice {
+  cursor: number;
+  text: string;
+  entries: number;
+}
+
 /**
- * Write the table (filtered) to `res` as a chunked 200 response and end it.
- * Headers carry the table's size and capacity at the start
+ * Walk `ct` from `cursor` for at most `sliceMs` (or SLICE_CHARS of text, or
+ * `left` entries) and render what it found. A walk is done when the cursor
+ * comes back as CT_LIST_DONE. The table's own clock gives `now`.
+ */
+export function conntrackSlice(ct: ConnTrack, cursor: number, now: number, q: ConntrackQuery, left: number, sliceMs: number): ConntrackSlice {
+  const t0 = performance.now();
+  const batch: CtEntryInfo[] = [];
+  let text = '';
+  let entries = 0;
+  do {
+    cursor = ct.list(cursor, Math.min(LIST_BATCH, left), now, q.filter, batch, SCAN_BATCH);
+    for (const e of batch) text += (q.json ? JSON.stringify(conntrackJson(e, now)) : formatConntrack(e, now)) + '\n';
+    left -= batch.length;
+    entries += batch.length;
+    batch.length = 0;
+  } while (cursor !== CT_LIST_DONE && left > 0 && text.length < SLICE_CHARS && performance.now() - t0 < sliceMs);
+  return { cursor, text, entries };
+}
+
+/** Another table walked elsewhere (a worker thread's): the next slice from `cursor`. */
+export interface ConntrackSource {
+  slice(cursor: number, left: number): Promise<ConntrackSlice>;
+}
+
+/**
+ * Write the table (filtered) to `res` as a chunked 200 response and end it —
+ * then each of `opts.more`'s tables (a cell's other workers) the same way.
+ * Headers carry the tables' size and capacity at the start
  * (x-conntrack-size, x-conntrack-capacity). Resolves when the response is
  * ended or the reader went away; never rejects for a closed connection.
  */
@@ -163,43 +201,40 @@ export async function streamConntrack(
   res.on('close', onGone);
   res.on('error', onGone);
   opts.signal?.addEventListener('abort', onGone, { once: true });
+  const local: ConntrackSource = { slice: async (cursor, left) => conntrackSlice(ct, cursor, clock(), q, left, sliceMs) };
   try {
     res.writeHead(200, {
       'content-type': q.json ? 'application/x-ndjson' : 'text/plain; charset=utf-8',
       'cache-control': 'no-store',
-      'x-conntrack-size': String(ct.size),
-      'x-conntrack-capacity': String(ct.capacity),
+      'x-conntrack-size': String(opts.size ?? ct.size),
+      'x-conntrack-capacity': String(opts.capacity ?? ct.capacity),
     });
-    const batch: CtEntryInfo[] = [];
-    let cursor = 0;
     let left = q.limit ?? Infinity;
-    while (cursor !== CT_LIST_DONE && left > 0) {
-      if (gone || res.destroyed || opts.signal?.aborted) {
-        result.aborted = true;
-        return result;
+    for (const source of [local, ...(opts.more ?? [])]) {
+      let cursor = 0;
+      while (cursor !== CT_LIST_DONE && left > 0) {
+        if (gone || res.destroyed || opts.signal?.aborted) {
+          result.aborted = true;
+          return result;
+        }
+        const t0 = performance.now();
+        const s = await source.slice(cursor, left);
+        cursor = s.cursor;
+        left -= s.entries;
+        result.entries += s.entries;
+        const ok = s.text.length === 0 || res.write(s.text);
+        const ms = performance.now() - t0;
+        result.slices++;
+        if (ms > result.maxSliceMs) result.maxSliceMs = ms;
+        opts.onSlice?.(result.entries, ms);
+        if (cursor === CT_LIST_DONE || left <= 0) break;
+        // Wait for the reader if its buffer is full; then let the data plane
+        // run. Both, always: 'drain' may come in a nextTick of this very turn
+        // (a write the socket took at once), which alone would chain the next
+        // slice without the event loop ever turning.
+        if (!ok) await drainOrGone(res);
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      const t0 = performance.now();
-      const now = clock();
-      let text = '';
-      do {
-        cursor = ct.list(cursor, Math.min(LIST_BATCH, left), now, q.filter, batch, SCAN_BATCH);
-        for (const e of batch) text += (q.json ? JSON.stringify(conntrackJson(e, now)) : formatConntrack(e, now)) + '\n';
-        left -= batch.length;
-        result.entries += batch.length;
-        batch.length = 0;
-      } while (cursor !== CT_LIST_DONE && left > 0 && text.length < SLICE_CHARS && performance.now() - t0 < sliceMs);
-      const ok = text.length === 0 || res.write(text);
-      const ms = performance.now() - t0;
-      result.slices++;
-      if (ms > result.maxSliceMs) result.maxSliceMs = ms;
-      opts.onSlice?.(result.entries, ms);
-      if (cursor === CT_LIST_DONE || left <= 0) break;
-      // Wait for the reader if its buffer is full; then let the data plane
-      // run. Both, always: 'drain' may come in a nextTick of this very turn
-      // (a write the socket took at once), which alone would chain the next
-      // slice without the event loop ever turning.
-      if (!ok) await drainOrGone(res);
-      await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (gone || res.destroyed) {
       result.aborted = true;

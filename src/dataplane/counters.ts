@@ -199,8 +199,27 @@ const STATS: { readonly [K in Exclude<Stat, Stat.Count>]: string } = {
 export const STAT_NAMES: readonly string[] = column(Stat.Count, (i) => STATS[i as Exclude<Stat, Stat.Count>]);
 
 export class Counters {
-  readonly drops = new Float64Array(Drop.Count);
-  readonly stats = new Float64Array(Stat.Count);
+  readonly drops: Float64Array;
+  readonly stats: Float64Array;
+
+  /** Bytes a shared buffer for one table needs (Counters.shared). */
+  static readonly BYTES = (Drop.Count + Stat.Count) * 8;
+
+  /**
+   * `buffer`: keep the numbers in this (shared) buffer of Counters.BYTES, so
+   * another thread can read them — a cell's workers count into buffers the
+   * main thread sums (src/cell/workers.ts). Only the owner writes.
+   */
+  constructor(buffer?: ArrayBufferLike) {
+    this.drops = buffer ? new Float64Array(buffer, 0, Drop.Count) : new Float64Array(Drop.Count);
+    this.stats = buffer ? new Float64Array(buffer, Drop.Count * 8, Stat.Count) : new Float64Array(Stat.Count);
+  }
+
+  /** Add another table's numbers into this one. */
+  add(other: Counters): void {
+    for (let i = 0; i < Drop.Count; i++) this.drops[i] = this.drops[i]! + other.drops[i]!;
+    for (let i = 0; i < Stat.Count; i++) this.stats[i] = this.stats[i]! + other.stats[i]!;
+  }
 
   drop(reason: Drop): void {
     this.drops[reason]!++;

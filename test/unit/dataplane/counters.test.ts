@@ -1,7 +1,7 @@
 // The drop-reason table: one row per reason, names stable (they are metric
 // labels and `show counters` keys), every row with a help line.
 import { describe, expect, it } from 'vitest';
-import { DROPS, DROP_HELP, DROP_NAMES, Drop, STAT_NAMES, dropName } from '../../../src/dataplane/counters.js';
+import { Counters, DROPS, DROP_HELP, DROP_NAMES, Drop, STAT_NAMES, Stat, dropName } from '../../../src/dataplane/counters.js';
 
 describe('drop reasons', () => {
   it('keep their names and numbers', () => {
@@ -88,5 +88,27 @@ describe('drop reasons', () => {
       'sent',
       'conntrack-invalid',
     ]);
+  });
+});
+
+describe('Counters in a shared buffer (a cell worker counts, the main thread sums)', () => {
+  it('counts into the buffer another view reads, and add() sums tables', () => {
+    const buf = new SharedArrayBuffer(Counters.BYTES);
+    const mine = new Counters(buf);
+    const seen = new Counters(buf);
+    mine.drop(Drop.PolicyDenied);
+    mine.drop(Drop.PolicyDenied);
+    mine.stats[Stat.Sent] = 7;
+    expect(seen.drops[Drop.PolicyDenied]).toBe(2);
+    expect(seen.stats[Stat.Sent]).toBe(7);
+    // Drops and stats do not overlap in the buffer.
+    expect(seen.stats.reduce((a, b) => a + b, 0)).toBe(7);
+    expect(seen.drops.reduce((a, b) => a + b, 0)).toBe(2);
+    const sum = new Counters();
+    sum.drop(Drop.Truncated);
+    sum.add(seen);
+    sum.add(seen);
+    expect([sum.drops[Drop.Truncated], sum.drops[Drop.PolicyDenied], sum.stats[Stat.Sent]]).toEqual([1, 4, 14]);
+    expect(sum.snapshot().drops['policy-denied']).toBe(4);
   });
 });

@@ -5,7 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConntrackQuery, streamConntrack, type ConntrackStreamResult, type ConntrackStreamOptions } from '../../../src/cell/conntrack-stream.js';
+import { conntrackSlice, parseConntrackQuery, streamConntrack, type ConntrackStreamResult, type ConntrackStreamOptions } from '../../../src/cell/conntrack-stream.js';
 import { HttpError } from '../../../src/net/http.js';
 import { ConnTrack, TCP_ACK, TCP_SYN, conntrackJson, formatConntrack } from '../../../src/policy/conntrack.js';
 import { ipToU32 as ip } from '../../../src/util/ip.js';
@@ -124,6 +124,31 @@ describe('streamConntrack', () => {
     expect(want).toHaveLength(5000);
     const res = await results[0]!;
     expect([res.entries, res.aborted]).toEqual([5000, false]);
+  });
+
+  it('streams more tables after the first (a cell\'s other workers), slice by slice, with the summed size', async () => {
+    const ct = table(3000);
+    const other = new ConnTrack({ capacity: 4096, seed: 41 });
+    for (let i = 0; i < 2000; i++) other.process(ip('10.255.3.2'), B, UDP, 1000 + i, 53, 0, NOW, true);
+    let asked = 0;
+    const more = [
+      {
+        slice: async (cursor: number, left: number) => {
+          asked++;
+          await new Promise((r) => setImmediate(r));
+          return conntrackSlice(other, cursor, NOW, { filter: {}, limit: undefined, json: false }, left, 0.01);
+        },
+      },
+    ];
+    const { port } = await serveTable(ct, { more, size: 5000, capacity: 7112 });
+    const r = await get(port, '/conntrack');
+    expect([r.headers['x-conntrack-size'], r.headers['x-conntrack-capacity']]).toEqual(['5000', '7112']);
+    const want = [...ct.entries(NOW), ...other.entries(NOW)].map((e) => formatConntrack(e, NOW));
+    expect(linesOf(r.body).sort()).toEqual(want.sort());
+    expect(asked).toBeGreaterThan(1);
+    // The limit counts across tables.
+    const limited = await get(port, '/conntrack?limit=3500');
+    expect(linesOf(limited.body)).toHaveLength(3500);
   });
 
   it('streams NDJSON, filtered and limited', async () => {
