@@ -194,7 +194,9 @@ export class TapDevice implements FrameDevice {
       } catch (err) {
         // A kernel that refuses IFF_VNET_HDR (EINVAL): fall back to plain frames, as wireguard-go
         // falls back when the TUN refuses its offloads, and say so.
-        if (!vnetHdr || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        // An existing device with the other queue mode (or not a TAP) says EINVAL too: no retry for that.
+        const e = err as NodeJS.ErrnoException;
+        if (!vnetHdr || e.code !== 'EINVAL' || /multi-queue|not a TAP/.test(e.message)) throw err;
         vnetRefusal = 'EINVAL';
         vnetHdr = false;
         h = native.openTap(name, { persist, vnetHdr: false, tso: false, multiQueue });
