@@ -21,6 +21,11 @@
 //     take the destination address/port and source port a UDP socket needs.
 //     Anything it does not recognise keeps its exact bytes on the raw path.
 //   - udp.cc UdpReceiver: no header fields; UDP_GRO's cmsg gives the split size.
+//   - steer.cc: none itself. It builds two kernel programs (the TAP's eBPF
+//     steering program, the UDP group's classic BPF program) that read the
+//     inner Ethernet type, IPv4 addresses, fragment field and protocol, TCP
+//     ports and ICMP error type and quoted header, to pick a worker's queue or
+//     socket; the hash is the one in src/dataplane/steer.ts.
 #pragma once
 
 #include <napi.h>

@@ -7,11 +7,20 @@
 // With tso too (TUNSETOFFLOAD CSUM|TSO4) the reader works the other way round:
 // it reads whole packets, super-frames of up to 64 KiB included, into a
 // scratch buffer (ReadRaw) and src/offload/gso.ts cuts them into MTU-sized frames.
+// With multiQueue (IFF_MULTI_QUEUE) each open of the same name attaches one
+// more queue (its index = the order of attach), one per worker of a cell;
+// steer.cc's steerTap picks the queue for each frame the container sends.
+// When TUNSETIFF refuses an existing device (EINVAL), a RTM_GETLINK query of
+// the device's tun attributes says why (the other queue mode, not a TAP).
 #include "tap.h"
 
 #include <fcntl.h>
+#include <linux/if_link.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -39,10 +48,74 @@ static bool GetIfName(Napi::Env env, const Napi::Value& v, bool allowEmpty, std:
   return true;
 }
 
+// What rtnetlink says about an existing device `name` in the calling thread's
+// namespace: *kind "tun" for a TUN/TAP, *tap for a TAP, *multi for
+// IFF_MULTI_QUEUE. Returns false when it could not be asked or found.
+static bool QueryTun(const std::string& name, std::string* kind, bool* tap, bool* multi) {
+  *kind = "";
+  *tap = *multi = false;
+  unsigned idx = if_nametoindex(name.c_str());
+  if (idx == 0) return false;
+  int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (s < 0) return false;
+  struct {
+    struct nlmsghdr nh;
+    struct ifinfomsg ifi;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.nh.nlmsg_len = sizeof req;
+  req.nh.nlmsg_type = RTM_GETLINK;
+  req.nh.nlmsg_flags = NLM_F_REQUEST;
+  req.nh.nlmsg_seq = 1;
+  req.ifi.ifi_family = AF_UNSPEC;
+  req.ifi.ifi_index = static_cast<int>(idx);
+  std::vector<char> buf(65536);
+  ssize_t n = -1;
+  if (send(s, &req, sizeof req, 0) == static_cast<ssize_t>(sizeof req)) n = recv(s, buf.data(), buf.size(), 0);
+  close(s);
+  if (n < static_cast<ssize_t>(NLMSG_LENGTH(sizeof(struct ifinfomsg)))) return false;
+  auto* nh = reinterpret_cast<struct nlmsghdr*>(buf.data());
+  if (!NLMSG_OK(nh, static_cast<uint32_t>(n)) || nh->nlmsg_type != RTM_NEWLINK) return false;
+  auto* ifi = static_cast<struct ifinfomsg*>(NLMSG_DATA(nh));
+  int len = static_cast<int>(IFLA_PAYLOAD(nh));
+  for (struct rtattr* a = IFLA_RTA(ifi); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    if ((a->rta_type & NLA_TYPE_MASK) != IFLA_LINKINFO) continue;
+    int l2 = static_cast<int>(RTA_PAYLOAD(a));
+    for (struct rtattr* b = static_cast<struct rtattr*>(RTA_DATA(a)); RTA_OK(b, l2); b = RTA_NEXT(b, l2)) {
+      const int t = b->rta_type & NLA_TYPE_MASK;
+      if (t == IFLA_INFO_KIND) {
+        kind->assign(static_cast<const char*>(RTA_DATA(b)), strnlen(static_cast<const char*>(RTA_DATA(b)), RTA_PAYLOAD(b)));
+      } else if (t == IFLA_INFO_DATA) {
+        int l3 = static_cast<int>(RTA_PAYLOAD(b));
+        for (struct rtattr* c = static_cast<struct rtattr*>(RTA_DATA(b)); RTA_OK(c, l3); c = RTA_NEXT(c, l3)) {
+          const int u = c->rta_type & NLA_TYPE_MASK;
+          if (RTA_PAYLOAD(c) < 1) continue;
+          const uint8_t v = *static_cast<const uint8_t*>(RTA_DATA(c));
+          if (u == IFLA_TUN_TYPE) *tap = v == IFF_TAP;
+          if (u == IFLA_TUN_MULTI_QUEUE) *multi = v != 0;
+        }
+      }
+    }
+  }
+  return true;
+}
+
+// The reason TUNSETIFF said EINVAL for `name`, when the device exists and
+// rtnetlink can tell: it has the other queue mode, or it is not a TAP.
+static std::string RefusalDetail(const std::string& name, bool multiQueue) {
+  std::string kind;
+  bool tap, multi;
+  if (name.empty() || name.find('%') != std::string::npos || !QueryTun(name, &kind, &tap, &multi)) return "";
+  if (kind != "tun" || !tap) return name + " exists and is not a TAP";
+  if (multi != multiQueue) return "TAP " + name + (multi ? " exists with multi-queue" : " exists without multi-queue");
+  return "";
+}
+
 // open /dev/net/tun and attach it to TAP `name` in the calling thread's
-// network namespace. Returns fd or -errno; *stage names the failing call.
-static int AttachTap(const std::string& name, bool vnetHdr, bool* tso, int* tsoErrno, std::string* realName,
-                     const char** stage) {
+// network namespace. Returns fd or -errno; *stage names the failing call
+// (and, for a refused existing device, why: see RefusalDetail).
+static int AttachTap(const std::string& name, bool vnetHdr, bool multiQueue, bool* tso, int* tsoErrno,
+                     std::string* realName, std::string* stage) {
   *stage = "open /dev/net/tun";
   int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return -errno;
@@ -55,12 +128,18 @@ static int AttachTap(const std::string& name, bool vnetHdr, bool* tso, int* tsoE
   // both directions. Without tso, TUNSETOFFLOAD is set to 0, so the kernel
   // hands us MTU-sized frames with finished checksums on read and the header
   // only buys GSO on write; with tso, see below.
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0);
+  // IFF_MULTI_QUEUE (opt-in): this fd is one more queue of the device; the
+  // kernel refuses (EINVAL) to mix it with a device made without it, and vice versa.
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0) | (multiQueue ? IFF_MULTI_QUEUE : 0);
   memcpy(ifr.ifr_name, name.data(), name.size());
   *stage = "TUNSETIFF";
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);
+    if (err == EINVAL) {
+      std::string why = RefusalDetail(name, multiQueue);
+      if (!why.empty()) *stage = "TUNSETIFF: " + why;
+    }
     return -err;
   }
   // TSO (opt-in, needs IFF_VNET_HDR): TUN_F_CSUM | TUN_F_TSO4 lets the
@@ -68,8 +147,8 @@ static int AttachTap(const std::string& name, bool vnetHdr, bool* tso, int* tsoE
   // checksum; src/offload/gso.ts segments them. TUN_F_TSO_ECN stays off, so the
   // kernel segments CWR-marked super-frames itself. With vnetHdr but no TSO the
   // offloads are reset to 0: a persistent TAP keeps them across re-attaches.
-  // As wireguard-go's tun_linux.go initFromFlags: when the kernel refuses the
-  // TSO offloads, fall back to none and report why (*tso false, *tsoErrno).
+  // As wireguard-go does: when the kernel refuses the TSO offloads, fall back
+  // to none and report why (*tso false, *tsoErrno).
   *tsoErrno = 0;
   if (vnetHdr) {
     *stage = "TUNSETOFFLOAD";
@@ -107,6 +186,7 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   bool persist = false;
   bool vnetHdr = false;
   bool tso = false;
+  bool multiQueue = false;
   if (info.Length() > 1 && !info[1].IsUndefined()) {
     if (!info[1].IsObject()) {
       Napi::TypeError::New(env, "flags must be an object").ThrowAsJavaScriptException();
@@ -116,19 +196,16 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
     persist = flags.Get("persist").ToBoolean().Value();
     vnetHdr = flags.Get("vnetHdr").ToBoolean().Value();
     tso = flags.Get("tso").ToBoolean().Value();
-    if (flags.Get("multiQueue").ToBoolean().Value()) {
-      Napi::Error::New(env, "multi-queue TAPs are not supported").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    multiQueue = flags.Get("multiQueue").ToBoolean().Value();
   }
   std::string real;
-  const char* stage = "";
+  std::string stage;
   if (tso && !vnetHdr) {
     Napi::TypeError::New(env, "tso needs vnetHdr").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   int tsoErrno = 0;
-  int fd = AttachTap(name, vnetHdr, &tso, &tsoErrno, &real, &stage);
+  int fd = AttachTap(name, vnetHdr, multiQueue, &tso, &tsoErrno, &real, &stage);
   if (fd < 0) {
     ErrnoError(env, std::string("openTap ") + (name.empty() ? "(any name)" : name) + ": " + stage, -fd)
         .ThrowAsJavaScriptException();
@@ -143,7 +220,7 @@ static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   return TapResult(env, fd, real, tso, tsoErrno);
 }
 
-// openTapInNetns(netnsPath, name, { vnetHdr?, tso? }) -> { fd, name }
+// openTapInNetns(netnsPath, name, { vnetHdr?, tso?, multiQueue? }) -> { fd, name }
 //
 // A persistent TAP that lives in a container's namespace can only be found by
 // name from inside that namespace: /dev/net/tun binds to the opener's netns at
@@ -160,6 +237,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
   if (!GetIfName(env, info[1], false, &name)) return env.Undefined();
   bool vnetHdr = false;
   bool tso = false;
+  bool multiQueue = false;
   if (info.Length() > 2 && !info[2].IsUndefined()) {
     if (!info[2].IsObject()) {
       Napi::TypeError::New(env, "flags must be an object").ThrowAsJavaScriptException();
@@ -167,6 +245,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
     }
     vnetHdr = info[2].As<Napi::Object>().Get("vnetHdr").ToBoolean().Value();
     tso = info[2].As<Napi::Object>().Get("tso").ToBoolean().Value();
+    multiQueue = info[2].As<Napi::Object>().Get("multiQueue").ToBoolean().Value();
   }
   if (tso && !vnetHdr) {
     Napi::TypeError::New(env, "tso needs vnetHdr").ThrowAsJavaScriptException();
@@ -175,7 +254,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
 
   int fd = -1;
   int err = 0;
-  const char* stage = "";
+  std::string stage;
   std::string real;
   int tsoErrno = 0;
   std::thread worker([&]() {
@@ -199,7 +278,7 @@ static Napi::Value OpenTapInNetns(const Napi::CallbackInfo& info) {
       err = ENODEV;
       return;
     }
-    int r = AttachTap(name, vnetHdr, &tso, &tsoErrno, &real, &stage);
+    int r = AttachTap(name, vnetHdr, multiQueue, &tso, &tsoErrno, &real, &stage);
     if (r < 0) {
       err = -r;
       return;

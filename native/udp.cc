@@ -3,6 +3,9 @@
 // straight into the slab's slots, or with UDP_GRO into scratch buffers split
 // into slots), and the UDP GSO sender, which reads the outer IPv4/UDP headers
 // JS built to group datagrams (see common.h for exactly which fields).
+// With several workers per cell each worker's receiver is one socket of a
+// SO_REUSEPORT group (reusePort), and steer(n) attaches the classic BPF
+// program of steer.cc to the group so each inner flow reaches one worker.
 #include "udp.h"
 
 #include <arpa/inet.h>
@@ -15,6 +18,7 @@
 #include <algorithm>
 
 #include "bytes.h"
+#include "steer.h"
 #include "tap.h"
 
 namespace silkworm {
@@ -150,13 +154,16 @@ Napi::Function UdpReceiver::Define(Napi::Env env) {
   return DefineClass(env, "UdpReceiver",
                      {InstanceMethod<&UdpReceiver::Start>("start"), InstanceMethod<&UdpReceiver::Stop>("stop"),
                       InstanceMethod<&UdpReceiver::Close>("close"), InstanceMethod<&UdpReceiver::Port>("port"),
-                      InstanceMethod<&UdpReceiver::Counters>("counters")});
+                      InstanceMethod<&UdpReceiver::Counters>("counters"),
+                      InstanceMethod<&UdpReceiver::Steer>("steer")});
 }
 
 // new UdpReceiver(bindIp, port, slab, slotSize, headroom, maxFrames, lengths, srcIps, srcPorts, onBatch, gro = false,
-//                 drops?, oversizeIdx?, tos?)
+//                 drops?, oversizeIdx?, tos?, maxInnerIp?, reusePort = false)
 // tos: a Uint8Array of maxFrames entries; when given, IP_RECVTOS is set and
 // each datagram's outer DS byte is written there (0 when the kernel gives none).
+// reusePort: SO_REUSEPORT before bind, so the N workers of one cell can each
+// bind a socket of the same group (the kernel's socket index = bind order).
 UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpReceiver>(info) {
   Napi::Env env = info.Env();
   uint32_t bindIp, port, slot, headroom, maxFrames;
@@ -187,9 +194,22 @@ UdpReceiver::UdpReceiver(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpR
     ErrnoError(env, "UdpReceiver: socket", errno).ThrowAsJavaScriptException();
     return;
   }
-  // No SO_REUSEADDR (nor SO_REUSEPORT): with it a second process could bind
-  // the same address and port and take the live cell's inbound VXLAN. UDP has
-  // no TIME_WAIT, so a restarted cell binds at once without it.
+  // No SO_REUSEADDR, and SO_REUSEPORT only when asked for (the workers of
+  // one cell): with it a second process could bind the same address and port
+  // and take the live cell's inbound VXLAN. UDP has no TIME_WAIT, so a
+  // restarted cell binds at once without it. (SO_REUSEPORT only lets in
+  // sockets of the same effective uid, and every extra socket in the group
+  // shifts the indices the steering program picks.)
+  if (info.Length() > 15 && info[15].ToBoolean().Value()) {
+    int on = 1;
+    if (setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) {
+      int err = errno;
+      close(fd_);
+      fd_ = -1;
+      ErrnoError(env, "UdpReceiver: SO_REUSEPORT", err).ThrowAsJavaScriptException();
+      return;
+    }
+  }
   SetBuffer(fd_, SO_RCVBUFFORCE, SO_RCVBUF);
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
@@ -324,6 +344,32 @@ Napi::Value UdpReceiver::Port(const Napi::CallbackInfo& info) {
   }
   return Napi::Number::New(env, ntohs(sa.sin_port));
 }
+// steer(n): attach the reuseport steering program for n workers to this
+// socket's SO_REUSEPORT group (it belongs to the group: one call covers every
+// socket, and it lives as long as one of them). Call it once all n are bound.
+Napi::Value UdpReceiver::Steer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t n;
+  if (!GetSteerWorkers(env, info[0], "UdpReceiver.steer", &n)) return env.Undefined();
+  if (fd_ < 0) {
+    Napi::Error::New(env, "the receiver is closed").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<struct sock_filter> prog = ReuseportSteeringProgram(n);
+  struct sock_fprog fprog;
+  fprog.len = static_cast<unsigned short>(prog.size());
+  fprog.filter = prog.data();
+  if (setsockopt(fd_, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog, sizeof fprog) < 0) {
+    int err = errno;
+    // The kernel says EINVAL for a socket bound without SO_REUSEPORT.
+    ErrnoError(env, err == EINVAL ? "UdpReceiver.steer: SO_ATTACH_REUSEPORT_CBPF (was the socket opened with reusePort?)"
+                                  : "UdpReceiver.steer: SO_ATTACH_REUSEPORT_CBPF",
+               err)
+        .ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
 Napi::Value UdpReceiver::Counters(const Napi::CallbackInfo& info) {
   Napi::Object o = BaseCounters(info.Env());
   o.Set("gro", gro_);
@@ -897,8 +943,8 @@ Napi::Value UdpGsoSender::Send(const Napi::CallbackInfo& info) {
 }
 
 // probeUdpSegment() -> 0 or errno
-// Whether this kernel has UDP GSO, asked the way wireguard-go's
-// conn/features_linux.go asks: getsockopt(UDP_SEGMENT) on a UDP socket
+// Whether this kernel has UDP GSO, asked the way wireguard-go asks:
+// getsockopt(UDP_SEGMENT) on a UDP socket
 // (ENOPROTOOPT before Linux 4.18).
 static Napi::Value ProbeUdpSegment(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -23,6 +23,7 @@ class UdpReceiver : public Napi::ObjectWrap<UdpReceiver>, public PollReader {
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Port(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value Steer(const Napi::CallbackInfo& info);
 
   uint32_t ReadBatch(int* err) override;
   // UDP_GRO mode: recvmmsg into scratch_, then split each message into slots.

@@ -17,5 +17,5 @@ export {
   type ReaderCounters,
   type TapHandle,
 } from './native.js';
-export { TapDevice, DEFAULT_BATCH, DEFAULT_SLOT_SIZE, type TapOptions, type TapStats } from './tap.js';
+export { TapDevice, DEFAULT_BATCH, DEFAULT_SLOT_SIZE, steerQueues, type TapOptions, type TapStats, type TapQueueHandle } from './tap.js';
 export { UdpUnderlay, VXLAN_PORT, type UnderlayOptions, type UnderlayStats } from './underlay.js';

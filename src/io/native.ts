@@ -2,7 +2,10 @@
 // from binding.gyp into build/Release/silkworm_native.node). The addon makes
 // syscalls and does byte work (copies, splitting UDP_GRO messages, counting);
 // the few header fields it reads are listed in native/common.h. Every
-// forwarding and policy decision is made in TypeScript.
+// forwarding and policy decision is made in TypeScript; which worker a flow's
+// packets reach (several workers per cell) is picked in the kernel by the two
+// steering programs of native/steer.cc, whose hash src/dataplane/steer.ts
+// restates.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -50,6 +53,12 @@ export interface NativeUdpReceiver {
   /** The bound UDP port (useful after binding port 0). */
   port(): number;
   counters(): UdpReceiverCounters;
+  /**
+   * SO_ATTACH_REUSEPORT_CBPF: the inner-flow steering program for n workers (2..64) on this socket's
+   * SO_REUSEPORT group (one call covers the group; call it once all n sockets are bound, in worker
+   * order). EINVAL when the socket was not opened with reusePort. Absent from addons built before it.
+   */
+  steer?(n: number): void;
 }
 
 /** UdpReceiver counters: the reader's, plus what UDP_GRO did. */
@@ -107,10 +116,21 @@ export interface NativeUdpGsoSender {
 }
 
 export interface NativeAddon {
-  /** open /dev/net/tun, TUNSETIFF IFF_TAP|IFF_NO_PI (|IFF_VNET_HDR with vnetHdr), O_NONBLOCK|O_CLOEXEC; optionally TUNSETPERSIST. */
-  openTap(name: string, flags?: { persist?: boolean; multiQueue?: false; vnetHdr?: boolean; tso?: boolean }): TapHandle;
+  /**
+   * open /dev/net/tun, TUNSETIFF IFF_TAP|IFF_NO_PI (|IFF_VNET_HDR with vnetHdr, |IFF_MULTI_QUEUE with
+   * multiQueue), O_NONBLOCK|O_CLOEXEC; optionally TUNSETPERSIST. With multiQueue each call with the same
+   * name attaches one more queue (queue index = order of attach); EINVAL "TAP x exists with(out)
+   * multi-queue" when the device has the other mode. An addon built before multi-queue throws for it.
+   */
+  openTap(name: string, flags?: { persist?: boolean; multiQueue?: boolean; vnetHdr?: boolean; tso?: boolean }): TapHandle;
   /** Re-attach the persistent TAP `name` that lives in the netns at `netnsPath` (setns on a helper thread). */
-  openTapInNetns(netnsPath: string, name: string, flags?: { vnetHdr?: boolean; tso?: boolean }): TapHandle;
+  openTapInNetns(netnsPath: string, name: string, flags?: { vnetHdr?: boolean; tso?: boolean; multiQueue?: boolean }): TapHandle;
+  /**
+   * Load the TAP steering program for n workers (2..64; BPF_PROG_LOAD, needs CAP_BPF or CAP_SYS_ADMIN)
+   * and attach it with TUNSETSTEERINGEBPF to the device of queue fd `fd` (it then steers every queue of
+   * the device). Absent from addons built before it.
+   */
+  steerTap?: (fd: number, n: number) => void;
   setPersist(fd: number, on: boolean): void;
   /** open(path, O_RDWR|O_CREAT) and flock(LOCK_EX|LOCK_NB); returns the fd that holds the lock (EAGAIN: held elsewhere). */
   lockFile(path: string): number;
@@ -197,6 +217,8 @@ export interface NativeAddon {
     tos?: Uint8Array,
     /** The containers' MTU: UDP-tunnel super-packets are cut into inner packets of at most this size (0 = drop them as oversize). */
     maxInnerIp?: number,
+    /** SO_REUSEPORT before bind (one socket per worker of a cell; default false). */
+    reusePort?: boolean,
   ) => NativeUdpReceiver;
   /** getsockopt(UDP_SEGMENT) on a fresh UDP socket: 0 when the kernel has UDP GSO, else the errno. */
   probeUdpSegment?: () => number;

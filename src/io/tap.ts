@@ -29,6 +29,14 @@
 // Drops: with a `drops` table (the cell's drop-reason counters,
 // src/dataplane/counters.ts) every frame this device drops is counted there
 // under its reason as well as in `stats`, once.
+//
+// Several workers per cell: with multiQueue the TAP is opened with
+// IFF_MULTI_QUEUE and every open of the same name attaches one more queue (its
+// index = the order of attach). The thread that opened the N queues keeps them
+// (closing one renumbers the others); a worker thread wraps one with
+// TapDevice.adopt(queue.handle(), opts) — fds are process-wide — and
+// steerQueues(fd, n) attaches the steering program (native/steer.cc) that
+// sends each flow to the queue src/dataplane/steer.ts names.
 import { endianness } from 'node:os';
 import { FrameBatch, DEFAULT_HEADROOM } from '../dataplane/batch.js';
 import { Drop } from '../dataplane/counters.js';
@@ -48,6 +56,12 @@ export const RAW_BYTES = 6 * 65600 + 64;
 export interface TapOptions {
   /** TUNSETPERSIST: the device outlives this fd (needed to re-attach after a cell restart). */
   persist?: boolean;
+  /**
+   * IFF_MULTI_QUEUE: this device is one queue of a multi-queue TAP; opening the same name again attaches
+   * the next queue (default false). Every queue must be opened with the same vnetHdr/tso: the kernel
+   * keeps those per device.
+   */
+  multiQueue?: boolean;
   /** Bytes per slot including headroom (default 2048). */
   slotSize?: number;
   /** Frames per batch (default BATCH_SIZE, at most 1024). */
@@ -105,6 +119,27 @@ export interface TapStats {
   lastErrno: number;
 }
 
+/** What another thread needs to take over a TAP queue fd (TapDevice.adopt). */
+export interface TapQueueHandle {
+  fd: number;
+  name: string;
+  /** TSO reads are on for this fd (TUNSETOFFLOAD was granted). */
+  tso: boolean;
+  /** The fd was opened with IFF_VNET_HDR. */
+  vnetHdr: boolean;
+}
+
+/**
+ * Attach the inner-flow steering program for n workers (2..64) to the multi-queue TAP whose queue `fd` is
+ * (one call steers every queue of the device; it replaces a program a persistent TAP kept). Needs CAP_BPF
+ * or CAP_SYS_ADMIN. Attach all n queues first: the kernel takes the result modulo the queues attached.
+ */
+export function steerQueues(fd: number, n: number): void {
+  const native = loadNative();
+  if (native.steerTap === undefined) throw new Error('the native addon predates TAP steering: run npm run build:native');
+  native.steerTap(fd, n);
+}
+
 export class TapDevice implements FrameDevice {
   readonly name: string;
   readonly fd: number;
@@ -141,6 +176,8 @@ export class TapDevice implements FrameDevice {
   private onGone: ((err: Error) => void) | undefined;
   private goneErr: Error | undefined;
   private closed = false;
+  /** close() closes the fd (false for an adopted fd: its opener closes it). */
+  private readonly ownsFd: boolean;
 
   /** Open (or create) TAP `name` in this process's namespace; "" lets the kernel pick a name. */
   static create(name: string, opts: TapOptions = {}): TapDevice {
@@ -148,18 +185,21 @@ export class TapDevice implements FrameDevice {
     let vnetHdr = resolveVnet(opts);
     const tso = vnetHdr && (opts.tso ?? true);
     const persist = opts.persist ?? false;
+    const multiQueue = opts.multiQueue ?? false;
     let h: TapHandle;
     let vnetRefusal: string | undefined;
     try {
       try {
-        h = native.openTap(name, { persist, vnetHdr, tso });
+        h = native.openTap(name, { persist, vnetHdr, tso, multiQueue });
       } catch (err) {
         // A kernel that refuses IFF_VNET_HDR (EINVAL): fall back to plain frames, as wireguard-go
         // falls back when the TUN refuses its offloads, and say so.
-        if (!vnetHdr || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        // An existing device with the other queue mode (or not a TAP) says EINVAL too: no retry for that.
+        const e = err as NodeJS.ErrnoException;
+        if (!vnetHdr || e.code !== 'EINVAL' || /multi-queue|not a TAP/.test(e.message)) throw err;
         vnetRefusal = 'EINVAL';
         vnetHdr = false;
-        h = native.openTap(name, { persist, vnetHdr: false, tso: false });
+        h = native.openTap(name, { persist, vnetHdr: false, tso: false, multiQueue });
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EPERM') {
@@ -179,8 +219,21 @@ export class TapDevice implements FrameDevice {
     const native = loadNative();
     const vnetHdr = resolveVnet(opts);
     const tso = vnetHdr && (opts.tso ?? true);
-    const h = native.openTapInNetns(netnsPath, name, { vnetHdr, tso });
+    const h = native.openTapInNetns(netnsPath, name, { vnetHdr, tso, multiQueue: opts.multiQueue ?? false });
     return new TapDevice(native, h, opts, vnetHdr, tso && h.tso === true, tso ? refusal(h, undefined) : undefined, undefined);
+  }
+
+  /**
+   * Wrap a TAP fd somebody else opened (another thread's queue: fds are process-wide), as
+   * `other.handle()` describes it. vnetHdr and tso are what the opener got (opts.vnetHdr/tso/persist/
+   * multiQueue are ignored); slots, batch, drops and the offload tuning come from `opts`. close() stops
+   * reading and releases the poll handle but leaves the fd open: the opener closes it (closing one queue
+   * of a multi-queue TAP renumbers the others).
+   */
+  static adopt(h: TapHandle & { vnetHdr: boolean }, opts: TapOptions = {}): TapDevice {
+    const native = loadNative();
+    const tso = h.vnetHdr && h.tso === true;
+    return new TapDevice(native, h, opts, h.vnetHdr, tso, undefined, undefined, false);
   }
 
   private constructor(
@@ -191,8 +244,10 @@ export class TapDevice implements FrameDevice {
     tso: boolean,
     tsoRefusal: string | undefined,
     vnetRefusal: string | undefined,
+    ownsFd = true,
   ) {
     this.native = native;
+    this.ownsFd = ownsFd;
     this.fd = h.fd;
     this.name = h.name;
     this.vnetHdr = vnetHdr;
@@ -203,18 +258,18 @@ export class TapDevice implements FrameDevice {
     const batch = opts.batch ?? DEFAULT_BATCH;
     const slot = opts.slotSize ?? DEFAULT_SLOT_SIZE;
     if (!Number.isInteger(batch) || batch < 1 || batch > native.maxBatch) {
-      native.closeFd(h.fd);
+      if (ownsFd) native.closeFd(h.fd);
       throw new Error(`batch must be an integer from 1 to ${native.maxBatch}, not ${batch}`);
     }
     const headroom = opts.headroom ?? DEFAULT_HEADROOM;
     if (vnetHdr && headroom < VNET_HDR_LEN) {
-      native.closeFd(h.fd);
+      if (ownsFd) native.closeFd(h.fd);
       throw new Error(`a TAP with vnetHdr needs a headroom of at least ${VNET_HDR_LEN} bytes, not ${headroom}`);
     }
     try {
       this.batch = new FrameBatch(batch, slot, headroom);
     } catch (err) {
-      native.closeFd(h.fd);
+      if (ownsFd) native.closeFd(h.fd);
       throw err;
     }
     // `batch` packets / 4 × `batch` frames per plan: a whole cell batch in one native call.
@@ -401,6 +456,16 @@ export class TapDevice implements FrameDevice {
     return this.gro?.counters;
   }
 
+  /** What another thread needs to adopt this fd (TapDevice.adopt). */
+  handle(): TapQueueHandle {
+    return { fd: this.fd, name: this.name, tso: this.tso, vnetHdr: this.vnetHdr };
+  }
+
+  /** steerQueues(this.fd, n): steer the device's queues to n workers (see steerQueues). */
+  steer(n: number): void {
+    steerQueues(this.fd, n);
+  }
+
   /** TUNSETPERSIST on or off (off lets the device vanish when the last fd closes). */
   setPersist(on: boolean): void {
     this.native.setPersist(this.fd, on);
@@ -429,7 +494,7 @@ export class TapDevice implements FrameDevice {
     this.closed = true;
     // Release the poll handle before the fd number can be reused.
     this.reader?.close();
-    this.native.closeFd(this.fd);
+    if (this.ownsFd) this.native.closeFd(this.fd);
   }
 
   private markGone(errno: number, op: string): void {

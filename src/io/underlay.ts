@@ -13,7 +13,13 @@
 // VXLAN datagrams, except that GSO datagrams have a real UDP checksum (Linux
 // refuses GSO with SO_NO_CHECK; RFC 7348 section 5 allows either). What the
 // kernel refuses falls back (gsoRefusal, groRefusal say why), as
-// wireguard-go's conn/features_linux.go does.
+// wireguard-go does.
+//
+// Several workers per cell: with `reusePort` the receive socket joins a
+// SO_REUSEPORT group (each worker binds one, in worker order: the kernel's
+// socket index is the bind order), and steer(n) on any of them attaches the
+// steering program (native/steer.cc) that sends each inner flow to the socket
+// src/dataplane/steer.ts names. The GSO pool sockets stay without it.
 //
 // Drops: with a `drops` table (the cell's drop-reason counters) every packet
 // this socket drops is counted there under its reason as well as in `stats`.
@@ -64,6 +70,12 @@ export interface UnderlayOptions {
    * segments of at most this size instead of being dropped as underlay-rx-oversize.
    */
   innerMtu?: number;
+  /**
+   * SO_REUSEPORT on the receive socket (default false): one socket per worker of a cell, all bound to the
+   * same address and port. Without it a second bind fails (EADDRINUSE), which keeps a second cell from
+   * quietly sharing this one's inbound VXLAN.
+   */
+  reusePort?: boolean;
 }
 
 export interface UnderlayStats {
@@ -154,6 +166,7 @@ export class UdpUnderlay implements DatagramSocket {
         Drop.UnderlayRxOversize,
         b.tos,
         opts.innerMtu ?? 0,
+        opts.reusePort ?? false,
       );
     } catch (err) {
       native.closeFd(this.rawFd);
@@ -241,6 +254,19 @@ export class UdpUnderlay implements DatagramSocket {
   private count(reason: Drop, n: number): void {
     const d = this.drops;
     if (d !== undefined) d[reason]! += n;
+  }
+
+  /**
+   * Attach the inner-flow steering program for n workers (2..64) to the receive socket's SO_REUSEPORT
+   * group (needs reusePort; one call covers the group). Call it once all n sockets are bound, in worker
+   * order: the program's result is a socket index, and an index the group does not have makes the kernel
+   * fall back to hashing the outer header.
+   */
+  steer(n: number): void {
+    if (this.closed) throw new Error('the underlay socket is closed');
+    const r = this.receiver;
+    if (r.steer === undefined) throw new Error('the native addon predates reuseport steering: run npm run build:native');
+    r.steer(n);
   }
 
   receiverCounters(): UdpReceiverCounters {

@@ -75,9 +75,15 @@ describe('native argument checks (no root)', () => {
   it('refuses bad interface names before any syscall', () => {
     expect(() => n.openTap('a/b')).toThrow(/not a valid interface name/);
     expect(() => n.openTap('x'.repeat(16))).toThrow(/not a valid interface name/);
-    expect(() => n.openTap('ok', { multiQueue: true as unknown as false })).toThrow(/multi-queue/);
+    expect(() => n.openTap('bad name', { multiQueue: true })).toThrow(/not a valid interface name/);
     expect(() => n.ifNameToIndex('')).toThrow(/not a valid interface name/);
     expect(n.ifNameToIndex('swio-none-0')).toBe(0);
+  });
+
+  it('checks the steering worker count before any syscall', () => {
+    expect(() => n.steerTap!(0, 1)).toThrow(/n must be from 2 to 64, not 1/);
+    expect(() => n.steerTap!(0, 65)).toThrow(RangeError);
+    expect(() => n.steerTap!(-1, 2)).toThrow(TypeError);
   });
 
   it('reports a missing namespace with the errno code and the path', () => {
