@@ -117,6 +117,11 @@ function table(file, seconds, runs, probes, ppsSeconds) {
   if (users.includes('user-off')) {
     out.push(`user-off: the user mode with its cells started under ${process.env.BENCH_OFF_ENV || '(no BENCH_OFF_ENV)'}, from ${process.env.BENCH_OFF_ROOT || 'the same build'}`);
   }
+  const workers = process.env.BENCH_WORKERS || '1';
+  const offWorkers = process.env.BENCH_OFF_WORKERS || workers;
+  if (workers !== '1' || offWorkers !== workers) {
+    out.push(`Workers per userspace cell: user ${workers}${users.includes('user-off') ? `, user-off ${offWorkers}` : ''}`);
+  }
   out.push('Runs per mode: ' + Object.values(by).map((m) => `${m.mode} ${m.runs}`).join(', '));
   out.push('TCP runs (Gbit/s): ' + rows.map((r) => `${r.mode} ${r.tcp_gbps_runs.map((x) => fmt(x, 2)).join(' ')}`).join('; '));
   out.push('64-byte UDP sent/s and loss: ' + rows.map((r) => `${r.mode} ${fmt(r.pps_tx, 0)} (${fmt(r.pps_lost_percent, 1)} % lost)`).join('; '));

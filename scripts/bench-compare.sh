@@ -20,6 +20,9 @@
 #       # paired on/off: user-off is the user mode with the cells started under BENCH_OFF_ENV
 #       # (space-separated VAR=value words) and/or from the build at BENCH_OFF_ROOT (another
 #       # checkout with its dist/ and build/); the two alternate BENCH_PAIRS (1) times
+#   BENCH_MODES="user user-off" BENCH_WORKERS=2 BENCH_OFF_WORKERS=1 sudo scripts/bench-compare.sh
+#       # workers: the user mode's cells run with --workers BENCH_WORKERS (default 1), user-off's
+#       # with BENCH_OFF_WORKERS (default BENCH_WORKERS) — the scaling figure, paired
 #
 # BENCH_MODES (default "user kernel kernel-nooffload") picks the modes, in order; each one's figures
 # come from the same machine minutes apart, so ratios are the comparable numbers on a busy box.
@@ -41,6 +44,8 @@ OFF_ENV=${BENCH_OFF_ENV:-}
 OFF_ROOT=${BENCH_OFF_ROOT:-$ROOT}
 [ -f "$OFF_ROOT/bin/silkworm.js" ] || { echo "bench-compare: BENCH_OFF_ROOT $OFF_ROOT has no bin/silkworm.js" >&2; exit 1; }
 PAIRS=${BENCH_PAIRS:-1}
+WORKERS=${BENCH_WORKERS:-1}
+OFF_WORKERS=${BENCH_OFF_WORKERS:-$WORKERS}
 BASE=198.18.9.11/24
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/silkworm-bench-compare.XXXXXX)}
 mkdir -p "$OUT"
@@ -90,15 +95,18 @@ offloads_off() {
 
 run_mode() {
   local mode=$1 pre=$2 dataplane=$3
-  local -a envs=() sw=("${SW[@]}")
+  local -a envs=() sw=("${SW[@]}") workers=()
   if [ "$mode" = user-off ]; then
     read -r -a envs <<<"$OFF_ENV"
     sw=(node "$OFF_ROOT/bin/silkworm.js")
+    [ "$OFF_WORKERS" != 1 ] && workers=(--workers "$OFF_WORKERS")
+  elif [ "$mode" = user ] && [ "$WORKERS" != 1 ]; then
+    workers=(--workers "$WORKERS")
   fi
   PREFIXES+=("$pre")
   "${SW[@]}" lab down --prefix "$pre" >/dev/null 2>&1 || true
-  say "$mode: lab up --prefix $pre --dataplane $dataplane ${envs[*]} (${sw[*]})"
-  env "${envs[@]}" "${sw[@]}" lab up --prefix "$pre" --dataplane "$dataplane" --underlay-base "$BASE" --json >"$OUT/$pre-state.json"
+  say "$mode: lab up --prefix $pre --dataplane $dataplane ${workers[*]} ${envs[*]} (${sw[*]})"
+  env "${envs[@]}" "${sw[@]}" lab up --prefix "$pre" --dataplane "$dataplane" "${workers[@]}" --underlay-base "$BASE" --json >"$OUT/$pre-state.json"
   local ipA
   ipA=$(node -e 'const s=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(s.containers.find(c=>c.app==="appA").ip)' "$OUT/$pre-state.json")
   [ "$mode" = kernel-nooffload ] && offloads_off "$pre"

@@ -13,7 +13,7 @@ import { formatRoute } from '../tables/route.js';
 import { formatNeighbor } from '../tables/neighbor.js';
 import { formatFdb } from '../tables/fdb.js';
 import { renderIptables } from '../policy/planner.js';
-import { formatConntrack } from '../policy/conntrack.js';
+import { CT_LIST_DONE, formatConntrack } from '../policy/conntrack.js';
 import { parseConntrackQuery, streamConntrack } from './conntrack-stream.js';
 import { formatMac, u32ToIp, formatCidr } from '../util/ip.js';
 import { DROP_NAMES } from '../dataplane/counters.js';
@@ -88,46 +88,81 @@ export function adminRouter(cell: Cell, metrics?: Registry): Router {
       },
     };
   });
-  r.get('/rules', () => {
+  r.get('/rules', async () => {
     const plan = cell.dp.plan;
+    // Every worker counts the hits of the rules it applied (the same plan in each).
+    const others = (await cell.workerStats()).map((w) => w?.ruleHits ?? new Float64Array(0));
     return {
       status: 200,
       body: {
         lines: renderIptables(plan),
-        ...planRows(plan, (i) => cell.dp.ruleHits[i] ?? 0),
+        ...planRows(plan, (i) => others.reduce((sum, h) => sum + (h[i] ?? 0), cell.dp.ruleHits[i] ?? 0)),
       },
     };
   });
-  // The whole table in slices, filtered as `conntrack -L` filters (src/cell/conntrack-stream.ts).
-  r.get('/conntrack/stream', (req) => {
+  // The whole table in slices, filtered as `conntrack -L` filters (src/cell/conntrack-stream.ts);
+  // with several workers, each worker's table after the main thread's.
+  r.get('/conntrack/stream', async (req) => {
     const q = parseConntrackQuery(req.query);
-    return { status: 200, stream: async (res) => void (await streamConntrack(cell.dp.conntrack, res, q, { signal: req.signal })) };
+    const ws = await cell.workerStats();
+    const size = ws.reduce((n, w) => n + (w?.conntrack ?? 0), cell.dp.conntrack.size);
+    const capacity = ws.reduce((n, w) => n + (w?.capacity ?? 0), cell.dp.conntrack.capacity);
+    const more = cell.conntrackSources(q);
+    return { status: 200, stream: async (res) => void (await streamConntrack(cell.dp.conntrack, res, q, { signal: req.signal, more, size, capacity })) };
   });
-  r.get('/conntrack', () => {
+  r.get('/conntrack', async () => {
     const now = performance.now() / 1000;
     const entries = cell.dp.conntrack.entries(now);
-    return { status: 200, body: { lines: entries.map((e) => formatConntrack(e, now)), entries, size: cell.dp.conntrack.size, capacity: cell.dp.conntrack.capacity } };
+    const lines = entries.map((e) => formatConntrack(e, now));
+    // Other workers' entries come as lines (their clocks are their own).
+    for (const source of cell.conntrackSources({ filter: {}, limit: undefined, json: false })) {
+      for (let cursor = 0; cursor !== CT_LIST_DONE; ) {
+        const s = await source.slice(cursor, Infinity);
+        cursor = s.cursor;
+        if (s.text !== '') lines.push(...s.text.slice(0, -1).split('\n'));
+      }
+    }
+    const ws = await cell.workerStats();
+    const size = ws.reduce((n, w) => n + (w?.conntrack ?? 0), cell.dp.conntrack.size);
+    const capacity = ws.reduce((n, w) => n + (w?.capacity ?? 0), cell.dp.conntrack.capacity);
+    return { status: 200, body: { lines, entries, size, capacity } };
   });
   r.get('/counters', async () => {
-    const snap = cell.dp.counters.snapshot();
+    const snap = cell.counterTotals().snapshot();
+    const ws = await cell.workerStats();
     const containers = await Promise.all(
       cell.dp.listPorts().map(async (p) => {
         const c = cell.listContainers().find((x) => x.handle === p.handle);
+        // Each worker moved its share of the container's packets.
+        const packets = ws.reduce((sum, w) => {
+          const q = w?.ports[p.index];
+          return q ? sum.map((v, k) => v + (q[k] ?? 0)) : sum;
+        }, [...p.packets]);
         return {
           handle: p.handle,
           app: p.app,
           ip: u32ToIp(p.ip),
-          tx_packets: p.packets[0],
-          tx_bytes: p.packets[1],
-          rx_packets: p.packets[2],
-          rx_bytes: p.packets[3],
+          tx_packets: packets[0],
+          tx_bytes: packets[1],
+          rx_packets: packets[2],
+          rx_bytes: packets[3],
           // Frames the container's kernel dropped because our TAP queue was full
           // (we were behind): counted by the kernel, not by the pipeline.
           tap_queue_drops: c ? await tapQueueDrops(c.netns, c.ifname ?? 'eth0') : null,
         };
       }),
     );
-    return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, containers, conntrack_evictions: cell.dp.conntrack.evictions, fragments: cell.dp.fragments, io: cell.ioStats() } };
+    const fragments = { ...cell.dp.fragments };
+    for (const w of ws) {
+      if (w === null) continue;
+      fragments.queues += w.fragments.queues;
+      fragments.bytes += w.fragments.bytes;
+      fragments.reassembled += w.fragments.reassembled;
+    }
+    const evictions = ws.reduce((n, w) => n + (w?.evictions ?? 0), cell.dp.conntrack.evictions);
+    const io: Record<string, unknown> = cell.ioStats();
+    if (ws.length > 0) io.workers = ws.map((w) => w?.io ?? null);
+    return { status: 200, body: { ...snap, drop_reasons: DROP_NAMES, workers: cell.workers, containers, conntrack_evictions: evictions, fragments, io } };
   });
   containerRoutes(r, cell.agent);
   r.post('/trace/egress', (req) => {

@@ -7,14 +7,19 @@
 //     and a restarted cell re-attaches them from inside the namespace
 //     (`reattach`); only `container del` lets one go,
 //   - keeps its tracked connections across a restart (src/cell/conntrack-state.ts),
-//   - moves frames: TAP batches → egress; UDP 4789 batches → ingress; and
-//     carries out the verdicts with one send/write call per destination.
-import { Action, FrameBatch, slotSizeFor } from '../dataplane/batch.js';
-import { Wire } from '../wire/offsets.js';
-import { Counters, Drop, DROP_NAMES, Stat, STAT_NAMES } from '../dataplane/counters.js';
+//   - moves frames (src/cell/forwarder.ts): TAP batches → egress; UDP 4789
+//     batches → ingress; the verdicts carried out with one send/write call per
+//     destination,
+//   - with `workers` (--workers N > 1), is worker 0 of N: every container's TAP
+//     gets N queues and UDP 4789 a group of N sockets, the kernel steers each
+//     flow to one worker both ways, and workers 1..N-1 (src/cell/worker.ts)
+//     get every table change in order (src/cell/workers.ts).
+import { slotSizeFor } from '../dataplane/batch.js';
+import { Counters, DROP_NAMES, STAT_NAMES } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
-import { BATCH_SIZE, type DatagramSocket, type FrameDevice } from '../io/types.js';
-import type { OffloadStatus } from '../offload/options.js';
+import { steerWorkerOfFlow } from '../dataplane/steer.js';
+import type { DatagramSocket, FrameDevice } from '../io/types.js';
+import type { OffloadOptions, OffloadStatus } from '../offload/options.js';
 import type { UpstreamControl } from '../agent/agent.js';
 import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
 import { AgentCell } from '../agent/agent-cell.js';
@@ -22,11 +27,16 @@ import type { AgentHooks, DesiredState } from '../agent/backend.js';
 import { ifnameOf, type ContainerInfo, type ContainerRecord } from '../agent/containers.js';
 import { samePolicies } from '../agent/converger.js';
 import { netnsPath, type ContainerNet } from '../agent/netns.js';
-import { ipToU32, parseCidr, silkIfName, u32ToIp } from '../util/ip.js';
+import { ipToU32, parseCidr, silkIfName } from '../util/ip.js';
 import { logger } from '../util/log.js';
 import { VTEP_DEV } from '../util/silk.js';
 import type { StateDir } from '../agent/state-dir.js';
-import { ConntrackWriter, restoreConntrackBytes } from './conntrack-state.js';
+import { ConntrackWriter, restoreConntrackBytes, type SavedCt } from './conntrack-state.js';
+import { deviceStats, Forwarder } from './forwarder.js';
+import type { ConntrackQuery, ConntrackSource } from './conntrack-stream.js';
+import type { IoTuning } from './io.js';
+import { MAX_WORKERS, type TapQueue, type WorkerStats } from './worker-protocol.js';
+import { WorkerPool } from './workers.js';
 
 export type { ContainerInfo };
 
@@ -43,8 +53,24 @@ export interface CellIo {
    * Without it the cell cannot re-attach containers after a restart.
    */
   reattachTap?(netnsPath: string, name: string, slotSize: number, drops?: Float64Array): FrameDevice;
-  /** `innerMtu`: the containers' MTU, for cutting UDP-tunnel super-packets from a same-host kernel peer (native only). */
-  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array, innerMtu?: number): DatagramSocket;
+  /**
+   * `innerMtu`: the containers' MTU, for cutting UDP-tunnel super-packets from a same-host kernel peer (native only);
+   * `reusePort`: join a SO_REUSEPORT group (several workers), steered with `steerUnderlay`.
+   */
+  openUnderlay(underlayIp: number, port: number, slotSize: number, drops?: Float64Array, innerMtu?: number, reusePort?: boolean): DatagramSocket;
+  /**
+   * Several workers (native only): open TAP `name` with `queues` queues (IFF_MULTI_QUEUE), in order,
+   * and attach the steering program for that many; queue 0 as a device, the others for workers to adopt.
+   */
+  openTapQueues?(name: string, queues: number, slotSize: number, drops: Float64Array, persist: boolean): { dev: FrameDevice; others: TapQueue[] };
+  /** The same for a persistent multi-queue TAP an earlier cell process left in a container's namespace (ENODEV: not there). */
+  reattachTapQueues?(netnsPath: string, name: string, queues: number, slotSize: number, drops: Float64Array): { dev: FrameDevice; others: TapQueue[] };
+  /** In a worker: take over a queue another thread opened. */
+  adoptTap?(queue: TapQueue, slotSize: number, drops: Float64Array): FrameDevice;
+  /** Attach the group's steering program for `n` sockets (on a socket opened with reusePort). */
+  steerUnderlay?(sock: DatagramSocket, n: number): void;
+  /** Close a queue nobody adopted. */
+  closeQueue?(queue: TapQueue): void;
   /** The offloads asked for and what the kernel granted, where the devices have any. */
   offloads?(): OffloadStatus;
   /** Busy-polling counters (windowUs, kicks, spins, windows), where the devices do it. */
@@ -54,6 +80,10 @@ export interface CellIo {
 /** The state directory's files for the tracked connections and the counters. */
 export const CONNTRACK_FILE = 'conntrack.bin';
 export const COUNTERS_FILE = 'counters.json';
+/** Worker k's tracked connections: worker 0's is the file a single-worker cell writes. */
+export function conntrackFile(k: number): string {
+  return k === 0 ? CONNTRACK_FILE : `conntrack-${k}.bin`;
+}
 
 /** Add saved values (by name) into a counter array; unknown names and non-numbers are ignored. */
 function addNamed(into: Float64Array, names: readonly string[], saved: Record<string, unknown> | undefined): void {
@@ -82,6 +112,11 @@ export interface CellOptions {
   /** Clock in seconds (tests pass their own). */
   now?: () => number;  /** The cell's state directory, locked by the caller (src/agent/state-dir.ts); none: nothing survives a restart. */
   state?: StateDir;
+  /**
+   * More than one worker thread (--workers N, native io only): each moves the flows the kernel
+   * steers to it; `offload` and `tuning` are what each worker opens its devices with.
+   */
+  workers?: { count: number; offload: OffloadOptions; tuning: IoTuning };
 }
 
 interface Attached {
@@ -91,7 +126,6 @@ interface Attached {
   dev: FrameDevice;
 }
 
-const BATCH = BATCH_SIZE;
 /** Milliseconds of conntrack walking per event-loop turn during a periodic save. */
 const CT_SAVE_SLICE_MS = 2;
 
@@ -112,8 +146,8 @@ export class Cell extends AgentCell {
   dp!: Dataplane;
   private readonly opts: CellOptions;
   private underlay!: DatagramSocket;
+  private fw!: Forwarder;
   private readonly attached = new Map<string, Attached>(); // by handle
-  private readonly devByIndex: (FrameDevice | undefined)[] = [];
   /** Set by the metrics registry when metrics are on. */
   applyHistogram: { observe(v: number): void } | null = null;
   watchLagHistogram: { observe(v: number): void } | null = null;
@@ -123,30 +157,34 @@ export class Cell extends AgentCell {
   private hooks: AgentHooks | null = null;
   private appliedPolicies: PolicyRecord[] | null = null;
   private readonly now: () => number;
-  // Scratch for dispatch: one set per cell, reused for every batch.
   /** The data plane's counters, made before the data plane (the underlay counts into them from start()). */
   private readonly counters = new Counters();
   /** The periodic conntrack save under way (one at a time). */
   private ctSaving: ConntrackWriter | null = null;
   /** Tracked connections read from the state directory, put in the table once it exists. */
   restoredConntrack = 0;
-  private readonly sOff = new Uint32Array(BATCH);
-  private readonly sLen = new Uint32Array(BATCH);
-  private readonly sDst = new Uint32Array(BATCH);
-  /** Zero-copy segments' payload pieces (FrameBatch.ext), per underlay packet of a dispatch. */
-  private readonly sXOff = new Uint32Array(BATCH);
-  private readonly sXLen = new Uint32Array(BATCH);
-  private readonly tOff = new Uint32Array(BATCH);
-  private readonly tLen = new Uint32Array(BATCH);
-  private readonly cOff = new Uint32Array(BATCH);
-  private readonly cLen = new Uint32Array(BATCH);
-  /** The silk-vtep capture point, when enabled: written, never read. */
-  private capture: FrameDevice | null = null;
+  /** Workers 1..N-1 (with `workers`), else null. */
+  private pool: WorkerPool | null = null;
+  /** Worker threads in all, this one included. */
+  readonly workers: number;
+  /** The workers' periodic conntrack save under way. */
+  private workersSaving = false;
+  /** This process has written worker 0's and the workers' conntrack files (stale ones may go then). */
+  private mainSaved = false;
+  private workersSaved = false;
+  private staleRemoved = false;
+  /** Set by a final saveState: close() writes the workers' conntrack there once they have stopped moving frames. */
+  private finalDir: StateDir | null = null;
 
   constructor(opts: CellOptions) {
     super(opts, logger('cell', { cell: opts.name }));
     this.opts = opts;
     this.now = opts.now ?? (() => performance.now() / 1000);
+    this.workers = opts.workers?.count ?? 1;
+    if (this.workers > 1 && opts.capture) throw new Error('--capture works with one worker (--workers 1)');
+    if (this.workers > 1 && (!opts.io.openTapQueues || !opts.io.reattachTapQueues || !opts.io.steerUnderlay)) {
+      throw new Error('several workers need the native devices (multi-queue TAPs, a SO_REUSEPORT group)');
+    }
   }
 
   // ------------------------------------------------------------- Backend
@@ -164,7 +202,9 @@ export class Cell extends AgentCell {
     this.cfg = cfg;
     // The underlay socket was opened before the lease (see start), counting into this table.
     this.dp = new Dataplane(cfg, this.counters);
+    this.fw = new Forwarder(this.dp, this.underlay, this.now);
     this.slotSize = slotSizeFor(cfg.underlayMtu);
+    this.pool?.post({ t: 'open', cfg });
   }
 
   /**
@@ -175,15 +215,72 @@ export class Cell extends AgentCell {
   override async start(): Promise<void> {
     const mtu = this.opts.dataplane?.underlayMtu ?? DEFAULT_CONFIG.underlayMtu;
     const port = this.opts.dataplane?.vxlanPort ?? DEFAULT_CONFIG.vxlanPort;
+    const io = this.opts.io;
+    const ip = ipToU32(this.opts.underlayIp);
     try {
-      this.underlay = this.opts.io.openUnderlay(ipToU32(this.opts.underlayIp), port, slotSizeFor(mtu), this.counters.drops, mtu - 50);
+      if (this.workers > 1) {
+        // A plain bind first, closed at once: the port shared by nobody yet, as with one worker
+        // (a second cell for this address fails here, not by joining the group).
+        io.openUnderlay(ip, port, slotSizeFor(mtu), undefined, mtu - 50).close();
+      }
+      this.underlay = io.openUnderlay(ip, port, slotSizeFor(mtu), this.counters.drops, mtu - 50, this.workers > 1);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (e.code === 'EADDRINUSE') throw new Error(`UDP port ${port} on ${this.opts.underlayIp} is in use (another cell for this underlay address is running)`);
       if (e.code === 'EADDRNOTAVAIL') throw new Error(`${this.opts.underlayIp} is not an address of this network namespace`);
       throw err;
     }
+    if (this.workers > 1) {
+      const w = this.opts.workers!;
+      try {
+        this.pool = await WorkerPool.start(
+          { n: this.workers, underlayIp: ip, port, slotSize: slotSizeFor(mtu), innerMtu: mtu - 50, offload: w.offload, tuning: w.tuning },
+          this.log,
+          {
+            gone: (handle, err) => {
+              if (this.forget(handle) !== undefined) this.hooks?.gone(handle, { err });
+            },
+            died: (index, err) => {
+              // Its flows have nowhere to go: stop, so a supervisor starts the cell again (state kept).
+              this.log.fatal({ worker: index, err }, 'worker-died');
+              process.kill(process.pid, 'SIGTERM');
+            },
+          },
+        );
+        io.steerUnderlay!(this.underlay, this.workers);
+      } catch (err) {
+        this.underlay.close();
+        throw err;
+      }
+      this.log.info({ workers: this.workers }, 'workers-started');
+    }
     await super.start();
+  }
+
+  /** The flows the kernel steers to worker `index` (restoring saved connections with several workers). */
+  private ownedBy(index: number): ((e: SavedCt) => boolean) | undefined {
+    const n = this.workers;
+    if (n === 1) return undefined;
+    return (e) => steerWorkerOfFlow(e.src, e.dst, e.proto, e.sport, e.dport, n) === index;
+  }
+
+  /** All workers' counters added up (the main thread's alone with one worker). */
+  counterTotals(): Counters {
+    if (this.pool === null) return this.counters;
+    const sum = new Counters();
+    sum.add(this.counters);
+    for (const c of this.pool.counters()) sum.add(c);
+    return sum;
+  }
+
+  /** The other workers' tables for `show conntrack`; none with one worker. */
+  conntrackSources(q: ConntrackQuery): ConntrackSource[] {
+    return this.pool === null ? [] : this.pool.conntrackSources(q);
+  }
+
+  /** The other workers' own figures (devices, conntrack, rule hits); empty with one worker. */
+  async workerStats(): Promise<(WorkerStats | null)[]> {
+    return this.pool === null ? [] : this.pool.stats();
   }
 
   /** Counters and tracked connections an earlier process of this cell saved. */
@@ -199,9 +296,22 @@ export class Cell extends AgentCell {
         this.log.warn({ file: dir.path(COUNTERS_FILE) }, 'counters-unreadable');
       }
     }
-    const bytes = dir.readBinary(CONNTRACK_FILE);
-    if (bytes === null) return;
-    this.restoredConntrack = restoreConntrackBytes(this.dp.conntrack, bytes, this.now());
+    // With several workers each saved its own file; every worker reads them all and keeps its flows'.
+    const files: Uint8Array[] = [];
+    for (let k = 0; k < MAX_WORKERS; k++) {
+      const b = dir.readBinary(conntrackFile(k));
+      if (b !== null) files.push(b);
+    }
+    if (files.length === 0) return;
+    this.pool?.post({ t: 'restore', files });
+    const keep = this.ownedBy(0);
+    for (const b of files) {
+      try {
+        this.restoredConntrack += restoreConntrackBytes(this.dp.conntrack, b, this.now(), keep);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'conntrack-unreadable');
+      }
+    }
     this.log.info({ entries: this.restoredConntrack }, 'conntrack-restored');
   }
 
@@ -211,12 +321,28 @@ export class Cell extends AgentCell {
    * when the walk ends (a full table must not stall forwarding).
    */
   saveState(dir: StateDir, final = false): void {
-    dir.writeBinary(COUNTERS_FILE, Buffer.from(JSON.stringify(this.counters.snapshot())));
+    dir.writeBinary(COUNTERS_FILE, Buffer.from(JSON.stringify(this.counterTotals().snapshot())));
+    if (this.pool !== null) {
+      if (final) this.finalDir = dir; // written by close(), once the workers stop
+      else if (!this.workersSaving) {
+        this.workersSaving = true;
+        void this.pool
+          .save(false)
+          .then((files) => {
+            this.writeWorkerFiles(dir, files);
+            this.workersSaved = true;
+            this.removeStaleFiles(dir);
+          })
+          .finally(() => (this.workersSaving = false));
+      }
+    }
     if (final) {
       this.ctSaving = null;
       const w = new ConntrackWriter(this.dp.conntrack, this.now());
       while (!w.step(Infinity));
       dir.writeBinary(CONNTRACK_FILE, w.bytes());
+      this.mainSaved = true;
+      if (this.pool === null) this.removeStaleFiles(dir);
       return;
     }
     if (this.ctSaving !== null) return; // one walk at a time; the next save starts a fresh one
@@ -231,6 +357,8 @@ export class Cell extends AgentCell {
       this.ctSaving = null;
       try {
         dir.writeBinary(CONNTRACK_FILE, w.bytes());
+        this.mainSaved = true;
+        this.removeStaleFiles(dir);
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'state-save-failed');
       }
@@ -238,18 +366,37 @@ export class Cell extends AgentCell {
     slice();
   }
 
+  /**
+   * A cell that had more workers before left files no worker writes now: once every worker has
+   * saved what it restored from them, they go (else a later start would restore them again).
+   */
+  private removeStaleFiles(dir: StateDir): void {
+    if (this.staleRemoved || !this.mainSaved || (this.pool !== null && !this.workersSaved)) return;
+    this.staleRemoved = true;
+    try {
+      for (let k = this.workers; k < MAX_WORKERS; k++) dir.remove(conntrackFile(k));
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'state-save-failed');
+    }
+  }
+
+  /** Worker k's conntrack files (worker 0's name is the one a single-worker cell uses). */
+  private writeWorkerFiles(dir: StateDir, files: Uint8Array[]): void {
+    try {
+      files.forEach((bytes, i) => dir.writeBinary(conntrackFile(i + 1), bytes));
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'state-save-failed');
+    }
+  }
+
   async run(): Promise<void> {
     if (this.opts.capture) {
-      this.capture = this.opts.io.openTap(VTEP_DEV, this.slotSize);
-      await this.opts.containerNet.prepareCapture(this.capture.name);
-      this.log.info({ dev: this.capture.name }, 'capture-enabled');
+      this.fw.capture = this.opts.io.openTap(VTEP_DEV, this.slotSize);
+      await this.opts.containerNet.prepareCapture(this.fw.capture.name);
+      this.log.info({ dev: this.fw.capture.name }, 'capture-enabled');
     }
-    this.underlay.start((batch) => {
-      if (this.capture !== null) this.captureIngress(batch);
-      this.dp.ingress(batch, this.now());
-      this.dispatch(batch);
-      this.dispatchSide();
-    });
+    this.fw.startUnderlay();
+    this.pool?.post({ t: 'run' });
     // One coarse tick drives every expiry (conntrack), never a timer per flow.
     this.timers.push(setInterval(() => this.dp.tick(this.now()), 1000).unref());
   }
@@ -258,9 +405,19 @@ export class Cell extends AgentCell {
   async close(): Promise<void> {
     this.ctSaving = null;
     for (const t of this.timers) clearInterval(t);
+    if (this.pool !== null) {
+      const pool = this.pool;
+      if (this.finalDir !== null) {
+        this.writeWorkerFiles(this.finalDir, await pool.save(true));
+        this.workersSaved = true;
+        this.removeStaleFiles(this.finalDir);
+      }
+      await pool.close();
+      this.pool = null;
+    }
     for (const a of [...this.attached.values()]) this.forget(a.port.handle);
     this.underlay?.close();
-    this.capture?.close();
+    this.fw?.capture?.close();
   }
 
   /** Apply a controller snapshot: leases → tables, policies → plan. */
@@ -273,11 +430,14 @@ export class Cell extends AgentCell {
     // A delta that names none of this cell's apps cannot change the plan: keep
     // it and just hold the new list (60,000 policies are not planned again).
     const touched = state.touchedApps;
+    this.pool?.post({ t: 'leases', leases: state.leases });
     if (this.appliedPolicies !== null && touched && !this.dp.hasPortOfApp(touched)) {
       this.dp.holdPolicies(snap.policies);
+      this.pool?.post({ t: 'policies', policies: snap.policies, hold: true });
       this.appliedPolicies = snap.policies;
     } else if (this.appliedPolicies === null || !samePolicies(this.appliedPolicies, snap.policies)) {
       this.dp.setPolicies(snap.policies);
+      this.pool?.post({ t: 'policies', policies: snap.policies, hold: false });
       this.appliedPolicies = snap.policies;
     }
     this.applyHistogram?.observe((performance.now() - t0) / 1000);
@@ -293,49 +453,48 @@ export class Cell extends AgentCell {
   async attach(c: ContainerRecord): Promise<void> {
     const { ip, netns } = c;
     const ifname = ifnameOf(c);
-    const dev = this.opts.io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops, true);
+    const io = this.opts.io;
+    let dev: FrameDevice;
+    let others: TapQueue[] = [];
+    if (this.workers > 1) ({ dev, others } = io.openTapQueues!(silkIfName(ip), this.workers, this.slotSize, this.dp.counters.drops, true));
+    else dev = io.openTap(silkIfName(ip), this.slotSize, this.dp.counters.drops, true);
     try {
       await this.opts.containerNet.attach(dev.name, netns, ip, this.dp.innerMtu, ifname);
     } catch (err) {
+      for (const q of others) io.closeQueue?.(q);
       release(dev);
       throw err;
     }
-    this.adopt(c, dev);
+    this.adopt(c, dev, others);
   }
 
   async reattach(c: ContainerRecord): Promise<boolean> {
-    const open = this.opts.io.reattachTap;
-    if (!open) return false;
+    const io = this.opts.io;
     let dev: FrameDevice;
+    let others: TapQueue[] = [];
     try {
-      dev = open(netnsPath(c.netns), ifnameOf(c), this.slotSize, this.dp.counters.drops);
+      if (this.workers > 1) ({ dev, others } = io.reattachTapQueues!(netnsPath(c.netns), ifnameOf(c), this.workers, this.slotSize, this.dp.counters.drops));
+      else if (io.reattachTap) dev = io.reattachTap(netnsPath(c.netns), ifnameOf(c), this.slotSize, this.dp.counters.drops);
+      else return false;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENODEV' || (err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
     }
-    this.adopt(c, dev);
+    this.adopt(c, dev, others);
     return true;
   }
 
-  /** Give the container a port and start moving its device's frames. */
-  private adopt(c: ContainerRecord, dev: FrameDevice): void {
+  /** Give the container a port and start moving its device's frames (each other queue in its worker). */
+  private adopt(c: ContainerRecord, dev: FrameDevice, others: TapQueue[]): void {
     const { handle, app, ip, netns } = c;
     const ifname = ifnameOf(c);
     const port = this.dp.addPort(handle, app, ip);
     this.attached.set(handle, { port, netns, ifname, dev });
-    this.devByIndex[port.index] = dev;
-    dev.start(
-      (batch) => {
-        this.dp.egress(batch, port.index, this.now());
-        this.dispatch(batch);
-        this.dispatchSide();
-      },
-      (err) => {
-        // The namespace was deleted under us: the container is gone.
-        this.forget(handle);
-        this.hooks?.gone(handle, { err: err.message });
-      },
-    );
+    this.pool?.postEach((k) => ({ t: 'port', index: port.index, handle, app, ip, queue: others[k - 1]! }));
+    this.fw.startDevice(port.index, dev, (err) => {
+      // The namespace was deleted under us: the container is gone.
+      if (this.forget(handle) !== undefined) this.hooks?.gone(handle, { err: err.message });
+    });
   }
 
   async detach(c: ContainerRecord): Promise<void> {
@@ -349,8 +508,10 @@ export class Cell extends AgentCell {
     const a = this.attached.get(handle);
     if (!a) return undefined;
     this.attached.delete(handle);
-    this.devByIndex[a.port.index] = undefined;
+    this.fw.dropDevice(a.port.index);
     this.dp.removePort(a.port.index);
+    // The workers close their queues (a TAP without persistence goes when its last queue closes).
+    this.pool?.post({ t: 'unport', index: a.port.index });
     if (remove) release(a.dev);
     else a.dev.close();
     return a;
@@ -358,154 +519,11 @@ export class Cell extends AgentCell {
 
   /** The devices' own counters (syscall-level drops: full queues, EAGAIN), where they keep any. */
   ioStats(): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    const statsOf = (d: unknown) => (d && typeof d === 'object' && 'stats' in d ? (d as { stats: unknown }).stats : undefined);
-    out.underlay = statsOf(this.underlay);
-    // GSO sender and GRO receiver counters, where the underlay has them.
-    const u = this.underlay as unknown as { senderCounters?: () => unknown; receiverCounters?: () => unknown };
-    if (typeof u?.senderCounters === 'function') out.underlay_gso = u.senderCounters();
-    if (typeof u?.receiverCounters === 'function') out.underlay_rx = u.receiverCounters();
-    for (const a of this.attached.values()) {
-      out[a.dev.name] = statsOf(a.dev);
-      // TSO segmentation (super-frames, segments, runs carried whole), where the TAP has it.
-      const g = (a.dev as unknown as { gsoCounters?: () => unknown }).gsoCounters?.();
-      if (g !== undefined) out[`${a.dev.name}.tso`] = g;
-    }
+    const out = deviceStats(this.underlay, [...this.attached.values()].map((a) => a.dev));
     const off = this.opts.io.offloads?.();
     if (off !== undefined) out.offload = off;
     const bp = this.opts.io.busyPoll?.();
     if (bp !== undefined) out.busy_poll = bp;
     return out;
-  }
-
-  // --------------------------------------------------------------- dispatch
-
-  /** What the kernel's silk-vtep receives: each decapsulated inner frame, before policy. */
-  private captureIngress(batch: FrameBatch): void {
-    let n = 0;
-    for (let i = 0; i < batch.count; i++) {
-      const len = batch.len[i]!;
-      if (len < 8 + 14) continue;
-      this.cOff[n] = batch.inOff(i) + 8;
-      this.cLen[n] = len - 8;
-      n++;
-    }
-    if (n > 0) this.capture!.write(batch.slab, this.cOff, this.cLen, n);
-  }
-
-  /**
-   * Send what the pipeline put in its side area (the fragments of datagrams),
-   * in chunks of a batch: one underlay send, one write per TAP, per chunk.
-   */
-  private dispatchSide(): void {
-    const side = this.dp.side;
-    const total = side.count;
-    for (let base = 0; base < total; base += BATCH) {
-      const end = Math.min(total, base + BATCH);
-      let nu = 0;
-      for (let k = base; k < end; k++) {
-        if (side.action[k] !== Action.Underlay) continue;
-        this.sOff[nu] = side.off[k]!;
-        this.sLen[nu] = side.len[k]!;
-        this.sDst[nu] = side.target[k]!;
-        nu++;
-      }
-      if (nu > 0) {
-        this.underlay.send(side.slab, this.sOff, this.sLen, this.sDst, nu);
-        if (this.capture !== null) {
-          for (let k = 0; k < nu; k++) {
-            this.cOff[k] = this.sOff[k]! + 36;
-            this.cLen[k] = this.sLen[k]! - 36;
-          }
-          this.capture.write(side.slab, this.cOff, this.cLen, nu);
-        }
-      }
-      for (let k = base; k < end; k++) {
-        if (side.action[k] !== Action.Tap) continue;
-        const target = side.target[k]!;
-        let nt = 0;
-        for (let j = k; j < end; j++) {
-          if (side.action[j] === Action.Tap && side.target[j] === target) {
-            this.tOff[nt] = side.off[j]!;
-            this.tLen[nt] = side.len[j]!;
-            nt++;
-            side.action[j] = Action.Drop; // handled
-          }
-        }
-        const dev = this.devByIndex[target];
-        if (dev !== undefined) dev.write(side.slab, this.tOff, this.tLen, nt);
-      }
-    }
-    side.reset();
-  }
-
-  /**
-   * Carry out the pipeline's verdicts: one underlay send, one write per TAP. Zero-copy segments
-   * (batch.extLen[i] > 0) encapsulated whole go to the underlay in two pieces (headers in the slot,
-   * payload in batch.ext); one delivered whole to a TAP, or any with the capture on, is made whole
-   * in its slot first; any other output of such a slot (an ICMP error built in place) lies in the slot.
-   */
-  private dispatch(batch: FrameBatch): void {
-    const n = batch.count;
-    const action = batch.action;
-    const ext = batch.ext;
-    if (ext !== undefined && this.capture !== null) for (let i = 0; i < n; i++) batch.materialize(i);
-    let nu = 0;
-    let nx = 0;
-    for (let i = 0; i < n; i++) {
-      if (action[i] === Action.Underlay) {
-        const len = batch.outLen[i]!;
-        this.sOff[nu] = batch.outOff[i]!;
-        this.sLen[nu] = len;
-        this.sDst[nu] = batch.outTarget[i]!;
-        let xl = 0;
-        if (ext !== undefined) {
-          xl = batch.extLen[i]!;
-          // Only the whole frame behind the outer headers carries the piece outside the slot.
-          if (xl !== 0 && len !== batch.len[i]! + Wire.VXLAN_ENCAP_LEN) {
-            batch.materialize(i);
-            xl = 0;
-          }
-          this.sXOff[nu] = batch.extOff[i]!;
-          this.sXLen[nu] = xl;
-          if (xl !== 0) nx++;
-        }
-        nu++;
-      }
-    }
-    // Final outcomes: what the devices took is delivered or sent; what they
-    // refused they count under their own drop reasons (never both).
-    const stats = this.dp.counters.stats;
-    if (nu > 0) {
-      stats[Stat.Sent]! +=
-        nx > 0
-          ? this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu, ext, this.sXOff, this.sXLen)
-          : this.underlay.send(batch.slab, this.sOff, this.sLen, this.sDst, nu);
-      if (this.capture !== null) {
-        // What the kernel's silk-vtep transmits: the inner frame, VTEP MACs, TTL already decremented.
-        for (let k = 0; k < nu; k++) {
-          this.cOff[k] = this.sOff[k]! + 36;
-          this.cLen[k] = this.sLen[k]! - 36;
-        }
-        this.capture.write(batch.slab, this.cOff, this.cLen, nu);
-      }
-    }
-    for (let i = 0; i < n; i++) {
-      if (action[i] !== Action.Tap) continue;
-      const target = batch.outTarget[i]!;
-      let nt = 0;
-      for (let j = i; j < n; j++) {
-        if (action[j] === Action.Tap && batch.outTarget[j] === target) {
-          if (ext !== undefined && batch.extLen[j]! !== 0 && batch.outLen[j]! === batch.len[j]!) batch.materialize(j);
-          this.tOff[nt] = batch.outOff[j]!;
-          this.tLen[nt] = batch.outLen[j]!;
-          nt++;
-          action[j] = Action.Drop; // handled
-        }
-      }
-      const dev = this.devByIndex[target];
-      if (dev !== undefined) stats[Stat.Delivered]! += dev.write(batch.slab, this.tOff, this.tLen, nt);
-      else this.dp.counters.drops[Drop.TapTxGone]! += nt;
-    }
   }
 }

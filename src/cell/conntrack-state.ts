@@ -183,11 +183,16 @@ export function decodeConntrack(bytes: Uint8Array): SavedCt[] {
 }
 
 /** Restore straight from a file's bytes (one scratch entry, no list of objects); returns the entries restored. */
-export function restoreConntrackBytes(ct: ConnTrack, bytes: Uint8Array, now: number): number {
+export function restoreConntrackBytes(ct: ConnTrack, bytes: Uint8Array, now: number, keep?: (e: SavedCt) => boolean): number {
   const { w, n } = checkedWords(bytes);
   const e = blank();
   let restored = 0;
-  for (let i = 0; i < n; i++) restored += restoreOne(ct, entryAt(w, i, e), now) ? 1 : 0;
+  for (let i = 0; i < n; i++) {
+    entryAt(w, i, e);
+    // With several workers each keeps the entries of the flows the kernel steers to it.
+    if (keep !== undefined && !keep(e)) continue;
+    restored += restoreOne(ct, e, now) ? 1 : 0;
+  }
   return restored;
 }
 

@@ -17,7 +17,7 @@ export function cellRegistry(cell: Cell): client.Registry {
     labelNames: ['reason'],
     registers: [reg],
     collect() {
-      const d = cell.dp.counters.drops;
+      const d = cell.counterTotals().drops;
       this.reset();
       for (let i = 0; i < Drop.Count; i++) this.labels(DROP_NAMES[i]!).inc(d[i]!);
     },
@@ -29,7 +29,7 @@ export function cellRegistry(cell: Cell): client.Registry {
       registers: [reg],
       collect() {
         this.reset();
-        this.inc(cell.dp.counters.stats[idx]!);
+        this.inc(cell.counterTotals().stats[idx]!);
       },
     });
   stat('silkworm_egress_packets_total', 'Frames read from containers', Stat.EgressPackets);
@@ -52,24 +52,26 @@ export function cellRegistry(cell: Cell): client.Registry {
     registers: [reg],
     collect() {
       this.reset();
-      this.inc(cell.dp.counters.drops[Drop.PolicyDenied]!);
+      this.inc(cell.counterTotals().drops[Drop.PolicyDenied]!);
     },
   });
   new client.Gauge({
     name: 'silkworm_conntrack_entries',
     help: 'Tracked connections',
     registers: [reg],
-    collect() {
-      this.set(cell.dp.conntrack.size);
+    async collect() {
+      const ws = await cell.workerStats();
+      this.set(ws.reduce((n, w) => n + (w?.conntrack ?? 0), cell.dp.conntrack.size));
     },
   });
   new client.Counter({
     name: 'silkworm_conntrack_evictions_total',
     help: 'Connections evicted because the table was full',
     registers: [reg],
-    collect() {
+    async collect() {
+      const ws = await cell.workerStats();
       this.reset();
-      this.inc(cell.dp.conntrack.evictions);
+      this.inc(ws.reduce((n, w) => n + (w?.evictions ?? 0), cell.dp.conntrack.evictions));
     },
   });
   new client.Gauge({

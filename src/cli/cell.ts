@@ -22,6 +22,7 @@ import { formatOffloads, OFFLOAD_NAMES, resolveOffloads, type ResolvedOffloads }
 import { defaultStateDir, StateDir } from '../agent/state-dir.js';
 import { loadNative } from '../io/native.js';
 import { DEFAULT_CONNTRACK_MAX } from '../policy/conntrack.js';
+import { MAX_WORKERS } from '../cell/worker-protocol.js';
 import { VXLAN_OVERHEAD } from '../wire/offsets.js';
 import type { Address } from '../net/address.js';
 import type { AgentCell } from '../agent/agent-cell.js';
@@ -166,6 +167,7 @@ export function register(program: Command): void {
     .option('--port <n>', 'VXLAN UDP port', '4789')
     .option('--metrics <addr>', 'also serve Prometheus metrics on this address (host:port or socket); always on the admin socket at /metrics')
     .option('--capture', 'open a silk-vtep TAP and copy every inner frame to it, for tcpdump -i silk-vtep')
+    .option('--workers <n>', `worker threads moving packets (userspace data plane, 1-${MAX_WORKERS}): each container's TAP gets n queues and UDP 4789 n sockets, and the kernel steers every flow, both ways, to one worker`, '1')
     .option('--dataplane <kind>', 'user (this process moves the packets) or kernel (program silk-vtep, veths and iptables as silk does)', 'user')
     .option('--overlay-network <cidr>', 'overlay network the leases come from (kernel: its prefix goes on silk-vtep)', '10.255.0.0/16')
     .option('--state-dir <dir>', 'where the cell keeps its containers and connections across restarts, locked while it runs (default /var/lib/silkworm/NAME)')
@@ -191,6 +193,7 @@ export function register(program: Command): void {
         '      --tls-cert /run/silkworm/sw/tls/cell1.pem --tls-key /run/silkworm/sw/tls/cell1-key.pem --tls-ca /run/silkworm/sw/tls/ca.pem',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --no-offload tap-tso,udp-gso',
         '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --offload none',
+        '  ip netns exec sw-cell1 silkworm cell --name cell1 --underlay-ip 198.18.0.11 --workers 2',
         '  ip netns exec sw-cell2 silkworm cell --name cell2 --underlay-ip 198.18.0.12 --dataplane kernel --controller /run/silkworm/sw/controller.sock --admin /run/silkworm/sw/cell2.sock',
       ].join('\n'),
     )
@@ -201,6 +204,8 @@ export function register(program: Command): void {
       const vni = parseIntStrict(o.vni, '--vni', 0, 0xffffff);
       const port = parseIntStrict(o.port, '--port', 1, 65535);
       const conntrackMax = parseIntStrict(o.conntrackMax, '--conntrack-max', 1, 1 << 24);
+      const workers = parseIntStrict(o.workers, '--workers', 1, MAX_WORKERS);
+      if (workers > 1 && o.capture) fail('--capture works with one worker: leave out --workers or --capture');
       if (!/^[A-Za-z0-9_.-]{1,64}$/.test(o.name)) fail(`--name "${o.name}" must be 1-64 letters, digits, "_.-"`);
       // Offloads are decided here, once: the io layer never reads the environment.
       let offloads: ResolvedOffloads;
@@ -216,6 +221,7 @@ export function register(program: Command): void {
           fail(`--overlay-network "${o.overlayNetwork}" is not an IPv4 CIDR such as 10.255.0.0/16`);
         }
         if (o.capture) fail('--capture is for the userspace data plane; with --dataplane kernel run tcpdump -i silk-vtep in the cell namespace');
+        if (workers > 1) fail('--workers is for the userspace data plane (the kernel spreads its own work)');
         if (o.offload !== undefined || o.noOffload !== undefined) fail('--offload and --no-offload are for the userspace data plane; the kernel data plane uses the kernel\'s own offloads (ethtool -K)');
         if (!/^[A-Za-z0-9_.-]{1,15}$/.test(o.underlayDev)) fail(`--underlay-dev "${o.underlayDev}" is not an interface name`);
       }
@@ -330,21 +336,24 @@ export function register(program: Command): void {
         return;
       }
       const [{ Cell }, { nativeCellIo }] = await Promise.all([import('../cell/cell.js'), import('../cell/io.js')]);
+      // SILKWORM_NATIVE_BYTES=0: segmentation and checksum verification in TypeScript instead of the
+      // addon's byte primitives; SILKWORM_ZEROCOPY_TSO=0: TSO segments copied whole into the batch
+      // instead of sent from where the TAP read them (for paired measurements, scripts/bench-compare.sh).
+      const tuning = {
+        nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0',
+        zeroCopyMtu: process.env.SILKWORM_ZEROCOPY_TSO === '0' ? 0 : mtu - VXLAN_OVERHEAD,
+        // SILKWORM_WHOLE_TSO=0: every TSO segment walks egress on its own instead of the super-frame once.
+        wholeTso: process.env.SILKWORM_WHOLE_TSO !== '0',
+        // SILKWORM_BUSY_POLL_US: how long the event loop keeps polling without sleeping after traffic
+        // (one event loop's: the addon keeps it per process, so not with several workers).
+        busyPollUs: workers > 1 ? 0 : busyPollUs(process.env.SILKWORM_BUSY_POLL_US),
+      };
       const cell = new Cell({
         name: o.name,
         controller: client,
         underlayIp: o.underlayIp,
-        // SILKWORM_NATIVE_BYTES=0: segmentation and checksum verification in TypeScript instead of the
-        // addon's byte primitives; SILKWORM_ZEROCOPY_TSO=0: TSO segments copied whole into the batch
-        // instead of sent from where the TAP read them (for paired measurements, scripts/bench-compare.sh).
-        io: nativeCellIo(offloads.options, {
-          nativeBytes: process.env.SILKWORM_NATIVE_BYTES !== '0',
-          zeroCopyMtu: process.env.SILKWORM_ZEROCOPY_TSO === '0' ? 0 : mtu - VXLAN_OVERHEAD,
-          // SILKWORM_WHOLE_TSO=0: every TSO segment walks egress on its own instead of the super-frame once.
-          wholeTso: process.env.SILKWORM_WHOLE_TSO !== '0',
-          // SILKWORM_BUSY_POLL_US: how long the event loop keeps polling without sleeping after traffic.
-          busyPollUs: busyPollUs(process.env.SILKWORM_BUSY_POLL_US),
-        }),
+        io: nativeCellIo(offloads.options, tuning),
+        ...(workers > 1 ? { workers: { count: workers, offload: offloads.options, tuning } } : {}),
         containerNet: new IprouteContainerNet(),
         // SILKWORM_WHOLE_RX=0: every received segment walks ingress on its own (no whole runs).
         dataplane: { underlayMtu: mtu, vni, vxlanPort: port, conntrackCapacity: conntrackMax, wholeRx: process.env.SILKWORM_WHOLE_RX !== '0' },

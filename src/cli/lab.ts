@@ -3,6 +3,7 @@
 // appB on cell2 each serving HTTP on 8080 — all in namespaces named P-*.
 import type { Command } from 'commander';
 import { DEFAULT_LAB, fail, parseIntStrict, table } from './util.js';
+import { MAX_WORKERS } from '../cell/worker-protocol.js';
 import { LAB_STORES, labDown, labRestart, labStatus, labUp, nextSteps, type LabStore, type StatusReport } from '../lab/lab.js';
 import { DEFAULT_APP_PORT, DEFAULT_MTU, DEFAULT_UNDERLAY_BASE, LAB_DATAPLANES, type LabDataplane } from '../lab/topology.js';
 
@@ -53,16 +54,18 @@ export function register(program: Command): void {
     .option('--timeout <seconds>', 'how long to wait for each process to answer', '15')
     .option('--dataplane <mode>', 'user (silkworm cells), kernel (Linux vxlan gbp + iptables cells, as silk) or mixed (cell1 user, cell2 kernel)', 'user')
     .option('--capture', 'userspace cells open a silk-vtep TAP showing every inner frame: tcpdump -i silk-vtep in a cell namespace')
+    .option('--workers <n>', 'worker threads per userspace cell (silkworm cell --workers)', '1')
     .option('--store <kind>', 'sqlite (one controller, one file) or postgres (a PostgreSQL server under the lab directory, controller replicas controller and controller2, cells pointed at both)', 'sqlite')
     .option('--json', 'print the state (state.json) instead of the hints')
     .addHelpText('after', '\nExample:\n  sudo silkworm lab up\n  sudo silkworm lab up --store postgres\n  sudo silkworm lab up --capture   # then: ip netns exec sw-cell1 tcpdump -nei silk-vtep\n  sudo silkworm lab up --prefix demo --underlay-base 198.18.5.11/24\n  sudo silkworm lab up --prefix mix --dataplane mixed\n')
-    .action(async (o: { prefix?: string; underlayBase: string; mtu: string; appPort: string; timeout: string; dataplane: string; capture?: boolean; json?: boolean; store: string }) => {
+    .action(async (o: { prefix?: string; underlayBase: string; mtu: string; appPort: string; timeout: string; dataplane: string; capture?: boolean; workers: string; json?: boolean; store: string }) => {
       if (!LAB_DATAPLANES.includes(o.dataplane as LabDataplane)) fail(`--dataplane must be user, kernel or mixed, got "${o.dataplane}"`);
       if (!LAB_STORES.includes(o.store as LabStore)) fail(`--store must be sqlite or postgres, got "${o.store}"`);
       const result = await labUp({
         store: o.store as LabStore,
         dataplane: o.dataplane as LabDataplane,
         capture: Boolean(o.capture),
+        workers: parseIntStrict(o.workers, '--workers', 1, MAX_WORKERS),
         prefix: prefixOf(o),
         underlayBase: o.underlayBase,
         mtu: parseIntStrict(o.mtu, '--mtu', 118, 9000),

@@ -168,6 +168,7 @@ export async function labUp(opts: UpOptions = {}): Promise<UpResult> {
         log: cell.log,
         dataplane: cell.dataplane,
         capture: opts.capture,
+        workers: opts.workers,
         stateDir: cell.stateDir,
       };
       const pid = runner.spawnCell(spec);

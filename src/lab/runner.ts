@@ -44,6 +44,8 @@ export interface CellSpec {
   dataplane?: 'user' | 'kernel';
   /** `silkworm cell --capture`: a silk-vtep TAP for tcpdump (userspace cells only). */
   capture?: boolean;
+  /** `silkworm cell --workers N` (userspace cells; passed only when > 1). */
+  workers?: number;
   /** `silkworm cell --state-dir`. */
   stateDir?: string;
 }
@@ -141,7 +143,8 @@ export function cellCommand(s: CellSpec, opts: { node?: string; silkworm?: strin
     // Only when not the default, so the documented command line stays the plain one.
     ...(s.mtu !== 1500 ? ['--mtu', String(s.mtu)] : []),
     ...(s.dataplane === 'kernel' ? ['--dataplane', 'kernel'] : []),
-    ...(s.capture && s.dataplane !== 'kernel' ? ['--capture'] : [])];
+    ...(s.capture && s.dataplane !== 'kernel' ? ['--capture'] : []),
+    ...((s.workers ?? 1) > 1 && s.dataplane !== 'kernel' ? ['--workers', String(s.workers)] : [])];
 }
 
 export function realRunner(opts: RealRunnerOptions = {}): LabRunner {

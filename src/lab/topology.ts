@@ -125,6 +125,8 @@ export interface PlanOptions {
   dataplane?: LabDataplane;
   /** Userspace cells open a silk-vtep capture TAP (tcpdump -i silk-vtep). */
   capture?: boolean;
+  /** Userspace cells' worker threads (`silkworm cell --workers`); default 1. */
+  workers?: number;
 }
 
 export function labNamespaces(prefix: string): string[] {

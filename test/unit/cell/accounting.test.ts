@@ -211,7 +211,7 @@ describe('every frame counted once', () => {
     const tapA = io.taps.get('s-010255001002')!;
     const tapB = io.taps.get('s-010255001003')!;
     // The pipeline still has appA's port while its device slot is cleared (the window between the two).
-    (cell as unknown as { devByIndex: unknown[] }).devByIndex[cell.dp.portByAddress(ipToU32(A))!.index] = undefined;
+    (cell as unknown as { fw: { dropDevice(i: number): void } }).fw.dropDevice(cell.dp.portByAddress(ipToU32(A))!.index);
     tapB.inject(containerFrame(B, A, { proto: 'tcp', sport: 41000, dport: 8080, flags: 0x02 }));
     const c = cell.dp.counters;
     expect(c.drops[Drop.TapTxGone]).toBe(1);

@@ -7,6 +7,7 @@ import { ConntrackWriter, decodeConntrack, encodeConntrack, restoreConntrack, re
 import { ConnTrack, CtState, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type CtEntryInfo } from '../../../src/policy/conntrack.js';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../../src/policy/types.js';
 import { ipToU32 } from '../../../src/util/ip.js';
+import { steerWorkerOfFlow } from '../../../src/dataplane/steer.js';
 
 const A = ipToU32('10.255.2.2');
 const B = ipToU32('10.255.1.2');
@@ -55,6 +56,24 @@ describe('conntrack state across a restart', () => {
     const direct = new ConnTrack({ capacity: 256, seed: 5 });
     expect(restoreConntrackBytes(direct, encodeConntrack(want), 5)).toBe(12);
     expect(shape(direct.entries(5))).toEqual(shape(want));
+  });
+
+  it('with several workers each keeps the entries its flows hash to, and together they keep all', () => {
+    const want = sample(100).entries(100);
+    const bytes = encodeConntrack(want);
+    const n = 3;
+    const tables = [0, 1, 2].map((k) => {
+      const t = new ConnTrack({ capacity: 256, seed: 10 + k });
+      restoreConntrackBytes(t, bytes, 5, (e) => steerWorkerOfFlow(e.src, e.dst, e.proto, e.sport, e.dport, n) === k);
+      return t;
+    });
+    const got = tables.flatMap((t) => t.entries(5));
+    expect(shape(got).sort((a, b) => a.sport - b.sport || a.proto - b.proto)).toEqual(shape(want).sort((a, b) => a.sport - b.sport || a.proto - b.proto));
+    tables.forEach((t, k) => {
+      for (const e of t.entries(5)) expect(steerWorkerOfFlow(e.src, e.dst, e.proto, e.sport, e.dport, n)).toBe(k);
+    });
+    // The TCP connections (ports hashed) do not all land on one worker.
+    expect(new Set(want.filter((e) => e.proto === IPPROTO_TCP).map((e) => steerWorkerOfFlow(e.src, e.dst, e.proto, e.sport, e.dport, n))).size).toBeGreaterThan(1);
   });
 
   it('a restored connection answers as before: established without policy, replies as replies', () => {
