@@ -30,7 +30,9 @@ import { loadNative, nativeAvailable, type TapHandle } from '../../src/io/native
 import { TapDevice, steerQueues } from '../../src/io/tap.js';
 import { ipToU32 } from '../../src/util/ip.js';
 import { ipPacket, vxlanPayload, type L4 } from '../helpers/packets.js';
-import { icmpErrorPacket, refreshIpChecksum } from '../helpers/packets-extra.js';
+import { asFragment, icmpErrorPacket } from '../helpers/packets-extra.js';
+import { NetnsSet } from '../helpers/netns-set.js';
+import { until } from '../helpers/until.js';
 
 const isRoot = process.getuid?.() === 0;
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -51,29 +53,11 @@ const GW_MAC = '02:00:00:00:00:fe'; // the cell side, as the container's permane
 const GW_IP = '10.255.255.254';
 const C_IPS = ['10.255.0.1', '10.255.0.2', '10.255.0.3', '10.255.0.4'];
 
-const created: string[] = [];
+const nets = new NetnsSet();
+const ip = (...args: string[]) => nets.ip(...args);
+const inNs = (ns: string, cmd: string[], timeout?: number) => nets.exec(ns, cmd, timeout);
 let tmp = '';
 
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-function inNs(ns: string, cmd: string[], timeout = 20_000): string {
-  return execFileSync('ip', ['netns', 'exec', ns, ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout });
-}
-function addNs(ns: string): void {
-  ip('netns', 'add', ns);
-  created.push(ns);
-  inNs(ns, ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-  ip('-n', ns, 'link', 'set', 'lo', 'up');
-}
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return cond();
-}
 function macBytes(mac: string): number[] {
   return mac.split(':').map((h) => parseInt(h, 16));
 }
@@ -82,13 +66,6 @@ function ether(dst: string, src: string, ipPkt: Uint8Array, etherType = 0x0800):
   f.set([...macBytes(dst), ...macBytes(src), etherType >> 8, etherType & 255], 0);
   f.set(ipPkt, 14);
   return f;
-}
-function asFragment(p: Uint8Array, word: number): Uint8Array {
-  const q = p.slice();
-  q[6] = word >> 8;
-  q[7] = word & 255;
-  refreshIpChecksum(q, 0);
-  return q;
 }
 const tcp = (sport: number, dport: number, flags = 0x02, ttl = 64): L4 => ({ proto: 'tcp', sport, dport, flags, ttl });
 const udp = (sport: number, dport: number, len = 16): L4 => ({ proto: 'udp', sport, dport, payload: new Uint8Array(len).fill(0x5a) });
@@ -231,7 +208,7 @@ async function tapCase(n: number, mode: 'adopt' | 'attach', ns: string, dev: str
       return c;
     };
     const complete = (): boolean => Object.entries(want).every(([k, v]) => (counts()[k] ?? 0) >= v);
-    await until(complete, 8000);
+    await until(complete, 8000).catch(() => undefined); // what is missing shows below
     await new Promise((r) => setTimeout(r, 100));
     const c = counts();
     const perQueue = Array.from({ length: n }, (_, q) => got.filter((g) => g.queue === q).length);
@@ -350,7 +327,9 @@ async function udpCase(n: number): Promise<void> {
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   try {
-    expect(await until(() => existsSync(ready) || child.exitCode !== null, 20_000), `cell child not ready: ${stderr}`).toBe(true);
+    await until(() => existsSync(ready) || child.exitCode !== null, 20_000).catch(() => {
+      throw new Error(`cell child not ready: ${stderr}`);
+    });
     expect(existsSync(ready), `cell child failed: ${stderr}`).toBe(true);
     inNs(NS_B, [process.execPath, '-e', PEER_SCRIPT.replace('process.argv[1]', JSON.stringify(list))]);
     const code = await exited;
@@ -385,22 +364,12 @@ async function udpCase(n: number): Promise<void> {
 describe.skipIf(!canRun)('kernel steering of inner flows (root, network namespaces)', () => {
   beforeAll(() => {
     tmp = mkdtempSync(join(tmpdir(), `${P}-`));
-    for (const ns of [NS_A, NS_B, `${P}-c2`, `${P}-c3`]) addNs(ns);
-    ip('link', 'add', `${P}a`, 'netns', NS_A, 'type', 'veth', 'peer', 'name', `${P}b`, 'netns', NS_B);
-    ip('-n', NS_A, 'addr', 'add', `${UNDERLAY_A}/24`, 'dev', `${P}a`);
-    ip('-n', NS_B, 'addr', 'add', `${UNDERLAY_B}/24`, 'dev', `${P}b`);
-    ip('-n', NS_A, 'link', 'set', `${P}a`, 'up');
-    ip('-n', NS_B, 'link', 'set', `${P}b`, 'up');
+    for (const ns of [NS_A, NS_B, `${P}-c2`, `${P}-c3`]) nets.add(ns);
+    nets.veth(`${P}a`, NS_A, UNDERLAY_A, `${P}b`, NS_B, UNDERLAY_B);
   });
 
   afterAll(() => {
-    for (const ns of created) {
-      try {
-        ip('netns', 'del', ns);
-      } catch {
-        /* not made */
-      }
-    }
+    nets.removeAll();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 

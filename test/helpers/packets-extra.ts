@@ -148,6 +148,15 @@ export function icmpErrorPacket(src: string, dst: string, type: number, code: nu
 }
 
 /** Recompute the IPv4 header checksum at buf[off..] after a test edited the header. */
+/** The same IPv4 packet (at offset 0) as a fragment: its flags/offset word set to `word` (0x2000 = MF, 0x0006 = offset 48). */
+export function asFragment(p: Uint8Array, word: number): Uint8Array {
+  const q = p.slice();
+  q[6] = word >> 8;
+  q[7] = word & 255;
+  refreshIpChecksum(q, 0);
+  return q;
+}
+
 export function refreshIpChecksum(buf: Uint8Array, off: number): void {
   const hl = (buf[off]! & 0x0f) * 4;
   buf[off + 10] = 0;

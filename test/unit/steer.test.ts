@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { steerFold, steerHashOfIpv4, steerWorkerOfFlow, steerWorkerOfFrame } from '../../src/dataplane/steer.js';
 import { ipToU32, u32ToIp } from '../../src/util/ip.js';
 import { ipPacket, type L4 } from '../helpers/packets.js';
-import { icmpErrorPacket, refreshIpChecksum, rng } from '../helpers/packets-extra.js';
+import { asFragment, icmpErrorPacket, rng } from '../helpers/packets-extra.js';
 
 const TCP = 6;
 const UDP = 17;
@@ -26,14 +26,6 @@ function worker(ip: Uint8Array, n: number): number {
 }
 function hashOf(ip: Uint8Array): number {
   return steerHashOfIpv4(ip, 0, ip.length);
-}
-/** The same packet as a fragment: flags/offset word set to `fragWord` (e.g. 0x2000 = MF, 0x0006 = offset 48). */
-function asFragment(ip: Uint8Array, fragWord: number): Uint8Array {
-  const p = ip.slice();
-  p[6] = fragWord >> 8;
-  p[7] = fragWord & 255;
-  refreshIpChecksum(p, 0);
-  return p;
 }
 const tcp = (sport: number, dport: number, flags = 0x02): L4 => ({ proto: 'tcp', sport, dport, flags });
 const udp = (sport: number, dport: number): L4 => ({ proto: 'udp', sport, dport, payload: new Uint8Array(12) });
