@@ -172,7 +172,7 @@ export function register(program: Command): void {
     .option('--overlay-network <cidr>', 'overlay network the leases come from (kernel: its prefix goes on silk-vtep)', '10.255.0.0/16')
     .option('--state-dir <dir>', 'where the cell keeps its containers and connections across restarts, locked while it runs (default /var/lib/silkworm/NAME)')
     .option('--takeover', 'wait (up to 20 s) for the cell running on this state directory to stop, with everything loaded, then start at once (lab restart uses it)')
-    .option('--conntrack-max <n>', 'tracked connections at most (userspace data plane); a full table evicts the least valuable', String(DEFAULT_CONNTRACK_MAX))
+    .option('--conntrack-max <n>', 'tracked connections at most (userspace data plane; per worker thread with --workers); a full table evicts the least valuable', String(DEFAULT_CONNTRACK_MAX))
     .option('--offload <list>', `offloads to use, comma-separated, from ${OFFLOAD_NAMES.join(', ')} (or all, none); default all`)
     .addOption(noOffloadOption())
     .addHelpText(
