@@ -477,7 +477,17 @@ export class Cell extends AgentCell {
       else if (io.reattachTap) dev = io.reattachTap(netnsPath(c.netns), ifnameOf(c), this.slotSize, this.dp.counters.drops);
       else return false;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENODEV' || (err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENODEV' || e.code === 'ENOENT') return false;
+      // A TAP a one-worker cell made has one queue, and the kernel does not change a TAP's queue
+      // mode: give the container a new multi-queue TAP (same name, address, MAC and routes; its
+      // connections see a short loss, as when a link flaps).
+      if (this.workers > 1 && e.code === 'EINVAL' && /without multi-queue/.test(e.message)) {
+        await this.opts.containerNet.detach(c.netns, ifnameOf(c));
+        await this.attach(c);
+        this.log.info({ handle: c.handle, workers: this.workers }, 'container-tap-replaced');
+        return true;
+      }
       throw err;
     }
     this.adopt(c, dev, others);
