@@ -25,7 +25,6 @@ import {
   ipSync,
   isRoot,
   labUp,
-  REPO,
   run,
   RUN_DIR,
   silkwormJson,
@@ -36,6 +35,7 @@ import {
   type Lab,
   type LabStatusJson,
 } from '../helpers/lab.js';
+import { eventsAfter, expectSurvived, gapAt, labState as labStateOf, PEER, peerClient, withArg, type PeerResult } from '../helpers/peer.js';
 import { isAlive } from '../../src/lab/procs.js';
 
 // The cells this file starts log at info (a vitest run is silent by default): the tests read their events.
@@ -43,23 +43,7 @@ process.env.SILKWORM_LOG_LEVEL = 'info';
 
 const P = uniquePrefix('r');
 const EXTRA_NS = `${P}-x3`;
-const PEER = path.join(REPO, 'test/e2e/restart-peer.mjs');
 const DIR = path.join(RUN_DIR, P);
-
-interface PeerResult {
-  sent: number;
-  echoed: number;
-  inOrder: boolean;
-  error: string | null;
-  closed: boolean;
-  gaps: [number, number][];
-  connectedAt: number;
-  lastEchoAt: number;
-}
-
-interface LabState {
-  cells: { name: string; pid: number; command?: string[]; log: string }[];
-}
 
 /** Milliseconds from `since` (epoch ms) to the first `cell-started` the cell logged after it. */
 function startedMsAfter(log: string, since: number): number | string {
@@ -74,49 +58,16 @@ function startedMsAfter(log: string, since: number): number | string {
   return '?';
 }
 
-/** "event +ms" for the first of each event the cell logged after `since` (epoch ms). */
-function eventsAfter(log: string, since: number, events: string[]): string {
-  const seen = new Map<string, number>();
-  for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
-    try {
-      const o = JSON.parse(line) as { msg?: string; time?: number };
-      if (o.msg && events.includes(o.msg) && typeof o.time === 'number' && o.time >= since && !seen.has(o.msg)) seen.set(o.msg, o.time - since);
-    } catch {
-      /* not a log line */
-    }
-  }
-  return events.map((e) => `${e} +${seen.get(e) ?? '?'} ms`).join(', ');
-}
-
-const labState = (): LabState => JSON.parse(fs.readFileSync(path.join(DIR, 'state.json'), 'utf8')) as LabState;
+const labState = () => labStateOf(P);
 
 describe.skipIf(!isRoot())(`cell restart and one instance per cell (prefix ${P})`, () => {
   let lab: Lab;
 
   /** The client in appB for `seconds`; resolves with its summary. */
-  const connection = (port: number, seconds: number): Promise<PeerResult> =>
-    inNetns(lab.ns.appB, process.execPath, [PEER, 'client', lab.appA.ip, String(port), String(seconds)], { timeoutMs: (seconds + 15) * 1000 }).then((r) => {
-      const line = r.stdout.trim().split('\n').pop() ?? '';
-      try {
-        return JSON.parse(line) as PeerResult;
-      } catch {
-        throw new Error(`restart-peer client printed no summary (exit ${r.code}): ${r.stderr.slice(0, 500)}`);
-      }
-    });
-
-  /** The pause in `r` that spans `t` (ms epoch), or null. */
-  const gapAt = (r: PeerResult, t: number) => r.gaps.find(([a, b]) => a <= t && t <= b) ?? null;
+  const connection = (port: number, seconds: number): Promise<PeerResult> => peerClient(lab.ns.appB, lab.appA.ip, port, seconds);
 
   /** No reset, nothing lost or reordered, echoes before and after `t`. */
-  const survived = (r: PeerResult, t: number, what: string) => {
-    expect(r.error, `${what}: socket error`).toBeNull();
-    expect(r.closed, `${what}: the connection closed`).toBe(false);
-    expect(r.inOrder, `${what}: counters out of order`).toBe(true);
-    // Every counter sent is echoed except those still in flight at the end.
-    expect(r.sent - r.echoed, `${what}: sent ${r.sent}, echoed ${r.echoed}`).toBeLessThanOrEqual(3);
-    expect(r.connectedAt).toBeLessThan(t);
-    expect(r.lastEchoAt, `${what}: no echo after the restart`).toBeGreaterThan(t + 1000);
-  };
+  const survived = expectSurvived;
 
   const curlAppA = () => curl(lab.ns.appB, `http://${lab.appA.ip}:8080/`, 5);
 
@@ -222,10 +173,6 @@ describe.skipIf(!isRoot())(`cell restart and one instance per cell (prefix ${P})
     const cmd = cell.command!;
     const pidBefore = Number(fs.readFileSync(path.join(DIR, 'cell1', 'lock'), 'utf8'));
     const leasesBefore = await cellGet<{ leases: unknown[] }>(P, 'controller', '/leases');
-    const withArg = (argv: string[], flag: string, value: string) => {
-      const i = argv.indexOf(flag);
-      return i >= 0 ? [...argv.slice(0, i + 1), value, ...argv.slice(i + 2)] : [...argv, flag, value];
-    };
     const variants: [string, string[], RegExp][] = [
       ['same command', cmd, /cell cell1 is already running: state directory .* is in use by another cell \(pid \d+\)/],
       ['same admin socket', withArg(cmd, '--state-dir', path.join(DIR, 'dup-a')), /admin socket .*cell1\.sock is in use by another running cell/],
