@@ -1,0 +1,179 @@
+// Restarts of a cell with several workers lose nothing (docs/ARCHITECTURE.md,
+// "Several cores per cell" and "Bad input and faults"), written from the
+// contract alone. On a lab of its own with 2 workers per cell:
+// - 8 TCP connections appB → appA, open and sending (a counter every 50 ms,
+//   echoed), come through `lab restart cell1 --kill` without a reset, a loss
+//   or a reordering; the new process runs the same command line (--workers 2),
+//   has 2 workers and 2 queues per TAP, and steers new flows consistently;
+// - 8 connections whose policy was removed come through the same (each
+//   worker's connection tracking saved and restored), a new one is still
+//   refused, and the summed counters are not set back;
+// - 8 connections come through a kill -9 restart of cell2, the sending side
+//   (the replies pass on cell2's restored conntrack only).
+// The one-worker version of these is restart.test.ts; its peer and checks are
+// shared through test/helpers/peer.ts.
+//
+// Root only; lab prefix `e<pid>wr`, underlay 198.18.15.0/24; every process
+// bounded in time and stopped by PID.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanup, curl, isRoot, labUp, RUN_DIR, silkwormOk, sleep, uniquePrefix, waitFor, type Background, type Lab } from '../helpers/lab.js';
+import { eventsAfter, expectSurvived, labState, peerClient, peerServer, type PeerResult } from '../helpers/peer.js';
+import { conntrackOf, countersOf, curlFromPorts, queueNames, tapQueues, workerFrames } from '../helpers/workers.js';
+
+// The cells log at info (a vitest run is silent by default): the log lines below read their events.
+process.env.SILKWORM_LOG_LEVEL = 'info';
+
+const N = 2;
+const P = uniquePrefix('wr');
+const BASE = '198.18.15.11/24';
+const DIR = path.join(RUN_DIR, P);
+const CONNS = 8;
+const PORT_BASE = 21000 + (process.pid % 250) * 40;
+const ports = (from: number, n = 8) => Array.from({ length: n }, (_, i) => PORT_BASE + from + i);
+
+/** The argv a process runs with (/proc/PID/cmdline). */
+const cmdlineOf = (pid: number): string[] => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a.length > 0);
+
+describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, () => {
+  let lab: Lab;
+  const servers: Background[] = [];
+  const url = () => `http://${lab.appA.ip}:8080/`;
+
+  /** CONNS client connections appB → appA:port, each for `seconds`. */
+  const connections = (port: number, seconds: number): Promise<PeerResult[]> =>
+    Promise.all(Array.from({ length: CONNS }, () => peerClient(lab.ns.appB, lab.appA.ip, port, seconds)));
+
+  /** All CONNS connections to `port` are open: ESTABLISHED in `cell`'s table. */
+  const allOpen = (cell: string, port: number) =>
+    waitFor(
+      `${CONNS} connections to ${port} ESTABLISHED on ${cell}`,
+      async () => {
+        const est = (await conntrackOf(P, cell, ['--dport', String(port)])).filter((e) => e.state === 'ESTABLISHED' && e.src === lab.appB.ip);
+        return new Set(est.map((e) => e.sport)).size >= CONNS ? true : undefined;
+      },
+      5000,
+      200,
+    );
+
+  /** `lab restart CELL --kill`; returns when it did and the new PID. */
+  const killRestart = async (cell: string) => {
+    const t = Date.now();
+    const out = await silkwormOk(['lab', 'restart', cell, '--kill', '--prefix', P], { timeoutMs: 40_000 });
+    const m = /new pid (\d+)/.exec(out);
+    expect(m, out).not.toBeNull();
+    return { t, pid: Number(m![1]), out: out.trim() };
+  };
+
+  const report = (what: string, rs: PeerResult[], t: number, log: string) => {
+    const longest = rs.map((r) => Math.max(0, ...r.gaps.filter(([, b]) => b > t).map(([a, b]) => b - a)));
+    console.log(`${what}: longest pause per connection ${longest.join(' / ')} ms; log after the restart: ${eventsAfter(log, t, ['cell-stopped', 'conntrack-restored', 'cell-started'])}`);
+  };
+
+  beforeAll(async () => {
+    await cleanup(P);
+    lab = await labUp(P, ['--underlay-base', BASE, '--workers', String(N)]);
+    for (const port of [8080, 9000, 9002]) await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', String(port), '--lab', P]);
+    servers.push(await peerServer(lab.ns.appA, 9000, 600_000));
+    servers.push(await peerServer(lab.ns.appA, 9002, 600_000));
+    await waitFor('curl appB → appA', async () => ((await curl(lab.ns.appB, url(), 5)).code === 0 ? true : undefined), 15_000, 300);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const s of servers) await s.stop().catch(() => undefined);
+    await cleanup(P);
+  }, 120_000);
+
+  it(`${CONNS} connections survive \`lab restart cell1 --kill\`; the new cell runs the same command line with ${N} workers and steers new flows consistently`, async () => {
+    const cell = labState(P).cells.find((c) => c.name === 'cell1')!;
+    expect(cell.command).toEqual(expect.arrayContaining(['--workers', String(N)]));
+    const before = await countersOf(P, 'cell1');
+    const clients = connections(9000, 12);
+    await allOpen('cell1', 9000);
+    await sleep(500);
+    const mid = await countersOf(P, 'cell1');
+    const { t, pid, out } = await killRestart('cell1');
+    const rs = await clients;
+    rs.forEach((r, i) => expectSurvived(r, t, `connection ${i} across kill -9 of cell1`));
+    const fb = workerFrames(before);
+    const fm = workerFrames(mid);
+    console.log(`${out}; frames per worker on cell1 while the connections ran: ${fb && fm ? fm.map((v, j) => v - (fb[j] ?? 0)).join(' / ') : 'n/a'}`);
+    report('kill -9 of cell1', rs, t, cell.log);
+
+    // The same command line, --workers included, and what it means.
+    const argv = cmdlineOf(pid);
+    const i = argv.indexOf('--workers');
+    expect(i, argv.join(' ')).toBeGreaterThan(0);
+    expect(argv[i + 1]).toBe(String(N));
+    expect((await countersOf(P, 'cell1')).workers).toBe(N);
+    expect(await tapQueues(lab.ns.appA)).toEqual(queueNames(N));
+    // Steering re-attached for the new process: 8 new connections from 8 source ports all answered.
+    const ok = await curlFromPorts(lab.ns.appB, url(), ports(0));
+    for (const r of ok) expect(r.code, `local port ${r.port}: ${r.stderr}`).toBe(0);
+  }, 90_000);
+
+  it(`${CONNS} connections whose policy was removed keep flowing across \`lab restart cell1 --kill\` (every worker's conntrack restored); a new one is refused; counters are not set back`, async () => {
+    const clients = connections(9002, 18);
+    await allOpen('cell1', 9002);
+    await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9002', '--lab', P]);
+    await waitFor(
+      'a new connection to 9002 refused',
+      async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9002, 1)).error === 'ECONNREFUSED' ? true : undefined),
+      10_000,
+      300,
+    );
+    // kill -9 keeps what the cell last saved (every 5 s): wait for a save of
+    // its connections and counters — every file of them, one per worker or
+    // one in all — taken after this point.
+    const snap = await countersOf(P, 'cell1');
+    const since = Date.now();
+    const stateDir = path.join(DIR, 'cell1');
+    const saves = () => fs.readdirSync(stateDir).filter((f) => /^(conntrack|counters)/.test(f) && !f.endsWith('.tmp'));
+    await waitFor(
+      'a save of conntrack and counters after the policy was removed',
+      () => {
+        const files = saves();
+        const fresh = files.every((f) => fs.statSync(path.join(stateDir, f)).mtimeMs > since);
+        return files.some((f) => f.startsWith('conntrack')) && files.some((f) => f.startsWith('counters')) && fresh ? files : undefined;
+      },
+      15_000,
+      200,
+    );
+    console.log(`state directory files saved: ${saves().join(', ')}`);
+    const cell = labState(P).cells.find((c) => c.name === 'cell1')!;
+    const { t } = await killRestart('cell1');
+    const rs = await clients;
+    rs.forEach((r, i) => expectSurvived(r, t, `connection ${i}, policy removed, across kill -9 of cell1`));
+    report('policy removed, kill -9 of cell1', rs, t, cell.log);
+    const again = await peerClient(lab.ns.appB, lab.appA.ip, 9002, 1);
+    expect(again.error, 'a new connection after the restart').toBe('ECONNREFUSED');
+    // Every worker's counters came back: none of the sums is below what the cell showed before the save.
+    const after = await countersOf(P, 'cell1');
+    for (const k of Object.keys(snap.stats)) expect(after.stats[k] ?? 0, `stat ${k} after the restart`).toBeGreaterThanOrEqual(snap.stats[k]!);
+    for (const k of Object.keys(snap.drops)) expect(after.drops[k] ?? 0, `drop ${k} after the restart`).toBeGreaterThanOrEqual(snap.drops[k]!);
+  }, 90_000);
+
+  it(`${CONNS} connections survive \`lab restart cell2 --kill\` (the sending side: replies pass on its restored conntrack)`, async () => {
+    const clients = connections(9000, 16);
+    await allOpen('cell2', 9000);
+    const since = Date.now();
+    const stateDir = path.join(DIR, 'cell2');
+    await waitFor(
+      'a save of cell2\'s connections after they opened',
+      () => {
+        const files = fs.readdirSync(stateDir).filter((f) => /^conntrack/.test(f) && !f.endsWith('.tmp'));
+        return files.length > 0 && files.every((f) => fs.statSync(path.join(stateDir, f)).mtimeMs > since) ? true : undefined;
+      },
+      15_000,
+      200,
+    );
+    const cell = labState(P).cells.find((c) => c.name === 'cell2')!;
+    const { t, out } = await killRestart('cell2');
+    const rs = await clients;
+    rs.forEach((r, i) => expectSurvived(r, t, `connection ${i} across kill -9 of cell2`));
+    report(`kill -9 of cell2 (${out})`, rs, t, cell.log);
+    expect((await countersOf(P, 'cell2')).workers).toBe(N);
+    expect(await tapQueues(lab.ns.appB)).toEqual(queueNames(N));
+  }, 90_000);
+});
