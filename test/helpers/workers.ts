@@ -71,12 +71,22 @@ function sumFrames(o: unknown): number {
   return n;
 }
 
-/** Frames each worker's devices moved, from `io.workers` of `show counters --json`; undefined when the cell does not list workers. */
+/**
+ * Frames each worker's devices moved, worker 0 first, from `show counters
+ * --json`: `io.workers` lists the io stats of workers 1…N-1 and `io` itself
+ * (its other keys) is worker 0's — the main thread's own queue and socket
+ * (docs/ARCHITECTURE.md: "The main thread is worker 0"); a list of N is
+ * taken as all of them. Undefined when the cell lists no workers.
+ */
 export function workerFrames(c: WorkersCounters): number[] | undefined {
   const w = c.io?.['workers'];
   if (typeof w !== 'object' || w === null) return undefined;
-  const list = Array.isArray(w) ? (w as unknown[]) : Object.values(w);
-  return list.map(sumFrames);
+  const list = (Array.isArray(w) ? (w as unknown[]) : Object.values(w)).map(sumFrames);
+  if (c.workers !== undefined && list.length === c.workers - 1) {
+    const own = Object.fromEntries(Object.entries(c.io!).filter(([k]) => k !== 'workers'));
+    list.unshift(sumFrames(own));
+  }
+  return list;
 }
 
 /** CPU ticks (utime + stime) of every thread of a process, by thread id (/proc/PID/task/TID/stat). */
