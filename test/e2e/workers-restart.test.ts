@@ -20,7 +20,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanup, curl, isRoot, labUp, RUN_DIR, silkwormOk, sleep, uniquePrefix, waitFor, type Background, type Lab } from '../helpers/lab.js';
 import { eventsAfter, expectSurvived, labState, peerClient, peerServer, type PeerResult } from '../helpers/peer.js';
-import { conntrackOf, countersOf, curlFromPorts, queueNames, tapQueues, workerFrames } from '../helpers/workers.js';
+import { conntrackOf, countersOf, curlFromPorts, portsPerWorker, queueNames, tapQueues, workerFrames } from '../helpers/workers.js';
 
 // The cells log at info (a vitest run is silent by default): the log lines below read their events.
 process.env.SILKWORM_LOG_LEVEL = 'info';
@@ -30,7 +30,7 @@ const P = uniquePrefix('wr');
 const BASE = '198.18.15.11/24';
 const DIR = path.join(RUN_DIR, P);
 const CONNS = 8;
-const PORT_BASE = 21000 + (process.pid % 250) * 40;
+const PORT_BASE = 20000 + (process.pid % 100) * 120;
 const ports = (from: number, n = 8) => Array.from({ length: n }, (_, i) => PORT_BASE + from + i);
 
 /** The argv a process runs with (/proc/PID/cmdline). */
@@ -41,9 +41,13 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
   const servers: Background[] = [];
   const url = () => `http://${lab.appA.ip}:8080/`;
 
-  /** CONNS client connections appB → appA:port, each for `seconds`. */
-  const connections = (port: number, seconds: number): Promise<PeerResult[]> =>
-    Promise.all(Array.from({ length: CONNS }, () => peerClient(lab.ns.appB, lab.appA.ip, port, seconds)));
+  /**
+   * CONNS client connections appB → appA:port, each for `seconds`, from
+   * local ports (scanned from PORT_BASE + from) the steering hash gives
+   * CONNS / N to each worker: every worker holds some of them.
+   */
+  const connections = (port: number, seconds: number, from: number): Promise<PeerResult[]> =>
+    Promise.all(portsPerWorker(lab.appB.ip, lab.appA.ip, port, N, CONNS / N, PORT_BASE + from).map((lp) => peerClient(lab.ns.appB, lab.appA.ip, port, seconds, lp)));
 
   /** All CONNS connections to `port` are open: ESTABLISHED in `cell`'s table. */
   const allOpen = (cell: string, port: number) =>
@@ -89,7 +93,7 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     const cell = labState(P).cells.find((c) => c.name === 'cell1')!;
     expect(cell.command).toEqual(expect.arrayContaining(['--workers', String(N)]));
     const before = await countersOf(P, 'cell1');
-    const clients = connections(9000, 12);
+    const clients = connections(9000, 12, 20);
     await allOpen('cell1', 9000);
     await sleep(500);
     const mid = await countersOf(P, 'cell1');
@@ -98,7 +102,10 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     rs.forEach((r, i) => expectSurvived(r, t, `connection ${i} across kill -9 of cell1`));
     const fb = workerFrames(before);
     const fm = workerFrames(mid);
-    console.log(`${out}; frames per worker on cell1 while the connections ran: ${fb && fm ? fm.map((v, j) => v - (fb[j] ?? 0)).join(' / ') : 'n/a'}`);
+    const d = fb && fm ? fm.map((v, j) => v - (fb[j] ?? 0)) : undefined;
+    console.log(`${out}; frames per worker on cell1 while the connections ran: ${d ? d.join(' / ') : 'n/a'}`);
+    // The premise: the connections lived in every worker when cell1 was killed.
+    if (d) for (let w = 0; w < N; w++) expect(d[w], `worker ${w}'s frames while the connections ran (per worker ${d.join(' / ')})`).toBeGreaterThan(20);
     report('kill -9 of cell1', rs, t, cell.log);
 
     // The same command line, --workers included, and what it means.
@@ -114,7 +121,7 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
   }, 90_000);
 
   it(`${CONNS} connections whose policy was removed keep flowing across \`lab restart cell1 --kill\` (every worker's conntrack restored); a new one is refused; counters are not set back`, async () => {
-    const clients = connections(9002, 18);
+    const clients = connections(9002, 18, 50);
     await allOpen('cell1', 9002);
     await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9002', '--lab', P]);
     await waitFor(
@@ -155,7 +162,7 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
   }, 90_000);
 
   it(`${CONNS} connections survive \`lab restart cell2 --kill\` (the sending side: replies pass on its restored conntrack)`, async () => {
-    const clients = connections(9000, 16);
+    const clients = connections(9000, 16, 80);
     await allOpen('cell2', 9000);
     const since = Date.now();
     const stateDir = path.join(DIR, 'cell2');

@@ -27,9 +27,10 @@ export function peerServer(ns: string, port: number, timeoutMs: number): Promise
   return background(ns, process.execPath, [PEER, 'server', String(port)], /listening/, timeoutMs);
 }
 
-/** One client connection from `ns` to host:port for `seconds`; resolves with its summary. */
-export function peerClient(ns: string, host: string, port: number, seconds: number): Promise<PeerResult> {
-  return inNetns(ns, process.execPath, [PEER, 'client', host, String(port), String(seconds)], { timeoutMs: (seconds + 15) * 1000 }).then((r) => {
+/** One client connection from `ns` to host:port for `seconds` (from `localPort` when given); resolves with its summary. */
+export function peerClient(ns: string, host: string, port: number, seconds: number, localPort?: number): Promise<PeerResult> {
+  const args = [PEER, 'client', host, String(port), String(seconds), ...(localPort === undefined ? [] : [String(localPort)])];
+  return inNetns(ns, process.execPath, args, { timeoutMs: (seconds + 15) * 1000 }).then((r) => {
     const line = r.stdout.trim().split('\n').pop() ?? '';
     try {
       return JSON.parse(line) as PeerResult;

@@ -2,8 +2,8 @@
 // inside a container namespace:
 //   node restart-peer.mjs server PORT
 //       echoes every byte back (prints "listening" once bound)
-//   node restart-peer.mjs client HOST PORT SECONDS
-//       sends "N\n" every 50 ms (N = 1, 2, …), reads the echoes, and after
+//   node restart-peer.mjs client HOST PORT SECONDS [LOCALPORT]
+//       (from LOCALPORT when given, else a port the kernel picks) sends "N\n" every 50 ms (N = 1, 2, …), reads the echoes, and after
 //       SECONDS (or on SIGTERM) prints one JSON line: counters sent and
 //       echoed, whether every echo came back in order, any socket error
 //       (a reset would show here), and every pause between two echoes longer
@@ -21,13 +21,13 @@ if (mode === 'server') {
   });
   server.listen(port, '0.0.0.0', () => process.stdout.write('listening\n'));
 } else if (mode === 'client') {
-  const [host, portText, secondsText] = rest;
+  const [host, portText, secondsText, localPortText] = rest;
   const seconds = Number(secondsText);
   const result = { sent: 0, echoed: 0, inOrder: true, error: null, closed: false, gaps: [], connectedAt: 0, lastEchoAt: 0 };
   let expect = 1;
   let buf = '';
   let last = 0;
-  const s = net.connect({ host, port: Number(portText) });
+  const s = net.connect({ host, port: Number(portText), ...(localPortText ? { localPort: Number(localPortText) } : {}) });
   s.setNoDelay(true);
   let timer;
   const finish = () => {
@@ -69,6 +69,6 @@ if (mode === 'server') {
   setTimeout(finish, seconds * 1000);
   process.on('SIGTERM', finish);
 } else {
-  process.stderr.write('usage: restart-peer.mjs server PORT | client HOST PORT SECONDS\n');
+  process.stderr.write('usage: restart-peer.mjs server PORT | client HOST PORT SECONDS [LOCALPORT]\n');
   process.exit(2);
 }

@@ -135,3 +135,38 @@ export function expectOneLineError(r: RunResult, what: string, patterns: RegExp[
   for (const p of patterns) expect(lines[0], what).toMatch(p);
   return lines[0]!;
 }
+
+const ipU32 = (s: string): number => s.split('.').reduce((a, b) => a * 256 + Number(b), 0) >>> 0;
+
+/**
+ * The worker a flow belongs to, as docs/ARCHITECTURE.md ("Several cores per
+ * cell") writes the steering hash — written here from the document, not from
+ * src/dataplane/steer.ts:
+ *     h = saddr ^ daddr;  unfragmented TCP: h ^= sport ^ dport
+ *     worker = ((h * 0x9E3779B1) >> 16) % N        (32-bit arithmetic)
+ * Symmetric: either direction of a flow gives the same worker.
+ */
+export function steerWorker(f: { src: string; dst: string; proto: 'tcp' | 'udp' | 'icmp'; sport?: number; dport?: number }, n: number): number {
+  let h = (ipU32(f.src) ^ ipU32(f.dst)) >>> 0;
+  if (f.proto === 'tcp') h = (h ^ (f.sport ?? 0) ^ (f.dport ?? 0)) >>> 0;
+  return ((Math.imul(h, 0x9e3779b1) >>> 0) >>> 16) % n;
+}
+
+/**
+ * `perWorker` local ports for each of `n` workers (from `from` up, in
+ * order), for TCP connections src:port → dst:dport, so a test's connections
+ * are known to live in every worker.
+ */
+export function portsPerWorker(src: string, dst: string, dport: number, n: number, perWorker: number, from: number): number[] {
+  const taken = Array.from({ length: n }, () => 0);
+  const out: number[] = [];
+  for (let p = from; out.length < n * perWorker; p++) {
+    if (p > 65535) throw new Error(`no ${perWorker} ports per worker from ${from}`);
+    const w = steerWorker({ src, dst, proto: 'tcp', sport: p, dport }, n);
+    if (taken[w]! < perWorker) {
+      taken[w]!++;
+      out.push(p);
+    }
+  }
+  return out;
+}
