@@ -9,17 +9,40 @@
 //   worker's connection tracking saved and restored), a new one is still
 //   refused, and the summed counters are not set back;
 // - 8 connections come through a kill -9 restart of cell2, the sending side
-//   (the replies pass on cell2's restored conntrack only).
+//   (the replies pass on cell2's restored conntrack only);
+// - 6 connections whose policy was removed, one in each worker for 2 and for
+//   3 workers, come through kill -9 and the command line run again by hand
+//   with --workers 3, then again with --workers 1 (every worker's saved
+//   connections re-read into their new owners; the TAP takes 3 queues, then 1).
+// The connections use local ports the steering hash (as ARCHITECTURE.md
+// writes it) spreads over the workers, so each restart has connections of
+// every worker to lose.
 // The one-worker version of these is restart.test.ts; its peer and checks are
 // shared through test/helpers/peer.ts.
 //
 // Root only; lab prefix `e<pid>wr`, underlay 198.18.15.0/24; every process
 // bounded in time and stopped by PID.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanup, curl, isRoot, labUp, RUN_DIR, silkwormOk, sleep, uniquePrefix, waitFor, type Background, type Lab } from '../helpers/lab.js';
-import { eventsAfter, expectSurvived, labState, peerClient, peerServer, type PeerResult } from '../helpers/peer.js';
+import {
+  cleanup,
+  curl,
+  isRoot,
+  labUp,
+  pidAlive,
+  RUN_DIR,
+  silkwormJson,
+  silkwormOk,
+  sleep,
+  uniquePrefix,
+  waitFor,
+  type Background,
+  type Lab,
+  type LabStatusJson,
+} from '../helpers/lab.js';
+import { eventsAfter, expectSurvived, labState, peerClient, peerServer, withArg, type PeerResult } from '../helpers/peer.js';
 import { conntrackOf, countersOf, curlFromPorts, portsPerWorker, queueNames, tapQueues, workerFrames } from '../helpers/workers.js';
 
 // The cells log at info (a vitest run is silent by default): the log lines below read their events.
@@ -49,17 +72,56 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
   const connections = (port: number, seconds: number, from: number): Promise<PeerResult[]> =>
     Promise.all(portsPerWorker(lab.appB.ip, lab.appA.ip, port, N, CONNS / N, PORT_BASE + from).map((lp) => peerClient(lab.ns.appB, lab.appA.ip, port, seconds, lp)));
 
-  /** All CONNS connections to `port` are open: ESTABLISHED in `cell`'s table. */
-  const allOpen = (cell: string, port: number) =>
+  /** All `count` connections to `port` are open: ESTABLISHED in `cell`'s table. */
+  const allOpen = (cell: string, port: number, count = CONNS) =>
     waitFor(
-      `${CONNS} connections to ${port} ESTABLISHED on ${cell}`,
+      `${count} connections to ${port} ESTABLISHED on ${cell}`,
       async () => {
         const est = (await conntrackOf(P, cell, ['--dport', String(port)])).filter((e) => e.state === 'ESTABLISHED' && e.src === lab.appB.ip);
-        return new Set(est.map((e) => e.sport)).size >= CONNS ? true : undefined;
+        return new Set(est.map((e) => e.sport)).size >= count ? true : undefined;
       },
       5000,
       200,
     );
+
+  /** kill -9 keeps what the cell last saved (every 5 s): wait until every conntrack file in its state directory was written after `since`. */
+  const conntrackSavedAfter = (cell: string, since: number) => {
+    const stateDir = path.join(DIR, cell);
+    return waitFor(
+      `a save of ${cell}'s connections`,
+      () => {
+        const files = fs.readdirSync(stateDir).filter((f) => /^conntrack/.test(f) && !f.endsWith('.tmp'));
+        return files.length > 0 && files.every((f) => fs.statSync(path.join(stateDir, f)).mtimeMs > since) ? files : undefined;
+      },
+      15_000,
+      200,
+    );
+  };
+
+  /** PIDs of cells this file started by hand (lab down ends them; afterAll makes sure). */
+  const handStarted: number[] = [];
+
+  /**
+   * kill -9 the cell, then run its recorded command line by hand with
+   * `--workers workers` (what an operator changing N does); resolves once
+   * the new process answers with that many workers.
+   */
+  const handRestart = async (cell: string, workers: number) => {
+    const st = await silkwormJson<LabStatusJson>(['lab', 'status', '--prefix', P]);
+    const pid = st.cells.find((c) => c.name === cell)!.pid;
+    const rec = labState(P).cells.find((c) => c.name === cell)!;
+    const t = Date.now();
+    process.kill(pid, 'SIGKILL');
+    await waitFor(`${cell} (pid ${pid}) to die`, () => (pidAlive(pid) ? undefined : true), 5000, 20);
+    const argv = withArg(rec.command!, '--workers', String(workers));
+    const log = fs.openSync(rec.log, 'a');
+    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log] });
+    child.unref();
+    fs.closeSync(log);
+    handStarted.push(child.pid!);
+    await waitFor(`${cell} to answer with ${workers} workers`, async () => (((await countersOf(P, cell)).workers ?? 1) === workers ? true : undefined), 20_000, 200);
+    return { t, pid: child.pid!, log: rec.log };
+  };
 
   /** `lab restart CELL --kill`; returns when it did and the new PID. */
   const killRestart = async (cell: string) => {
@@ -87,6 +149,7 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
   afterAll(async () => {
     for (const s of servers) await s.stop().catch(() => undefined);
     await cleanup(P);
+    for (const pid of handStarted) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
   }, 120_000);
 
   it(`${CONNS} connections survive \`lab restart cell1 --kill\`; the new cell runs the same command line with ${N} workers and steers new flows consistently`, async () => {
@@ -164,17 +227,7 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
   it(`${CONNS} connections survive \`lab restart cell2 --kill\` (the sending side: replies pass on its restored conntrack)`, async () => {
     const clients = connections(9000, 16, 80);
     await allOpen('cell2', 9000);
-    const since = Date.now();
-    const stateDir = path.join(DIR, 'cell2');
-    await waitFor(
-      'a save of cell2\'s connections after they opened',
-      () => {
-        const files = fs.readdirSync(stateDir).filter((f) => /^conntrack/.test(f) && !f.endsWith('.tmp'));
-        return files.length > 0 && files.every((f) => fs.statSync(path.join(stateDir, f)).mtimeMs > since) ? true : undefined;
-      },
-      15_000,
-      200,
-    );
+    await conntrackSavedAfter('cell2', Date.now());
     const cell = labState(P).cells.find((c) => c.name === 'cell2')!;
     const { t, out } = await killRestart('cell2');
     const rs = await clients;
@@ -183,4 +236,40 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     expect((await countersOf(P, 'cell2')).workers).toBe(N);
     expect(await tapQueues(lab.ns.appB)).toEqual(queueNames(N));
   }, 90_000);
+  it('connections whose policy was removed keep flowing across restarts that change the number of workers, 2 → 3 → 1 (each connection re-read into its new owner)', async () => {
+    await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '9004', '--lab', P]);
+    servers.push(await peerServer(lab.ns.appA, 9004, 600_000));
+    await waitFor('the policy for 9004 to reach cell1', async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9004, 1)).echoed > 0 ? true : undefined), 10_000, 200);
+    // One port per value of the hash mod 6: with 2 workers and with 3, every worker holds one of them.
+    const local = portsPerWorker(lab.appB.ip, lab.appA.ip, 9004, 6, 1, PORT_BASE + 100);
+    const clients = Promise.all(local.map((lp) => peerClient(lab.ns.appB, lab.appA.ip, 9004, 30, lp)));
+    await allOpen('cell1', 9004, local.length);
+    await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9004', '--lab', P]);
+    await waitFor(
+      'a new connection to 9004 refused',
+      async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9004, 1)).error === 'ECONNREFUSED' ? true : undefined),
+      10_000,
+      300,
+    );
+    const saved2 = await conntrackSavedAfter('cell1', Date.now());
+    const to3 = await handRestart('cell1', 3);
+    expect(await tapQueues(lab.ns.appA), 'appA\'s TAP after the restart with 3 workers').toEqual(queueNames(3));
+    await sleep(1000);
+    const saved3 = await conntrackSavedAfter('cell1', Date.now());
+    const to1 = await handRestart('cell1', 1);
+    expect(await tapQueues(lab.ns.appA), 'appA\'s TAP after the restart with 1 worker').toEqual(queueNames(1));
+    const rs = await clients;
+    console.log(`2 → 3 → 1 workers: local ports ${local.join(',')}; saved before each restart: [${saved2.join(', ')}], [${saved3.join(', ')}]`);
+    report('restart 2 → 3 workers', rs, to3.t, to3.log);
+    report('restart 3 → 1 worker', rs, to1.t, to1.log);
+    rs.forEach((r, i) => {
+      expectSurvived(r, to3.t, `connection ${i} (local port ${local[i]}), policy removed, across 2 → 3 workers`);
+      expect(r.lastEchoAt, `connection ${i} (local port ${local[i]}): no echo after the restart with 1 worker`).toBeGreaterThan(to1.t + 1000);
+    });
+    const again = await peerClient(lab.ns.appB, lab.appA.ip, 9004, 1);
+    expect(again.error, 'a new connection after the restarts').toBe('ECONNREFUSED');
+    // curl (policy in place) works with the new N too.
+    const ok = await curlFromPorts(lab.ns.appB, url(), ports(10));
+    for (const r of ok) expect(r.code, `local port ${r.port}: ${r.stderr}`).toBe(0);
+  }, 120_000);
 });

@@ -13,8 +13,10 @@
 //   fragmented, both ways;
 // - counters are the sum of the workers' (exact for small counts, every byte
 //   of an iperf3 -P 8 transfer), `show conntrack` lists every worker's
-//   connections, and the 8 streams of iperf3 -P 8 spread over both workers;
-// - 8 established connections keep flowing after their policy is removed;
+//   connections, and the 8 streams of iperf3 -P 8 go to the workers the
+//   steering hash (as ARCHITECTURE.md writes it) names, more than one;
+// - 8 established connections, 4 in each worker, keep flowing after their
+//   policy is removed; `show conntrack` (text, --limit, --sport) sees them all;
 // - a second cell for the same underlay address (1, 2 or 3 workers) fails at
 //   once with the one-worker message and leaves the live cell's steering
 //   intact; `lab down` ends the cells, workers and all.
@@ -400,7 +402,7 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     // 8 connections from ports the hash gives 8 / N to each worker.
     const local = portsPerWorker(lab.appB.ip, lab.appA.ip, 9002, N, 8 / N, PORT_BASE + 40);
     const before = await countersOf(P, 'cell1');
-    const clients = local.map((lp) => peerClient(lab.ns.appB, lab.appA.ip, 9002, 12, lp));
+    const clients = local.map((lp) => peerClient(lab.ns.appB, lab.appA.ip, 9002, 20, lp));
     await sleep(2000);
     // All 8 open, in each cell's table, whichever worker holds them.
     for (const cell of ['cell1', 'cell2']) {
@@ -409,6 +411,16 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
       expect(new Set(sports).size, `${cell}: ESTABLISHED entries to 9002: ${JSON.stringify(sports)}`).toBeGreaterThanOrEqual(8);
       expect(sports.length, `${cell}: a connection listed twice: ${JSON.stringify(sports)}`).toBe(new Set(sports).size);
     }
+    // As a user reads it (conntrack -L style text): one line per connection, whichever worker holds it.
+    const text = await silkwormOk(['show', 'conntrack', '--cell', 'cell1', '--lab', P, '--dport', '9002']);
+    for (const lp of local) {
+      const line = new RegExp(`^tcp\\s+6\\s+\\d+\\s+ESTABLISHED\\s+src=${lab.appB.ip} dst=${lab.appA.ip} sport=${lp} dport=9002 src=${lab.appA.ip} dst=${lab.appB.ip} sport=9002 dport=${lp}\\b`, 'm');
+      expect(text, `show conntrack (text) lacks sport=${lp}`).toMatch(line);
+    }
+    // --limit is over the whole table, not per worker; a filter finds a connection in any worker.
+    expect(await conntrackOf(P, 'cell1', ['--dport', '9002', '--limit', '3'])).toHaveLength(3);
+    const one = await Promise.all(local.map((lp) => conntrackOf(P, 'cell1', ['--sport', String(lp), '--dport', '9002'])));
+    one.forEach((entries, i) => expect(entries.length, `show conntrack --sport ${local[i]}`).toBe(1));
     const mid = await countersOf(P, 'cell1');
     await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9002', '--lab', P]);
     await waitFor(
