@@ -55,6 +55,7 @@ import {
   type UdpPingResult,
 } from '../helpers/lab.js';
 import { expectSurvived, labState, peerClient, peerServer, withArg } from '../helpers/peer.js';
+import { getText, parseProm } from '../helpers/prom.js';
 import {
   conntrackOf,
   countersOf,
@@ -171,6 +172,14 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     return { c1, c2 };
   };
   const cellPid = (name: string) => lab.status.cells.find((c) => c.name === name)!.pid;
+  /** A cell's /metrics (Prometheus text on its admin socket), parsed. */
+  const metrics = async (cell: string) => {
+    const r = await getText(path.join(DIR, `${cell}.sock`), '/metrics');
+    expect(r.status).toBe(200);
+    return parseProm(r.body);
+  };
+  /** after − before of one sample of cell1's metrics. */
+  const mDelta = (before: Map<string, number>, after: Map<string, number>, name: string) => (after.get(name) ?? NaN) - (before.get(name) ?? NaN);
 
   beforeAll(async () => {
     await cleanup(P, [EXTRA_NS]); // remains of an earlier run with the same pid
@@ -202,9 +211,11 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
   });
 
   it('curl across cells: 8 connections from 8 source ports are each refused at once without a policy and answered with it; counters are every worker\'s, exactly', async () => {
+    const m0 = await metrics('cell1');
     const before = await snapshot();
     const refused = await curlFromPorts(lab.ns.appB, url(), ports(0));
     const after = await snapshot();
+    const m1 = await metrics('cell1');
     for (const r of refused) {
       expect(r.code, `local port ${r.port}: ${r.stderr}`).toBe(7);
       expect(r.connectError, `local port ${r.port}`).toBe('Connection refused');
@@ -216,13 +227,20 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     expect(delta(before.c1.stats, after.c1.stats)['ingress-packets']).toBe(8);
     expect(delta(before.c2.stats, after.c2.stats)['encapsulated']).toBe(8);
     expect(moved(delta(before.c2.drops, after.c2.drops)), 'cell2 dropped an ICMP error (steered to a worker without the connection?)').toEqual({});
+    // The metrics add the workers up too.
+    expect(mDelta(m0, m1, 'silkworm_policy_denies_total{cell="cell1"}')).toBe(8);
+    expect(mDelta(m0, m1, 'silkworm_drops_total{reason="policy-denied",cell="cell1"}')).toBe(8);
+    expect(mDelta(m0, m1, 'silkworm_icmp_sent_total{cell="cell1"}')).toBe(8);
+    expect(mDelta(m0, m1, 'silkworm_ingress_packets_total{cell="cell1"}')).toBe(8);
 
     await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '8080', '--lab', P]);
     await waitFor('appA to answer appB under the policy', async () => ((await curl(lab.ns.appB, url(), 3)).code === 0 ? true : undefined), 10_000, 200);
 
+    const m2 = await metrics('cell1');
     const b2 = await snapshot();
     const ok = await curlFromPorts(lab.ns.appB, url(), ports(8));
     const a2 = await snapshot();
+    const m3 = await metrics('cell1');
     for (const r of ok) {
       expect(r.code, `local port ${r.port}: ${r.stderr}`).toBe(0);
       expect(r.body.trim()).toBe(`appA ${lab.appA.ip}`);
@@ -230,6 +248,7 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     const s1 = delta(b2.c1.stats, a2.c1.stats);
     const s2 = delta(b2.c2.stats, a2.c2.stats);
     expect(s1['policy-allowed'], 'one policy decision per SYN, summed over the workers').toBe(8);
+    expect(mDelta(m2, m3, 'silkworm_policy_allowed_total{cell="cell1"}')).toBe(8);
     expect(s2['policy-allowed'], 'replies pass on conntrack only').toBe(0);
     expect(s1['conntrack-allowed']).toBeGreaterThanOrEqual(16);
     expect(s2['conntrack-allowed']).toBeGreaterThanOrEqual(16);
@@ -417,6 +436,11 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
       const line = new RegExp(`^tcp\\s+6\\s+\\d+\\s+ESTABLISHED\\s+src=${lab.appB.ip} dst=${lab.appA.ip} sport=${lp} dport=9002 src=${lab.appA.ip} dst=${lab.appB.ip} sport=9002 dport=${lp}\\b`, 'm');
       expect(text, `show conntrack (text) lacks sport=${lp}`).toMatch(line);
     }
+    // The conntrack_entries gauge is every worker's table, as show conntrack lists them.
+    const [gauge, all] = await Promise.all([metrics('cell1'), conntrackOf(P, 'cell1')]);
+    const entries = gauge.get('silkworm_conntrack_entries{cell="cell1"}')!;
+    expect(entries).toBeGreaterThanOrEqual(8);
+    expect(Math.abs(entries - all.length), `conntrack_entries ${entries}, show conntrack lists ${all.length}`).toBeLessThanOrEqual(2);
     // --limit is over the whole table, not per worker; a filter finds a connection in any worker.
     expect(await conntrackOf(P, 'cell1', ['--dport', '9002', '--limit', '3'])).toHaveLength(3);
     const one = await Promise.all(local.map((lp) => conntrackOf(P, 'cell1', ['--sport', String(lp), '--dport', '9002'])));
