@@ -8,6 +8,9 @@
 // - 8 connections whose policy was removed come through the same (each
 //   worker's connection tracking saved and restored), a new one is still
 //   refused, and the summed counters are not set back;
+// - 8 connections whose policy was removed come through `lab restart cell1`
+//   (SIGTERM) started at once, with no periodic save to help: every worker
+//   saves its table as the cell stops; no counter goes back;
 // - 8 connections come through a kill -9 restart of cell2, the sending side
 //   (the replies pass on cell2's restored conntrack only);
 // - 6 connections whose policy was removed, one in each worker for 2 and for
@@ -220,6 +223,34 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     expect(again.error, 'a new connection after the restart').toBe('ECONNREFUSED');
     // Every worker's counters came back: none of the sums is below what the cell showed before the save.
     const after = await countersOf(P, 'cell1');
+    for (const k of Object.keys(snap.stats)) expect(after.stats[k] ?? 0, `stat ${k} after the restart`).toBeGreaterThanOrEqual(snap.stats[k]!);
+    for (const k of Object.keys(snap.drops)) expect(after.drops[k] ?? 0, `drop ${k} after the restart`).toBeGreaterThanOrEqual(snap.drops[k]!);
+  }, 90_000);
+
+  it(`${CONNS} connections whose policy was removed keep flowing across \`lab restart cell1\` (SIGTERM: every worker saves at stop); every counter is kept`, async () => {
+    await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '9006', '--lab', P]);
+    servers.push(await peerServer(lab.ns.appA, 9006, 600_000));
+    await waitFor('the policy for 9006 to reach cell1', async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9006, 1)).echoed > 0 ? true : undefined), 10_000, 200);
+    const clients = connections(9006, 12, 110);
+    await allOpen('cell1', 9006);
+    await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9006', '--lab', P]);
+    await waitFor(
+      'a new connection to 9006 refused',
+      async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9006, 1)).error === 'ECONNREFUSED' ? true : undefined),
+      10_000,
+      300,
+    );
+    // No waiting for a periodic save: a SIGTERM'd cell saves every worker's table and the counters as it stops.
+    const snap = await countersOf(P, 'cell1');
+    const cell = labState(P).cells.find((c) => c.name === 'cell1')!;
+    const t = Date.now();
+    const out = await silkwormOk(['lab', 'restart', 'cell1', '--prefix', P], { timeoutMs: 40_000 });
+    const rs = await clients;
+    rs.forEach((r, i) => expectSurvived(r, t, `connection ${i}, policy removed, across lab restart cell1 (SIGTERM)`));
+    report(`SIGTERM restart of cell1 (${out.trim()})`, rs, t, cell.log);
+    expect((await peerClient(lab.ns.appB, lab.appA.ip, 9006, 1)).error, 'a new connection after the restart').toBe('ECONNREFUSED');
+    const after = await countersOf(P, 'cell1');
+    expect(after.workers).toBe(N);
     for (const k of Object.keys(snap.stats)) expect(after.stats[k] ?? 0, `stat ${k} after the restart`).toBeGreaterThanOrEqual(snap.stats[k]!);
     for (const k of Object.keys(snap.drops)) expect(after.drops[k] ?? 0, `drop ${k} after the restart`).toBeGreaterThanOrEqual(snap.drops[k]!);
   }, 90_000);

@@ -80,6 +80,7 @@ const BASE = '198.18.14.11/24';
 /** A namespace of our own for the bad `silkworm cell` command lines. */
 const SCRATCH = `${P}-x`;
 const EXTRA_NS = `${P}-appB-1`;
+const EXTRA_NS2 = `${P}-appB-2`;
 const DIR = path.join(RUN_DIR, P);
 /** A refused connect comes back well under curl's bound: one RTT plus process start-up. */
 const FAST_MS = 1500;
@@ -182,13 +183,13 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
   const mDelta = (before: Map<string, number>, after: Map<string, number>, name: string) => (after.get(name) ?? NaN) - (before.get(name) ?? NaN);
 
   beforeAll(async () => {
-    await cleanup(P, [EXTRA_NS]); // remains of an earlier run with the same pid
+    await cleanup(P, [EXTRA_NS, EXTRA_NS2]); // remains of an earlier run with the same pid
     lab = await labUp(P, ['--underlay-base', BASE, '--workers', String(N)]);
   }, 120_000);
 
   afterAll(async () => {
     for (const s of servers) await s.stop().catch(() => undefined);
-    await cleanup(P, [EXTRA_NS]);
+    await cleanup(P, [EXTRA_NS, EXTRA_NS2]);
   }, 120_000);
 
   it(`each cell runs ${N} workers: its recorded command line, show counters, ${N} queues on every TAP, a group of sockets on UDP 4789`, async () => {
@@ -279,6 +280,32 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     expect(s['delivered-same-cell']).toBeGreaterThanOrEqual(8 * 4);
     expect(s['encapsulated']).toBe(0);
     expect(moved(delta(before.drops, after.drops))).toEqual({});
+  }, 60_000);
+
+  it('container del, then add: the TAP goes (no worker keeps a queue open), and the next container is reached by every worker at the right port', async () => {
+    await silkwormOk(['container', 'del', '--cell', 'cell1', '--netns', EXTRA_NS, '--lab', P]);
+    // A persistent TAP disappears only when every queue is closed: a worker still holding its queue would keep eth0 alive.
+    await waitFor('eth0 to leave the deleted container', async () => {
+      const r = await inNetns(EXTRA_NS, 'ip', ['-o', 'link', 'show']);
+      return r.stdout.trim().split('\n').filter((l) => !/^\d+:\s+lo:/.test(l)).length === 0 ? true : undefined;
+    }, 5000, 100);
+    ipSync(['netns', 'add', EXTRA_NS2]);
+    const added = JSON.parse(await silkwormOk(['container', 'add', '--cell', 'cell1', '--app', 'appB', '--netns', EXTRA_NS2, '--lab', P, '--json'])) as { ip: string };
+    expect(await tapQueues(EXTRA_NS2)).toEqual(queueNames(N));
+    const c = await countersOf(P, 'cell1');
+    expect(c.containers.map((x) => x.ip).sort()).toEqual([lab.appA.ip, added.ip].sort());
+    // Both workers deliver to the right ports after the change: from the new container (same cell) and from appB (across cells).
+    const before = await countersOf(P, 'cell1');
+    const local = await curlFromPorts(EXTRA_NS2, url(), ports(64));
+    const remote = await curlFromPorts(lab.ns.appB, url(), ports(72));
+    const after = await countersOf(P, 'cell1');
+    for (const r of [...local, ...remote]) {
+      expect(r.code, `local port ${r.port}: ${r.stderr}`).toBe(0);
+      expect(r.body.trim()).toBe(`appA ${lab.appA.ip}`);
+    }
+    expect(moved(delta(before.drops, after.drops))).toEqual({});
+    const rx = (k: WorkersCounters, ip: string) => k.containers.find((x) => x.ip === ip)?.rx_packets ?? 0;
+    expect(rx(after, added.ip) - rx(before, added.ip), 'the new container received its 8 replies').toBeGreaterThanOrEqual(8 * 2);
   }, 60_000);
 
   it('ping appB → appA: every echo is answered by appA\'s cell with port unreachable (silk admits only tcp and udp)', async () => {
@@ -453,6 +480,9 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
       10_000,
       200,
     );
+    // Refused in every worker, not only in the one the probe above reached: new connections from ports the hash gives to each.
+    const probes = await curlFromPorts(lab.ns.appB, `http://${lab.appA.ip}:9002/`, portsPerWorker(lab.appB.ip, lab.appA.ip, 9002, N, 4, PORT_BASE + 80), 3);
+    for (const r of probes) expect(r.connectError, `a new connection from local port ${r.port} after the removal: ${r.stderr}`).toBe('Connection refused');
     const t = Date.now();
     const results = await Promise.all(clients);
     results.forEach((r, i) => expectSurvived(r, t, `connection ${i}`));
@@ -512,7 +542,7 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
       return a.length === 0 ? a : undefined;
     }, 5000).catch(() => pids.filter(pidAlive));
     expect(alive).toEqual([]);
-    if (listNetns().includes(EXTRA_NS)) ipSync(['netns', 'del', EXTRA_NS]);
+    for (const ns of [EXTRA_NS, EXTRA_NS2]) if (listNetns().includes(ns)) ipSync(['netns', 'del', ns]);
     expect(listNetns().filter((n) => n.startsWith(`${P}-`))).toEqual([]);
     expect(fs.existsSync(DIR)).toBe(false);
   }, 90_000);
