@@ -20,6 +20,9 @@
 // - a second cell for the same underlay address (1, 2 or 3 workers) fails at
 //   once with the one-worker message and leaves the live cell's steering
 //   intact; `lab down` ends the cells, workers and all.
+// - `lab up --dataplane mixed --workers 2` gives the workers to the userspace
+//   cell only; against the kernel's vxlan (its own outer source ports) cell1
+//   still steers every flow, its replies and its ICMP errors consistently.
 // Restarts are in workers-restart.test.ts.
 //
 // Root only; lab prefix `e<pid>w`, underlay 198.18.14.0/24; every process
@@ -76,6 +79,8 @@ const N = 2;
 const P = uniquePrefix('w');
 /** A lab that `lab up --workers 17` must not create. */
 const P_BAD = uniquePrefix('wb');
+/** A mixed lab: cell1 userspace with workers, cell2 the kernel's vxlan. */
+const P_MIX = uniquePrefix('wm');
 const BASE = '198.18.14.11/24';
 /** A namespace of our own for the bad `silkworm cell` command lines. */
 const SCRATCH = `${P}-x`;
@@ -545,5 +550,54 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     for (const ns of [EXTRA_NS, EXTRA_NS2]) if (listNetns().includes(ns)) ipSync(['netns', 'del', ns]);
     expect(listNetns().filter((n) => n.startsWith(`${P}-`))).toEqual([]);
     expect(fs.existsSync(DIR)).toBe(false);
+  }, 90_000);
+});
+
+describe.skipIf(!isRoot())(`lab up --dataplane mixed --workers ${N}: a userspace cell with workers facing a kernel cell (prefix ${P_MIX})`, () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    await cleanup(P_MIX);
+    lab = await labUp(P_MIX, ['--underlay-base', '198.18.16.11/24', '--dataplane', 'mixed', '--workers', String(N)]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await cleanup(P_MIX);
+  }, 120_000);
+
+  it('only the userspace cell gets --workers; curl both ways from 8 source ports each, refused without a policy at once', async () => {
+    const cells = labState(P_MIX).cells;
+    const c1 = cells.find((c) => c.name === 'cell1')!.command!;
+    const c2 = cells.find((c) => c.name === 'cell2')!.command!;
+    expect(c1[c1.indexOf('--workers') + 1], c1.join(' ')).toBe(String(N));
+    expect(c2, 'the kernel cell has no workers').not.toContain('--workers');
+    expect(c2).toEqual(expect.arrayContaining(['--dataplane', 'kernel']));
+    expect((await countersOf(P_MIX, 'cell1')).workers).toBe(N);
+    expect(await tapQueues(lab.ns.appA)).toEqual(queueNames(N));
+
+    await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '8080', '--lab', P_MIX]);
+    await silkwormOk(['policy', 'add', 'appA', 'appB', '--protocol', 'tcp', '--port', '8080', '--lab', P_MIX]);
+    await waitFor('appA to answer appB', async () => ((await curl(lab.ns.appB, `http://${lab.appA.ip}:8080/`, 3)).code === 0 ? true : undefined), 15_000, 300);
+    await waitFor('appB to answer appA', async () => ((await curl(lab.ns.appA, `http://${lab.appB.ip}:8080/`, 3)).code === 0 ? true : undefined), 15_000, 300);
+    const before = await countersOf(P_MIX, 'cell1');
+    // appB → appA: the requests reach cell1 from the kernel's vxlan; appA → appB: the replies do, and need cell1's conntrack in the right worker.
+    const toA = await curlFromPorts(lab.ns.appB, `http://${lab.appA.ip}:8080/`, ports(0));
+    const toB = await curlFromPorts(lab.ns.appA, `http://${lab.appB.ip}:8080/`, ports(8));
+    for (const r of toA) expect([r.code, r.body.trim()], `appB → appA from ${r.port}: ${r.stderr}`).toEqual([0, `appA ${lab.appA.ip}`]);
+    for (const r of toB) expect([r.code, r.body.trim()], `appA → appB from ${r.port}: ${r.stderr}`).toEqual([0, `appB ${lab.appB.ip}`]);
+    // Refused: appB → appA:8081 by cell1's workers; appA → appB:8081 by the kernel cell, whose ICMP errors cell1 must give to the worker tracking each SYN.
+    const noA = await curlFromPorts(lab.ns.appB, `http://${lab.appA.ip}:8081/`, ports(16), 5);
+    const noB = await curlFromPorts(lab.ns.appA, `http://${lab.appB.ip}:8081/`, ports(24), 5);
+    for (const r of noA) {
+      expect(r.connectError, `appB → appA:8081 from ${r.port}: ${r.stderr}`).toBe('Connection refused');
+      expect(r.ms).toBeLessThan(FAST_MS);
+    }
+    for (const r of noB) {
+      expect(r.connectError, `appA → appB:8081 from ${r.port}: ${r.stderr}`).toBe('Connection refused');
+      // The kernel rate-limits its ICMP errors (a burst of 6, then 1 a second): a SYN may be retried once.
+      expect(r.ms).toBeLessThan(2500);
+    }
+    const after = await countersOf(P_MIX, 'cell1');
+    expect(moved(delta(before.drops, after.drops))).toEqual({ 'policy-denied': 8 });
   }, 90_000);
 });
