@@ -135,6 +135,17 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     return { t, pid: Number(m![1]), out: out.trim() };
   };
 
+  /**
+   * curl appA → appB from local ports the hash gives 3 to each of `workers`
+   * workers: appA's SYN takes the worker its TAP's steering program picks,
+   * the reply the one cell1's socket group picks; they must agree for the
+   * reply to find the connection (there is no policy appB → appA for it).
+   */
+  const curlsFromA = async (workers: number, from: number, what: string) => {
+    const rs = await curlFromPorts(lab.ns.appA, `http://${lab.appB.ip}:8080/`, portsPerWorker(lab.appA.ip, lab.appB.ip, 8080, workers, 3, PORT_BASE + from));
+    for (const r of rs) expect([r.code, r.body.trim()], `${what}: appA → appB from local port ${r.port}: ${r.stderr}`).toEqual([0, `appB ${lab.appB.ip}`]);
+  };
+
   const report = (what: string, rs: PeerResult[], t: number, log: string) => {
     const longest = rs.map((r) => Math.max(0, ...r.gaps.filter(([, b]) => b > t).map(([a, b]) => b - a)));
     console.log(`${what}: longest pause per connection ${longest.join(' / ')} ms; log after the restart: ${eventsAfter(log, t, ['cell-stopped', 'conntrack-restored', 'cell-started'])}`);
@@ -144,6 +155,8 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     await cleanup(P);
     lab = await labUp(P, ['--underlay-base', BASE, '--workers', String(N)]);
     for (const port of [8080, 9000, 9002]) await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', String(port), '--lab', P]);
+    // appA as a client too: then its own TAP's steering decides which worker tracks the connection.
+    await silkwormOk(['policy', 'add', 'appA', 'appB', '--protocol', 'tcp', '--port', '8080', '--lab', P]);
     servers.push(await peerServer(lab.ns.appA, 9000, 600_000));
     servers.push(await peerServer(lab.ns.appA, 9002, 600_000));
     await waitFor('curl appB → appA', async () => ((await curl(lab.ns.appB, url(), 5)).code === 0 ? true : undefined), 15_000, 300);
@@ -181,9 +194,10 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     expect(argv[i + 1]).toBe(String(N));
     expect((await countersOf(P, 'cell1')).workers).toBe(N);
     expect(await tapQueues(lab.ns.appA)).toEqual(queueNames(N));
-    // Steering re-attached for the new process: 8 new connections from 8 source ports all answered.
+    // Steering re-attached for the new process: 8 new connections from 8 source ports all answered, both ways.
     const ok = await curlFromPorts(lab.ns.appB, url(), ports(0));
     for (const r of ok) expect(r.code, `local port ${r.port}: ${r.stderr}`).toBe(0);
+    await curlsFromA(N, 0, 'after kill -9 of cell1');
   }, 90_000);
 
   it(`${CONNS} connections whose policy was removed keep flowing across \`lab restart cell1 --kill\` (every worker's conntrack restored); a new one is refused; counters are not set back`, async () => {
@@ -285,6 +299,8 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     const saved2 = await conntrackSavedAfter('cell1', Date.now());
     const to3 = await handRestart('cell1', 3);
     expect(await tapQueues(lab.ns.appA), 'appA\'s TAP after the restart with 3 workers').toEqual(queueNames(3));
+    // The persistent TAP's steering program is the new one, for 3 queues.
+    await curlsFromA(3, 30, 'after the restart with 3 workers');
     await sleep(1000);
     const saved3 = await conntrackSavedAfter('cell1', Date.now());
     const to1 = await handRestart('cell1', 1);

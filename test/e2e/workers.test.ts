@@ -242,11 +242,18 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '8080', '--lab', P]);
     await waitFor('appA to answer appB under the policy', async () => ((await curl(lab.ns.appB, url(), 3)).code === 0 ? true : undefined), 10_000, 200);
 
+    /** Hits of cell1's accept rule appB → appA tcp 8080, from `show rules --json`. */
+    const hits = async () => {
+      const r = JSON.parse(await silkwormOk(['show', 'rules', '--cell', 'cell1', '--lab', P, '--json'])) as { accepts: { src_app: string; dst_app: string; protocol: string; hits: number }[] };
+      return r.accepts.find((a) => a.src_app === 'appB' && a.dst_app === 'appA' && a.protocol === 'tcp')?.hits ?? NaN;
+    };
+    const h0 = await hits();
     const m2 = await metrics('cell1');
     const b2 = await snapshot();
     const ok = await curlFromPorts(lab.ns.appB, url(), ports(8));
     const a2 = await snapshot();
     const m3 = await metrics('cell1');
+    const h1 = await hits();
     for (const r of ok) {
       expect(r.code, `local port ${r.port}: ${r.stderr}`).toBe(0);
       expect(r.body.trim()).toBe(`appA ${lab.appA.ip}`);
@@ -255,6 +262,7 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     const s2 = delta(b2.c2.stats, a2.c2.stats);
     expect(s1['policy-allowed'], 'one policy decision per SYN, summed over the workers').toBe(8);
     expect(mDelta(m2, m3, 'silkworm_policy_allowed_total{cell="cell1"}')).toBe(8);
+    expect(h1 - h0, 'show rules: the accept rule\'s hits, summed over the workers').toBe(8);
     expect(s2['policy-allowed'], 'replies pass on conntrack only').toBe(0);
     expect(s1['conntrack-allowed']).toBeGreaterThanOrEqual(16);
     expect(s2['conntrack-allowed']).toBeGreaterThanOrEqual(16);
