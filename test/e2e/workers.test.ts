@@ -15,6 +15,7 @@
 //   of an iperf3 -P 8 transfer), `show conntrack` lists every worker's
 //   connections, and the 8 streams of iperf3 -P 8 go to the workers the
 //   steering hash (as ARCHITECTURE.md writes it) names, more than one;
+// - 8 transfers at once, both ways, in both workers, arrive byte-exact;
 // - 8 established connections, 4 in each worker, keep flowing after their
 //   policy is removed; `show conntrack` (text, --limit, --sport) sees them all;
 // - a second cell for the same underlay address (1, 2 or 3 workers) fails at
@@ -59,6 +60,7 @@ import {
 } from '../helpers/lab.js';
 import { expectSurvived, labState, peerClient, peerServer, withArg } from '../helpers/peer.js';
 import { getText, parseProm } from '../helpers/prom.js';
+import { hashingServer, seededSender, seededSha } from '../helpers/transfer.js';
 import {
   conntrackOf,
   countersOf,
@@ -453,6 +455,40 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
       }
     }
   }, 150_000);
+
+  it('8 transfers of 16 MB at once, 4 each way, 2 in each worker per direction, arrive byte-exact (sha256)', async () => {
+    const BYTES = 16 * 1000 * 1000;
+    await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--ports', '5311-5314', '--lab', P]);
+    await silkwormOk(['policy', 'add', 'appA', 'appB', '--protocol', 'tcp', '--ports', '5321-5324', '--lab', P]);
+    const plan = [
+      ...[0, 1, 2, 3].map((i) => ({ from: 'appB' as const, to: 'appA' as const, port: 5311 + i })),
+      ...[0, 1, 2, 3].map((i) => ({ from: 'appA' as const, to: 'appB' as const, port: 5321 + i })),
+    ].map((t, i) => ({ ...t, seed: 0x5eed0000 + i, out: path.join(os.tmpdir(), `silkworm-${P}-${t.port}.json`) }));
+    // Local ports the hash gives 2 to each worker, per direction (each connection to its own destination port).
+    const localPorts = plan.map((t, i) => {
+      const w = i % N;
+      for (let lp = PORT_BASE + 90 + i * 3; ; lp++) if (steerWorker({ src: lab[t.from].ip, dst: lab[t.to].ip, proto: 'tcp', sport: lp, dport: t.port }, N) === w) return lp;
+    });
+    const srvs: Background[] = [];
+    for (const t of plan) {
+      fs.rmSync(t.out, { force: true });
+      srvs.push(await background(lab[t.to].netns, process.execPath, ['-e', hashingServer(t.port, t.out)], /listening/, 90_000));
+    }
+    servers.push(...srvs);
+    await sleep(500); // the policies reach both cells by watch
+    const rs = await Promise.all(
+      plan.map((t, i) => inNetns(lab[t.from].netns, process.execPath, ['-e', seededSender(lab[t.to].ip, t.port, BYTES, t.seed, localPorts[i])], { timeoutMs: 60_000 })),
+    );
+    rs.forEach((r, i) => expect(r.code, `${plan[i]!.from} → ${plan[i]!.to}:${plan[i]!.port} from ${localPorts[i]}: ${r.stderr}`).toBe(0));
+    for (const [i, t] of plan.entries()) {
+      await waitFor(`the listener on ${t.port} to write its hash`, () => (fs.existsSync(t.out) ? true : undefined), 10_000, 100);
+      const got = JSON.parse(fs.readFileSync(t.out, 'utf8')) as { bytes: number; sha: string };
+      expect(got.bytes, `${t.from} → ${t.to}:${t.port} from ${localPorts[i]}`).toBe(BYTES);
+      expect(got.sha, `${t.from} → ${t.to}:${t.port} from ${localPorts[i]}: the bytes differ`).toBe(seededSha(BYTES, t.seed));
+      fs.rmSync(t.out, { force: true });
+    }
+    for (const srv of srvs) await srv.stop();
+  }, 120_000);
 
   it('8 established connections keep flowing after their policy is removed (each tracked by its own worker); a new one is refused', async () => {
     await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '9002', '--lab', P]);
