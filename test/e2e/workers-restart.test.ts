@@ -17,8 +17,9 @@
 //   3 workers, come through kill -9 and the command line run again by hand
 //   with --workers 3, then again with --workers 1 (every worker's saved
 //   connections re-read into their new owners; the TAP takes 3 queues, then 1).
-// - a container added under one worker (a TAP of one queue), dropped by a
-//   restart with 2 as documented, can be added again and is reached.
+// - a container added under one worker (a TAP of one queue) is kept by a
+//   restart with 2: its TAP replaced by a 2-queue one with the same MAC,
+//   address and route, its connections carried on, new ones answered.
 // The connections use local ports the steering hash (as ARCHITECTURE.md
 // writes it) spreads over the workers, so each restart has connections of
 // every worker to lose.
@@ -34,6 +35,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cleanup,
   curl,
+  inNetns,
   ipSync,
   isRoot,
   labUp,
@@ -323,20 +325,36 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     const ok = await curlFromPorts(lab.ns.appB, url(), ports(10));
     for (const r of ok) expect(r.code, `local port ${r.port}: ${r.stderr}`).toBe(0);
   }, 120_000);
-  it('a container added while cell1 ran one worker, dropped by the restart with 2 (its TAP has one queue), can be added again and is reached by both workers', async () => {
+  it('a container added while cell1 ran one worker (a TAP of one queue) is kept by the restart with 2: its TAP replaced by one of 2 queues, same address and MAC, its connections carry on', async () => {
     // cell1 runs one worker now (the test before left it so): a container added now gets a TAP of one queue.
     expect((await countersOf(P, 'cell1')).workers ?? 1).toBe(1);
     ipSync(['netns', 'add', EXTRA_NS]);
-    const add = () => silkwormOk(['container', 'add', '--cell', 'cell1', '--app', 'appB', '--netns', EXTRA_NS, '--lab', P, '--json']);
-    const first = JSON.parse(await add()) as { ip: string };
-    expect((await curl(EXTRA_NS, url(), 5)).code, 'curl from the container under one worker').toBe(0);
-    await handRestart('cell1', 2);
-    // ARCHITECTURE.md: "such a container is dropped on a restart with --workers > 1 and must be added again".
-    const listed = (await countersOf(P, 'cell1')).containers.map((c) => c.ip);
-    console.log(`after the restart with 2 workers cell1 lists ${listed.join(', ')} (the one-queue container was ${first.ip})`);
-    const again = JSON.parse(await add()) as { ip: string };
-    expect(await tapQueues(EXTRA_NS), 'the re-added container\'s TAP').toEqual(queueNames(2));
-    const rs = await curlFromPorts(EXTRA_NS, url(), ports(30));
-    for (const r of rs) expect([r.code, r.body.trim()], `from the re-added container (${again.ip}), local port ${r.port}: ${r.stderr}`).toEqual([0, `appA ${lab.appA.ip}`]);
+    const added = JSON.parse(await silkwormOk(['container', 'add', '--cell', 'cell1', '--app', 'appB', '--netns', EXTRA_NS, '--lab', P, '--json'])) as { ip: string };
+    expect(await tapQueues(EXTRA_NS)).toEqual(queueNames(1));
+    const link = async () => (await inNetns(EXTRA_NS, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0'])).stdout.trim();
+    const mac = async () => (await inNetns(EXTRA_NS, 'cat', ['/sys/class/net/eth0/address'])).stdout.trim();
+    const route = async () => (await inNetns(EXTRA_NS, 'ip', ['route', 'show', 'default'])).stdout.trim();
+    const [addr0, mac0, route0] = [await link(), await mac(), await route()];
+    expect(addr0).toContain(added.ip);
+    // One connection from the container per worker-to-be, open across the restart (policy appB → appA on 9000).
+    const local = portsPerWorker(added.ip, lab.appA.ip, 9000, 2, 1, PORT_BASE + 30);
+    const clients = Promise.all(local.map((lp) => peerClient(EXTRA_NS, lab.appA.ip, 9000, 18, lp)));
+    await sleep(1000);
+    // appA's replies to them pass on cell1's conntrack only: kill -9 keeps what was last saved.
+    await conntrackSavedAfter('cell1', Date.now());
+    const restarted = await handRestart('cell1', 2);
+    // ARCHITECTURE.md: the cell replaces the TAP (container-tap-replaced) with a multi-queue one of the same name, MAC, address and routes.
+    expect(await tapQueues(EXTRA_NS), 'the container\'s TAP after the restart with 2 workers').toEqual(queueNames(2));
+    expect(await mac()).toBe(mac0);
+    expect(await link()).toContain(added.ip);
+    expect(await route()).toBe(route0);
+    expect((await countersOf(P, 'cell1')).containers.map((c) => c.ip).sort()).toEqual([lab.appA.ip, added.ip].sort());
+    const rs = await clients;
+    report('restart 1 → 2 workers (container from a one-worker cell)', rs, restarted.t, restarted.log);
+    rs.forEach((r, i) => expectSurvived(r, restarted.t, `connection ${i} from the replaced TAP (local port ${local[i]})`));
+    expect(eventsAfter(restarted.log, restarted.t, ['container-tap-replaced'])).not.toContain('+? ms');
+    // And new connections from it, through both workers.
+    const ok = await curlFromPorts(EXTRA_NS, url(), ports(40));
+    for (const r of ok) expect([r.code, r.body.trim()], `from ${added.ip}, local port ${r.port}: ${r.stderr}`).toEqual([0, `appA ${lab.appA.ip}`]);
   }, 90_000);
 });
