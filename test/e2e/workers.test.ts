@@ -422,8 +422,9 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
       expect(v, `${what} vs ${K} bytes received by iperf3`).toBeGreaterThanOrEqual(K);
       expect(v, `${what} vs ${sent} bytes sent by iperf3 (counted twice?)`).toBeLessThanOrEqual(limit);
     }
-    // Packets: what cell2 encapsulated, cell1 decapsulated (the underlay may lose a few under load, never half).
-    expect(c1['decapsulated']).toBeGreaterThanOrEqual(0.98 * c2['encapsulated']!);
+    // Packets: what cell2 encapsulated, cell1 decapsulated (the underlay may lose some under load —
+    // its socket buffers overflow on a busy machine — never the half one worker's counters would be).
+    expect(c1['decapsulated']).toBeGreaterThanOrEqual(0.9 * c2['encapsulated']!);
     expect(c1['decapsulated']).toBeLessThanOrEqual(c2['encapsulated']! + 10);
 
     // Steering, on both cells: a worker the hash gives streams to moves a
@@ -512,11 +513,23 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
       const line = new RegExp(`^tcp\\s+6\\s+\\d+\\s+ESTABLISHED\\s+src=${lab.appB.ip} dst=${lab.appA.ip} sport=${lp} dport=9002 src=${lab.appA.ip} dst=${lab.appB.ip} sport=9002 dport=${lp}\\b`, 'm');
       expect(text, `show conntrack (text) lacks sport=${lp}`).toMatch(line);
     }
-    // The conntrack_entries gauge is every worker's table, as show conntrack lists them.
-    const [gauge, all] = await Promise.all([metrics('cell1'), conntrackOf(P, 'cell1')]);
-    const entries = gauge.get('silkworm_conntrack_entries{cell="cell1"}')!;
-    expect(entries).toBeGreaterThanOrEqual(8);
-    expect(Math.abs(entries - all.length), `conntrack_entries ${entries}, show conntrack lists ${all.length}`).toBeLessThanOrEqual(2);
+    // The conntrack_entries gauge is every worker's table, as show conntrack lists them. The two
+    // reads are not one instant: entries made together (an earlier test's 8 curls) expire together
+    // and may fall between them, so a pair that straddles such an expiry is read again.
+    let last = '';
+    await waitFor(
+      'conntrack_entries and show conntrack to agree (within 2)',
+      async () => {
+        const [gauge, all] = await Promise.all([metrics('cell1'), conntrackOf(P, 'cell1')]);
+        const entries = gauge.get('silkworm_conntrack_entries{cell="cell1"}')!;
+        last = `conntrack_entries ${entries}, show conntrack lists ${all.length}`;
+        return entries >= 8 && Math.abs(entries - all.length) <= 2 ? true : undefined;
+      },
+      15_000,
+      500,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${last}`);
+    });
     // --limit is over the whole table, not per worker; a filter finds a connection in any worker.
     expect(await conntrackOf(P, 'cell1', ['--dport', '9002', '--limit', '3'])).toHaveLength(3);
     const one = await Promise.all(local.map((lp) => conntrackOf(P, 'cell1', ['--sport', String(lp), '--dport', '9002'])));
