@@ -50,7 +50,7 @@ import {
   type Lab,
   type LabStatusJson,
 } from '../helpers/lab.js';
-import { eventsAfter, expectSurvived, labState, peerClient, peerServer, withArg, type PeerResult } from '../helpers/peer.js';
+import { eventsAfter, expectSurvived, labState, peerClient, peerServer, untilAnswered, untilRefused, withArg, type PeerResult } from '../helpers/peer.js';
 import { conntrackOf, countersOf, curlFromPorts, portsPerWorker, queueNames, tapQueues, workerFrames } from '../helpers/workers.js';
 
 // The cells log at info (a vitest run is silent by default): the log lines below read their events.
@@ -210,12 +210,7 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
     const clients = connections(9002, 18, 50);
     await allOpen('cell1', 9002);
     await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9002', '--lab', P]);
-    await waitFor(
-      'a new connection to 9002 refused',
-      async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9002, 1)).error === 'ECONNREFUSED' ? true : undefined),
-      10_000,
-      300,
-    );
+    await untilRefused(lab.ns.appB, lab.appA.ip, 9002);
     // kill -9 keeps what the cell last saved (every 5 s): wait for a save of
     // its connections and counters — every file of them, one per worker or
     // one in all — taken after this point.
@@ -250,16 +245,11 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
   it(`${CONNS} connections whose policy was removed keep flowing across \`lab restart cell1\` (SIGTERM: every worker saves at stop); every counter is kept`, async () => {
     await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '9006', '--lab', P]);
     servers.push(await peerServer(lab.ns.appA, 9006, 600_000));
-    await waitFor('the policy for 9006 to reach cell1', async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9006, 1)).echoed > 0 ? true : undefined), 10_000, 200);
+    await untilAnswered(lab.ns.appB, lab.appA.ip, 9006, 'the policy for 9006 to reach cell1');
     const clients = connections(9006, 12, 110);
     await allOpen('cell1', 9006);
     await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9006', '--lab', P]);
-    await waitFor(
-      'a new connection to 9006 refused',
-      async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9006, 1)).error === 'ECONNREFUSED' ? true : undefined),
-      10_000,
-      300,
-    );
+    await untilRefused(lab.ns.appB, lab.appA.ip, 9006);
     // No waiting for a periodic save: a SIGTERM'd cell saves every worker's table and the counters as it stops.
     const snap = await countersOf(P, 'cell1');
     const cell = labState(P).cells.find((c) => c.name === 'cell1')!;
@@ -290,18 +280,13 @@ describe.skipIf(!isRoot())(`restarts of cells with ${N} workers (prefix ${P})`, 
   it('connections whose policy was removed keep flowing across restarts that change the number of workers, 2 → 3 → 1 (each connection re-read into its new owner)', async () => {
     await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '9004', '--lab', P]);
     servers.push(await peerServer(lab.ns.appA, 9004, 600_000));
-    await waitFor('the policy for 9004 to reach cell1', async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9004, 1)).echoed > 0 ? true : undefined), 10_000, 200);
+    await untilAnswered(lab.ns.appB, lab.appA.ip, 9004, 'the policy for 9004 to reach cell1');
     // One port per value of the hash mod 6: with 2 workers and with 3, every worker holds one of them.
     const local = portsPerWorker(lab.appB.ip, lab.appA.ip, 9004, 6, 1, PORT_BASE + 100);
     const clients = Promise.all(local.map((lp) => peerClient(lab.ns.appB, lab.appA.ip, 9004, 30, lp)));
     await allOpen('cell1', 9004, local.length);
     await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9004', '--lab', P]);
-    await waitFor(
-      'a new connection to 9004 refused',
-      async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9004, 1)).error === 'ECONNREFUSED' ? true : undefined),
-      10_000,
-      300,
-    );
+    await untilRefused(lab.ns.appB, lab.appA.ip, 9004);
     const saved2 = await conntrackSavedAfter('cell1', Date.now());
     const to3 = await handRestart('cell1', 3);
     expect(await tapQueues(lab.ns.appA), 'appA\'s TAP after the restart with 3 workers').toEqual(queueNames(3));

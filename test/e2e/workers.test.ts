@@ -58,7 +58,7 @@ import {
   type Lab,
   type UdpPingResult,
 } from '../helpers/lab.js';
-import { expectSurvived, labState, peerClient, peerServer, withArg } from '../helpers/peer.js';
+import { expectSurvived, labState, peerClient, peerServer, untilAnswered, untilRefused, withArg } from '../helpers/peer.js';
 import { getText, parseProm } from '../helpers/prom.js';
 import { hashingServer, seededSender, seededSha } from '../helpers/transfer.js';
 import {
@@ -494,7 +494,7 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
   it('8 established connections keep flowing after their policy is removed (each tracked by its own worker); a new one is refused', async () => {
     await silkwormOk(['policy', 'add', 'appB', 'appA', '--protocol', 'tcp', '--port', '9002', '--lab', P]);
     servers.push(await peerServer(lab.ns.appA, 9002, 120_000));
-    await waitFor('the policy for 9002 to reach cell1', async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9002, 1)).echoed > 0 ? true : undefined), 10_000, 200);
+    await untilAnswered(lab.ns.appB, lab.appA.ip, 9002, 'the policy for 9002 to reach cell1');
     // 8 connections from ports the hash gives 8 / N to each worker.
     const local = portsPerWorker(lab.appB.ip, lab.appA.ip, 9002, N, 8 / N, PORT_BASE + 40);
     const before = await countersOf(P, 'cell1');
@@ -536,12 +536,7 @@ describe.skipIf(!isRoot())(`a lab whose cells run ${N} workers (prefix ${P})`, (
     one.forEach((entries, i) => expect(entries.length, `show conntrack --sport ${local[i]}`).toBe(1));
     const mid = await countersOf(P, 'cell1');
     await silkwormOk(['policy', 'remove', 'appB', 'appA', '--protocol', 'tcp', '--port', '9002', '--lab', P]);
-    await waitFor(
-      'a new connection to 9002 refused',
-      async () => ((await peerClient(lab.ns.appB, lab.appA.ip, 9002, 1)).error === 'ECONNREFUSED' ? true : undefined),
-      10_000,
-      200,
-    );
+    await untilRefused(lab.ns.appB, lab.appA.ip, 9002);
     // Refused in every worker, not only in the one the probe above reached: new connections from ports the hash gives to each.
     const probes = await curlFromPorts(lab.ns.appB, `http://${lab.appA.ip}:9002/`, portsPerWorker(lab.appB.ip, lab.appA.ip, 9002, N, 4, PORT_BASE + 80), 3);
     for (const r of probes) expect(r.connectError, `a new connection from local port ${r.port} after the removal: ${r.stderr}`).toBe('Connection refused');

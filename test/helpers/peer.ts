@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { background, inNetns, REPO, RUN_DIR, type Background } from './lab.js';
+import { background, inNetns, REPO, RUN_DIR, waitFor, type Background } from './lab.js';
 
 export const PEER = path.join(REPO, 'test/helpers/restart-peer.mjs');
 
@@ -38,6 +38,16 @@ export function peerClient(ns: string, host: string, port: number, seconds: numb
       throw new Error(`restart-peer client printed no summary (exit ${r.code}): ${r.stderr.slice(0, 500)}`);
     }
   });
+}
+
+/** Wait until a one-second connection from `ns` to host:port is echoed (its policy reached the cells). */
+export async function untilAnswered(ns: string, host: string, port: number, what: string): Promise<void> {
+  await waitFor(what, async () => ((await peerClient(ns, host, port, 1)).echoed > 0 ? true : undefined), 10_000, 200);
+}
+
+/** Wait until a new connection from `ns` to host:port is refused (its policy is gone from the cells). */
+export async function untilRefused(ns: string, host: string, port: number): Promise<void> {
+  await waitFor(`a new connection to ${port} refused`, async () => ((await peerClient(ns, host, port, 1)).error === 'ECONNREFUSED' ? true : undefined), 10_000, 300);
 }
 
 /** The pause in `r` that spans `t` (ms epoch), or null. */
