@@ -19,6 +19,7 @@ import { Counters, DROP_NAMES, STAT_NAMES } from '../dataplane/counters.js';
 import { Dataplane, DEFAULT_CONFIG, type DataplaneConfig, type Port } from '../dataplane/dataplane.js';
 import { steerWorkerOfFlow } from '../dataplane/steer.js';
 import type { DatagramSocket, FrameDevice } from '../io/types.js';
+import { tapRefusal } from '../io/tap.js';
 import type { OffloadOptions, OffloadStatus } from '../offload/options.js';
 import type { UpstreamControl } from '../agent/agent.js';
 import type { ControllerClient, Lease, PolicyRecord } from '../net/controller-client.js';
@@ -482,7 +483,7 @@ export class Cell extends AgentCell {
       // A TAP a one-worker cell made has one queue, and the kernel does not change a TAP's queue
       // mode: give the container a new multi-queue TAP (same name, address, MAC and routes; its
       // connections see a short loss, as when a link flaps).
-      if (this.workers > 1 && e.code === 'EINVAL' && /without multi-queue/.test(e.message)) {
+      if (this.workers > 1 && tapRefusal(e) === 'single') {
         await this.opts.containerNet.detach(c.netns, ifnameOf(c));
         await this.attach(c);
         this.log.info({ handle: c.handle, workers: this.workers }, 'container-tap-replaced');

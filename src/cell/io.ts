@@ -2,7 +2,7 @@
 // native addon, opened with the offloads the cell was started with
 // (src/offload/options.ts), each device negotiating them with the kernel.
 import type { CellIo } from './cell.js';
-import { steerQueues, TapDevice } from '../io/tap.js';
+import { steerQueues, tapRefusal, TapDevice } from '../io/tap.js';
 import { UdpUnderlay } from '../io/underlay.js';
 import { BATCH_SIZE } from '../io/types.js';
 import { loadNative } from '../io/native.js';
@@ -71,7 +71,7 @@ export function nativeCellIo(offload: OffloadOptions = ALL_OFFLOADS, tuning: IoT
         return TapDevice.attach(netnsPath, name, tapOptions(slotSize, drops));
       } catch (err) {
         // A TAP a cell with several workers made is multi-queue: one worker takes it as one queue.
-        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        if (tapRefusal(err) !== 'multi') throw err;
         return TapDevice.attach(netnsPath, name, { ...tapOptions(slotSize, drops), multiQueue: true });
       }
     },

@@ -140,6 +140,20 @@ export function steerQueues(fd: number, n: number): void {
   native.steerTap(fd, n);
 }
 
+/**
+ * Why the kernel refused to attach to an existing device (EINVAL), when the addon could tell
+ * (native/tap.cc RefusalDetail): it is a TAP with the other queue mode — 'multi' or 'single' is
+ * the mode it has — or it is no TAP at all. Undefined for any other error.
+ */
+export function tapRefusal(err: unknown): 'multi' | 'single' | 'not-tap' | undefined {
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code !== 'EINVAL' || typeof e.message !== 'string') return undefined;
+  if (e.message.includes('exists without multi-queue')) return 'single';
+  if (e.message.includes('exists with multi-queue')) return 'multi';
+  if (e.message.includes('exists and is not a TAP')) return 'not-tap';
+  return undefined;
+}
+
 export class TapDevice implements FrameDevice {
   readonly name: string;
   readonly fd: number;
@@ -196,7 +210,7 @@ export class TapDevice implements FrameDevice {
         // falls back when the TUN refuses its offloads, and say so.
         // An existing device with the other queue mode (or not a TAP) says EINVAL too: no retry for that.
         const e = err as NodeJS.ErrnoException;
-        if (!vnetHdr || e.code !== 'EINVAL' || /multi-queue|not a TAP/.test(e.message)) throw err;
+        if (!vnetHdr || e.code !== 'EINVAL' || tapRefusal(e) !== undefined) throw err;
         vnetRefusal = 'EINVAL';
         vnetHdr = false;
         h = native.openTap(name, { persist, vnetHdr: false, tso: false, multiQueue });
